@@ -1,0 +1,91 @@
+# tadak - build, test and run the vote ingestion pipeline.
+#
+#   make              build/tadak-producer, build/tadak-consumer, build/libtadak.a
+#   make test         setup, local stack, unit + integration tests (ASan+UBSan build)
+#   make demo         setup, local stack, a vote through the whole path
+#   make SANITIZE=1   the same binaries with ASan+UBSan, under build/san/
+#   make format / format-check / clean
+
+CC      ?= cc
+PKGS    := rdkafka hiredis libpq json-c libmicrohttpd uuid
+WARN    := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Icommon $(shell pkg-config --cflags $(PKGS))
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+ifdef CI
+CFLAGS  += -Werror
+endif
+
+BUILD   ?= build
+ifeq ($(SANITIZE),1)
+BUILD   := build/san
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+COMMON_SRC   := $(wildcard common/*.c)
+PRODUCER_SRC := $(wildcard producer/*.c)
+CONSUMER_SRC := $(wildcard consumer/*.c)
+UNIT_SRC     := $(wildcard tests/unit/test_*.c)
+
+COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(BUILD)/obj/%.o)
+CONSUMER_OBJ := $(CONSUMER_SRC:%.c=$(BUILD)/obj/%.o)
+# Modules of the two programs (all but main.c) are unit-testable too.
+PROGRAM_MODS := $(filter-out %/main.o,$(PRODUCER_OBJ) $(CONSUMER_OBJ))
+UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+LIB      := $(BUILD)/libtadak.a
+PRODUCER := $(BUILD)/tadak-producer
+CONSUMER := $(BUILD)/tadak-consumer
+
+.PHONY: all unit-bins test unit integration demo bench chaos fuzz format format-check clean
+all: $(PRODUCER) $(CONSUMER)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+
+$(PRODUCER): $(PRODUCER_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CONSUMER): $(CONSUMER_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(PROGRAM_MODS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iproducer -Iconsumer $(LDFLAGS) -o $@ $^ $(LDLIBS) \
+	    $(shell pkg-config --libs cmocka)
+
+unit-bins: $(UNIT_BIN)
+
+# The test suite runs on the sanitizer build: ASan+UBSan catch what a
+# passing assertion would not.
+test:
+	scripts/setup
+	$(MAKE) SANITIZE=1 all unit-bins
+	TADAK_BIN_DIR=build/san tests/run
+
+unit:
+	$(MAKE) SANITIZE=1 all unit-bins
+	TADAK_BIN_DIR=build/san tests/run --unit-only
+
+demo:
+	scripts/setup
+	$(MAKE) all
+	scripts/demo
+
+FORMAT_FILES := $(wildcard common/*.[ch] producer/*.[ch] consumer/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch])
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

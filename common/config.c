@@ -1,0 +1,216 @@
+/*
+ * config.c - table-driven settings: defaults, environment, flags, --help.
+ * See config.h for the table format and precedence.
+ */
+#include "config.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void *field(void *dst, const struct config_opt *o)
+{
+    return (char *)dst + o->offset;
+}
+
+static int kv_add(struct config_kv *kv, const char *text, char *errstr, size_t errsize)
+{
+    const char *eq = strchr(text, '=');
+    size_t klen;
+
+    if (!eq || eq == text) {
+        snprintf(errstr, errsize, "expected key=value, got \"%s\"", text);
+        return -1;
+    }
+    klen = (size_t)(eq - text);
+    kv->keys = xrealloc(kv->keys, (kv->n + 1) * sizeof(*kv->keys));
+    kv->vals = xrealloc(kv->vals, (kv->n + 1) * sizeof(*kv->vals));
+    kv->keys[kv->n] = xmalloc(klen + 1);
+    memcpy(kv->keys[kv->n], text, klen);
+    kv->keys[kv->n][klen] = '\0';
+    kv->vals[kv->n] = xstrdup(eq + 1);
+    kv->n++;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off", ""};
+
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(yes); i++)
+        if (strcasecmp(s, yes[i]) == 0)
+            return *out = 1, 0;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(no); i++)
+        if (strcasecmp(s, no[i]) == 0)
+            return *out = 0, 0;
+    return -1;
+}
+
+/* Store one textual value into its field, checking type and range. */
+static int set_value(const struct config_opt *o, void *dst, const char *val, const char *origin,
+                     char *errstr, size_t errsize)
+{
+    int64_t v;
+
+    switch (o->type) {
+    case CONFIG_STR:
+        *(const char **)field(dst, o) = val;
+        return 0;
+    case CONFIG_INT:
+        if (util_parse_i64(val, &v) != 0) {
+            snprintf(errstr, errsize, "%s %s: \"%s\" is not an integer", origin, o->name, val);
+            return -1;
+        }
+        if (v < o->min || v > o->max) {
+            snprintf(errstr, errsize, "%s %s: %lld is out of range [%lld, %lld]", origin, o->name,
+                     (long long)v, (long long)o->min, (long long)o->max);
+            return -1;
+        }
+        *(int64_t *)field(dst, o) = v;
+        return 0;
+    case CONFIG_BOOL:
+        if (parse_bool(val, (int *)field(dst, o)) != 0) {
+            snprintf(errstr, errsize, "%s %s: \"%s\" is not a boolean", origin, o->name, val);
+            return -1;
+        }
+        return 0;
+    case CONFIG_KV:
+        return kv_add((struct config_kv *)field(dst, o), val, errstr, errsize);
+    }
+    return -1;
+}
+
+static const struct config_opt *find_long(const struct config_opt *t, const char *name, size_t len)
+{
+    for (; t->name; t++)
+        if (strlen(t->name) == len && strncmp(t->name, name, len) == 0)
+            return t;
+    return NULL;
+}
+
+static const struct config_opt *find_short(const struct config_opt *t, char c)
+{
+    for (; t->name; t++)
+        if (t->short_name && t->short_name == c)
+            return t;
+    return NULL;
+}
+
+int config_load(const struct config_opt *table, void *dst, int argc, char **argv, char **pos,
+                int *npos, char *errstr, size_t errsize)
+{
+    const struct config_opt *o;
+    int i, only_pos = 0;
+
+    *npos = 0;
+    for (o = table; o->name; o++) {
+        if (o->type == CONFIG_KV)
+            memset(field(dst, o), 0, sizeof(struct config_kv));
+        if (o->def && set_value(o, dst, o->def, "default", errstr, errsize) != 0)
+            return -1;
+        if (!o->def && o->type == CONFIG_STR)
+            *(const char **)field(dst, o) = NULL;
+    }
+    for (o = table; o->name; o++) {
+        const char *ev = o->env ? getenv(o->env) : NULL;
+        if (ev && *ev && set_value(o, dst, ev, o->env, errstr, errsize) != 0)
+            return -1;
+    }
+    for (i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = NULL, *eq;
+        size_t len;
+
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            pos[(*npos)++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 1;
+        if (a[1] == '-') {
+            eq = strchr(a + 2, '=');
+            len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+            o = find_long(table, a + 2, len);
+            if (eq)
+                val = eq + 1;
+        } else {
+            o = find_short(table, a[1]);
+            if (a[2] != '\0')
+                val = a + 2; /* -Xkey=value */
+        }
+        if (!o) {
+            snprintf(errstr, errsize, "unknown option %s (try --help)", a);
+            return -1;
+        }
+        if (o->type == CONFIG_BOOL && !val) {
+            *(int *)field(dst, o) = 1;
+            continue;
+        }
+        if (!val) {
+            if (i + 1 >= argc) {
+                snprintf(errstr, errsize, "option %s needs a value", a);
+                return -1;
+            }
+            val = argv[++i];
+        }
+        if (set_value(o, dst, val, "option", errstr, errsize) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void config_usage(FILE *out, const struct config_opt *table, const char *synopsis)
+{
+    static const char *const metavar[] = {"TEXT", "N", "", "KEY=VALUE"};
+
+    fprintf(out, "%s\n\nOptions:\n", synopsis);
+    for (const struct config_opt *o = table; o->name; o++) {
+        char flag[64];
+        if (o->short_name)
+            snprintf(flag, sizeof(flag), "-%c, --%s %s", o->short_name, o->name, metavar[o->type]);
+        else
+            snprintf(flag, sizeof(flag), "    --%s %s", o->name, metavar[o->type]);
+        fprintf(out, "  %-30s %s", flag, o->help);
+        if (o->env)
+            fprintf(out, " [env %s]", o->env);
+        if (o->def && *o->def)
+            fprintf(out, " (default %s)", o->def);
+        fputc('\n', out);
+    }
+    fprintf(out, "  %-30s %s\n", "-h, --help", "Show this help and exit");
+}
+
+void config_free(const struct config_opt *table, void *dst)
+{
+    for (const struct config_opt *o = table; o->name; o++) {
+        if (o->type != CONFIG_KV)
+            continue;
+        struct config_kv *kv = field(dst, o);
+        for (size_t i = 0; i < kv->n; i++) {
+            free(kv->keys[i]);
+            free(kv->vals[i]);
+        }
+        free(kv->keys);
+        free(kv->vals);
+        memset(kv, 0, sizeof(*kv));
+    }
+}
+
+int config_split_hostport(const char *s, char *host, size_t hostsize, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    int64_t p;
+
+    if (!colon || (size_t)(colon - s) >= hostsize || util_parse_i64(colon + 1, &p) != 0 || p < 0 ||
+        p > 65535)
+        return -1;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    *port = (int)p;
+    return 0;
+}

@@ -1,0 +1,196 @@
+/*
+ * event.c - strict vote codec on json-c, tokens and event ids (libuuid).
+ * See event.h for the contract.
+ */
+#include "event.h"
+#include "jsoncheck.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+static const char *const err_names[] = {
+    [EVENT_OK] = "ok",
+    [EVENT_ERR_EMPTY] = "empty_body",
+    [EVENT_ERR_TOO_LARGE] = "too_large",
+    [EVENT_ERR_INVALID_JSON] = "invalid_json",
+    [EVENT_ERR_NOT_OBJECT] = "not_an_object",
+    [EVENT_ERR_MISSING] = "missing_field",
+    [EVENT_ERR_TYPE] = "wrong_type",
+    [EVENT_ERR_RANGE] = "out_of_range",
+    [EVENT_ERR_EVENT_ID] = "invalid_event_id",
+    [EVENT_ERR_TOKEN] = "token_mismatch",
+};
+
+const char *event_err_name(enum event_err err)
+{
+    if ((size_t)err >= UTIL_ARRAY_LEN(err_names))
+        return "unknown";
+    return err_names[err];
+}
+
+static int fail(enum event_err *err, enum event_err code, char *detail, size_t detailsize,
+                const char *fmt, const char *arg)
+{
+    *err = code;
+    if (detail && detailsize)
+        snprintf(detail, detailsize, fmt, arg);
+    return -1;
+}
+
+/*
+ * An id must be a JSON integer in 1..INT64_MAX. json-c stores integers
+ * beyond INT64_MAX as uint64 and saturates beyond that, so both accessors
+ * are consulted: int64 catches zero and negatives, uint64 the overflow.
+ */
+static int get_id(json_object *obj, const char *name, int64_t *out, enum event_err *err,
+                  char *detail, size_t detailsize)
+{
+    json_object *f;
+
+    if (!json_object_object_get_ex(obj, name, &f) || f == NULL)
+        return fail(err, EVENT_ERR_MISSING, detail, detailsize, "\"%s\" is required", name);
+    if (!json_object_is_type(f, json_type_int))
+        return fail(err, EVENT_ERR_TYPE, detail, detailsize, "\"%s\" must be an integer", name);
+    if (json_object_get_int64(f) < 1 || json_object_get_uint64(f) > (uint64_t)INT64_MAX)
+        return fail(err, EVENT_ERR_RANGE, detail, detailsize,
+                    "\"%s\" must be between 1 and 9223372036854775807", name);
+    *out = json_object_get_int64(f);
+    return 0;
+}
+
+int event_id_valid(const char *s)
+{
+    uuid_t u;
+    return strlen(s) == 36 && uuid_parse(s, u) == 0;
+}
+
+int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *err, char *detail,
+                size_t detailsize)
+{
+    json_tokener *tok = NULL;
+    json_object *obj = NULL, *f;
+    enum json_tokener_error jerr;
+    size_t end, consumed;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    *err = EVENT_OK;
+    if (detail && detailsize)
+        detail[0] = '\0';
+    if (len == 0)
+        return fail(err, EVENT_ERR_EMPTY, detail, detailsize, "%s", "the body is empty");
+    if (len > EVENT_MAX_BYTES)
+        return fail(err, EVENT_ERR_TOO_LARGE, detail, detailsize, "%s",
+                    "the message is larger than 1 MiB");
+
+    if (jsoncheck(buf, len, EVENT_MAX_DEPTH, detail, detailsize) != 0) {
+        *err = EVENT_ERR_INVALID_JSON;
+        return -1;
+    }
+    tok = json_tokener_new_ex(EVENT_MAX_DEPTH + 1);
+    if (!tok)
+        return fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s", "parser unavailable");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    obj = json_tokener_parse_ex(tok, buf, (int)len);
+    jerr = json_tokener_get_error(tok);
+    consumed = len;
+    if (!obj && jerr == json_tokener_continue) {
+        /* A bare top-level number only ends at end of input: say so with a NUL. */
+        obj = json_tokener_parse_ex(tok, "", 1);
+        jerr = json_tokener_get_error(tok);
+    } else if (obj) {
+        consumed = json_tokener_get_parse_end(tok);
+    }
+    if (!obj || jerr != json_tokener_success) {
+        if (jerr == json_tokener_continue)
+            fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s", "unexpected end of input");
+        else
+            fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s",
+                 json_tokener_error_desc(jerr));
+        goto out;
+    }
+    /* Only whitespace may follow the value. */
+    for (end = consumed; end < len; end++) {
+        char c = buf[end];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s",
+                 "unexpected bytes after the JSON value");
+            goto out;
+        }
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        fail(err, EVENT_ERR_NOT_OBJECT, detail, detailsize, "%s",
+             "a vote must be a JSON object like {\"user_id\":1,\"candidate_id\":2}");
+        goto out;
+    }
+    if (get_id(obj, "user_id", &out->user_id, err, detail, detailsize) != 0 ||
+        get_id(obj, "candidate_id", &out->candidate_id, err, detail, detailsize) != 0)
+        goto out;
+    event_token(out->user_id, out->candidate_id, out->token, sizeof(out->token));
+
+    if (json_object_object_get_ex(obj, "event_id", &f) && f != NULL) {
+        const char *s = json_object_get_string(f);
+        if (!json_object_is_type(f, json_type_string) || !event_id_valid(s)) {
+            fail(err, EVENT_ERR_EVENT_ID, detail, detailsize, "%s",
+                 "\"event_id\" must be a UUID string");
+            goto out;
+        }
+        util_strlcpy(out->event_id, s, sizeof(out->event_id));
+    }
+    if (json_object_object_get_ex(obj, "token", &f) && f != NULL) {
+        if (!json_object_is_type(f, json_type_string) ||
+            strcmp(json_object_get_string(f), out->token) != 0) {
+            fail(err, EVENT_ERR_TOKEN, detail, detailsize, "\"token\" must equal \"%s\"",
+                 out->token);
+            goto out;
+        }
+    }
+    if (json_object_object_get_ex(obj, "ts", &f) && f != NULL &&
+        json_object_is_type(f, json_type_int))
+        out->ts_ms = json_object_get_int64(f);
+    rc = 0;
+out:
+    json_object_put(obj);
+    json_tokener_free(tok);
+    return rc;
+}
+
+void event_token(int64_t user_id, int64_t candidate_id, char *buf, size_t size)
+{
+    snprintf(buf, size, "vote_lock:%" PRId64 ":%" PRId64, user_id, candidate_id);
+}
+
+int event_encode(const struct vote *v, char *buf, size_t size)
+{
+    int n = snprintf(buf, size,
+                     "{\"event_id\":\"%s\",\"user_id\":%" PRId64 ",\"candidate_id\":%" PRId64
+                     ",\"token\":\"%s\",\"ts\":%" PRId64 "}",
+                     v->event_id, v->user_id, v->candidate_id, v->token, v->ts_ms);
+    if (n < 0 || (size_t)n >= size)
+        return -1;
+    return n;
+}
+
+void event_new_id(char buf[EVENT_ID_LEN])
+{
+    uuid_t u;
+    uuid_generate(u);
+    uuid_unparse_lower(u, buf);
+}
+
+void event_derive_id(const char *topic, int32_t partition, int64_t offset, char buf[EVENT_ID_LEN])
+{
+    /* A fixed namespace so that re-reading the same message yields the same id. */
+    static const uuid_t ns = {0x6f, 0x1d, 0x2a, 0x5e, 0x91, 0x3c, 0x4b, 0x7a,
+                              0x8e, 0x02, 0x74, 0x61, 0x64, 0x61, 0x6b, 0x21};
+    char name[512];
+    uuid_t u;
+    int n = snprintf(name, sizeof(name), "%s/%" PRId32 "/%" PRId64, topic, partition, offset);
+
+    uuid_generate_sha1(u, ns, name, (size_t)(n > 0 ? n : 0));
+    uuid_unparse_lower(u, buf);
+}

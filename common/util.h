@@ -1,0 +1,34 @@
+/*
+ * util.h - the few helpers every tadak module leans on.
+ *
+ * Allocation failure is the one thing that aborts in tadak: xmalloc() and
+ * friends never return NULL, so callers do not carry an error path for it.
+ * Number parsing goes through util_parse_i64(), which checks what atoi()
+ * silently ignores (trailing junk, overflow, empty input).
+ *
+ *   void *xmalloc(size_t n);  void *xcalloc(size_t n, size_t sz);
+ *   void *xrealloc(void *p, size_t n);  char *xstrdup(const char *s);
+ *   int util_parse_i64(const char *s, int64_t *out);        0 / -1
+ *   size_t util_strlcpy(char *dst, const char *src, size_t size);
+ *   int64_t util_now_ms(void);   monotonic milliseconds
+ *   int64_t util_wall_ms(void);  wall-clock milliseconds since the epoch
+ */
+#ifndef TADAK_UTIL_H
+#define TADAK_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t sz);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+int util_parse_i64(const char *s, int64_t *out);
+size_t util_strlcpy(char *dst, const char *src, size_t size);
+int64_t util_now_ms(void);
+int64_t util_wall_ms(void);
+
+#define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

@@ -1,0 +1,192 @@
+"""Shared fixtures for tadak's integration tests.
+
+The tests run against the real local stack (scripts/stack up): a Kafka broker,
+Redis and PostgreSQL on loopback. Each test gets its own topic, database and
+Redis key prefix, so tests never see each other's data and never touch
+anything they did not create.
+"""
+import os
+import shlex
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis as redis_lib
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO.parent / "shared" / "corpus" / "json-test-suite" / "test_parsing"
+
+
+def wait_for(cond, timeout=30.0, what="condition", interval=0.05):
+    """Poll cond() until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def stack_env():
+    out = subprocess.run([str(REPO / "scripts" / "stack"), "env"], check=True,
+                         capture_output=True, text=True).stdout
+    env = {}
+    for word in shlex.split(out):
+        if "=" in word:
+            k, v = word.split("=", 1)
+            env[k] = v
+    return env
+
+
+@pytest.fixture(scope="session")
+def env():
+    return stack_env()
+
+
+class Bins:
+    def __init__(self):
+        d = Path(os.environ.get("TADAK_BIN_DIR", REPO / "build"))
+        if not d.is_absolute():
+            d = REPO / d
+        self.dir = d
+        self.producer = str(d / "tadak-producer")
+        self.consumer = str(d / "tadak-consumer")
+
+
+@pytest.fixture(scope="session")
+def bins():
+    return Bins()
+
+
+def unique(prefix):
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def topic(request):
+    name = request.node.name.replace("[", "_").replace("]", "")[:40]
+    return unique(f"t_{name}")
+
+
+class Database:
+    def __init__(self, admin_url, name):
+        self.name = name
+        self.admin_url = admin_url
+        base = admin_url.rsplit("/", 1)[0]
+        self.url = f"{base}/{name}"
+
+    def rows(self, sql, params=None):
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def count(self, where="true", params=None):
+        try:
+            return self.rows(f"select count(*) from votes where {where}", params)[0][0]
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+
+@pytest.fixture
+def db(env):
+    name = unique("tadak_test")
+    admin = env["DATABASE_URL"]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    d = Database(admin, name)
+    yield d
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def redis_client(env):
+    r = redis_lib.Redis.from_url(env["REDIS_URL"])
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def prefix(redis_client):
+    p = unique("tk") + ":"
+    yield p
+    keys = list(redis_client.scan_iter(match=p + "*", count=1000))
+    for i in range(0, len(keys), 500):
+        redis_client.delete(*keys[i:i + 500])
+
+
+def produce(env, topic, values, keys=None, headers=None):
+    """Produce raw values (bytes/str) and wait until every one is acknowledged."""
+    p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+                  "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 5, "message.max.bytes": 4 * 1024 * 1024})
+    errors = []
+
+    def report(err, _msg):
+        if err is not None:
+            errors.append(err)
+
+    for i, v in enumerate(values):
+        k = keys[i] if keys is not None else None
+        while True:
+            try:
+                p.produce(topic, value=v, key=k, on_delivery=report)
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+    remaining = p.flush(60)
+    assert remaining == 0, f"{remaining} messages not delivered"
+    assert not errors, f"delivery errors: {errors[:3]}"
+
+
+class Message:
+    def __init__(self, m):
+        self.value = m.value()
+        self.key = m.key()
+        self.headers = dict((k, v) for k, v in (m.headers() or []))
+        self.partition = m.partition()
+        self.offset = m.offset()
+
+
+def consume_all(env, topic, expected=None, timeout=30.0):
+    """Read the topic from the beginning. With expected, wait until that many
+    messages arrived; without, stop after the topic has been idle for a moment."""
+    c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+                  "group.id": unique("verify"), "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            if expected is not None and len(out) >= expected:
+                break
+            m = c.poll(0.2)
+            if m is None:
+                if expected is None and out and time.monotonic() - idle_since > 2.0:
+                    break
+                continue
+            if m.error():
+                continue
+            out.append(Message(m))
+            idle_since = time.monotonic()
+    finally:
+        c.close()
+    if expected is not None:
+        assert len(out) >= expected, f"got {len(out)} of {expected} messages from {topic}"
+    return out
+
+
+def run(args, env=None, timeout=120, input=None, check=False):
+    full = dict(os.environ)
+    if env:
+        full.update(env)
+    return subprocess.run([str(a) for a in args], env=full, capture_output=True, text=True,
+                          timeout=timeout, input=input, check=check)

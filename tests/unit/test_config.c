@@ -1,0 +1,133 @@
+/*
+ * test_config.c - one table gives defaults, env, flags, ranges and --help.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+struct cfg {
+    const char *topic;
+    int64_t batch;
+    int from_beginning;
+    struct config_kv extra;
+};
+
+static const struct config_opt opts[] = {
+    {"topic", 0, "TEST_TOPIC", CONFIG_STR, "votes", 0, 0, offsetof(struct cfg, topic), "Topic"},
+    {"batch-size", 0, "TEST_BATCH", CONFIG_INT, "500", 1, 100000, offsetof(struct cfg, batch),
+     "Batch"},
+    {"from-beginning", 0, NULL, CONFIG_BOOL, "0", 0, 0, offsetof(struct cfg, from_beginning),
+     "Start at the beginning"},
+    {"set", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct cfg, extra), "librdkafka setting"},
+    CONFIG_END,
+};
+
+static int load(struct cfg *c, int argc, char **argv, char *err, size_t n)
+{
+    char *pos[16];
+    int npos;
+    return config_load(opts, c, argc, argv, pos, &npos, err, n);
+}
+
+static void test_defaults_env_flags(void **state)
+{
+    struct cfg c;
+    char err[256];
+    char *argv[] = {(char[]){"--batch-size=20"}, (char[]){"-X"}, (char[]){"acks=all"},
+                    (char[]){"-Xlinger.ms=5"}, (char[]){"--from-beginning"}};
+
+    (void)state;
+    unsetenv("TEST_TOPIC");
+    unsetenv("TEST_BATCH");
+    assert_int_equal(load(&c, 0, NULL, err, sizeof(err)), 0);
+    assert_string_equal(c.topic, "votes");
+    assert_int_equal(c.batch, 500);
+    assert_int_equal(c.from_beginning, 0);
+    config_free(opts, &c);
+
+    setenv("TEST_TOPIC", "from-env", 1);
+    setenv("TEST_BATCH", "7", 1);
+    assert_int_equal(load(&c, 5, argv, err, sizeof(err)), 0);
+    assert_string_equal(c.topic, "from-env");
+    assert_int_equal(c.batch, 20); /* the flag beats the environment */
+    assert_int_equal(c.from_beginning, 1);
+    assert_int_equal(c.extra.n, 2);
+    assert_string_equal(c.extra.keys[1], "linger.ms");
+    assert_string_equal(c.extra.vals[1], "5");
+    config_free(opts, &c);
+    unsetenv("TEST_TOPIC");
+    unsetenv("TEST_BATCH");
+}
+
+static void test_errors_are_explained(void **state)
+{
+    struct cfg c;
+    char err[256];
+    char *bad_int[] = {(char[]){"--batch-size"}, (char[]){"12x"}};
+    char *range[] = {(char[]){"--batch-size"}, (char[]){"0"}};
+    char *unknown[] = {(char[]){"--nope"}};
+    char *missing[] = {(char[]){"--topic"}};
+    char *bad_kv[] = {(char[]){"-X"}, (char[]){"novalue"}};
+    char *help[] = {(char[]){"--help"}};
+
+    (void)state;
+    assert_int_equal(load(&c, 2, bad_int, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not an integer"));
+    assert_int_equal(load(&c, 2, range, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "out of range"));
+    assert_int_equal(load(&c, 1, unknown, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unknown option --nope"));
+    assert_int_equal(load(&c, 1, missing, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "needs a value"));
+    assert_int_equal(load(&c, 2, bad_kv, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "key=value"));
+    config_free(opts, &c);
+    assert_int_equal(load(&c, 1, help, err, sizeof(err)), 1);
+    config_free(opts, &c);
+}
+
+static void test_usage_lists_every_option(void **state)
+{
+    char buf[4096] = {0};
+    FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
+
+    (void)state;
+    config_usage(f, opts, "usage: test");
+    fclose(f);
+    for (const struct config_opt *o = opts; o->name; o++)
+        assert_non_null(strstr(buf, o->name));
+    assert_non_null(strstr(buf, "[env TEST_BATCH]"));
+    assert_non_null(strstr(buf, "(default 500)"));
+}
+
+static void test_hostport(void **state)
+{
+    char host[64];
+    int port;
+
+    (void)state;
+    assert_int_equal(config_split_hostport("127.0.0.1:8000", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8000);
+    assert_int_equal(config_split_hostport("nohost", host, sizeof(host), &port), -1);
+    assert_int_equal(config_split_hostport("h:99999", host, sizeof(host), &port), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_env_flags),
+        cmocka_unit_test(test_errors_are_explained),
+        cmocka_unit_test(test_usage_lists_every_option),
+        cmocka_unit_test(test_hostport),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

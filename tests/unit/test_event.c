@@ -1,0 +1,226 @@
+/*
+ * test_event.c - the vote codec: what is a vote, what is not, and why.
+ *
+ * Includes the whole JSONTestSuite parsing corpus: none of its files is a
+ * valid vote, so each must be rejected with a named error and a detail.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "event.h"
+#include "util.h"
+
+struct case_row {
+    const char *json;
+    enum event_err want;
+};
+
+static void test_valid_votes(void **state)
+{
+    static const char *const ok[] = {
+        "{\"user_id\":100,\"candidate_id\":1}",
+        " {\"candidate_id\":1, \"user_id\":100, \"extra\":[1,2,{}]}\n",
+        "{\"user_id\":9223372036854775807,\"candidate_id\":1}",
+        "{\"user_id\":100,\"candidate_id\":1,\"token\":\"vote_lock:100:1\","
+        "\"event_id\":\"0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70\",\"ts\":1764410000000}",
+    };
+    struct vote v;
+    enum event_err err;
+    char detail[256];
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(ok); i++) {
+        assert_int_equal(event_parse(ok[i], strlen(ok[i]), &v, &err, detail, sizeof(detail)), 0);
+        assert_int_equal(err, EVENT_OK);
+    }
+    assert_string_equal(v.token, "vote_lock:100:1");
+    assert_string_equal(v.event_id, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70");
+    assert_int_equal(v.ts_ms, 1764410000000LL);
+}
+
+static void test_rejections_are_named(void **state)
+{
+    static const struct case_row rows[] = {
+        {"", EVENT_ERR_EMPTY},
+        {"{", EVENT_ERR_INVALID_JSON},
+        {"{\"user_id\":1,\"candidate_id\":2} x", EVENT_ERR_INVALID_JSON},
+        {"{\"user_id\":1,\"candidate_id\":2}{}", EVENT_ERR_INVALID_JSON},
+        {"[1,2]", EVENT_ERR_NOT_OBJECT},
+        {"42", EVENT_ERR_NOT_OBJECT},
+        {"{\"user_id\":1}", EVENT_ERR_MISSING},
+        {"{\"candidate_id\":1}", EVENT_ERR_MISSING},
+        {"{\"user_id\":null,\"candidate_id\":1}", EVENT_ERR_MISSING},
+        {"{\"user_id\":\"1\",\"candidate_id\":1}", EVENT_ERR_TYPE},
+        {"{\"user_id\":1.5,\"candidate_id\":1}", EVENT_ERR_TYPE},
+        {"{\"user_id\":1e3,\"candidate_id\":1}", EVENT_ERR_TYPE},
+        {"{\"user_id\":true,\"candidate_id\":1}", EVENT_ERR_TYPE},
+        {"{\"user_id\":0,\"candidate_id\":1}", EVENT_ERR_RANGE},
+        {"{\"user_id\":-5,\"candidate_id\":1}", EVENT_ERR_RANGE},
+        {"{\"user_id\":9223372036854775808,\"candidate_id\":1}", EVENT_ERR_RANGE},
+        {"{\"user_id\":99999999999999999999999,\"candidate_id\":1}", EVENT_ERR_RANGE},
+        {"{\"user_id\":1,\"candidate_id\":2,\"event_id\":\"nope\"}", EVENT_ERR_EVENT_ID},
+        {"{\"user_id\":1,\"candidate_id\":2,\"event_id\":7}", EVENT_ERR_EVENT_ID},
+        {"{\"user_id\":1,\"candidate_id\":2,\"token\":\"vote_lock:1:3\"}", EVENT_ERR_TOKEN},
+        {"{\"user_id\":1,\"candidate_id\":2,\"x\":\"\xff\"}", EVENT_ERR_INVALID_JSON},
+        {"{'user_id':1,'candidate_id':2}", EVENT_ERR_INVALID_JSON},
+    };
+    struct vote v;
+    enum event_err err;
+    char detail[256];
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        int rc = event_parse(rows[i].json, strlen(rows[i].json), &v, &err, detail, sizeof(detail));
+        if (rc != -1 || err != rows[i].want)
+            fail_msg("row %zu %s: got rc=%d err=%s want %s", i, rows[i].json, rc,
+                     event_err_name(err), event_err_name(rows[i].want));
+        assert_true(strlen(detail) > 0);
+        assert_string_not_equal(event_err_name(err), "unknown");
+    }
+}
+
+static void test_nul_and_oversize(void **state)
+{
+    const char withnul[] = "{\"user_id\":1,\"candidate_id\":2}\0garbage";
+    char *big;
+    struct vote v;
+    enum event_err err;
+    char detail[128];
+
+    (void)state;
+    assert_int_equal(event_parse(withnul, sizeof(withnul) - 1, &v, &err, detail, sizeof(detail)),
+                     -1);
+    assert_int_equal(err, EVENT_ERR_INVALID_JSON);
+
+    big = xmalloc(EVENT_MAX_BYTES + 1);
+    memset(big, ' ', EVENT_MAX_BYTES + 1);
+    assert_int_equal(event_parse(big, EVENT_MAX_BYTES + 1, &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(err, EVENT_ERR_TOO_LARGE);
+    free(big);
+}
+
+static void test_deep_nesting_is_rejected(void **state)
+{
+    enum { DEPTH = 10000 };
+    char *deep = xmalloc(2 * DEPTH + 1);
+    struct vote v;
+    enum event_err err;
+    char detail[128];
+
+    (void)state;
+    memset(deep, '[', DEPTH);
+    memset(deep + DEPTH, ']', DEPTH);
+    assert_int_equal(event_parse(deep, 2 * DEPTH, &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(err, EVENT_ERR_INVALID_JSON);
+    free(deep);
+}
+
+static void test_encode_roundtrip(void **state)
+{
+    struct vote in = {.user_id = 100, .candidate_id = 1, .ts_ms = 1764410000123LL}, out;
+    char buf[512];
+    enum event_err err;
+    int n;
+
+    (void)state;
+    event_new_id(in.event_id);
+    assert_true(event_id_valid(in.event_id));
+    event_token(in.user_id, in.candidate_id, in.token, sizeof(in.token));
+    n = event_encode(&in, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(event_parse(buf, (size_t)n, &out, &err, NULL, 0), 0);
+    assert_int_equal(out.user_id, 100);
+    assert_int_equal(out.candidate_id, 1);
+    assert_string_equal(out.event_id, in.event_id);
+    assert_string_equal(out.token, "vote_lock:100:1");
+    assert_int_equal(out.ts_ms, in.ts_ms);
+    assert_int_equal(event_encode(&in, buf, 10), -1);
+}
+
+static void test_ids(void **state)
+{
+    char a[EVENT_ID_LEN], b[EVENT_ID_LEN], c[EVENT_ID_LEN];
+
+    (void)state;
+    event_new_id(a);
+    event_new_id(b);
+    assert_string_not_equal(a, b);
+    event_derive_id("votes", 3, 42, a);
+    event_derive_id("votes", 3, 42, b);
+    event_derive_id("votes", 3, 43, c);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_true(event_id_valid(a));
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = xmalloc((size_t)n + 1);
+    *len = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    return buf;
+}
+
+/* Every JSONTestSuite file is rejected as a vote, with a reason. */
+static void test_json_test_suite_corpus(void **state)
+{
+    const char *dir = getenv("TADAK_CORPUS_DIR");
+    struct dirent *de;
+    DIR *d;
+    int files = 0;
+
+    (void)state;
+    if (!dir)
+        dir = "../../../shared/corpus/json-test-suite/test_parsing";
+    d = opendir(dir);
+    if (!d)
+        fail_msg("corpus not found at %s (set TADAK_CORPUS_DIR)", dir);
+    while ((de = readdir(d)) != NULL) {
+        char path[1024], detail[256];
+        struct vote v;
+        enum event_err err;
+        size_t len;
+        char *buf;
+
+        if (!strstr(de->d_name, ".json"))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        buf = read_file(path, &len);
+        if (event_parse(buf, len, &v, &err, detail, sizeof(detail)) != -1)
+            fail_msg("%s was accepted as a vote", de->d_name);
+        assert_true(err != EVENT_OK && detail[0] != '\0');
+        free(buf);
+        files++;
+    }
+    closedir(d);
+    assert_true(files >= 300);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_votes),
+        cmocka_unit_test(test_rejections_are_named),
+        cmocka_unit_test(test_nul_and_oversize),
+        cmocka_unit_test(test_deep_nesting_is_rejected),
+        cmocka_unit_test(test_encode_roundtrip),
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_json_test_suite_corpus),
+    };
+    return cmocka_run_group_tests_name("event", tests, NULL, NULL);
+}
