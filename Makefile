@@ -39,7 +39,7 @@ LIB      := $(BUILD)/libtadak.a
 PRODUCER := $(BUILD)/tadak-producer
 CONSUMER := $(BUILD)/tadak-consumer
 
-.PHONY: all unit-bins test unit integration demo bench chaos fuzz format format-check clean
+.PHONY: fuzz-bins all unit-bins test unit integration demo bench chaos fuzz format format-check clean
 all: $(PRODUCER) $(CONSUMER)
 
 $(BUILD)/obj/%.o: %.c
@@ -89,3 +89,25 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# libFuzzer harnesses (clang). FUZZ_SECONDS per harness; CI runs a short smoke.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
+                -Iproducer $(shell pkg-config --cflags $(PKGS))
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_LIBSRC  := $(COMMON_SRC) $(filter-out producer/main.c,$(PRODUCER_SRC))
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz: fuzz-bins
+	@for f in $(FUZZ_BIN); do \
+	    n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
+	    echo "== $$n for $(FUZZ_SECONDS) s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	        build/fuzz/corpus-$$n ../shared/corpus/json-test-suite/test_parsing || exit 1; \
+	done
