@@ -1,0 +1,364 @@
+/*
+ * cli.c - send, replay and load: publish votes from the command line.
+ * See cli.h for the interface.
+ *
+ * The three subcommands share one shape: load the option table, open a
+ * publisher (delivery reports served on this thread), publish, flush, and
+ * account for every message: acked + failed == sent once the flush is done,
+ * because librdkafka's own message timeout fails what the broker never
+ * acknowledged.
+ */
+#include "cli.h"
+#include "config.h"
+#include "event.h"
+#include "loadgen.h"
+#include "log.h"
+#include "publisher.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cli_cfg {
+    const char *brokers, *topic, *log_level, *ack_log;
+    struct config_kv extra;
+    int64_t delivery_timeout_ms;
+    int64_t user, candidate, repeat;
+    int64_t users, dup, rate, seed, candidates;
+};
+
+/* Counts delivery reports; they arrive on this thread (publisher_poll/flush). */
+struct cli_tally {
+    struct publish_done done; /* first member: the report finds us through it */
+    int64_t sent, acked, failed, bad_lines;
+    int64_t produce_failed, report_failed;
+};
+
+/* Rows every subcommand shares; cli_table() appends them to its own. */
+static const struct config_opt common_opts[] = {
+    {"brokers", 'b', "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, "127.0.0.1:9092", 0, 0,
+     offsetof(struct cli_cfg, brokers), "Kafka bootstrap servers"},
+    {"topic", 't', "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, offsetof(struct cli_cfg, topic),
+     "Kafka topic to publish to"},
+    {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct cli_cfg, extra),
+     "librdkafka setting, repeatable (e.g. -X linger.ms=50)"},
+    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_STR, "info", 0, 0,
+     offsetof(struct cli_cfg, log_level), "error, warn, info or debug"},
+    {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, offsetof(struct cli_cfg, ack_log),
+     "Append one JSON line per acknowledged event to this file"},
+    {"delivery-timeout-ms", 0, "TADAK_DELIVERY_TIMEOUT_MS", CONFIG_INT, "30000", 100, 3600000,
+     offsetof(struct cli_cfg, delivery_timeout_ms),
+     "Give up on a message the broker has not acknowledged after this long"},
+    CONFIG_END};
+
+static const struct config_opt send_opts[] = {
+    {"user", 'u', NULL, CONFIG_INT, NULL, 1, INT64_MAX, offsetof(struct cli_cfg, user),
+     "Voting user id (required)"},
+    {"candidate", 'c', NULL, CONFIG_INT, NULL, 1, INT64_MAX, offsetof(struct cli_cfg, candidate),
+     "Candidate id (required)"},
+    {"repeat", 'n', NULL, CONFIG_INT, "1", 1, 100000000, offsetof(struct cli_cfg, repeat),
+     "Send N copies (distinct event ids, one token): a click burst"},
+    CONFIG_END};
+
+static const struct config_opt replay_opts[] = {CONFIG_END};
+
+static const struct config_opt load_opts[] = {
+    {"users", 'N', NULL, CONFIG_INT, NULL, 1, UINT32_MAX, offsetof(struct cli_cfg, users),
+     "Number of distinct voters (required)"},
+    {"dup-factor", 'D', NULL, CONFIG_INT, "1", 1, 1000000, offsetof(struct cli_cfg, dup),
+     "Copies of every vote"},
+    {"rate", 'r', NULL, CONFIG_INT, "0", 0, 100000000, offsetof(struct cli_cfg, rate),
+     "Events per second, 0 = as fast as possible"},
+    {"seed", 's', NULL, CONFIG_INT, "1", 0, INT64_MAX, offsetof(struct cli_cfg, seed),
+     "Seed of the shuffle and of the candidate choice"},
+    {"candidates", 'k', NULL, CONFIG_INT, "5", 1, 1000000, offsetof(struct cli_cfg, candidates),
+     "Number of candidates"},
+    CONFIG_END};
+
+#define CLI_MAX_OPTS 24
+
+/* own rows + common rows + CONFIG_END into out[CLI_MAX_OPTS]. */
+static void cli_table(const struct config_opt *own, struct config_opt *out)
+{
+    size_t n = 0;
+    static const struct config_opt end = CONFIG_END;
+
+    for (; own->name && n < CLI_MAX_OPTS - 1; own++)
+        out[n++] = *own;
+    for (const struct config_opt *c = common_opts; c->name && n < CLI_MAX_OPTS - 1; c++)
+        out[n++] = *c;
+    out[n] = end;
+}
+
+static void tally_report(struct publish_done *done, const struct publish_report *r)
+{
+    struct cli_tally *t = (struct cli_tally *)done;
+
+    if (r->err == 0)
+        t->acked++;
+    else
+        t->report_failed++;
+}
+
+/* Parse options; returns 0 to go on, otherwise *rc holds the exit status. */
+static int cli_setup(const struct config_opt *own, const char *synopsis, struct cli_cfg *cfg,
+                     int argc, char **argv, char **pos, int *npos, int *rc)
+{
+    struct config_opt table[CLI_MAX_OPTS];
+    char err[512];
+    enum log_level lvl;
+    int r;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cli_table(own, table);
+    r = config_load(table, cfg, argc - 1, argv + 1, pos, npos, err, sizeof(err));
+    if (r == 1) {
+        config_usage(stdout, table, synopsis);
+        *rc = 0;
+        return -1;
+    }
+    if (r == 0 && log_parse_level(cfg->log_level, &lvl) != 0) {
+        snprintf(err, sizeof(err), "unknown log level \"%s\"", cfg->log_level);
+        r = -1;
+    }
+    if (r != 0) {
+        fprintf(stderr, "tadak-producer %s: %s\n", argv[0], err);
+        *rc = 2;
+        return -1;
+    }
+    log_set_level(lvl);
+    return 0;
+}
+
+/* A detail text fit for a quoted logfmt value. */
+static void logfmt_clean(char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || *s == '\n' || *s == '\r')
+            *s = '\'';
+}
+
+static struct publisher *cli_publisher(const struct cli_cfg *cfg, int bulk)
+{
+    struct publisher_opts o = {cfg->brokers, cfg->topic,   &cfg->extra, cfg->delivery_timeout_ms,
+                               cfg->ack_log, /*poller*/ 0, bulk};
+    char err[512];
+    struct publisher *p = publisher_new(&o, NULL, err, sizeof(err));
+
+    if (!p) {
+        logfmt_clean(err);
+        log_error("cannot start publisher", "error=\"%s\"", err);
+    }
+    return p;
+}
+
+static int cli_publish(struct publisher *p, struct cli_tally *t, const struct vote *v)
+{
+    char err[256];
+
+    if (publisher_send(p, v, &t->done, PUBLISH_WAIT, err, sizeof(err)) != 0) {
+        logfmt_clean(err);
+        log_error("publish failed", "token=%s error=\"%s\"", v->token, err);
+        t->produce_failed++;
+        return -1;
+    }
+    t->sent++;
+    return 0;
+}
+
+/* Wait for every report, print the summary, free; returns the exit status. */
+static int cli_finish(struct publisher *p, struct cli_tally *t, int with_bad_lines)
+{
+    int64_t unresolved;
+
+    publisher_free(p); /* flushes; what stays undelivered is purged and reported failed */
+    unresolved = t->sent - t->acked - t->report_failed;
+    if (unresolved > 0) {
+        log_error("messages without a delivery report", "count=%" PRId64, unresolved);
+        t->report_failed += unresolved;
+    }
+    t->failed = t->produce_failed + t->report_failed;
+    if (with_bad_lines)
+        printf("{\"sent\":%" PRId64 ",\"acked\":%" PRId64 ",\"failed\":%" PRId64
+               ",\"bad_lines\":%" PRId64 "}\n",
+               t->sent, t->acked, t->failed, t->bad_lines);
+    else
+        printf("{\"sent\":%" PRId64 ",\"acked\":%" PRId64 ",\"failed\":%" PRId64 "}\n", t->sent,
+               t->acked, t->failed);
+    fflush(stdout);
+    return (t->failed > 0 || t->bad_lines > 0) ? 1 : 0;
+}
+
+int cli_send(int argc, char **argv)
+{
+    static const char synopsis[] =
+        "usage: tadak-producer send --user U --candidate C [--repeat N] [options]\n\n"
+        "Publish one vote (or a burst of N copies with one token) and wait for the broker.";
+    struct cli_cfg cfg;
+    struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
+    struct publisher *p;
+    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
+    int npos = 0, rc = 2;
+
+    if (cli_setup(send_opts, synopsis, &cfg, argc, argv, pos, &npos, &rc) != 0)
+        goto out;
+    if (cfg.user == 0 || cfg.candidate == 0 || npos > 0) {
+        fprintf(stderr, "tadak-producer send: --user and --candidate are required, no "
+                        "positional arguments (try --help)\n");
+        goto out;
+    }
+    if (!(p = cli_publisher(&cfg, 0)))
+        goto out;
+    for (int64_t i = 0; i < cfg.repeat; i++) {
+        struct vote v = {cfg.user, cfg.candidate, util_wall_ms(), "", ""};
+        event_new_id(v.event_id);
+        event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
+        cli_publish(p, &t, &v);
+        publisher_poll(p, 0);
+    }
+    rc = cli_finish(p, &t, 0);
+out:
+    config_free(common_opts, &cfg); /* only -X owns memory */
+    free(pos);
+    return rc;
+}
+
+static int is_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return 0;
+    return 1;
+}
+
+int cli_replay(int argc, char **argv)
+{
+    static const char synopsis[] =
+        "usage: tadak-producer replay FILE|- [options]\n\n"
+        "Publish one vote per JSON line ({\"user_id\":U,\"candidate_id\":C}, optionally\n"
+        "\"event_id\", \"token\", \"ts\"). Bad lines are reported on stderr and skipped;\n"
+        "the exit status is 1 if any line was bad or any delivery failed.";
+    struct cli_cfg cfg;
+    struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
+    struct publisher *p = NULL;
+    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
+    FILE *in = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int64_t lineno = 0;
+    int npos = 0, rc = 2;
+
+    if (cli_setup(replay_opts, synopsis, &cfg, argc, argv, pos, &npos, &rc) != 0)
+        goto out;
+    if (npos != 1) {
+        fprintf(stderr, "tadak-producer replay: expected one FILE (or - for stdin)\n");
+        goto out;
+    }
+    in = strcmp(pos[0], "-") == 0 ? stdin : fopen(pos[0], "r");
+    if (!in) {
+        fprintf(stderr, "tadak-producer replay: cannot open %s\n", pos[0]);
+        goto out;
+    }
+    if (!(p = cli_publisher(&cfg, 0)))
+        goto out;
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        struct vote v;
+        enum event_err err;
+        char detail[256];
+
+        lineno++;
+        if (is_blank(line, (size_t)len))
+            continue;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
+        if (event_parse(line, (size_t)len, &v, &err, detail, sizeof(detail)) != 0) {
+            logfmt_clean(detail);
+            log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
+                     event_err_name(err), detail);
+            t.bad_lines++;
+            continue;
+        }
+        if (v.event_id[0] == '\0')
+            event_new_id(v.event_id);
+        if (v.ts_ms == 0)
+            v.ts_ms = util_wall_ms();
+        cli_publish(p, &t, &v);
+        publisher_poll(p, 0);
+    }
+    if (ferror(in))
+        log_error("read error", "file=%s line=%" PRId64, pos[0], lineno);
+    rc = cli_finish(p, &t, 1);
+out:
+    if (in && in != stdin)
+        fclose(in);
+    free(line);
+    config_free(common_opts, &cfg); /* only -X owns memory */
+    free(pos);
+    return rc;
+}
+
+/* Hold the pace of --rate, serving delivery reports while waiting. */
+static void load_pace(struct publisher *p, int64_t start_ms, uint64_t i, int64_t rate)
+{
+    int64_t due = start_ms + (int64_t)((double)i * 1000.0 / (double)rate), now;
+
+    while ((now = util_now_ms()) < due)
+        publisher_poll(p, (int)(due - now < 100 ? due - now : 100));
+}
+
+int cli_load(int argc, char **argv)
+{
+    static const char synopsis[] =
+        "usage: tadak-producer load --users N [--dup-factor D] [--rate R] [--seed S] "
+        "[--candidates K] [options]\n\n"
+        "Publish a deterministic, shuffled stream of N x D votes: user i (1..N) votes once\n"
+        "for a seeded candidate, each vote sent D times. The same seed gives the same\n"
+        "sequence of tokens.";
+    struct cli_cfg cfg;
+    struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
+    struct publisher *p = NULL;
+    struct loadgen *g = NULL;
+    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
+    char err[256];
+    int64_t start;
+    uint64_t i = 0;
+    int npos = 0, rc = 2;
+
+    if (cli_setup(load_opts, synopsis, &cfg, argc, argv, pos, &npos, &rc) != 0)
+        goto out;
+    if (cfg.users == 0 || npos > 0) {
+        fprintf(stderr, "tadak-producer load: --users is required, no positional arguments "
+                        "(try --help)\n");
+        goto out;
+    }
+    g = loadgen_new((uint64_t)cfg.users, (uint64_t)cfg.dup, (uint64_t)cfg.seed,
+                    (uint64_t)cfg.candidates, err, sizeof(err));
+    if (!g) {
+        fprintf(stderr, "tadak-producer load: %s\n", err);
+        goto out;
+    }
+    if (!(p = cli_publisher(&cfg, 1)))
+        goto out;
+    start = util_now_ms();
+    for (struct vote v; loadgen_next(g, &v.user_id, &v.candidate_id); i++) {
+        if (cfg.rate > 0)
+            load_pace(p, start, i, cfg.rate);
+        v.ts_ms = util_wall_ms();
+        event_new_id(v.event_id);
+        event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
+        cli_publish(p, &t, &v);
+        if ((i & 1023) == 0)
+            publisher_poll(p, 0);
+    }
+    log_info("load published", "events=%" PRIu64 " ms=%" PRId64, loadgen_count(g),
+             util_now_ms() - start);
+    rc = cli_finish(p, &t, 0);
+out:
+    loadgen_free(g);
+    config_free(common_opts, &cfg); /* only -X owns memory */
+    free(pos);
+    return rc;
+}

@@ -1,0 +1,20 @@
+/*
+ * cli.h - the publishing subcommands of tadak-producer.
+ *
+ *   send   --user U --candidate C [--repeat N]   one vote, or a burst of N clicks
+ *   replay FILE|-                                one vote per JSON line
+ *   load   --users N --dup-factor D [--rate R] [--seed S] [--candidates K]
+ *
+ * Each publishes straight to Kafka in the event format of `serve`, waits for
+ * every delivery report and prints {"sent":N,"acked":N,"failed":N} on
+ * stdout. Exit status: 0 all acknowledged, 1 a delivery failed or (replay) a
+ * line was bad, 2 a usage or setup error. argv[0] is the subcommand name.
+ */
+#ifndef TADAK_CLI_H
+#define TADAK_CLI_H
+
+int cli_send(int argc, char **argv);
+int cli_replay(int argc, char **argv);
+int cli_load(int argc, char **argv);
+
+#endif

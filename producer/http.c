@@ -1,0 +1,577 @@
+/*
+ * http.c - libmicrohttpd server for the vote API. See http.h.
+ *
+ * Life of a vote request (struct request, one per HTTP request):
+ *
+ *   headers   api_begin(): 404/405/415/413 answered at once, else read on
+ *   body      bytes appended up to max_body; more is counted, not kept
+ *   complete  api_vote() -> 400/413, or publish + suspend the connection
+ *   resumed   by the delivery report (REPORTED) or the timer (TIMED_OUT)
+ *   answered  202 / 503; MHD's completion callback drops the last ref
+ *
+ * The server lock guards request state, reference counts and the pending
+ * list. Every suspended request has the same timeout, so the pending list
+ * is ordered by deadline and the timer only ever looks at its head.
+ */
+#include "http.h"
+#include "api.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "publisher.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_THREADS          2
+#define HTTP_CONN_LIMIT       4096
+#define HTTP_CONN_TIMEOUT_S   10 /* at least; longer if the delivery timeout is */
+#define HTTP_READY_EVERY_MS   1000
+#define HTTP_READY_TIMEOUT_MS 1000
+
+enum req_state {
+    REQ_BODY,      /* reading the request */
+    REQ_WAITING,   /* suspended, event handed to the publisher */
+    REQ_REPORTED,  /* delivery report arrived in time */
+    REQ_TIMED_OUT, /* no report within the delivery timeout (or shutdown) */
+};
+
+struct request {
+    struct publish_done done; /* first member: the delivery report finds us by it */
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    struct api_reply reply;
+    enum req_state state; /* under srv->lock from REQ_WAITING on */
+    int refs;             /* under srv->lock: the connection + a pending report */
+    char *body;
+    size_t len;
+    int overflow;
+    int64_t deadline_ms;
+    struct request *prev, *next; /* pending list, REQ_WAITING only */
+    int report_err;
+    char report_errname[96];
+    int32_t partition;
+    int64_t offset;
+};
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    MHD_socket quiesced_fd; /* closed at once: only marks that quiesce happened */
+    struct publisher *pub;
+    struct metrics *metrics;
+    size_t max_body;
+    int64_t timeout_ms;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake;     /* CLOCK_MONOTONIC: new head of the pending list, or stop */
+    pthread_cond_t stopping; /* CLOCK_MONOTONIC: the prober's sleep, cut short by stop */
+    struct request *head, *tail;
+    int running;
+    pthread_t timer, prober;
+    int has_timer, has_prober;
+    atomic_int ready;
+    _Atomic int64_t active;
+
+    struct metric *m_timeouts;
+};
+
+/* ---- responses ---------------------------------------------------------- */
+
+static void count_request(struct http_server *s, const char *route, int status)
+{
+    char labels[96];
+
+    snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, status);
+    metric_add(metrics_counter(s->metrics, "tadak_http_requests_total", labels,
+                               "HTTP requests by route and status"),
+               1);
+}
+
+static enum MHD_Result send_text(struct request *r, int status, const char *body,
+                                 const char *content_type)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    enum MHD_Result ret;
+
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED && r->reply.allow[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->reply.allow);
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    ret = MHD_queue_response(r->conn, (unsigned int)status, resp);
+    MHD_destroy_response(resp);
+    count_request(r->srv, r->reply.route, status);
+    return ret;
+}
+
+static enum MHD_Result send_reply(struct request *r)
+{
+    return send_text(r, r->reply.status, r->reply.body, "application/json");
+}
+
+/* ---- request lifetime --------------------------------------------------- */
+
+static void request_unref_locked(struct request *r, int *free_it)
+{
+    *free_it = --r->refs == 0;
+}
+
+static void request_free(struct request *r)
+{
+    free(r->body);
+    free(r);
+}
+
+static void pending_remove(struct http_server *s, struct request *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        s->tail = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static void pending_append(struct http_server *s, struct request *r)
+{
+    r->prev = s->tail;
+    r->next = NULL;
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    if (s->head == r)
+        pthread_cond_signal(&s->wake);
+}
+
+/*
+ * MHD_resume_connection() is called after the server lock is released, so
+ * our lock is never held while MHD takes its own. The request stays alive
+ * meanwhile: its connection is suspended, so MHD cannot complete it.
+ */
+
+/* Runs on the publisher's delivery report thread. */
+static void on_delivery(struct publish_done *done, const struct publish_report *rep)
+{
+    struct request *r = (struct request *)done;
+    struct http_server *s = r->srv;
+    struct MHD_Connection *resume = NULL;
+    int free_it;
+
+    pthread_mutex_lock(&s->lock);
+    if (r->state == REQ_WAITING) {
+        r->report_err = rep->err;
+        util_strlcpy(r->report_errname, rep->errname, sizeof(r->report_errname));
+        r->partition = rep->partition;
+        r->offset = rep->offset;
+        r->state = REQ_REPORTED;
+        pending_remove(s, r);
+        resume = r->conn;
+    } else {
+        /* The client already has its 503; the event may still have landed. */
+        log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.vote.token,
+                 r->reply.vote.event_id, rep->errname);
+    }
+    request_unref_locked(r, &free_it);
+    pthread_mutex_unlock(&s->lock);
+    if (resume)
+        MHD_resume_connection(resume);
+    if (free_it)
+        request_free(r);
+}
+
+/* Detach every pending request whose deadline passed (all, with now < 0). */
+static struct request *take_expired_locked(struct http_server *s, int64_t now)
+{
+    struct request *out = NULL;
+
+    while (s->head && (now < 0 || s->head->deadline_ms <= now)) {
+        struct request *r = s->head;
+        pending_remove(s, r);
+        r->state = REQ_TIMED_OUT;
+        r->next = out; /* reuse the link: r is off the pending list now */
+        out = r;
+    }
+    return out;
+}
+
+static void resume_all(struct request *list)
+{
+    while (list) {
+        struct request *next = list->next;
+        list->next = NULL;
+        MHD_resume_connection(list->conn);
+        list = next;
+    }
+}
+
+static void *timer_main(void *arg)
+{
+    struct http_server *s = arg;
+    struct timespec ts;
+
+    pthread_mutex_lock(&s->lock);
+    while (s->running) {
+        int64_t now = util_now_ms(), wait_ms = 200;
+        struct request *expired = take_expired_locked(s, now);
+
+        if (expired) {
+            pthread_mutex_unlock(&s->lock);
+            for (struct request *r = expired; r; r = r->next)
+                metric_add(s->m_timeouts, 1);
+            resume_all(expired);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
+        if (s->head && s->head->deadline_ms - now < wait_ms)
+            wait_ms = s->head->deadline_ms - now;
+        if (wait_ms < 1)
+            wait_ms = 1;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += wait_ms / 1000;
+        ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* /readyz must not block an MHD thread on Kafka: probe here, cache the answer. */
+static void *prober_main(void *arg)
+{
+    struct http_server *s = arg;
+    struct timespec ts;
+    int running = 1;
+
+    while (running) {
+        int ok = publisher_probe(s->pub, HTTP_READY_TIMEOUT_MS);
+        if (atomic_exchange(&s->ready, ok) != ok)
+            log_info(ok ? "broker reachable" : "broker unreachable", "ready=%d", ok);
+        pthread_mutex_lock(&s->lock);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += HTTP_READY_EVERY_MS / 1000;
+        if (s->running)
+            pthread_cond_timedwait(&s->stopping, &s->lock, &ts);
+        running = s->running;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return NULL;
+}
+
+/* ---- route handlers ----------------------------------------------------- */
+
+static enum MHD_Result handle_vote(struct request *r)
+{
+    struct http_server *s = r->srv;
+    char err[256], detail[320];
+
+    if (api_vote(r->body, r->len, r->overflow, s->max_body, &r->reply))
+        return send_reply(r);
+    event_new_id(r->reply.vote.event_id);
+    r->reply.vote.ts_ms = util_wall_ms();
+
+    /* Hold the lock across send + suspend: the report must find us suspended. */
+    pthread_mutex_lock(&s->lock);
+    if (publisher_send(s->pub, &r->reply.vote, &r->done, PUBLISH_NOWAIT, err, sizeof(err)) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        snprintf(detail, sizeof(detail), "the vote was not queued for Kafka: %s", err);
+        api_error(&r->reply, 503, "unavailable", detail);
+        return send_reply(r);
+    }
+    r->refs++;
+    r->state = REQ_WAITING;
+    r->deadline_ms = util_now_ms() + s->timeout_ms;
+    pending_append(s, r);
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_unlock(&s->lock);
+    return MHD_YES;
+}
+
+/* The connection was resumed: the vote's fate is known (or its time is up). */
+static enum MHD_Result answer_vote(struct request *r)
+{
+    struct http_server *s = r->srv;
+    char body[512], detail[256];
+    enum req_state state;
+
+    pthread_mutex_lock(&s->lock);
+    state = r->state;
+    pthread_mutex_unlock(&s->lock);
+    if (state == REQ_REPORTED && r->report_err == 0 &&
+        api_accepted(&r->reply.vote, r->partition, r->offset, body, sizeof(body)) > 0)
+        return send_text(r, MHD_HTTP_ACCEPTED, body, "application/json");
+    if (state == REQ_REPORTED)
+        snprintf(detail, sizeof(detail), "delivery to Kafka failed (%s); the vote was not recorded",
+                 r->report_errname);
+    else
+        snprintf(detail, sizeof(detail),
+                 "Kafka did not acknowledge the vote within %" PRId64 " ms; retry", s->timeout_ms);
+    api_error(&r->reply, 503, "unavailable", detail);
+    return send_reply(r);
+}
+
+static enum MHD_Result handle_health(struct request *r)
+{
+    return send_text(r, MHD_HTTP_OK, "{\"status\":\"ok\"}\n", "application/json");
+}
+
+static enum MHD_Result handle_ready(struct request *r)
+{
+    if (atomic_load(&r->srv->ready))
+        return send_text(r, MHD_HTTP_OK, "{\"status\":\"ready\"}\n", "application/json");
+    api_error(&r->reply, 503, "not_ready", "no Kafka broker answered a metadata request");
+    return send_reply(r);
+}
+
+static enum MHD_Result handle_metrics(struct request *r)
+{
+    char *text = metrics_render(r->srv->metrics);
+    enum MHD_Result ret = send_text(r, MHD_HTTP_OK, text, "text/plain; version=0.0.4");
+
+    free(text);
+    return ret;
+}
+
+static enum MHD_Result (*const handlers[])(struct request *) = {
+    [API_VOTE] = handle_vote,
+    [API_HEALTH] = handle_health,
+    [API_READY] = handle_ready,
+    [API_METRICS] = handle_metrics,
+};
+
+/* ---- libmicrohttpd callbacks -------------------------------------------- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct request *r = *con_cls;
+
+    (void)version;
+    if (!r) {
+        r = xcalloc(1, sizeof(*r));
+        r->done.fn = on_delivery;
+        r->srv = s;
+        r->conn = conn;
+        r->refs = 1;
+        r->state = REQ_BODY;
+        *con_cls = r;
+        atomic_fetch_add(&s->active, 1);
+        if (api_begin(
+                method, url,
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
+                s->max_body, &r->reply))
+            return send_reply(r);
+        return MHD_YES;
+    }
+    if (r->state != REQ_BODY)
+        return answer_vote(r);
+    if (*upload_data_size > 0) {
+        /* Keep at most max_body bytes; beyond that only remember it overflowed. */
+        if (r->reply.action == API_VOTE && !r->overflow) {
+            if (r->len + *upload_data_size > s->max_body) {
+                r->overflow = 1;
+            } else {
+                if (!r->body)
+                    r->body = xmalloc(s->max_body + 1);
+                memcpy(r->body + r->len, upload_data, *upload_data_size);
+                r->len += *upload_data_size;
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->reply.action == API_RESPOND)
+        return MHD_YES; /* answered at header time already */
+    return handlers[r->reply.action](r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *s = cls;
+    struct request *r = *con_cls;
+    int free_it;
+
+    (void)conn, (void)toe;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (r->state == REQ_WAITING) { /* only if MHD tears down a suspended connection */
+        pending_remove(s, r);
+        r->state = REQ_TIMED_OUT;
+    }
+    request_unref_locked(r, &free_it);
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_sub(&s->active, 1);
+    if (free_it)
+        request_free(r);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    for (char *c = line; *c; c++)
+        if (*c == '"')
+            *c = '\'';
+    log_warn("libmicrohttpd", "detail=\"%s\"", line);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static int parse_listen(const char *hostport, struct sockaddr_in *sa, char *errstr, size_t errsize)
+{
+    char host[256];
+    int port;
+
+    if (config_split_hostport(hostport, host, sizeof(host), &port) != 0) {
+        snprintf(errstr, errsize, "listen address \"%s\" is not HOST:PORT", hostport);
+        return -1;
+    }
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        util_strlcpy(host, "127.0.0.1", sizeof(host));
+    if (inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) != 1) {
+        snprintf(errstr, errsize, "listen host \"%s\" is not an IPv4 address", host);
+        return -1;
+    }
+    return 0;
+}
+
+struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
+                               struct metrics *metrics, char *errstr, size_t errsize)
+{
+    struct http_server *s = xcalloc(1, sizeof(*s));
+    struct sockaddr_in sa;
+    pthread_condattr_t ca;
+    /* A resumed connection must not be reaped as idle for the time it waited. */
+    unsigned int conn_timeout_s = (unsigned int)(o->delivery_timeout_ms / 1000 + 5);
+
+    if (conn_timeout_s < HTTP_CONN_TIMEOUT_S)
+        conn_timeout_s = HTTP_CONN_TIMEOUT_S;
+
+    s->pub = pub;
+    s->metrics = metrics;
+    s->max_body = (size_t)o->max_body;
+    s->timeout_ms = o->delivery_timeout_ms;
+    s->quiesced_fd = MHD_INVALID_SOCKET;
+    s->running = 1;
+    s->m_timeouts = metrics_counter(metrics, "tadak_http_delivery_timeouts_total", "",
+                                    "Votes answered 503 because no delivery report came in time");
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &ca);
+    pthread_cond_init(&s->stopping, &ca);
+    pthread_condattr_destroy(&ca);
+
+    if (parse_listen(o->listen, &sa, errstr, errsize) != 0)
+        goto fail;
+    if (pthread_create(&s->timer, NULL, timer_main, s) != 0) {
+        snprintf(errstr, errsize, "cannot start the timeout thread");
+        goto fail;
+    }
+    s->has_timer = 1;
+    if (pthread_create(&s->prober, NULL, prober_main, s) != 0) {
+        snprintf(errstr, errsize, "cannot start the readiness thread");
+        goto fail;
+    }
+    s->has_prober = 1;
+    s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+                                 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                                 on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)HTTP_THREADS,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONN_LIMIT,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, strerror(errno));
+        goto fail;
+    }
+    return s;
+fail:
+    http_stop(s);
+    http_free(s);
+    return NULL;
+}
+
+void http_quiesce(struct http_server *s)
+{
+    /* MHD hands the listening socket back; closing it refuses new clients now. */
+    if (s->daemon && s->quiesced_fd == MHD_INVALID_SOCKET) {
+        s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
+        if (s->quiesced_fd != MHD_INVALID_SOCKET)
+            close(s->quiesced_fd);
+    }
+}
+
+int64_t http_active(struct http_server *s)
+{
+    return atomic_load(&s->active);
+}
+
+void http_stop(struct http_server *s)
+{
+    struct request *rest;
+
+    pthread_mutex_lock(&s->lock);
+    /* Nothing may stay suspended when MHD stops: answer the rest with 503. */
+    rest = take_expired_locked(s, -1);
+    s->running = 0;
+    pthread_cond_broadcast(&s->wake);
+    pthread_cond_broadcast(&s->stopping);
+    pthread_mutex_unlock(&s->lock);
+    resume_all(rest);
+    if (s->has_timer)
+        pthread_join(s->timer, NULL);
+    if (s->has_prober)
+        pthread_join(s->prober, NULL);
+    s->has_timer = s->has_prober = 0;
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+}
+
+void http_free(struct http_server *s)
+{
+    if (!s)
+        return;
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->stopping);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

@@ -1,0 +1,41 @@
+/*
+ * http.h - the HTTP frontend: libmicrohttpd in front of the publisher.
+ *
+ * Two MHD worker threads (epoll) serve every connection; no thread ever
+ * blocks on Kafka. A vote's connection is suspended once its event is
+ * handed to the publisher and resumed by whichever comes first: the
+ * delivery report (202, or 503 if delivery failed) or the delivery timeout
+ * (503 + Retry-After), enforced by a small timer thread. A late report for
+ * a request that was already answered is ignored safely: each request is
+ * reference-counted (connection + pending report) under the server lock.
+ *
+ *   s = http_start(&opts, publisher, metrics, err, sizeof err);
+ *   http_quiesce(s);        stop accepting connections
+ *   http_active(s);         requests not yet answered and sent
+ *   http_stop(s);           close everything (after draining)
+ *   http_free(s);           after publisher_free(): late reports may still come
+ */
+#ifndef TADAK_HTTP_H
+#define TADAK_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_server;
+struct metrics;
+struct publisher;
+
+struct http_opts {
+    const char *listen; /* HOST:PORT */
+    int64_t max_body;
+    int64_t delivery_timeout_ms;
+};
+
+struct http_server *http_start(const struct http_opts *opts, struct publisher *pub,
+                               struct metrics *metrics, char *errstr, size_t errsize);
+void http_quiesce(struct http_server *s);
+int64_t http_active(struct http_server *s);
+void http_stop(struct http_server *s);
+void http_free(struct http_server *s);
+
+#endif

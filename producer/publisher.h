@@ -1,0 +1,81 @@
+/*
+ * publisher.h - the one place where votes become Kafka messages.
+ *
+ * Both `serve` and the CLI subcommands publish through a publisher: one
+ * idempotent rd_kafka_t (acks=all, enable.idempotence=true), every event
+ * encoded by event_encode() and keyed by its token, so a burst, a retry and
+ * a replay of the same vote all land on the same partition.
+ *
+ * The caller learns the fate of each message through a completion it owns:
+ * a struct publish_done embedded (as first member, or via offsetof) in its
+ * own per-request state and passed to publisher_send(). The publisher calls
+ * done->fn exactly once per message it accepted, from the thread serving
+ * delivery reports, after the optional ack log line has been written. No
+ * allocation happens per message on the publisher side.
+ *
+ * Delivery reports are served either by a dedicated poller thread
+ * (opts.poller = 1, used by `serve`) or by whoever calls publisher_poll()
+ * and publisher_flush() (the CLI, single-threaded).
+ *
+ * librdkafka's message.timeout.ms is the delivery timeout plus a margin, so
+ * librdkafka itself gives up on a message rather than retrying forever.
+ *
+ *   struct publisher *p = publisher_new(&opts, metrics_or_null, err, sizeof err);
+ *   publisher_send(p, &vote, &req->done, PUBLISH_NOWAIT, err, sizeof err);   0 / -1
+ *   publisher_flush(p, timeout_ms);   remaining messages after the wait
+ *   publisher_probe(p, timeout_ms);   1 if a broker answered a metadata request
+ *   publisher_free(p);                stops the poller, flushes, purges the rest
+ */
+#ifndef TADAK_PUBLISHER_H
+#define TADAK_PUBLISHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "event.h"
+
+struct metrics;
+struct publisher;
+
+/* What became of one message. */
+struct publish_report {
+    int err;             /* 0 = acknowledged by the broker, else an rd_kafka_resp_err_t */
+    const char *errname; /* librdkafka's text for err */
+    int32_t partition;
+    int64_t offset;
+    const char *payload; /* the encoded event, valid during the callback only */
+    size_t len;
+};
+
+/* A completion owned by the caller; fn is called once per accepted message. */
+struct publish_done {
+    void (*fn)(struct publish_done *done, const struct publish_report *report);
+};
+
+struct publisher_opts {
+    const char *brokers;
+    const char *topic;
+    const struct config_kv *extra; /* -X overrides, applied last; may be NULL */
+    int64_t delivery_timeout_ms;
+    const char *ack_log; /* append one line per acknowledged event, or NULL */
+    int poller;          /* 1: serve delivery reports from an own thread */
+    int bulk;            /* 1: batching profile for `load` (linger, lz4) */
+};
+
+enum publish_mode {
+    PUBLISH_NOWAIT, /* a full local queue is an error (HTTP answers 503) */
+    PUBLISH_WAIT,   /* a full local queue is waited out by polling (CLI) */
+};
+
+struct publisher *publisher_new(const struct publisher_opts *opts, struct metrics *metrics,
+                                char *errstr, size_t errsize);
+int publisher_send(struct publisher *p, const struct vote *v, struct publish_done *done,
+                   enum publish_mode mode, char *errstr, size_t errsize);
+void publisher_poll(struct publisher *p, int timeout_ms);
+int publisher_flush(struct publisher *p, int timeout_ms);
+int publisher_probe(struct publisher *p, int timeout_ms);
+int64_t publisher_in_flight(const struct publisher *p);
+void publisher_free(struct publisher *p);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * serve.c - `tadak-producer serve`: config, start-up and graceful drain.
+ * See serve.h.
+ *
+ * Shutdown order matters for the no-loss guarantee: stop accepting, let
+ * every request in flight get its answer (the HTTP timer 503s whatever the
+ * broker does not acknowledge in time), stop HTTP, then flush Kafka, and
+ * only then free the HTTP state that late delivery reports still touch.
+ */
+#include "serve.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "publisher.h"
+#include "util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct serve_cfg {
+    const char *listen, *topic, *brokers, *log_level, *ack_log;
+    int64_t max_body, delivery_timeout_ms;
+    struct config_kv extra;
+};
+
+static const struct config_opt serve_opts[] = {
+    {"listen", 'l', "TADAK_LISTEN", CONFIG_STR, "127.0.0.1:8000", 0, 0,
+     offsetof(struct serve_cfg, listen), "HTTP listen address HOST:PORT"},
+    {"topic", 't', "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, offsetof(struct serve_cfg, topic),
+     "Kafka topic to publish to"},
+    {"brokers", 'b', "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, "127.0.0.1:9092", 0, 0,
+     offsetof(struct serve_cfg, brokers), "Kafka bootstrap servers"},
+    {"max-body", 0, "TADAK_MAX_BODY", CONFIG_INT, "4096", 16, 1048576,
+     offsetof(struct serve_cfg, max_body), "Largest accepted request body in bytes"},
+    {"delivery-timeout-ms", 0, "TADAK_DELIVERY_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,
+     offsetof(struct serve_cfg, delivery_timeout_ms),
+     "Answer 503 if the broker has not acknowledged a vote after this long"},
+    {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct serve_cfg, extra),
+     "librdkafka setting, repeatable (e.g. -X linger.ms=1)"},
+    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_STR, "info", 0, 0,
+     offsetof(struct serve_cfg, log_level), "error, warn, info or debug"},
+    {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, offsetof(struct serve_cfg, ack_log),
+     "Append one JSON line per acknowledged event to this file"},
+    CONFIG_END};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (stop_requested)
+        _exit(1); /* second signal: no more patience */
+    stop_requested = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int load_config(struct serve_cfg *cfg, int argc, char **argv, int *rc)
+{
+    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
+    char err[512];
+    enum log_level lvl = LOG_INFO;
+    int npos = 0, r;
+
+    r = config_load(serve_opts, cfg, argc - 1, argv + 1, pos, &npos, err, sizeof(err));
+    if (r == 1)
+        config_usage(stdout, serve_opts,
+                     "usage: tadak-producer serve [options]\n\n"
+                     "HTTP API: POST /votes {\"user_id\":U,\"candidate_id\":C} answers 202 once "
+                     "Kafka\nacknowledged the vote; GET /healthz, /readyz, /metrics.");
+    if (r == 0 && npos > 0)
+        snprintf(err, sizeof(err), "unexpected argument \"%s\"", pos[0]), r = -1;
+    if (r == 0 && log_parse_level(cfg->log_level, &lvl) != 0)
+        snprintf(err, sizeof(err), "unknown log level \"%s\"", cfg->log_level), r = -1;
+    if (r < 0)
+        fprintf(stderr, "tadak-producer serve: %s\n", err);
+    free(pos);
+    log_set_level(lvl);
+    *rc = r == 1 ? 0 : 2;
+    return r;
+}
+
+int serve_main(int argc, char **argv)
+{
+    struct serve_cfg cfg;
+    struct metrics *metrics = NULL;
+    struct publisher *pub = NULL;
+    struct http_server *http = NULL;
+    char err[512];
+    int rc = 2;
+
+    memset(&cfg, 0, sizeof(cfg));
+    if (load_config(&cfg, argc, argv, &rc) != 0)
+        goto out;
+    install_signals();
+    metrics = metrics_new();
+    struct publisher_opts po = {cfg.brokers, cfg.topic,    &cfg.extra, cfg.delivery_timeout_ms,
+                                cfg.ack_log, /*poller*/ 1, /*bulk*/ 0};
+    if (!(pub = publisher_new(&po, metrics, err, sizeof(err))))
+        goto fail;
+    struct http_opts ho = {cfg.listen, cfg.max_body, cfg.delivery_timeout_ms};
+    if (!(http = http_start(&ho, pub, metrics, err, sizeof(err))))
+        goto fail;
+    log_info("serving", "listen=%s topic=%s brokers=%s", cfg.listen, cfg.topic, cfg.brokers);
+
+    while (!stop_requested)
+        nap_ms(100);
+
+    log_info("shutting down", "in_flight=%lld", (long long)http_active(http));
+    http_quiesce(http);
+    for (int64_t deadline = util_now_ms() + cfg.delivery_timeout_ms + 2000;
+         http_active(http) > 0 && util_now_ms() < deadline;)
+        nap_ms(10);
+    http_stop(http);
+    publisher_free(pub); /* flush: late reports still reach the HTTP state */
+    pub = NULL;
+    log_info("stopped", "topic=%s", cfg.topic);
+    rc = 0;
+    goto out;
+fail:
+    for (char *c = err; *c; c++) /* keep the logfmt value quoted */
+        if (*c == '"')
+            *c = '\'';
+    log_error("cannot start", "error=\"%s\"", err);
+    rc = 1;
+    if (http)
+        http_stop(http);
+out:
+    publisher_free(pub);
+    http_free(http);
+    metrics_free(metrics);
+    config_free(serve_opts, &cfg);
+    return rc;
+}

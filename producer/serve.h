@@ -1,0 +1,14 @@
+/*
+ * serve.h - `tadak-producer serve`: the HTTP frontend's lifecycle.
+ *
+ * Loads the serve option table, starts the publisher (with its delivery
+ * report thread) and the HTTP server, waits for SIGINT/SIGTERM, then drains:
+ * stop accepting, answer what is in flight, flush Kafka, exit 0. A second
+ * signal exits at once. argv[0] is the subcommand name.
+ */
+#ifndef TADAK_SERVE_H
+#define TADAK_SERVE_H
+
+int serve_main(int argc, char **argv);
+
+#endif

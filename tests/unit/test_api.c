@@ -1,0 +1,200 @@
+/*
+ * test_api.c - the HTTP API's decisions without a socket: routing, header
+ * checks, vote validation and the JSON bodies of every answer.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "api.h"
+#include "util.h"
+
+/* The body must be a JSON object whose "error" is want_error. */
+static void assert_error_body(const char *body, const char *want_error)
+{
+    json_object *o = json_tokener_parse(body), *e, *d;
+
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "error", &e));
+    assert_string_equal(json_object_get_string(e), want_error);
+    assert_true(json_object_object_get_ex(o, "detail", &d));
+    assert_true(strlen(json_object_get_string(d)) > 0);
+    json_object_put(o);
+}
+
+static void test_routes(void **state)
+{
+    static const struct {
+        const char *method, *path;
+        int final, status;
+        enum api_action action;
+        const char *allow;
+    } rows[] = {
+        {"POST", "/votes", 0, 0, API_VOTE, ""},
+        {"POST", "/votes/", 0, 0, API_VOTE, ""},
+        {"GET", "/healthz", 0, 0, API_HEALTH, ""},
+        {"GET", "/readyz", 0, 0, API_READY, ""},
+        {"GET", "/metrics", 0, 0, API_METRICS, ""},
+        {"GET", "/votes", 1, 405, API_RESPOND, "POST"},
+        {"PUT", "/votes/", 1, 405, API_RESPOND, "POST"},
+        {"POST", "/healthz", 1, 405, API_RESPOND, "GET"},
+        {"GET", "/", 1, 404, API_RESPOND, ""},
+        {"POST", "/votes//", 1, 404, API_RESPOND, ""},
+        {"POST", "/VOTES", 1, 404, API_RESPOND, ""},
+    };
+    struct api_reply r;
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        int final = api_begin(rows[i].method, rows[i].path, NULL, NULL, 4096, &r);
+        assert_int_equal(final, rows[i].final);
+        assert_int_equal(r.action, rows[i].action);
+        assert_string_equal(r.allow, rows[i].allow);
+        if (final) {
+            assert_int_equal(r.status, rows[i].status);
+            assert_error_body(r.body, rows[i].status == 404 ? "not_found" : "method_not_allowed");
+        }
+    }
+}
+
+static void test_content_type_and_length(void **state)
+{
+    static const char *const ok_types[] = {"application/json", "Application/JSON",
+                                           "application/json; charset=utf-8",
+                                           " application/json ;charset=UTF-8"};
+    static const char *const bad_types[] = {"text/plain", "application/x-www-form-urlencoded",
+                                            "application/jsonx", "", "multipart/form-data"};
+    struct api_reply r;
+
+    (void)state;
+    assert_int_equal(api_begin("POST", "/votes", NULL, NULL, 4096, &r), 0);
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(ok_types); i++)
+        assert_int_equal(api_begin("POST", "/votes", ok_types[i], "30", 4096, &r), 0);
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(bad_types); i++) {
+        assert_int_equal(api_begin("POST", "/votes", bad_types[i], "30", 4096, &r), 1);
+        assert_int_equal(r.status, 415);
+        assert_error_body(r.body, "unsupported_media_type");
+    }
+    assert_int_equal(api_begin("POST", "/votes", "application/json", "4096", 4096, &r), 0);
+    assert_int_equal(api_begin("POST", "/votes", "application/json", "4097", 4096, &r), 1);
+    assert_int_equal(r.status, 413);
+    assert_error_body(r.body, "too_large");
+    /* Content type and length only matter where a body is read. */
+    assert_int_equal(api_begin("GET", "/healthz", "text/plain", "99999", 4096, &r), 0);
+}
+
+static void test_vote_bodies(void **state)
+{
+    static const struct {
+        const char *body;
+        int status; /* 0 = a vote */
+        const char *error;
+    } rows[] = {
+        {"{\"user_id\":100,\"candidate_id\":1}", 0, NULL},
+        {"{\"user_id\":100,\"candidate_id\":1,\"extra\":{\"x\":[1]}}", 0, NULL},
+        {"{\"user_id\":100,\"candidate_id\":1,\"event_id\":\"0b7e5d1c-3c1a-4a57-9a6e-"
+         "2f3c4d5e6f70\"}",
+         0, NULL},
+        {"", 400, "empty_body"},
+        {"{\"user_id\":100", 400, "invalid_json"},
+        {"[100,1]", 400, "not_an_object"},
+        {"{\"user_id\":100}", 400, "missing_field"},
+        {"{\"user_id\":\"100\",\"candidate_id\":1}", 400, "wrong_type"},
+        {"{\"user_id\":1.5,\"candidate_id\":1}", 400, "wrong_type"},
+        {"{\"user_id\":0,\"candidate_id\":1}", 400, "out_of_range"},
+        {"{\"user_id\":9223372036854775808,\"candidate_id\":1}", 400, "out_of_range"},
+        {"{\"user_id\":1,\"candidate_id\":1,\"token\":\"vote_lock:1:2\"}", 400, "token_mismatch"},
+    };
+    struct api_reply r;
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        const char *b = rows[i].body;
+        assert_int_equal(api_begin("POST", "/votes", "application/json", NULL, 4096, &r), 0);
+        int final = api_vote(b, strlen(b), 0, 4096, &r);
+        if (rows[i].status == 0) {
+            assert_int_equal(final, 0);
+            assert_int_equal(r.action, API_VOTE);
+            /* The server, not the client, names the event. */
+            assert_string_equal(r.vote.event_id, "");
+            assert_true(r.vote.user_id > 0);
+            continue;
+        }
+        assert_int_equal(final, 1);
+        assert_int_equal(r.status, rows[i].status);
+        assert_error_body(r.body, rows[i].error);
+    }
+    assert_int_equal(r.action, API_RESPOND); /* last row failed: nothing to publish */
+}
+
+static void test_streamed_overflow(void **state)
+{
+    const char *b = "{\"user_id\":100,\"candidate_id\":1}";
+    struct api_reply r;
+
+    (void)state;
+    api_begin("POST", "/votes", NULL, NULL, 16, &r);
+    assert_int_equal(api_vote(b, strlen(b), 0, 16, &r), 1);
+    assert_int_equal(r.status, 413);
+    api_begin("POST", "/votes", NULL, NULL, 4096, &r);
+    assert_int_equal(api_vote(b, 10, 1, 4096, &r), 1);
+    assert_int_equal(r.status, 413);
+    assert_error_body(r.body, "too_large");
+}
+
+static void test_accepted_body(void **state)
+{
+    struct vote v = {100, 1, 0, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", "vote_lock:100:1"};
+    char buf[512];
+    json_object *o, *f;
+
+    (void)state;
+    assert_true(api_accepted(&v, 3, 42, buf, sizeof(buf)) > 0);
+    o = json_tokener_parse(buf);
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "status", &f));
+    assert_string_equal(json_object_get_string(f), "accepted");
+    assert_true(json_object_object_get_ex(o, "event_id", &f));
+    assert_string_equal(json_object_get_string(f), v.event_id);
+    assert_true(json_object_object_get_ex(o, "token", &f));
+    assert_string_equal(json_object_get_string(f), "vote_lock:100:1");
+    assert_true(json_object_object_get_ex(o, "partition", &f));
+    assert_int_equal(json_object_get_int(f), 3);
+    assert_true(json_object_object_get_ex(o, "offset", &f));
+    assert_int_equal(json_object_get_int64(f), 42);
+    json_object_put(o);
+    assert_int_equal(api_accepted(&v, 3, 42, buf, 20), -1);
+}
+
+static void test_error_detail_is_escaped(void **state)
+{
+    struct api_reply r;
+    char esc[16];
+    json_object *o, *d;
+
+    (void)state;
+    api_error(&r, 400, "invalid_json", "a \"quoted\" \\ back\nslash\x01");
+    o = json_tokener_parse(r.body);
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "detail", &d));
+    assert_string_equal(json_object_get_string(d), "a \"quoted\" \\ back\nslash\x01");
+    json_object_put(o);
+    assert_int_equal(api_json_escape("abcdefghijklmnopqrstuvwxyz", esc, sizeof(esc)), -1);
+    assert_int_equal(strlen(esc), sizeof(esc) - 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routes),        cmocka_unit_test(test_content_type_and_length),
+        cmocka_unit_test(test_vote_bodies),   cmocka_unit_test(test_streamed_overflow),
+        cmocka_unit_test(test_accepted_body), cmocka_unit_test(test_error_detail_is_escaped),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
