@@ -1,0 +1,130 @@
+/*
+ * dlq.c - the dead-letter producer. See dlq.h.
+ */
+#include "dlq.h"
+#include "kafka.h"
+#include "log.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dlq {
+    rd_kafka_t *rk;
+    char *topic;
+    size_t inflight;
+    dlq_done_fn done; /* set for the duration of dlq_poll() */
+    void *done_arg;
+};
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct dlq *d = opaque;
+
+    (void)rk;
+    d->inflight--;
+    if (d->done)
+        d->done(d->done_arg, (uint64_t)(uintptr_t)m->_private, m->err);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    log_warn("dead-letter producer error", "error=%s detail=\"%s\"",
+             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+struct dlq *dlq_new(const char *brokers, const struct config_kv *extra, const char *topic,
+                    char *errstr, size_t errsize)
+{
+    struct dlq *d = xcalloc(1, sizeof(*d));
+    rd_kafka_conf_t *conf = kafka_conf_new(brokers, errstr, errsize);
+    char why[512];
+
+    if (!conf)
+        goto fail;
+    if (kafka_conf_set(conf, "acks", "all", errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "enable.idempotence", "true", errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "linger.ms", "5", errstr, errsize) != 0 ||
+        kafka_conf_apply(conf, extra, errstr, errsize) != 0)
+        goto fail;
+    rd_kafka_conf_set_opaque(conf, d);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!d->rk) {
+        snprintf(errstr, errsize, "cannot create the dead-letter producer: %s", why);
+        goto fail;
+    }
+    conf = NULL; /* now owned by rk */
+    d->topic = xstrdup(topic);
+    return d;
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    free(d);
+    return NULL;
+}
+
+void dlq_free(struct dlq *d)
+{
+    if (!d)
+        return;
+    d->done = NULL;
+    rd_kafka_flush(d->rk, 5000);
+    rd_kafka_destroy(d->rk);
+    free(d->topic);
+    free(d);
+}
+
+rd_kafka_resp_err_t dlq_send(struct dlq *d, const rd_kafka_message_t *src, const char *error,
+                             const char *detail, size_t max_value, uint64_t seq)
+{
+    const char *src_topic = rd_kafka_topic_name(src->rkt);
+    size_t len = src->len > max_value ? max_value : src->len;
+    char part[16], off[24], size[24];
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(6);
+    rd_kafka_resp_err_t err;
+
+    snprintf(part, sizeof(part), "%" PRId32, src->partition);
+    snprintf(off, sizeof(off), "%" PRId64, src->offset);
+    rd_kafka_header_add(hdrs, "tadak-error", -1, error, -1);
+    rd_kafka_header_add(hdrs, "tadak-detail", -1, detail, -1);
+    rd_kafka_header_add(hdrs, "tadak-source-topic", -1, src_topic, -1);
+    rd_kafka_header_add(hdrs, "tadak-source-partition", -1, part, -1);
+    rd_kafka_header_add(hdrs, "tadak-source-offset", -1, off, -1);
+    if (len < src->len) {
+        /* Too large for the DLQ topic itself: keep the head, say how long it was. */
+        snprintf(size, sizeof(size), "%zu", src->len);
+        rd_kafka_header_add(hdrs, "tadak-original-size", -1, size, -1);
+    }
+    err = rd_kafka_producev(
+        d->rk, RD_KAFKA_V_TOPIC(d->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(src->key, src->key_len), RD_KAFKA_V_VALUE(src->payload, len),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(hdrs); /* only owned by the message on success */
+        return err;
+    }
+    d->inflight++;
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+void dlq_poll(struct dlq *d, int timeout_ms, dlq_done_fn done, void *arg)
+{
+    d->done = done;
+    d->done_arg = arg;
+    if (d->inflight)
+        rd_kafka_flush(d->rk, timeout_ms);
+    else
+        rd_kafka_poll(d->rk, 0);
+    d->done = NULL;
+}
+
+int dlq_fatal(struct dlq *d, char *errstr, size_t errsize)
+{
+    return rd_kafka_fatal_error(d->rk, errstr, errsize) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}

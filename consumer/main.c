@@ -1,0 +1,64 @@
+/*
+ * main.c - tadak-consumer: reads votes from Kafka, dedupes them through Redis
+ * and records each exactly once in PostgreSQL (see pipeline.c for the loop).
+ * `tadak-consumer migrate` only applies the schema. Exit status: 0 done,
+ * 1 runtime failure, 2 bad usage; 130 on a second signal.
+ */
+#include "gate.h"
+#include "log.h"
+#include "metrics.h"
+#include "options.h"
+#include "pipeline.h"
+#include "shutdown.h"
+#include "store.h"
+
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+    struct consumer_opts o;
+    struct metrics *metrics = NULL;
+    struct gate *gate = NULL;
+    struct store *store = NULL;
+    struct pipeline *p = NULL;
+    char err[512];
+    int rc = options_load(&o, argc, argv, err, sizeof(err)), status = 1;
+
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "tadak-consumer: %s\n", err);
+        options_free(&o);
+        return rc > 0 ? 0 : 2;
+    }
+    store = store_new(o.database_url);
+    if (store_migrate(store, err, sizeof(err)) != 0) {
+        log_error("cannot apply the schema", "error=\"%s\"", err);
+        goto out;
+    }
+    if (o.migrate_only) {
+        log_info("schema applied", "table=%s", "votes");
+        status = 0;
+        goto out;
+    }
+    metrics = metrics_new();
+    if (o.metrics && metrics_serve(metrics, o.metrics, err, sizeof(err)) != 0) {
+        log_error("cannot serve metrics", "error=\"%s\"", err);
+        goto out;
+    }
+    gate = gate_new(o.redis_url, o.key_prefix, o.lock_ttl_ms, o.dedupe_window_s * 1000, err,
+                    sizeof(err));
+    if (!gate || shutdown_install() != 0 ||
+        !(p = pipeline_new(&o, gate, store, metrics, err, sizeof(err)))) {
+        log_error("cannot start", "error=\"%s\"", err);
+        goto out;
+    }
+    status = pipeline_run(p) == 0 ? 0 : 1;
+    pipeline_print_summary(p, stdout);
+out:
+    pipeline_free(p);
+    gate_free(gate);
+    store_free(store);
+    metrics_free(metrics);
+    options_free(&o);
+    return status;
+}

@@ -1,0 +1,93 @@
+/*
+ * options.c - the consumer's config table. See options.h.
+ */
+#include "options.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define O(f) offsetof(struct consumer_opts, f)
+
+static const struct config_opt table[] = {
+    {"brokers", 0, "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, "127.0.0.1:9092", 0, 0, O(brokers),
+     "Kafka bootstrap servers"},
+    {"redis-url", 0, "REDIS_URL", CONFIG_STR, "redis://127.0.0.1:6379/0", 0, 0, O(redis_url),
+     "Redis for the dedupe gate"},
+    {"database-url", 0, "DATABASE_URL", CONFIG_STR, "postgresql://localhost/tadak", 0, 0,
+     O(database_url), "PostgreSQL connection URL"},
+    {"topic", 0, "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, O(topic), "Kafka topic to read"},
+    {"group", 0, "TADAK_GROUP", CONFIG_STR, "tadak", 0, 0, O(group), "Kafka consumer group"},
+    {"dlq-topic", 0, "TADAK_DLQ_TOPIC", CONFIG_STR, NULL, 0, 0, O(dlq_topic),
+     "Dead-letter topic for invalid messages (default <topic>.dlq)"},
+    {"batch-size", 0, "TADAK_BATCH_SIZE", CONFIG_INT, "500", 1, 100000, O(batch_size),
+     "Most messages per batch"},
+    {"batch-wait-ms", 0, "TADAK_BATCH_WAIT_MS", CONFIG_INT, "100", 0, 60000, O(batch_wait_ms),
+     "Longest wait to fill a batch"},
+    {"lock-ttl-ms", 0, "TADAK_LOCK_TTL_MS", CONFIG_INT, "30000", 100, 86400000, O(lock_ttl_ms),
+     "Lifetime of a Redis in-flight lock"},
+    {"dedupe-window-s", 0, "TADAK_DEDUPE_WINDOW_S", CONFIG_INT, "86400", 1, 315360000,
+     O(dedupe_window_s), "How long Redis remembers a recorded vote"},
+    {"key-prefix", 0, "TADAK_KEY_PREFIX", CONFIG_STR, "", 0, 0, O(key_prefix),
+     "Prefix for Redis keys"},
+    {"from-beginning", 0, NULL, CONFIG_BOOL, "0", 0, 0, O(from_beginning),
+     "Without a committed offset, start at the earliest message (default: latest)"},
+    {"idle-exit", 0, NULL, CONFIG_INT, "0", 0, 31536000, O(idle_exit_s),
+     "Exit 0 after this many seconds with nothing to consume (0: never)"},
+    {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, O(extra),
+     "librdkafka setting key=value (repeatable)"},
+    {"metrics", 0, NULL, CONFIG_STR, NULL, 0, 0, O(metrics),
+     "Serve Prometheus metrics on HOST:PORT"},
+    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_STR, "info", 0, 0, O(log_level),
+     "error, warn, info or debug"},
+    CONFIG_END,
+};
+
+static const char synopsis[] =
+    "usage: tadak-consumer [options]          consume votes into PostgreSQL\n"
+    "       tadak-consumer migrate [options]  apply the schema and exit";
+
+int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, size_t errsize)
+{
+    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
+    enum log_level lvl;
+    int npos = 0, rc;
+
+    memset(o, 0, sizeof(*o));
+    rc = config_load(table, o, argc - 1, argv + 1, pos, &npos, errstr, errsize);
+    if (rc == 1)
+        config_usage(stdout, table, synopsis);
+    if (rc != 0)
+        goto out;
+    rc = -1;
+    if (npos == 1 && strcmp(pos[0], "migrate") == 0) {
+        o->migrate_only = 1;
+    } else if (npos > 0) {
+        snprintf(errstr, errsize, "unexpected argument \"%s\" (try --help)", pos[0]);
+        goto out;
+    }
+    if (log_parse_level(o->log_level, &lvl) != 0) {
+        snprintf(errstr, errsize, "unknown log level \"%s\"", o->log_level);
+        goto out;
+    }
+    log_set_level(lvl);
+    if (!o->dlq_topic || !*o->dlq_topic) {
+        snprintf(o->dlq_default, sizeof(o->dlq_default), "%s.dlq", o->topic);
+        o->dlq_topic = o->dlq_default;
+    }
+    if (strcmp(o->dlq_topic, o->topic) == 0) {
+        snprintf(errstr, errsize, "the dead-letter topic must differ from --topic");
+        goto out;
+    }
+    rc = 0;
+out:
+    free(pos);
+    return rc;
+}
+
+void options_free(struct consumer_opts *o)
+{
+    config_free(table, o);
+}

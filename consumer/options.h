@@ -1,0 +1,32 @@
+/*
+ * options.h - the consumer's settings: one config table (flag, env, default,
+ * range, help) and the struct it fills. See common/config.h.
+ *
+ *   rc = options_load(&o, argc, argv, err, sizeof err);  0 ok, 1 --help shown, -1 error
+ *   options_free(&o);
+ */
+#ifndef TADAK_OPTIONS_H
+#define TADAK_OPTIONS_H
+
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct consumer_opts {
+    const char *brokers, *redis_url, *database_url;
+    const char *topic, *group, *dlq_topic;
+    int64_t batch_size, batch_wait_ms, lock_ttl_ms, dedupe_window_s, idle_exit_s;
+    const char *key_prefix;
+    int from_beginning;
+    struct config_kv extra; /* -X key=value for librdkafka */
+    const char *metrics;    /* HOST:PORT or NULL */
+    const char *log_level;
+    int migrate_only; /* the "migrate" subcommand */
+    char dlq_default[512];
+};
+
+int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, size_t errsize);
+void options_free(struct consumer_opts *o);
+
+#endif

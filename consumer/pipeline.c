@@ -1,0 +1,731 @@
+/*
+ * pipeline.c - the consumer loop, and with it the whole delivery guarantee.
+ *
+ * pipeline_round() reads top to bottom as the steps of one batch:
+ *
+ *   1. poll      new messages join those held from earlier rounds
+ *   2. parse     each message is a vote or poison
+ *   3. DLQ       poison goes to the dead-letter topic (settled on its ack)
+ *   4. dedupe    within the batch the first event of a token wins
+ *   5. gate      one Redis round trip: a lock per token (or "done", or busy)
+ *   6. store     one INSERT ... ON CONFLICT (token) DO NOTHING
+ *   7. mark done one Redis round trip: our locks become "D" markers
+ *   8. DLQ acks  dead letters the broker confirmed are settled
+ *   9. offsets   stored up to the highest contiguous settled message
+ *
+ * A message is "settled" when it is recorded, known to be a duplicate, or
+ * confirmed in the DLQ; only then may its partition's offset move past it
+ * (offsets.c). Anything else stays held in p->items and is retried: a token
+ * locked by another consumer (with backoff, until it is done there or the
+ * lock expires), a batch PostgreSQL could not take (partitions paused, locks
+ * released, the same batch retried), a dead letter not yet acknowledged.
+ * While PostgreSQL is down, or HOLD_BATCHES batches wait on foreign locks,
+ * the assigned partitions are paused; polling goes on so the group keeps us.
+ *
+ * Counting: every settled message is "consumed" and exactly one of
+ * inserted, dup_redis, dup_db, dead_lettered. A later duplicate of a token
+ * within the same batch is decided here, before Redis; it counts as
+ * dup_redis when Redis answered for the batch and dup_db when it did not
+ * (then only PostgreSQL's UNIQUE would have caught it). retries counts
+ * lock-held retries (per message) plus failed PostgreSQL batches.
+ */
+#include "pipeline.h"
+#include "dlq.h"
+#include "event.h"
+#include "kafka.h"
+#include "log.h"
+#include "offsets.h"
+#include "shutdown.h"
+#include "tokenset.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOCK_BACKOFF_MIN_MS 50
+#define LOCK_BACKOFF_MAX_MS 1000
+#define DB_BACKOFF_MIN_MS   100
+#define DB_BACKOFF_MAX_MS   2000
+#define DLQ_ACK_WAIT_MS     500
+#define DLQ_TRUNCATE_BYTES  1024
+#define LAG_EVERY_MS        1000
+#define JOIN_GRACE_MS       30000
+#define HOLD_BATCHES        4 /* pause fetching while this many batches wait on locks */
+
+enum item_state {
+    ITEM_NEW,      /* polled, not parsed yet */
+    ITEM_VOTE,     /* a valid vote, waiting for its (next) try */
+    ITEM_POISON,   /* invalid, waiting to be dead-lettered */
+    ITEM_DLQ_SENT, /* dead letter produced, waiting for the broker's ack */
+    ITEM_DONE,     /* settled or dropped: message released, slot to reclaim */
+};
+
+enum outcome { OUT_INSERTED, OUT_DUP_REDIS, OUT_DUP_DB, OUT_DEAD_LETTERED, OUT_COUNT };
+
+struct item {
+    rd_kafka_message_t *msg; /* owned until the item is DONE */
+    enum item_state state;
+    struct vote vote;
+    enum event_err err;
+    char detail[160];
+    int truncate_dlq; /* the DLQ refused the full value as too large */
+    uint64_t seq;     /* names the dead letter in delivery reports */
+    int64_t retry_at; /* monotonic ms; due when <= now */
+    int64_t backoff_ms;
+    struct gate_item gate;
+};
+
+struct pipeline {
+    const struct consumer_opts *o;
+    struct gate *gate;
+    struct store *store;
+    rd_kafka_t *rk;
+    struct dlq *dlq;
+    struct offsets *offsets;
+    struct tokenset seen;
+
+    struct item *items; /* held + new, in poll order */
+    size_t n, cap;
+    /* Per-round scratch, sized with items. */
+    size_t *cand, *dups, *row_item;
+    struct gate_item **gitems;
+    struct store_row *rows;
+
+    uint64_t next_seq;
+    int paused, db_down;
+    int64_t db_backoff_ms;
+    int joined;
+    int64_t active_at, next_lag_at;
+    int fatal;
+
+    struct metrics *metrics;
+    struct metric *consumed, *retries, *outcome[OUT_COUNT], *batch_seconds;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int due(const struct item *it, int64_t now)
+{
+    return it->retry_at <= now;
+}
+
+/* Settled: count it, release the message, let the offset move past it. */
+static void settle(struct pipeline *p, struct item *it, enum outcome out)
+{
+    offsets_settle(p->offsets, it->msg->partition, it->msg->offset);
+    metric_add(p->consumed, 1);
+    metric_add(p->outcome[out], 1);
+    rd_kafka_message_destroy(it->msg);
+    it->msg = NULL;
+    it->state = ITEM_DONE;
+}
+
+/* Not settled and not ours any more (partition revoked, shutdown). */
+static void drop(struct item *it)
+{
+    rd_kafka_message_destroy(it->msg);
+    it->msg = NULL;
+    it->state = ITEM_DONE;
+}
+
+static void retry_later(struct item *it, int64_t now)
+{
+    it->backoff_ms = it->backoff_ms ? it->backoff_ms * 2 : LOCK_BACKOFF_MIN_MS;
+    if (it->backoff_ms > LOCK_BACKOFF_MAX_MS)
+        it->backoff_ms = LOCK_BACKOFF_MAX_MS;
+    it->retry_at = now + it->backoff_ms;
+}
+
+static void grow(struct pipeline *p, size_t want)
+{
+    if (want <= p->cap)
+        return;
+    p->cap = want * 2;
+    p->items = xrealloc(p->items, p->cap * sizeof(*p->items));
+    p->cand = xrealloc(p->cand, p->cap * sizeof(*p->cand));
+    p->dups = xrealloc(p->dups, p->cap * sizeof(*p->dups));
+    p->row_item = xrealloc(p->row_item, p->cap * sizeof(*p->row_item));
+    p->gitems = xrealloc(p->gitems, p->cap * sizeof(*p->gitems));
+    p->rows = xrealloc(p->rows, p->cap * sizeof(*p->rows));
+}
+
+/* Drop settled items, keeping the rest in poll order (older first). */
+static void compact(struct pipeline *p)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < p->n; r++)
+        if (p->items[r].state != ITEM_DONE) {
+            if (w != r)
+                p->items[w] = p->items[r];
+            w++;
+        }
+    p->n = w;
+}
+
+/*
+ * Pause every assigned partition while PostgreSQL is down or too many
+ * messages wait on locks held elsewhere; resume when neither holds. We keep
+ * polling meanwhile, so the group does not evict us.
+ */
+static void update_paused(struct pipeline *p)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    int paused = p->db_down || p->n >= HOLD_BATCHES * (size_t)p->o->batch_size;
+
+    if (p->paused == paused)
+        return;
+    p->paused = paused;
+    if (rd_kafka_assignment(p->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    if (paused)
+        rd_kafka_pause_partitions(p->rk, parts);
+    else
+        rd_kafka_resume_partitions(p->rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static void store_offsets(struct pipeline *p)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    rd_kafka_resp_err_t err;
+    int64_t next;
+
+    for (int32_t part = 0; part < offsets_max_partition(p->offsets); part++) {
+        if (!offsets_take(p->offsets, part, &next))
+            continue;
+        if (!l)
+            l = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(l, p->o->topic, part)->offset = next;
+    }
+    if (!l)
+        return;
+    err = rd_kafka_offsets_store(p->rk, l);
+    if (err)
+        log_debug("offsets not stored", "error=%s", rd_kafka_err2name(err));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void commit_sync(struct pipeline *p)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit(p->rk, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        log_warn("offset commit failed", "error=%s", rd_kafka_err2name(err));
+}
+
+/* ------------------------------------------------------------ kafka callbacks */
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct pipeline *p = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        log_info("partitions assigned", "count=%d", parts->cnt);
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+        if (p->paused)
+            rd_kafka_pause_partitions(rk, parts);
+        p->joined = 1;
+        p->active_at = util_now_ms();
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        log_info("partitions revoked", "count=%d lost=%d", parts->cnt,
+                 rd_kafka_assignment_lost(rk));
+        /* Hand over what is settled; the rest will be read again by the next owner. */
+        store_offsets(p);
+        if (!rd_kafka_assignment_lost(rk))
+            commit_sync(p);
+        for (int i = 0; i < parts->cnt; i++) {
+            for (size_t k = 0; k < p->n; k++)
+                if (p->items[k].state != ITEM_DONE &&
+                    p->items[k].msg->partition == parts->elems[i].partition)
+                    drop(&p->items[k]);
+            offsets_revoke(p->offsets, parts->elems[i].partition);
+        }
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+    } else {
+        log_error("rebalance failed", "error=%s", rd_kafka_err2name(err));
+        rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        log_error("rebalance failed", "error=\"%s\"", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct pipeline *p = opaque;
+    char why[512];
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(rk, why, sizeof(why));
+        log_error("fatal Kafka error", "detail=\"%s\"", why);
+        p->fatal = 1;
+    } else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        log_error("Kafka authentication failed", "detail=\"%s\"", reason);
+        p->fatal = 1;
+    } else {
+        log_warn("Kafka error", "error=%s detail=\"%s\"",
+                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    }
+}
+
+/* An error delivered as a message: a few mean this consumer cannot work at all. */
+static int message_error(struct pipeline *p, const rd_kafka_message_t *m)
+{
+    switch (m->err) {
+    case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+        return 0;
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR__FATAL:
+        log_error("cannot consume", "topic=%s error=%s detail=\"%s\"", p->o->topic,
+                  rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+        p->fatal = 1;
+        return -1;
+    default:
+        log_warn("consumer error", "error=%s detail=\"%s\"", rd_kafka_err2name(m->err),
+                 rd_kafka_message_errstr(m));
+        return 0;
+    }
+}
+
+/* The DLQ's delivery report for one dead letter (called from dlq_poll). */
+static void on_dead_letter(void *arg, uint64_t seq, rd_kafka_resp_err_t err)
+{
+    struct pipeline *p = arg;
+    struct item *it = NULL;
+
+    for (size_t i = 0; i < p->n && !it; i++)
+        if (p->items[i].state == ITEM_DLQ_SENT && p->items[i].seq == seq)
+            it = &p->items[i];
+    if (!it)
+        return; /* its partition was revoked meanwhile */
+    if (!err) {
+        log_warn("invalid message dead-lettered",
+                 "partition=%" PRId32 " offset=%" PRId64 " error=%s detail=\"%s\" dlq=%s",
+                 it->msg->partition, it->msg->offset, event_err_name(it->err), it->detail,
+                 p->o->dlq_topic);
+        settle(p, it, OUT_DEAD_LETTERED);
+        return;
+    }
+    log_warn("dead letter not delivered, will retry",
+             "partition=%" PRId32 " offset=%" PRId64 " error=%s", it->msg->partition,
+             it->msg->offset, rd_kafka_err2name(err));
+    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+        it->truncate_dlq = 1;
+    it->state = ITEM_POISON;
+    retry_later(it, util_now_ms());
+}
+
+/* ------------------------------------------------------------ the round */
+
+/*
+ * Step 1. Poll up to batch-size new messages, waiting at most batch-wait-ms
+ * (less when a held message is due sooner). 0, or -1 on a fatal error.
+ */
+static int poll_batch(struct pipeline *p, size_t *got)
+{
+    int64_t now = util_now_ms(), deadline = now + p->o->batch_wait_ms;
+    rd_kafka_message_t *m;
+
+    *got = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->items[i].state != ITEM_DLQ_SENT && p->items[i].retry_at < deadline)
+            deadline = p->items[i].retry_at > now ? p->items[i].retry_at : now;
+    grow(p, p->n + (size_t)p->o->batch_size);
+    while (*got < (size_t)p->o->batch_size && !shutdown_requested() && !p->fatal) {
+        int timeout = deadline > now ? (int)(deadline - now) : 0;
+        m = rd_kafka_consumer_poll(p->rk, timeout);
+        now = util_now_ms();
+        if (!m) {
+            if (now >= deadline)
+                break;
+            continue;
+        }
+        if (m->err) {
+            message_error(p, m);
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (offsets_track(p->offsets, m->partition, m->offset) != 0) {
+            rd_kafka_message_destroy(m); /* delivered again; the first copy is held */
+            continue;
+        }
+        memset(&p->items[p->n], 0, sizeof(p->items[p->n]));
+        p->items[p->n].msg = m;
+        p->items[p->n].state = ITEM_NEW;
+        p->n++;
+        (*got)++;
+    }
+    return p->fatal ? -1 : 0;
+}
+
+static void send_dead_letter(struct pipeline *p, struct item *it, int64_t now)
+{
+    size_t max = it->truncate_dlq ? DLQ_TRUNCATE_BYTES : SIZE_MAX;
+    rd_kafka_resp_err_t err;
+
+    it->seq = ++p->next_seq;
+    err = dlq_send(p->dlq, it->msg, event_err_name(it->err), it->detail, max, it->seq);
+    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !it->truncate_dlq) {
+        it->truncate_dlq = 1;
+        err = dlq_send(p->dlq, it->msg, event_err_name(it->err), it->detail, DLQ_TRUNCATE_BYTES,
+                       it->seq);
+    }
+    if (err) {
+        log_warn("cannot produce dead letter, will retry", "error=%s", rd_kafka_err2name(err));
+        retry_later(it, now);
+        return;
+    }
+    it->state = ITEM_DLQ_SENT;
+}
+
+/* PostgreSQL refused the batch: give our locks back, pause, retry the same rows later. */
+static void db_failed(struct pipeline *p, size_t nrows, const char *why, int64_t now)
+{
+    size_t nours = 0;
+
+    for (size_t r = 0; r < nrows; r++) {
+        struct item *it = &p->items[p->row_item[r]];
+        if (it->gate.action == GATE_OURS)
+            p->gitems[nours++] = &it->gate;
+        it->retry_at = now + p->db_backoff_ms;
+    }
+    gate_release(p->gate, p->gitems, nours);
+    if (!p->db_down)
+        log_warn("postgresql unavailable, pausing consumption", "error=\"%s\"", why);
+    else
+        log_debug("postgresql still unavailable", "error=\"%s\"", why);
+    p->db_down = 1;
+    p->db_backoff_ms = p->db_backoff_ms ? p->db_backoff_ms * 2 : DB_BACKOFF_MIN_MS;
+    if (p->db_backoff_ms > DB_BACKOFF_MAX_MS)
+        p->db_backoff_ms = DB_BACKOFF_MAX_MS;
+    metric_add(p->retries, 1);
+}
+
+static void db_ok(struct pipeline *p)
+{
+    if (!p->db_down)
+        return;
+    log_info("postgresql reachable again, resuming", "held=%zu", p->n);
+    p->db_down = 0;
+    p->db_backoff_ms = 0;
+}
+
+static int pipeline_round(struct pipeline *p)
+{
+    size_t i, got, nvotes = 0, ncand = 0, ndups = 0, nrows = 0, nours = 0, nsent = 0;
+    int64_t now, started;
+    int gate_up;
+    char why[512];
+
+    /* 1. Poll: new messages join those held from earlier rounds. */
+    if (poll_batch(p, &got) != 0)
+        return -1;
+    started = now = util_now_ms();
+    if (got)
+        p->active_at = now;
+
+    /*
+     * 2. Parse: a vote, or poison. A vote without an event_id (a client other
+     * than tadak-producer) gets one derived from its topic/partition/offset,
+     * so reading it again yields the same event.
+     */
+    for (i = 0; i < p->n; i++) {
+        struct item *it = &p->items[i];
+        if (it->state != ITEM_NEW)
+            continue;
+        if (event_parse(it->msg->payload, it->msg->len, &it->vote, &it->err, it->detail,
+                        sizeof(it->detail)) != 0) {
+            it->state = ITEM_POISON;
+            continue;
+        }
+        if (!it->vote.event_id[0])
+            event_derive_id(p->o->topic, it->msg->partition, it->msg->offset, it->vote.event_id);
+        it->state = ITEM_VOTE;
+    }
+
+    /* 3. Dead-letter poison at once; it settles when the DLQ acknowledges it (step 8). */
+    for (i = 0; i < p->n; i++)
+        if (p->items[i].state == ITEM_POISON && due(&p->items[i], now))
+            send_dead_letter(p, &p->items[i], now);
+
+    /* 4. Dedupe within the batch: the first event of a token (poll order) wins. */
+    for (i = 0; i < p->n; i++)
+        nvotes += p->items[i].state == ITEM_VOTE && due(&p->items[i], now);
+    tokenset_reset(&p->seen, nvotes);
+    for (i = 0; i < p->n; i++) {
+        struct item *it = &p->items[i];
+        if (it->state != ITEM_VOTE || !due(it, now))
+            continue;
+        if (tokenset_add(&p->seen, it->vote.token, i) >= 0) {
+            p->dups[ndups++] = i;
+            continue;
+        }
+        it->gate.token = it->vote.token;
+        it->gate.event_id = it->vote.event_id;
+        p->gitems[ncand] = &it->gate;
+        p->cand[ncand++] = i;
+    }
+
+    /* 5. Gate: one pipelined Redis round trip, a lock per token. */
+    gate_up = gate_acquire(p->gate, p->gitems, ncand) == 0;
+    for (i = 0; i < ndups; i++)
+        settle(p, &p->items[p->dups[i]], gate_up ? OUT_DUP_REDIS : OUT_DUP_DB);
+    for (i = 0; i < ncand; i++) {
+        struct item *it = &p->items[p->cand[i]];
+        switch (it->gate.action) {
+        case GATE_DUPLICATE:
+            settle(p, it, OUT_DUP_REDIS);
+            break;
+        case GATE_BUSY: /* being recorded elsewhere: neither drop nor insert, ask again */
+            metric_add(p->retries, 1);
+            retry_later(it, now);
+            break;
+        case GATE_OURS:
+        case GATE_OPEN:
+            p->rows[nrows] = (struct store_row){
+                .token = it->vote.token,
+                .user_id = it->vote.user_id,
+                .candidate_id = it->vote.candidate_id,
+                .event_id = it->vote.event_id,
+                .partition = it->msg->partition,
+                .offset = it->msg->offset,
+            };
+            p->row_item[nrows++] = p->cand[i];
+            break;
+        }
+    }
+
+    /* 6. Store: the whole batch in one INSERT ... ON CONFLICT (token) DO NOTHING. */
+    if (nrows > 0 && store_insert_batch(p->store, p->rows, nrows, why, sizeof(why)) != 0) {
+        db_failed(p, nrows, why, now);
+    } else if (nrows > 0) {
+        db_ok(p);
+        /* 7. Mark done: one round trip turns every lock we hold into "D <event_id>". */
+        for (i = 0; i < nrows; i++)
+            if (p->items[p->row_item[i]].gate.action == GATE_OURS)
+                p->gitems[nours++] = &p->items[p->row_item[i]].gate;
+        gate_mark_done(p->gate, p->gitems, nours);
+        for (i = 0; i < nrows; i++)
+            settle(p, &p->items[p->row_item[i]], p->rows[i].inserted ? OUT_INSERTED : OUT_DUP_DB);
+    }
+
+    /* 8. Dead letters the broker acknowledged are settled. */
+    for (i = 0; i < p->n; i++)
+        nsent += p->items[i].state == ITEM_DLQ_SENT;
+    dlq_poll(p->dlq, nsent ? DLQ_ACK_WAIT_MS : 0, on_dead_letter, p);
+
+    /* 9. Offsets: up to the highest contiguous settled message of each partition. */
+    store_offsets(p);
+    compact(p);
+    update_paused(p);
+
+    if (got || ncand || ndups)
+        metric_observe(p->batch_seconds, (double)(util_now_ms() - started) / 1000.0);
+    if (p->n)
+        p->active_at = util_now_ms(); /* still holding work: not idle */
+    return 0;
+}
+
+/* ------------------------------------------------------------ lag, setup, run */
+
+static void update_lag(struct pipeline *p)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    char labels[64];
+
+    if (rd_kafka_assignment(p->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_position(p->rk, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        int64_t lo, hi;
+        if (parts->elems[i].offset < 0 ||
+            rd_kafka_get_watermark_offsets(p->rk, parts->elems[i].topic, parts->elems[i].partition,
+                                           &lo, &hi) != 0 ||
+            hi < 0)
+            continue;
+        snprintf(labels, sizeof(labels), "partition=\"%" PRId32 "\"", parts->elems[i].partition);
+        metric_set(metrics_gauge(p->metrics, "tadak_consumer_lag", labels,
+                                 "Messages between the consumer's position and the high watermark"),
+                   hi - parts->elems[i].offset);
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static rd_kafka_t *consumer_new(struct pipeline *p, char *errstr, size_t errsize)
+{
+    const struct consumer_opts *o = p->o;
+    rd_kafka_conf_t *conf = kafka_conf_new(o->brokers, errstr, errsize);
+    rd_kafka_topic_partition_list_t *topics = NULL;
+    rd_kafka_resp_err_t err;
+    rd_kafka_t *rk = NULL;
+    char why[512];
+
+    if (!conf)
+        return NULL;
+    if (kafka_conf_set(conf, "group.id", o->group, errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
+                       errsize) != 0 ||
+        /* Offsets are stored by hand, only for settled messages; auto-commit sends them. */
+        kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "enable.auto.commit", "true", errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "auto.offset.reset", o->from_beginning ? "earliest" : "latest", errstr,
+                       errsize) != 0 ||
+        kafka_conf_apply(conf, &o->extra, errstr, errsize) != 0)
+        goto fail;
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!rk) {
+        snprintf(errstr, errsize, "cannot create the Kafka consumer: %s", why);
+        goto fail;
+    }
+    conf = NULL; /* now owned by rk */
+    rd_kafka_poll_set_consumer(rk);
+    topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, o->topic, RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        snprintf(errstr, errsize, "cannot subscribe to %s: %s", o->topic, rd_kafka_err2str(err));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, struct store *store,
+                              struct metrics *metrics, char *errstr, size_t errsize)
+{
+    static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   5};
+    static const char *const names[OUT_COUNT][2] = {
+        {"tadak_consumer_inserted_total", "Votes recorded in PostgreSQL"},
+        {"tadak_consumer_dup_redis_total", "Duplicates stopped before PostgreSQL"},
+        {"tadak_consumer_dup_db_total", "Duplicates caught by PostgreSQL's UNIQUE token"},
+        {"tadak_consumer_dead_lettered_total", "Invalid messages sent to the DLQ"},
+    };
+    struct pipeline *p = xcalloc(1, sizeof(*p));
+
+    p->o = o;
+    p->gate = gate;
+    p->store = store;
+    p->metrics = metrics;
+    p->offsets = offsets_new();
+    p->consumed = metrics_counter(metrics, "tadak_consumer_consumed_total", "",
+                                  "Messages consumed and settled");
+    p->retries = metrics_counter(metrics, "tadak_consumer_retries_total", "",
+                                 "Lock-held retries plus failed PostgreSQL batches");
+    for (int k = 0; k < OUT_COUNT; k++)
+        p->outcome[k] = metrics_counter(metrics, names[k][0], "", names[k][1]);
+    p->batch_seconds =
+        metrics_histogram(metrics, "tadak_consumer_batch_seconds", "", "Time to process one batch",
+                          bounds, UTIL_ARRAY_LEN(bounds));
+    grow(p, (size_t)o->batch_size);
+    p->dlq = dlq_new(o->brokers, &o->extra, o->dlq_topic, errstr, errsize);
+    if (!p->dlq)
+        goto fail;
+    p->rk = consumer_new(p, errstr, errsize);
+    if (!p->rk)
+        goto fail;
+    p->active_at = util_now_ms();
+    return p;
+fail:
+    pipeline_free(p);
+    return NULL;
+}
+
+int pipeline_run(struct pipeline *p)
+{
+    int64_t idle_ms = p->o->idle_exit_s * 1000, now;
+    char why[512];
+    int rc = 0;
+
+    log_info("consumer started", "topic=%s group=%s dlq=%s owner=%s", p->o->topic, p->o->group,
+             p->o->dlq_topic, gate_owner(p->gate));
+    while (!shutdown_requested()) {
+        if (pipeline_round(p) != 0) {
+            rc = -1;
+            break;
+        }
+        if (dlq_fatal(p->dlq, why, sizeof(why))) {
+            log_error("fatal dead-letter producer error", "detail=\"%s\"", why);
+            rc = -1;
+            break;
+        }
+        now = util_now_ms();
+        if (now >= p->next_lag_at) {
+            update_lag(p);
+            p->next_lag_at = now + LAG_EVERY_MS;
+        }
+        /* Idle time counts from joining the group (a slow join is not "nothing to do"). */
+        if (idle_ms && now - p->active_at >= idle_ms + (p->joined ? 0 : JOIN_GRACE_MS)) {
+            log_info("nothing to consume, exiting", "idle_s=%" PRId64, p->o->idle_exit_s);
+            break;
+        }
+    }
+    if (rc != 0)
+        log_error("consumer stopping after a fatal error", "topic=%s", p->o->topic);
+
+    /* Hold nothing past here: unsettled messages will be read again by the next owner. */
+    for (size_t i = 0; i < p->n; i++)
+        if (p->items[i].state != ITEM_DONE)
+            drop(&p->items[i]);
+    p->n = 0;
+    store_offsets(p);
+    if (rc == 0)
+        commit_sync(p);
+    rd_kafka_consumer_close(p->rk);
+    return rc;
+}
+
+void pipeline_print_summary(const struct pipeline *p, FILE *out)
+{
+    fprintf(out,
+            "{\"consumed\":%" PRId64 ",\"inserted\":%" PRId64 ",\"dup_redis\":%" PRId64
+            ",\"dup_db\":%" PRId64 ",\"dead_lettered\":%" PRId64 ",\"retries\":%" PRId64 "}\n",
+            metric_value(p->consumed), metric_value(p->outcome[OUT_INSERTED]),
+            metric_value(p->outcome[OUT_DUP_REDIS]), metric_value(p->outcome[OUT_DUP_DB]),
+            metric_value(p->outcome[OUT_DEAD_LETTERED]), metric_value(p->retries));
+    fflush(out);
+}
+
+void pipeline_free(struct pipeline *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->items[i].state != ITEM_DONE)
+            drop(&p->items[i]);
+    if (p->rk)
+        rd_kafka_destroy(p->rk);
+    dlq_free(p->dlq);
+    offsets_free(p->offsets);
+    tokenset_free(&p->seen);
+    free(p->items);
+    free(p->cand);
+    free(p->dups);
+    free(p->row_item);
+    free(p->gitems);
+    free(p->rows);
+    free(p);
+}

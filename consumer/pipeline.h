@@ -1,0 +1,31 @@
+/*
+ * pipeline.h - the consumer loop: Kafka -> parse -> Redis gate -> PostgreSQL
+ * -> mark done -> store offsets, batch after batch (see pipeline.c).
+ *
+ *   p = pipeline_new(&opts, gate, store, metrics, err, sizeof err);
+ *   rc = pipeline_run(p);     until a signal, --idle-exit or a fatal error (-1)
+ *   pipeline_print_summary(p, stdout);   the one-line JSON totals
+ *   pipeline_free(p);
+ *
+ * The pipeline borrows gate, store and metrics; it owns the Kafka consumer
+ * and the dead-letter producer.
+ */
+#ifndef TADAK_PIPELINE_H
+#define TADAK_PIPELINE_H
+
+#include "gate.h"
+#include "metrics.h"
+#include "options.h"
+#include "store.h"
+
+#include <stdio.h>
+
+struct pipeline;
+
+struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, struct store *store,
+                              struct metrics *metrics, char *errstr, size_t errsize);
+int pipeline_run(struct pipeline *p);
+void pipeline_print_summary(const struct pipeline *p, FILE *out);
+void pipeline_free(struct pipeline *p);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * shutdown.c - see shutdown.h. The handler only sets a flag (and _exit()s,
+ * which is async-signal-safe, on the second signal).
+ */
+#include "shutdown.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (stop_requested)
+        _exit(130);
+    stop_requested = 1;
+}
+
+int shutdown_install(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+int shutdown_requested(void)
+{
+    return stop_requested != 0;
+}

@@ -1,0 +1,125 @@
+/*
+ * test_gate.c - the gate's decision table (SET ... NX GET reply -> action)
+ * and its Redis URL parsing. No Redis needed: both are pure functions.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gate.h"
+
+#define OWNER "host:42:abcd1234"
+
+static enum gate_action decide(const char *old)
+{
+    return gate_decide(old, old ? strlen(old) : 0, OWNER);
+}
+
+static void test_nil_means_we_took_the_lock(void **state)
+{
+    (void)state;
+    assert_int_equal(gate_decide(NULL, 0, OWNER), GATE_OURS);
+}
+
+static void test_done_marker_is_a_duplicate(void **state)
+{
+    (void)state;
+    assert_int_equal(decide("D 3000e370-2202-5a5c-8e6f-874e518ef9a8"), GATE_DUPLICATE);
+    assert_int_equal(decide("D x"), GATE_DUPLICATE);
+}
+
+static void test_lock_of_another_owner_is_busy(void **state)
+{
+    (void)state;
+    assert_int_equal(decide("P other-owner x"), GATE_BUSY);
+    assert_int_equal(decide("P otherhost:42:abcd1234 e"), GATE_BUSY);
+    /* Our owner as a mere prefix of another one is someone else. */
+    assert_int_equal(decide("P " OWNER "5 e"), GATE_BUSY);
+    assert_int_equal(decide("P host:42:abcd123 e"), GATE_BUSY);
+    assert_int_equal(decide("P "), GATE_BUSY);
+}
+
+static void test_our_own_lock_is_ours(void **state)
+{
+    (void)state;
+    assert_int_equal(decide("P " OWNER " 3000e370-2202-5a5c-8e6f-874e518ef9a8"), GATE_OURS);
+    assert_int_equal(decide("P " OWNER), GATE_OURS);
+}
+
+static void test_foreign_values_go_to_postgresql(void **state)
+{
+    (void)state;
+    assert_int_equal(decide(""), GATE_OPEN);
+    assert_int_equal(decide("1"), GATE_OPEN);
+    assert_int_equal(decide("D"), GATE_OPEN);
+    assert_int_equal(decide("P"), GATE_OPEN);
+    assert_int_equal(decide("DONE"), GATE_OPEN);
+    assert_int_equal(decide("p " OWNER " e"), GATE_OPEN);
+}
+
+static void test_length_is_respected(void **state)
+{
+    /* Replies are binary: only len bytes count, no NUL is assumed. */
+    const char buf[] = "P " OWNER "XYZ";
+    (void)state;
+    assert_int_equal(gate_decide(buf, strlen("P " OWNER), OWNER), GATE_OURS);
+    assert_int_equal(gate_decide("D xyz", 1, OWNER), GATE_OPEN);
+}
+
+static void test_parse_url(void **state)
+{
+    char host[64], pw[64], err[256];
+    int port, db;
+
+    (void)state;
+    assert_int_equal(gate_parse_url("redis://127.0.0.1:16379/3", host, sizeof(host), &port, &db, pw,
+                                    sizeof(pw), err, sizeof(err)),
+                     0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 16379);
+    assert_int_equal(db, 3);
+    assert_string_equal(pw, "");
+
+    assert_int_equal(gate_parse_url("redis://cache", host, sizeof(host), &port, &db, pw, sizeof(pw),
+                                    err, sizeof(err)),
+                     0);
+    assert_string_equal(host, "cache");
+    assert_int_equal(port, 6379);
+    assert_int_equal(db, 0);
+
+    assert_int_equal(gate_parse_url("redis://:s3cret@h:1/", host, sizeof(host), &port, &db, pw,
+                                    sizeof(pw), err, sizeof(err)),
+                     0);
+    assert_string_equal(host, "h");
+    assert_int_equal(port, 1);
+    assert_string_equal(pw, "s3cret");
+
+    static const char *const bad[] = {"http://h:1/0",   "redis://",        "redis://:6379",
+                                      "redis://h:0",    "redis://h:70000", "redis://h:x/0",
+                                      "redis://h:1/db", "h:6379",          "redis://h:/0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(gate_parse_url(bad[i], host, sizeof(host), &port, &db, pw, sizeof(pw), err,
+                                        sizeof(err)),
+                         -1);
+        assert_non_null(strstr(err, "Redis URL"));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nil_means_we_took_the_lock),
+        cmocka_unit_test(test_done_marker_is_a_duplicate),
+        cmocka_unit_test(test_lock_of_another_owner_is_busy),
+        cmocka_unit_test(test_our_own_lock_is_ours),
+        cmocka_unit_test(test_foreign_values_go_to_postgresql),
+        cmocka_unit_test(test_length_is_respected),
+        cmocka_unit_test(test_parse_url),
+    };
+    return cmocka_run_group_tests_name("gate", tests, NULL, NULL);
+}

@@ -1,0 +1,170 @@
+/*
+ * test_offsets.c - a partition's stored offset only moves past settled
+ * messages, and only while they are contiguous in delivery order.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "offsets.h"
+
+/* The offset offsets_take() reports, or -1 when it did not move. */
+static int64_t take(struct offsets *o, int32_t part)
+{
+    int64_t next = -2;
+    return offsets_take(o, part, &next) ? next : -1;
+}
+
+static void test_contiguous_settle(void **state)
+{
+    struct offsets *o = offsets_new();
+
+    (void)state;
+    assert_int_equal(take(o, 0), -1);
+    for (int64_t off = 10; off < 13; off++)
+        assert_int_equal(offsets_track(o, 0, off), 0);
+    offsets_settle(o, 0, 10);
+    assert_int_equal(take(o, 0), 11);
+    assert_int_equal(take(o, 0), -1); /* nothing new since */
+    offsets_settle(o, 0, 11);
+    offsets_settle(o, 0, 12);
+    assert_int_equal(take(o, 0), 13);
+    assert_int_equal(offsets_pending(o, 0), 0);
+    offsets_free(o);
+}
+
+static void test_out_of_order_settle(void **state)
+{
+    struct offsets *o = offsets_new();
+
+    (void)state;
+    for (int64_t off = 0; off < 5; off++)
+        offsets_track(o, 3, off);
+    offsets_settle(o, 3, 4);
+    offsets_settle(o, 3, 2);
+    offsets_settle(o, 3, 1);
+    assert_int_equal(take(o, 3), -1); /* 0 is still open */
+    assert_int_equal(offsets_pending(o, 3), 5);
+    offsets_settle(o, 3, 0);
+    assert_int_equal(take(o, 3), 3); /* 0,1,2 settled; 3 is not */
+    offsets_settle(o, 3, 3);
+    assert_int_equal(take(o, 3), 5);
+    offsets_free(o);
+}
+
+static void test_blocked_message_blocks_only_its_partition(void **state)
+{
+    struct offsets *o = offsets_new();
+
+    (void)state;
+    /* Partition 1, offset 7 waits on another consumer's lock. */
+    offsets_track(o, 1, 7);
+    offsets_track(o, 1, 8);
+    offsets_track(o, 2, 7);
+    offsets_track(o, 2, 8);
+    offsets_settle(o, 1, 8);
+    offsets_settle(o, 2, 7);
+    offsets_settle(o, 2, 8);
+    assert_int_equal(take(o, 1), -1);
+    assert_int_equal(take(o, 2), 9);
+    for (int64_t off = 9; off < 200; off++) {
+        offsets_track(o, 1, off);
+        offsets_settle(o, 1, off);
+    }
+    assert_int_equal(take(o, 1), -1); /* still blocked, however much follows */
+    offsets_settle(o, 1, 7);
+    assert_int_equal(take(o, 1), 200);
+    offsets_free(o);
+}
+
+static void test_gaps_in_offsets(void **state)
+{
+    struct offsets *o = offsets_new();
+
+    (void)state;
+    /* Compaction or transaction markers: offsets are not consecutive. */
+    offsets_track(o, 0, 100);
+    offsets_track(o, 0, 105);
+    offsets_track(o, 0, 230);
+    offsets_settle(o, 0, 105);
+    offsets_settle(o, 0, 100);
+    assert_int_equal(take(o, 0), 106);
+    offsets_settle(o, 0, 999); /* never tracked: ignored */
+    assert_int_equal(take(o, 0), -1);
+    offsets_settle(o, 0, 230);
+    assert_int_equal(take(o, 0), 231);
+    offsets_free(o);
+}
+
+static void test_redelivery_is_refused(void **state)
+{
+    struct offsets *o = offsets_new();
+
+    (void)state;
+    assert_int_equal(offsets_track(o, 0, 5), 0);
+    assert_int_equal(offsets_track(o, 0, 5), -1);
+    assert_int_equal(offsets_track(o, 0, 4), -1);
+    assert_int_equal(offsets_track(o, 0, 6), 0);
+    assert_int_equal(offsets_track(o, -1, 0), -1);
+    offsets_free(o);
+}
+
+static void test_revoke_forgets_the_partition(void **state)
+{
+    struct offsets *o = offsets_new();
+
+    (void)state;
+    offsets_track(o, 4, 50);
+    offsets_track(o, 4, 51);
+    offsets_settle(o, 4, 51);
+    offsets_revoke(o, 4);
+    assert_int_equal(offsets_pending(o, 4), 0);
+    offsets_settle(o, 4, 50); /* a late settle of a revoked message changes nothing */
+    assert_int_equal(take(o, 4), -1);
+    /* Assigned again later: it may restart at any offset, even an earlier one. */
+    assert_int_equal(offsets_track(o, 4, 50), 0);
+    offsets_settle(o, 4, 50);
+    assert_int_equal(take(o, 4), 51);
+    assert_int_equal(take(o, 17), -1); /* never seen */
+    offsets_free(o);
+}
+
+static void test_ring_grows_across_wraparound(void **state)
+{
+    struct offsets *o = offsets_new();
+    int64_t next = 0;
+
+    (void)state;
+    /* Keep a sliding window open so head and tail wrap, then grow past it. */
+    for (int64_t off = 0; off < 1000; off++) {
+        offsets_track(o, 0, off);
+        if (off >= 40)
+            offsets_settle(o, 0, off - 40);
+    }
+    assert_int_equal(take(o, 0), 960);
+    for (int64_t off = 1000; off < 5000; off++)
+        offsets_track(o, 0, off);
+    assert_int_equal(offsets_pending(o, 0), 4040);
+    for (int64_t off = 4999; off >= 960; off--)
+        offsets_settle(o, 0, off);
+    assert_true(offsets_take(o, 0, &next));
+    assert_int_equal(next, 5000);
+    offsets_free(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_contiguous_settle),
+        cmocka_unit_test(test_out_of_order_settle),
+        cmocka_unit_test(test_blocked_message_blocks_only_its_partition),
+        cmocka_unit_test(test_gaps_in_offsets),
+        cmocka_unit_test(test_redelivery_is_refused),
+        cmocka_unit_test(test_revoke_forgets_the_partition),
+        cmocka_unit_test(test_ring_grows_across_wraparound),
+    };
+    return cmocka_run_group_tests_name("offsets", tests, NULL, NULL);
+}
