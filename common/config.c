@@ -178,7 +178,8 @@ void config_usage(FILE *out, const struct config_opt *table, const char *synopsi
         fprintf(out, "  %-30s %s", flag, o->help);
         if (o->env)
             fprintf(out, " [env %s]", o->env);
-        if (o->def && *o->def)
+        /* A flag that is off by default needs no "(default 0)". */
+        if (o->def && *o->def && !(o->type == CONFIG_BOOL && strcmp(o->def, "0") == 0))
             fprintf(out, " (default %s)", o->def);
         fputc('\n', out);
     }
