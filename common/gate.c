@@ -26,12 +26,25 @@
 #define GATE_KEY_MAX    (GATE_PREFIX_MAX + 128)
 #define GATE_SHA_LEN    41
 
-/* Compare-and-set: only the holder of the exact "P ..." value may settle it. */
-static const char done_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                                  "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
-                                  "return 1 end return 0";
-static const char release_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                                     "return redis.call('DEL', KEYS[1]) end return 0";
+/*
+ * Compare-and-set: only the holder of the exact "P ..." value may settle it.
+ * One call settles up to GATE_SETTLE_CHUNK keys: a script call costs Redis
+ * far more than the GET/SET inside it, so per-key calls made marking a
+ * batch done cost more than taking its locks (see bench/). ARGV[1] is the
+ * window; key i's held value is ARGV[2i], its new value ARGV[2i+1].
+ */
+static const char done_script[] = "local n = 0 for i, k in ipairs(KEYS) do "
+                                  "if redis.call('GET', k) == ARGV[2 * i] then "
+                                  "redis.call('SET', k, ARGV[2 * i + 1], 'PX', ARGV[1]) "
+                                  "n = n + 1 end end return n";
+/* Key i's held value is ARGV[i]. */
+static const char release_script[] = "local n = 0 for i, k in ipairs(KEYS) do "
+                                     "if redis.call('GET', k) == ARGV[i] then "
+                                     "n = n + redis.call('DEL', k) end end return n";
+
+/* Keys per script call: bounds how long one call holds Redis (~100 us). */
+#define GATE_SETTLE_CHUNK 100
+#define GATE_SETTLE_ARGS  (4 + 3 * GATE_SETTLE_CHUNK)
 
 struct gate {
     char host[256];
@@ -46,6 +59,12 @@ struct gate {
     int64_t next_try; /* no reconnect before this (monotonic ms) */
     char done_sha[GATE_SHA_LEN], release_sha[GATE_SHA_LEN];
     int warned_error_reply;
+
+    /* gate_settle's scratch: one chunk's keys, values and argument vector. */
+    char keys[GATE_SETTLE_CHUNK][GATE_KEY_MAX];
+    char vals[GATE_SETTLE_CHUNK][GATE_VALUE_MAX];
+    const char *argv[GATE_SETTLE_ARGS];
+    size_t argvlen[GATE_SETTLE_ARGS];
 };
 
 /* ------------------------------------------------------------ decision */
@@ -325,15 +344,56 @@ io_error:
     return -1;
 }
 
+/* Append one script call settling those of items[from..to) we hold; 1 if one was sent. */
+static size_t gate_settle_chunk(struct gate *g, struct gate_item *const *items, size_t from,
+                                size_t to, int done, int use_eval, const char *window)
+{
+    const char **argv = g->argv;
+    size_t *argvlen = g->argvlen, nkeys = 0, argc = 0, k = 0, i;
+    char numkeys[24];
+
+    for (i = from; i < to; i++)
+        nkeys += items[i]->action == GATE_OURS;
+    if (nkeys == 0)
+        return 0;
+    snprintf(numkeys, sizeof(numkeys), "%zu", nkeys);
+    argv[argc++] = use_eval ? "EVAL" : "EVALSHA";
+    argv[argc++] =
+        use_eval ? (done ? done_script : release_script) : (done ? g->done_sha : g->release_sha);
+    argv[argc++] = numkeys;
+    for (i = 0; i < argc; i++)
+        argvlen[i] = strlen(argv[i]);
+    /* KEYS, then ARGV: the window (done only), then per key its lock (and "D" value). */
+    for (i = from; i < to; i++)
+        if (items[i]->action == GATE_OURS) {
+            argvlen[argc] = gate_key(g, items[i]->token, g->keys[k], sizeof(g->keys[k]));
+            argv[argc++] = g->keys[k++];
+        }
+    if (done) {
+        argvlen[argc] = strlen(window);
+        argv[argc++] = window;
+    }
+    for (i = from, k = 0; i < to; i++) {
+        if (items[i]->action != GATE_OURS)
+            continue;
+        argvlen[argc] = strlen(items[i]->lock);
+        argv[argc++] = items[i]->lock;
+        if (done) {
+            int vlen = snprintf(g->vals[k], sizeof(g->vals[k]), "D %s", items[i]->event_id);
+            argvlen[argc] = vlen < 0 ? 0 : (size_t)vlen;
+            argv[argc++] = g->vals[k++];
+        }
+    }
+    return redisAppendCommandArgv(g->c, (int)argc, argv, argvlen) == REDIS_OK;
+}
+
 /*
- * Run one compare-and-set script for every item we hold, in one round trip.
- * ARGV: the lock value we hold, then the script's own arguments.
+ * Run the compare-and-set script for every item we hold, GATE_SETTLE_CHUNK
+ * keys a call, all calls in one round trip.
  */
 static int gate_settle(struct gate *g, struct gate_item *const *items, size_t n, int done)
 {
-    const char *sha = done ? g->done_sha : g->release_sha;
-    const char *script = done ? done_script : release_script;
-    char key[GATE_KEY_MAX], val[GATE_VALUE_MAX], window[32];
+    char window[32];
     size_t i, sent = 0, noscript = 0;
     int use_eval = 0;
 
@@ -342,36 +402,10 @@ again:
     if (gate_connect(g) != 0)
         return -1;
     sent = 0;
-    for (i = 0; i < n; i++) {
-        const char *argv[7];
-        size_t argvlen[7];
-        size_t klen, vlen;
-        int argc = 0;
-
-        if (items[i]->action != GATE_OURS)
-            continue;
-        klen = gate_key(g, items[i]->token, key, sizeof(key));
-        vlen = (size_t)snprintf(val, sizeof(val), "D %s", items[i]->event_id);
-        argv[argc] = use_eval ? "EVAL" : "EVALSHA";
-        argvlen[argc] = strlen(argv[argc]);
-        argc++;
-        argv[argc] = use_eval ? script : sha;
-        argvlen[argc++] = strlen(use_eval ? script : sha);
-        argv[argc] = "1";
-        argvlen[argc++] = 1;
-        argv[argc] = key;
-        argvlen[argc++] = klen;
-        argv[argc] = items[i]->lock;
-        argvlen[argc++] = strlen(items[i]->lock);
-        if (done) {
-            argv[argc] = val;
-            argvlen[argc++] = vlen;
-            argv[argc] = window;
-            argvlen[argc++] = strlen(window);
-        }
-        redisAppendCommandArgv(g->c, argc, argv, argvlen);
-        sent++;
-    }
+    for (i = 0; i < n; i += GATE_SETTLE_CHUNK)
+        sent +=
+            gate_settle_chunk(g, items, i, i + GATE_SETTLE_CHUNK < n ? i + GATE_SETTLE_CHUNK : n,
+                              done, use_eval, window);
     noscript = 0;
     for (i = 0; i < sent; i++) {
         redisReply *r = NULL;
@@ -399,4 +433,30 @@ int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n)
 int gate_release(struct gate *g, struct gate_item *const *items, size_t n)
 {
     return gate_settle(g, items, n, 0);
+}
+
+int gate_count(struct gate *g, const char *const *fields, const int64_t *deltas, size_t n)
+{
+    char key[GATE_KEY_MAX];
+    size_t i, sent = 0;
+
+    for (i = 0; i < n; i++)
+        sent += deltas[i] != 0;
+    if (sent == 0)
+        return 0;
+    if (gate_connect(g) != 0)
+        return -1;
+    snprintf(key, sizeof(key), "%s%s", g->prefix, GATE_STATS_KEY);
+    for (i = 0; i < n; i++)
+        if (deltas[i] != 0)
+            redisAppendCommand(g->c, "HINCRBY %s %s %lld", key, fields[i], (long long)deltas[i]);
+    for (i = 0; i < sent; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r) {
+            gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
+            return -1;
+        }
+        freeReplyObject(r); /* an error reply (key of another type) is ignored */
+    }
+    return 0;
 }

@@ -23,6 +23,7 @@
  *   gate_acquire(g, items, n)     fills items[i]->action; -1 when Redis is down
  *   gate_mark_done(g, items, n)   "P ours" -> "D id" for items we hold
  *   gate_release(g, items, n)     delete "P ours" for items we hold
+ *   gate_count(g, fields, deltas, n)   HINCRBY <prefix>tadak:stats, one round trip
  *   gate_decide(old, len, owner)  the pure reply -> action table
  */
 #ifndef TADAK_GATE_H
@@ -59,6 +60,15 @@ const char *gate_owner(const struct gate *g);
 int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n);
 int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n);
 int gate_release(struct gate *g, struct gate_item *const *items, size_t n);
+
+/*
+ * Add deltas[i] to field fields[i] of the hash <prefix>tadak:stats (zeros are
+ * skipped), pipelined in one round trip. These are display counters for the
+ * producer's GET /stats, not part of the guarantee: -1 when Redis is down, and
+ * the caller keeps the deltas for the next call.
+ */
+#define GATE_STATS_KEY "tadak:stats"
+int gate_count(struct gate *g, const char *const *fields, const int64_t *deltas, size_t n);
 
 /*
  * The decision table. old is the previous value returned by SET ... GET

@@ -17,8 +17,77 @@ static const struct route {
 } routes[] = {
     {"POST", "/votes", API_VOTE, "/votes"},       {"POST", "/votes/", API_VOTE, "/votes"},
     {"GET", "/healthz", API_HEALTH, "/healthz"},  {"GET", "/readyz", API_READY, "/readyz"},
-    {"GET", "/metrics", API_METRICS, "/metrics"},
+    {"GET", "/metrics", API_METRICS, "/metrics"}, {"GET", "/", API_PAGE, "/"},
+    {"GET", "/tallies", API_TALLIES, "/tallies"}, {"GET", "/stats", API_STATS, "/stats"},
 };
+
+#define API_STATUS_PREFIX "/votes/"
+#define API_STATUS_LABEL  "/votes/{user_id}/{candidate_id}"
+
+/* One path segment [s, end) as an id in 1..2^63-1: 0 ok, -1 with the error name set. */
+static int parse_id(const char *s, const char *end, int64_t *out, const char **errname)
+{
+    char num[24];
+    size_t n = (size_t)(end - s);
+
+    *errname = "wrong_type";
+    for (const char *c = s; c < end; c++)
+        if (*c < '0' || *c > '9')
+            return -1;
+    *errname = "out_of_range";
+    if (n >= sizeof(num))
+        return -1;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    if (util_parse_i64(num, out) != 0 || *out < 1)
+        return -1;
+    return 0;
+}
+
+int api_vote_path(const char *path, int64_t *user_id, int64_t *candidate_id, struct api_reply *r)
+{
+    const char *a, *slash, *b, *errname;
+    char detail[128];
+
+    if (strncmp(path, API_STATUS_PREFIX, sizeof(API_STATUS_PREFIX) - 1) != 0)
+        return 0;
+    a = path + sizeof(API_STATUS_PREFIX) - 1;
+    slash = strchr(a, '/');
+    if (!slash || slash == a)
+        return 0;
+    b = slash + 1;
+    if (*b == '\0' || strchr(b, '/'))
+        return 0;
+    if (parse_id(a, slash, user_id, &errname) != 0 ||
+        parse_id(b, b + strlen(b), candidate_id, &errname) != 0) {
+        snprintf(detail, sizeof(detail),
+                 "user_id and candidate_id must be integers in 1..9223372036854775807");
+        api_error(r, 400, errname, detail);
+        return -1;
+    }
+    return 1;
+}
+
+int api_idempotency_key(const char *header, struct api_reply *r)
+{
+    size_t n = strlen(header);
+
+    /* The draft sends the key as a structured-field string: "…"; bare keys are common too. */
+    if (n >= 2 && header[0] == '"' && header[n - 1] == '"')
+        header++, n -= 2;
+    if (n < 1 || n > API_IDEM_KEY_MAX)
+        goto bad;
+    for (size_t i = 0; i < n; i++)
+        if (header[i] < 0x20 || header[i] > 0x7e || header[i] == '"')
+            goto bad;
+    memcpy(r->idem_key, header, n);
+    r->idem_key[n] = '\0';
+    return 0;
+bad:
+    api_error(r, 400, "invalid_idempotency_key",
+              "Idempotency-Key must be 1..255 printable ASCII characters");
+    return 1;
+}
 
 int api_json_escape(const char *s, char *buf, size_t size)
 {
@@ -83,6 +152,22 @@ int api_begin(const char *method, const char *path, const char *content_type,
 
     memset(r, 0, sizeof(*r));
     r->route = "other";
+    switch (api_vote_path(path, &r->user_id, &r->candidate_id, r)) {
+    case -1:
+        r->route = API_STATUS_LABEL;
+        return 1;
+    case 1:
+        r->route = API_STATUS_LABEL;
+        if (strcmp(method, "GET") == 0) {
+            r->action = API_STATUS;
+            return 0;
+        }
+        util_strlcpy(r->allow, "GET", sizeof(r->allow));
+        api_error(r, 405, "method_not_allowed", "use GET on this path");
+        return 1;
+    default:
+        break;
+    }
     for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++) {
         if (strcmp(routes[i].path, path) != 0)
             continue;
@@ -101,7 +186,9 @@ int api_begin(const char *method, const char *path, const char *content_type,
         return 1;
     }
     if (!match) {
-        api_error(r, 404, "not_found", "unknown path; votes go to POST /votes");
+        api_error(r, 404, "not_found",
+                  "unknown path; votes go to POST /votes, their status is at GET "
+                  "/votes/{user_id}/{candidate_id}");
         return 1;
     }
     r->action = match->action;

@@ -11,8 +11,12 @@
  *       at header time: 1 = reply is final (answer now), 0 = read the body
  *   api_vote(body, len, overflow, max_body, &reply)
  *       1 = reply is final (an error), 0 = reply.vote is ready to publish
+ *   api_idempotency_key(header, &reply)
+ *       POST /votes with an Idempotency-Key: 1 = 400 (bad key), 0 = reply.idem_key set
  *   api_error(&reply, status, error, detail)       a JSON error reply
  *   api_accepted(&vote, partition, offset, buf, size)   the 202 body
+ *   api_vote_path(path, &user, &candidate, &reply)   GET /votes/{user_id}/{candidate_id}:
+ *       1 = ids parsed, 0 = not that shape, -1 = reply is a 400
  */
 #ifndef TADAK_API_H
 #define TADAK_API_H
@@ -28,15 +32,23 @@ enum api_action {
     API_HEALTH,  /* GET /healthz */
     API_READY,   /* GET /readyz */
     API_METRICS, /* GET /metrics */
+    API_PAGE,    /* GET /: the vote page */
+    API_STATUS,  /* GET /votes/{user_id}/{candidate_id}: recorded, pending or unknown */
+    API_TALLIES, /* GET /tallies: rows per candidate */
+    API_STATS,   /* GET /stats: the consumers' counters + our own */
 };
+
+#define API_IDEM_KEY_MAX 255 /* longest Idempotency-Key accepted */
 
 struct api_reply {
     enum api_action action;
-    int status;        /* meaningful for API_RESPOND */
-    const char *route; /* metrics label: the matched path, or "other" */
-    char allow[32];    /* Allow header of a 405, else "" */
-    char body[640];    /* JSON body of an API_RESPOND reply */
-    struct vote vote;  /* API_VOTE, after api_vote() returned 0 */
+    int status;                          /* meaningful for API_RESPOND */
+    const char *route;                   /* metrics label: the matched path, or "other" */
+    char allow[32];                      /* Allow header of a 405, else "" */
+    char body[640];                      /* JSON body of an API_RESPOND reply */
+    struct vote vote;                    /* API_VOTE, after api_vote() returned 0 */
+    int64_t user_id, candidate_id;       /* API_STATUS: the ids of the path */
+    char idem_key[API_IDEM_KEY_MAX + 1]; /* API_VOTE: the Idempotency-Key, or "" */
 };
 
 int api_begin(const char *method, const char *path, const char *content_type,
@@ -45,5 +57,7 @@ int api_vote(const char *body, size_t len, int overflow, size_t max_body, struct
 void api_error(struct api_reply *r, int status, const char *error, const char *detail);
 int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *buf, size_t size);
 int api_json_escape(const char *s, char *buf, size_t size);
+int api_idempotency_key(const char *header, struct api_reply *r);
+int api_vote_path(const char *path, int64_t *user_id, int64_t *candidate_id, struct api_reply *r);
 
 #endif

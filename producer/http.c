@@ -9,6 +9,11 @@
  *   resumed   by the delivery report (REPORTED) or the timer (TIMED_OUT)
  *   answered  202 / 503; MHD's completion callback drops the last ref
  *
+ * With an Idempotency-Key (and Redis), "complete" first claims the key with
+ * SET NX; a key already there is answered from it (202 replay, 409, 422) and
+ * nothing is published. The 202 turns the claim into "done" for the window,
+ * a 503 releases it (compare-and-delete) so the client's retry can proceed.
+ *
  * The server lock guards request state, reference counts and the pending
  * list. Every suspended request has the same timeout, so the pending list
  * is ordered by deadline and the timer only ever looks at its head.
@@ -16,9 +21,12 @@
 #include "http.h"
 #include "api.h"
 #include "config.h"
+#include "idem.h"
 #include "log.h"
 #include "metrics.h"
+#include "page.h"
 #include "publisher.h"
+#include "status.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -32,14 +40,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #define HTTP_THREADS          2
 #define HTTP_CONN_LIMIT       4096
-#define HTTP_CONN_TIMEOUT_S   10 /* at least; longer if the delivery timeout is */
+#define HTTP_FD_RESERVE       256 /* descriptors kept for Kafka, logs, status lookups */
+#define HTTP_CONN_TIMEOUT_S   10  /* at least; longer if the delivery timeout is */
 #define HTTP_READY_EVERY_MS   1000
 #define HTTP_READY_TIMEOUT_MS 1000
+#define HTTP_IDEM_MARGIN_MS   5000 /* an in-flight claim outlives the delivery timeout by this */
 
 enum req_state {
     REQ_BODY,      /* reading the request */
@@ -64,6 +75,10 @@ struct request {
     char report_errname[96];
     int32_t partition;
     int64_t offset;
+    int idem_claimed;                    /* we hold the in-flight claim of reply.idem_key */
+    int replayed;                        /* answering from a stored Idempotency-Key result */
+    char idem_hash[IDEM_HASH_HEX];       /* of the body */
+    char idem_value[IDEM_HASH_HEX + 64]; /* the in-flight value we claimed */
 };
 
 struct http_server {
@@ -83,6 +98,10 @@ struct http_server {
     int has_timer, has_prober;
     atomic_int ready;
     _Atomic int64_t active;
+    _Atomic int64_t accepted; /* 202s given for new events (not replays) */
+    atomic_int idem_warned;
+    struct status *status;
+    int64_t idem_window_ms;
 
     struct metric *m_timeouts;
 };
@@ -113,6 +132,11 @@ static enum MHD_Result send_text(struct request *r, int status, const char *body
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->reply.allow);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (r->replayed)
+        MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    if (r->reply.action == API_PAGE || r->reply.action == API_TALLIES ||
+        r->reply.action == API_STATS || r->reply.action == API_STATUS)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     ret = MHD_queue_response(r->conn, (unsigned int)status, resp);
     MHD_destroy_response(resp);
     count_request(r->srv, r->reply.route, status);
@@ -279,22 +303,93 @@ static void *prober_main(void *arg)
     return NULL;
 }
 
+/* ---- Idempotency-Key ---------------------------------------------------- */
+
+/* Claim the key, or answer from it: 1 = answered (*ret set), 0 = publish. */
+static int idem_begin(struct request *r, enum MHD_Result *ret)
+{
+    struct http_server *s = r->srv;
+    char old[1024], err[256], detail[320];
+    const char *body;
+    size_t len;
+    int existed;
+
+    if (!r->reply.idem_key[0])
+        return 0;
+    if (!status_has_redis(s->status)) {
+        if (!atomic_exchange(&s->idem_warned, 1))
+            log_warn("Idempotency-Key ignored: no Redis configured",
+                     "hint=\"set REDIS_URL or --redis-url\"");
+        return 0;
+    }
+    idem_hash_hex(r->body, r->len, r->idem_hash);
+    idem_inflight_value(r->idem_hash, r->reply.vote.event_id, r->idem_value, sizeof(r->idem_value));
+    if (status_idem_claim(s->status, r->reply.idem_key, r->idem_value,
+                          s->timeout_ms + HTTP_IDEM_MARGIN_MS, old, sizeof(old), &existed, err,
+                          sizeof(err)) != 0) {
+        snprintf(detail, sizeof(detail), "the Idempotency-Key store did not answer (%s); retry",
+                 err);
+        api_error(&r->reply, 503, "unavailable", detail);
+        *ret = send_reply(r);
+        return 1;
+    }
+    if (!existed) {
+        r->idem_claimed = 1;
+        return 0;
+    }
+    switch (idem_decide(old, r->idem_hash, &body, &len)) {
+    case IDEM_REPLAY:
+        r->replayed = 1;
+        *ret = send_text(r, MHD_HTTP_ACCEPTED, body, "application/json");
+        return 1;
+    case IDEM_IN_PROGRESS:
+        api_error(&r->reply, 409, "request_in_progress",
+                  "a request with this Idempotency-Key is still being processed; retry later");
+        break;
+    case IDEM_MISMATCH:
+        api_error(&r->reply, 422, "idempotency_key_reused",
+                  "this Idempotency-Key was already used with a different request body");
+        break;
+    }
+    *ret = send_reply(r);
+    return 1;
+}
+
+/* The request's fate is known: keep its 202 for the window, or free the key. */
+static void idem_finish(struct request *r, const char *accepted_body)
+{
+    struct http_server *s = r->srv;
+    char done[1024];
+
+    if (!r->idem_claimed)
+        return;
+    r->idem_claimed = 0;
+    if (accepted_body && idem_done_value(r->idem_hash, accepted_body, done, sizeof(done)) > 0)
+        status_idem_settle(s->status, r->reply.idem_key, r->idem_value, done, s->idem_window_ms);
+    else
+        status_idem_release(s->status, r->reply.idem_key, r->idem_value);
+}
+
 /* ---- route handlers ----------------------------------------------------- */
 
 static enum MHD_Result handle_vote(struct request *r)
 {
     struct http_server *s = r->srv;
     char err[256], detail[320];
+    enum MHD_Result ret;
 
     if (api_vote(r->body, r->len, r->overflow, s->max_body, &r->reply))
         return send_reply(r);
     event_new_id(r->reply.vote.event_id);
     r->reply.vote.ts_ms = util_wall_ms();
+    if (idem_begin(r, &ret))
+        return ret;
 
     /* Hold the lock across send + suspend: the report must find us suspended. */
     pthread_mutex_lock(&s->lock);
     if (publisher_send(s->pub, &r->reply.vote, &r->done, PUBLISH_NOWAIT, err, sizeof(err)) != 0) {
         pthread_mutex_unlock(&s->lock);
+        idem_finish(r, NULL);
         snprintf(detail, sizeof(detail), "the vote was not queued for Kafka: %s", err);
         api_error(&r->reply, 503, "unavailable", detail);
         return send_reply(r);
@@ -319,8 +414,12 @@ static enum MHD_Result answer_vote(struct request *r)
     state = r->state;
     pthread_mutex_unlock(&s->lock);
     if (state == REQ_REPORTED && r->report_err == 0 &&
-        api_accepted(&r->reply.vote, r->partition, r->offset, body, sizeof(body)) > 0)
+        api_accepted(&r->reply.vote, r->partition, r->offset, body, sizeof(body)) > 0) {
+        atomic_fetch_add(&s->accepted, 1);
+        idem_finish(r, body);
         return send_text(r, MHD_HTTP_ACCEPTED, body, "application/json");
+    }
+    idem_finish(r, NULL);
     if (state == REQ_REPORTED)
         snprintf(detail, sizeof(detail), "delivery to Kafka failed (%s); the vote was not recorded",
                  r->report_errname);
@@ -353,11 +452,87 @@ static enum MHD_Result handle_metrics(struct request *r)
     return ret;
 }
 
+static enum MHD_Result not_configured(struct request *r, const char *what)
+{
+    char detail[160];
+
+    snprintf(detail, sizeof(detail), "set %s to enable this route", what);
+    api_error(&r->reply, 503, "not_configured", detail);
+    return send_reply(r);
+}
+
+static enum MHD_Result unavailable(struct request *r, const char *err)
+{
+    api_error(&r->reply, 503, "unavailable", err);
+    return send_reply(r);
+}
+
+static enum MHD_Result handle_status(struct request *r)
+{
+    static const char *const names[] = {"recorded", "pending", "unknown"};
+    static const int codes[] = {MHD_HTTP_OK, MHD_HTTP_ACCEPTED, MHD_HTTP_NOT_FOUND};
+    struct status_vote v;
+    char err[256], token[EVENT_TOKEN_LEN], body[512];
+
+    if (!status_has_db(r->srv->status))
+        return not_configured(r, "DATABASE_URL (or --database-url)");
+    if (status_vote(r->srv->status, r->reply.user_id, r->reply.candidate_id, &v, err,
+                    sizeof(err)) != 0)
+        return unavailable(r, err);
+    event_token(r->reply.user_id, r->reply.candidate_id, token, sizeof(token));
+    if (v.state == STATUS_RECORDED)
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"recorded\",\"token\":\"%s\",\"event_id\":\"%s\","
+                 "\"created_at\":\"%s\"}\n",
+                 token, v.event_id, v.created_at);
+    else
+        snprintf(body, sizeof(body), "{\"status\":\"%s\",\"token\":\"%s\"}\n", names[v.state],
+                 token);
+    return send_text(r, codes[v.state], body, "application/json");
+}
+
+static enum MHD_Result handle_tallies(struct request *r)
+{
+    char err[256], *json = NULL;
+    enum MHD_Result ret;
+
+    if (!status_has_db(r->srv->status))
+        return not_configured(r, "DATABASE_URL (or --database-url)");
+    if (status_tallies(r->srv->status, &json, err, sizeof(err)) != 0)
+        return unavailable(r, err);
+    ret = send_text(r, MHD_HTTP_OK, json, "application/json");
+    free(json);
+    return ret;
+}
+
+static enum MHD_Result handle_stats(struct request *r)
+{
+    int64_t v[STATUS_NSTATS];
+    char err[256], body[512];
+    size_t n = 0;
+
+    if (!status_has_redis(r->srv->status))
+        return not_configured(r, "REDIS_URL (or --redis-url)");
+    if (status_stats(r->srv->status, v, err, sizeof(err)) != 0)
+        return unavailable(r, err);
+    n += (size_t)snprintf(body, sizeof(body), "{");
+    for (size_t i = 0; i < STATUS_NSTATS; i++)
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "\"%s\":%" PRId64 ",",
+                              status_stat_names[i], v[i]);
+    snprintf(body + n, sizeof(body) - n, "\"accepted\":%" PRId64 "}\n",
+             (int64_t)atomic_load(&r->srv->accepted));
+    return send_text(r, MHD_HTTP_OK, body, "application/json");
+}
+
+static enum MHD_Result handle_page(struct request *r)
+{
+    return send_text(r, MHD_HTTP_OK, page_html, "text/html; charset=utf-8");
+}
+
 static enum MHD_Result (*const handlers[])(struct request *) = {
-    [API_VOTE] = handle_vote,
-    [API_HEALTH] = handle_health,
-    [API_READY] = handle_ready,
-    [API_METRICS] = handle_metrics,
+    [API_VOTE] = handle_vote,       [API_HEALTH] = handle_health, [API_READY] = handle_ready,
+    [API_METRICS] = handle_metrics, [API_PAGE] = handle_page,     [API_STATUS] = handle_status,
+    [API_TALLIES] = handle_tallies, [API_STATS] = handle_stats,
 };
 
 /* ---- libmicrohttpd callbacks -------------------------------------------- */
@@ -385,6 +560,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
                 s->max_body, &r->reply))
             return send_reply(r);
+        if (r->reply.action == API_VOTE) {
+            const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+            if (key && api_idempotency_key(key, &r->reply))
+                return send_reply(r);
+        }
         return MHD_YES;
     }
     if (r->state != REQ_BODY)
@@ -450,6 +630,34 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+/*
+ * Connections MHD may hold. The usual soft limit of 1024 descriptors would
+ * let ~1000 idle sockets make accept() fail with EMFILE, and MHD then stops
+ * accepting anyone until they time out; so raise the soft limit towards the
+ * hard one, and never let MHD reach whatever limit remains.
+ */
+static unsigned int conn_limit(void)
+{
+    struct rlimit rl;
+    rlim_t want = HTTP_CONN_LIMIT + HTTP_FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return HTTP_CONN_LIMIT;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        struct rlimit raised = rl;
+        raised.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = raised.rlim_cur;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+        return HTTP_CONN_LIMIT;
+    if (rl.rlim_cur <= 2 * HTTP_FD_RESERVE)
+        return (unsigned int)(rl.rlim_cur / 2);
+    log_warn("few file descriptors: fewer HTTP connections", "nofile=%llu connections=%llu",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - HTTP_FD_RESERVE));
+    return (unsigned int)(rl.rlim_cur - HTTP_FD_RESERVE);
+}
+
 static int parse_listen(const char *hostport, struct sockaddr_in *sa, char *errstr, size_t errsize)
 {
     char host[256];
@@ -487,6 +695,8 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     s->metrics = metrics;
     s->max_body = (size_t)o->max_body;
     s->timeout_ms = o->delivery_timeout_ms;
+    s->status = o->status;
+    s->idem_window_ms = o->idem_window_ms > 0 ? o->idem_window_ms : 86400000;
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->running = 1;
     s->m_timeouts = metrics_counter(metrics, "tadak_http_delivery_timeouts_total", "",
@@ -510,14 +720,14 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
         goto fail;
     }
     s->has_prober = 1;
-    s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-                                 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-                                 on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)HTTP_THREADS,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONN_LIMIT,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    s->daemon =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                             MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+                         0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+                         (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
+                         MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, strerror(errno));
         goto fail;

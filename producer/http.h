@@ -9,6 +9,11 @@
  * a request that was already answered is ignored safely: each request is
  * reference-counted (connection + pending report) under the server lock.
  *
+ * With opts.status, the server also answers GET /votes/{user_id}/{candidate_id},
+ * /tallies and /stats (page.c's GET / shows them) and honours Idempotency-Key
+ * on POST /votes (idem.h). Those calls are short synchronous lookups on the
+ * MHD thread, bounded by status.c's timeouts.
+ *
  *   s = http_start(&opts, publisher, metrics, err, sizeof err);
  *   http_quiesce(s);        stop accepting connections
  *   http_active(s);         requests not yet answered and sent
@@ -24,11 +29,14 @@
 struct http_server;
 struct metrics;
 struct publisher;
+struct status;
 
 struct http_opts {
     const char *listen; /* HOST:PORT */
     int64_t max_body;
     int64_t delivery_timeout_ms;
+    struct status *status;  /* PostgreSQL/Redis lookups; not owned */
+    int64_t idem_window_ms; /* how long an accepted Idempotency-Key is remembered */
 };
 
 struct http_server *http_start(const struct http_opts *opts, struct publisher *pub,

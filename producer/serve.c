@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "publisher.h"
+#include "status.h"
 #include "util.h"
 
 #include <signal.h>
@@ -24,7 +25,8 @@
 
 struct serve_cfg {
     const char *listen, *topic, *brokers, *log_level, *ack_log;
-    int64_t max_body, delivery_timeout_ms;
+    const char *database_url, *redis_url, *key_prefix;
+    int64_t max_body, delivery_timeout_ms, idem_window_s;
     struct config_kv extra;
 };
 
@@ -46,6 +48,17 @@ static const struct config_opt serve_opts[] = {
      offsetof(struct serve_cfg, log_level), "error, warn, info or debug"},
     {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, offsetof(struct serve_cfg, ack_log),
      "Append one JSON line per acknowledged event to this file"},
+    {"database-url", 0, "DATABASE_URL", CONFIG_STR, NULL, 0, 0,
+     offsetof(struct serve_cfg, database_url),
+     "PostgreSQL for GET /votes/{user_id}/{candidate_id} and /tallies (unset: they answer 503)"},
+    {"redis-url", 0, "REDIS_URL", CONFIG_STR, NULL, 0, 0, offsetof(struct serve_cfg, redis_url),
+     "Redis for Idempotency-Key, pending status and /stats (unset: key ignored, 503)"},
+    {"key-prefix", 0, "TADAK_KEY_PREFIX", CONFIG_STR, "", 0, 0,
+     offsetof(struct serve_cfg, key_prefix),
+     "Prefix of Redis keys, as the consumers' --key-prefix"},
+    {"idempotency-window-s", 0, "TADAK_IDEMPOTENCY_WINDOW_S", CONFIG_INT, "86400", 1, 31536000,
+     offsetof(struct serve_cfg, idem_window_s),
+     "How long an accepted Idempotency-Key answers with the same 202"},
     CONFIG_END};
 
 static volatile sig_atomic_t stop_requested;
@@ -88,7 +101,8 @@ static int load_config(struct serve_cfg *cfg, int argc, char **argv, int *rc)
         config_usage(stdout, serve_opts,
                      "usage: tadak-producer serve [options]\n\n"
                      "HTTP API: POST /votes {\"user_id\":U,\"candidate_id\":C} answers 202 once "
-                     "Kafka\nacknowledged the vote; GET /healthz, /readyz, /metrics.");
+                     "Kafka\nacknowledged the vote (Idempotency-Key honoured with Redis); GET /, "
+                     "/votes/U/C,\n/tallies, /stats, /healthz, /readyz, /metrics.");
     if (r == 0 && npos > 0)
         snprintf(err, sizeof(err), "unexpected argument \"%s\"", pos[0]), r = -1;
     if (r == 0 && log_parse_level(cfg->log_level, &lvl) != 0)
@@ -107,6 +121,7 @@ int serve_main(int argc, char **argv)
     struct metrics *metrics = NULL;
     struct publisher *pub = NULL;
     struct http_server *http = NULL;
+    struct status *st = NULL;
     char err[512];
     int rc = 2;
 
@@ -119,10 +134,16 @@ int serve_main(int argc, char **argv)
                                 cfg.ack_log, /*poller*/ 1, /*bulk*/ 0};
     if (!(pub = publisher_new(&po, metrics, err, sizeof(err))))
         goto fail;
-    struct http_opts ho = {cfg.listen, cfg.max_body, cfg.delivery_timeout_ms};
+    struct status_opts so = {cfg.database_url, cfg.redis_url, cfg.key_prefix};
+    if (!(st = status_new(&so, err, sizeof(err))))
+        goto fail;
+    struct http_opts ho = {cfg.listen, cfg.max_body, cfg.delivery_timeout_ms, st,
+                           cfg.idem_window_s * 1000};
     if (!(http = http_start(&ho, pub, metrics, err, sizeof(err))))
         goto fail;
-    log_info("serving", "listen=%s topic=%s brokers=%s", cfg.listen, cfg.topic, cfg.brokers);
+    log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s", cfg.listen,
+             cfg.topic, cfg.brokers, status_has_db(st) ? "yes" : "no",
+             status_has_redis(st) ? "yes" : "no");
 
     while (!stop_requested)
         nap_ms(100);
@@ -149,6 +170,7 @@ fail:
 out:
     publisher_free(pub);
     http_free(http);
+    status_free(st);
     metrics_free(metrics);
     config_free(serve_opts, &cfg);
     return rc;

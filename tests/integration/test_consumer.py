@@ -203,7 +203,7 @@ def test_redis_wiped_then_unreachable(bins, env, topic, db, prefix, redis_client
     produce(env, topic, [vote(u, c) for u, c in first for _ in range(2)])
     s, _ = consume(bins, env, topic, db, prefix)
     assert s["inserted"] == 100
-    assert len(list(redis_client.scan_iter(match=prefix + "*"))) == 100
+    assert len(list(redis_client.scan_iter(match=prefix + "vote_lock:*"))) == 100
 
     # Wiped (only our own keys: the Redis is shared): PostgreSQL still says no.
     redis_client.delete(*redis_client.scan_iter(match=prefix + "*"))

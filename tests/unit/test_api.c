@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,16 @@ static void test_routes(void **state)
         {"GET", "/votes", 1, 405, API_RESPOND, "POST"},
         {"PUT", "/votes/", 1, 405, API_RESPOND, "POST"},
         {"POST", "/healthz", 1, 405, API_RESPOND, "GET"},
-        {"GET", "/", 1, 404, API_RESPOND, ""},
+        {"GET", "/", 0, 0, API_PAGE, ""},
+        {"GET", "/tallies", 0, 0, API_TALLIES, ""},
+        {"GET", "/stats", 0, 0, API_STATS, ""},
+        {"GET", "/votes/1/2", 0, 0, API_STATUS, ""},
+        {"POST", "/votes/1/2", 1, 405, API_RESPOND, "GET"},
+        {"POST", "/", 1, 405, API_RESPOND, "GET"},
+        {"GET", "/votes/1", 1, 404, API_RESPOND, ""},
+        {"GET", "/votes/1/2/", 1, 404, API_RESPOND, ""},
+        {"GET", "/votes//2", 1, 404, API_RESPOND, ""},
+        {"GET", "/index.html", 1, 404, API_RESPOND, ""},
         {"POST", "/votes//", 1, 404, API_RESPOND, ""},
         {"POST", "/VOTES", 1, 404, API_RESPOND, ""},
     };
@@ -189,12 +199,87 @@ static void test_error_detail_is_escaped(void **state)
     assert_int_equal(strlen(esc), sizeof(esc) - 1);
 }
 
+static void test_vote_path(void **state)
+{
+    static const struct {
+        const char *path;
+        int rc;
+        int64_t user, cand;
+        const char *error;
+    } rows[] = {
+        {"/votes/1/2", 1, 1, 2, NULL},
+        {"/votes/9223372036854775807/4", 1, INT64_MAX, 4, NULL},
+        {"/votes/007/08", 1, 7, 8, NULL},
+        {"/votes/0/1", -1, 0, 0, "out_of_range"},
+        {"/votes/1/9223372036854775808", -1, 0, 0, "out_of_range"},
+        {"/votes/123456789012345678901234/1", -1, 0, 0, "out_of_range"},
+        {"/votes/a/1", -1, 0, 0, "wrong_type"},
+        {"/votes/-1/1", -1, 0, 0, "wrong_type"},
+        {"/votes/+1/1", -1, 0, 0, "wrong_type"},
+        {"/votes/ 1/1", -1, 0, 0, "wrong_type"},
+        {"/votes/1/2x", -1, 0, 0, "wrong_type"},
+        {"/votes/1", 0, 0, 0, NULL},
+        {"/votes/1/", 0, 0, 0, NULL},
+        {"/votes//1", 0, 0, 0, NULL},
+        {"/votes/1/2/3", 0, 0, 0, NULL},
+        {"/votes/", 0, 0, 0, NULL},
+        {"/votesx/1/2", 0, 0, 0, NULL},
+    };
+    struct api_reply r;
+    int64_t u, c;
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        memset(&r, 0, sizeof(r));
+        u = c = 0;
+        assert_int_equal(api_vote_path(rows[i].path, &u, &c, &r), rows[i].rc);
+        if (rows[i].rc == 1) {
+            assert_true(u == rows[i].user && c == rows[i].cand);
+        } else if (rows[i].rc == -1) {
+            assert_int_equal(r.status, 400);
+            assert_error_body(r.body, rows[i].error);
+            assert_int_equal(api_begin("GET", rows[i].path, NULL, NULL, 4096, &r), 1);
+            assert_int_equal(r.status, 400);
+        }
+    }
+}
+
+static void test_idempotency_key_header(void **state)
+{
+    static const char *const ok[] = {"a", "order-1", "\"quoted key\"", "with space", "~!#$%&'()*"};
+    static const char *const want[] = {"a", "order-1", "quoted key", "with space", "~!#$%&'()*"};
+    static const char *const bad[] = {"", "\"\"", "a\"b", "tab\there", "caf\xc3\xa9", "\x7f"};
+    struct api_reply r;
+    char longkey[API_IDEM_KEY_MAX + 2];
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(ok); i++) {
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(api_idempotency_key(ok[i], &r), 0);
+        assert_string_equal(r.idem_key, want[i]);
+    }
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(api_idempotency_key(bad[i], &r), 1);
+        assert_int_equal(r.status, 400);
+        assert_error_body(r.body, "invalid_idempotency_key");
+    }
+    memset(longkey, 'k', API_IDEM_KEY_MAX);
+    longkey[API_IDEM_KEY_MAX] = '\0';
+    assert_int_equal(api_idempotency_key(longkey, &r), 0);
+    assert_int_equal(strlen(r.idem_key), API_IDEM_KEY_MAX);
+    longkey[API_IDEM_KEY_MAX] = 'k';
+    longkey[API_IDEM_KEY_MAX + 1] = '\0';
+    assert_int_equal(api_idempotency_key(longkey, &r), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes),        cmocka_unit_test(test_content_type_and_length),
         cmocka_unit_test(test_vote_bodies),   cmocka_unit_test(test_streamed_overflow),
         cmocka_unit_test(test_accepted_body), cmocka_unit_test(test_error_detail_is_escaped),
+        cmocka_unit_test(test_vote_path),     cmocka_unit_test(test_idempotency_key_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

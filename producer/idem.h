@@ -1,0 +1,42 @@
+/*
+ * idem.h - Idempotency-Key for POST /votes: the values kept in Redis and the
+ * decision they lead to, as pure functions (the Redis calls are in status.c).
+ *
+ * Following the IETF httpapi idempotency-key draft, a client that sends the
+ * same key again gets the same answer, and no second event is published.
+ * The key <prefix>idem:<key> holds one of
+ *
+ *   "inflight <hash> <event_id>"   a request with this key is being published;
+ *                                  expires after the delivery timeout + margin
+ *   "done <hash> <202 body>"       it was accepted; kept for the window
+ *
+ * where <hash> is the FNV-1a 64 of the request body (16 hex digits). The
+ * event id makes an in-flight value unique to one request, so releasing it
+ * after a failure (compare-and-delete) never removes another request's marker.
+ *
+ *   idem_hash_hex(body, len, hex)               hex[IDEM_HASH_HEX]
+ *   idem_inflight_value(hex, event_id, buf, n)  the value claimed with SET NX
+ *   idem_done_value(hex, body, buf, n)          the value stored after the 202
+ *   idem_decide(old, hex, &body, &len)          what to answer when the key existed
+ */
+#ifndef TADAK_IDEM_H
+#define TADAK_IDEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDEM_HASH_HEX 17 /* 16 hex digits + NUL */
+
+enum idem_verdict {
+    IDEM_REPLAY,      /* "done", same body: answer the stored 202 again */
+    IDEM_IN_PROGRESS, /* "inflight", same body: 409, the first is still running */
+    IDEM_MISMATCH,    /* the key was used with another body (or holds junk): 422 */
+};
+
+uint64_t idem_hash(const char *body, size_t len);
+void idem_hash_hex(const char *body, size_t len, char hex[IDEM_HASH_HEX]);
+int idem_inflight_value(const char *hex, const char *event_id, char *buf, size_t size);
+int idem_done_value(const char *hex, const char *body, char *buf, size_t size);
+enum idem_verdict idem_decide(const char *old, const char *hex, const char **body, size_t *len);
+
+#endif

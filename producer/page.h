@@ -1,0 +1,16 @@
+/*
+ * page.h - the vote page served at GET /: one self-contained HTML document
+ * (inline CSS and JS, no external assets) to double-click at the pipeline.
+ *
+ * Every click event on a candidate's button sends one real POST /votes -
+ * no debouncing, on purpose - and the page polls GET /tallies and GET /stats
+ * about once a second to show that the clicks became exactly one vote.
+ * Element ids the browser test relies on: vote-N, tally-N (N = 1..4), user,
+ * new-user, sent, accepted, and body[data-refreshes] (counts finished polls).
+ */
+#ifndef TADAK_PAGE_H
+#define TADAK_PAGE_H
+
+extern const char page_html[];
+
+#endif

@@ -1,0 +1,370 @@
+"""What the producer tells about votes after publishing them, against the real
+stack: GET /votes/{user_id}/{candidate_id} (recorded / pending / unknown),
+GET /tallies, GET /stats, the 503s without DATABASE_URL/REDIS_URL, and
+Idempotency-Key on POST /votes (one event per key, whatever the client does).
+
+Rows are written straight into a fresh database (with sql/schema.sql) where
+the producer's answer is what is under test; the end-to-end test runs a real
+consumer.
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import REPO, consume_all, unique, wait_for
+
+SCHEMA = (REPO / "sql" / "schema.sql").read_text()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, headers=None, timeout=15):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def get_json(port, path):
+    status, hdrs, body = request(port, "GET", path)
+    assert hdrs["content-type"] == "application/json", body
+    return status, json.loads(body)
+
+
+def post_vote(port, user, cand, key=None, raw=None):
+    h = {"Content-Type": "application/json"}
+    if key is not None:
+        h["Idempotency-Key"] = key
+    body = raw if raw is not None else json.dumps({"user_id": user, "candidate_id": cand}).encode()
+    status, hdrs, body = request(port, "POST", "/votes", body, h)
+    return status, hdrs, json.loads(body)
+
+
+class Serve:
+    """`tadak-producer serve` with exactly the store URLs given (none inherited)."""
+
+    def __init__(self, bins, env, tmp, topic, database_url=None, redis_url=None, prefix="",
+                 brokers=None, extra=()):
+        self.port = free_port()
+        self.topic = topic
+        self.log = tmp / f"serve-{self.port}.log"
+        penv = {k: v for k, v in os.environ.items()
+                if k not in ("DATABASE_URL", "REDIS_URL", "TADAK_KEY_PREFIX")}
+        args = [bins.producer, "serve", "--listen", f"127.0.0.1:{self.port}", "--topic", topic,
+                "--brokers", brokers or env["KAFKA_BOOTSTRAP_SERVERS"], "--key-prefix", prefix,
+                *extra]
+        if database_url:
+            args += ["--database-url", database_url]
+        if redis_url:
+            args += ["--redis-url", redis_url]
+        self._logf = open(self.log, "wb")
+        self.proc = subprocess.Popen(args, stdout=self._logf, stderr=subprocess.STDOUT, env=penv)
+        wait_for(self._healthy, timeout=20, what="serve /healthz")
+
+    def _healthy(self):
+        assert self.proc.poll() is None, f"serve exited: {self.log.read_text()}"
+        try:
+            return request(self.port, "GET", "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        finally:
+            self._logf.close()
+
+
+@pytest.fixture
+def schema_db(db):
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    return db
+
+
+@pytest.fixture
+def serve(bins, env, tmp_path, topic, schema_db, prefix):
+    s = Serve(bins, env, tmp_path, topic, schema_db.url, env["REDIS_URL"], prefix)
+    yield s
+    assert s.stop() == 0, s.log.read_text()[-2000:]
+
+
+def insert_vote(db, user, cand, event_id=None):
+    event_id = event_id or str(uuid.uuid4())
+    db.rows("insert into votes (token, user_id, candidate_id, event_id) values (%s, %s, %s, %s) "
+            "returning id", (f"vote_lock:{user}:{cand}", user, cand, event_id))
+    return event_id
+
+
+def events(env, topic):
+    """Everything on the topic (acknowledged events are all there already)."""
+    return [json.loads(m.value) for m in consume_all(env, topic, timeout=20)]
+
+
+# ---------------------------------------------------------------- status and tallies
+
+def test_status_recorded_pending_unknown(serve, schema_db, redis_client, prefix):
+    eid = insert_vote(schema_db, 11, 2)
+    status, doc = get_json(serve.port, "/votes/11/2")
+    assert status == 200, doc
+    assert doc["status"] == "recorded" and doc["event_id"] == eid
+    assert doc["token"] == "vote_lock:11:2"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", doc["created_at"]), doc
+
+    # A consumer holds the in-flight lock: pending, until the row exists.
+    redis_client.set(prefix + "vote_lock:12:3", "P other x", px=60000)
+    assert get_json(serve.port, "/votes/12/3") == (202, {"status": "pending",
+                                                         "token": "vote_lock:12:3"})
+    insert_vote(schema_db, 12, 3)
+    assert get_json(serve.port, "/votes/12/3")[1]["status"] == "recorded"
+
+    # Nothing anywhere, a lock under another prefix, a "done" marker without a row: unknown.
+    redis_client.set("other" + prefix + "vote_lock:13:1", "P other x", px=60000)
+    redis_client.set(prefix + "vote_lock:14:1", "D " + str(uuid.uuid4()), px=60000)
+    try:
+        for path in ("/votes/13/1", "/votes/14/1", "/votes/11/3"):
+            status, doc = get_json(serve.port, path)
+            assert (status, doc["status"]) == (404, "unknown"), path
+    finally:
+        redis_client.delete("other" + prefix + "vote_lock:13:1")
+
+
+@pytest.mark.parametrize("path,error", [
+    ("/votes/abc/1", "wrong_type"), ("/votes/1/1.5", "wrong_type"), ("/votes/-1/1", "wrong_type"),
+    ("/votes/+1/1", "wrong_type"), ("/votes/0/1", "out_of_range"),
+    ("/votes/1/9223372036854775808", "out_of_range"),
+    ("/votes/99999999999999999999999/1", "out_of_range"),
+])
+def test_status_bad_ids_are_400(serve, path, error):
+    status, doc = get_json(serve.port, path)
+    assert (status, doc["error"]) == (400, error)
+    assert doc["detail"]
+
+
+def test_status_routing(serve):
+    status, hdrs, body = request(serve.port, "POST", "/votes/1/2", b"{}",
+                                 {"Content-Type": "application/json"})
+    assert status == 405 and hdrs["allow"] == "GET"
+    for path in ("/votes/1", "/votes/1/2/3", "/votes//2"):
+        assert request(serve.port, "GET", path)[0] == 404, path
+    status, doc = get_json(serve.port, "/votes/9223372036854775807/1")
+    assert (status, doc["status"]) == (404, "unknown")
+
+
+def test_tallies(serve, schema_db):
+    assert get_json(serve.port, "/tallies") == (200, {"tallies": [], "total": 0})
+    for user, cand in [(1, 1), (2, 1), (3, 1), (1, 2), (1, 4), (2, 4)]:
+        insert_vote(schema_db, user, cand)
+    assert get_json(serve.port, "/tallies") == (200, {
+        "tallies": [{"candidate_id": 1, "votes": 3}, {"candidate_id": 2, "votes": 1},
+                    {"candidate_id": 4, "votes": 2}],
+        "total": 6})
+
+
+def test_tallies_before_the_table_exists(bins, env, tmp_path, topic, db):
+    s = Serve(bins, env, tmp_path, topic, db.url)
+    try:
+        assert get_json(s.port, "/tallies") == (200, {"tallies": [], "total": 0})
+        assert get_json(s.port, "/votes/1/1")[1]["status"] == "unknown"
+    finally:
+        assert s.stop() == 0
+
+
+def test_stats_reads_the_consumer_counters(serve, redis_client, prefix):
+    status, doc = get_json(serve.port, "/stats")
+    assert status == 200
+    assert doc == {"consumed": 0, "inserted": 0, "dup_redis": 0, "dup_db": 0, "dead_lettered": 0,
+                   "accepted": 0}
+    redis_client.hset(prefix + "tadak:stats", mapping={"consumed": 7, "inserted": 4,
+                                                       "dup_redis": 2, "dup_db": 1})
+    assert post_vote(serve.port, 5, 1)[0] == 202
+    status, doc = get_json(serve.port, "/stats")
+    assert doc == {"consumed": 7, "inserted": 4, "dup_redis": 2, "dup_db": 1, "dead_lettered": 0,
+                   "accepted": 1}
+
+
+def test_without_stores_routes_503_and_voting_works(bins, env, tmp_path, topic):
+    s = Serve(bins, env, tmp_path, topic)
+    try:
+        for path, var in (("/votes/1/2", "DATABASE_URL"), ("/tallies", "DATABASE_URL"),
+                          ("/stats", "REDIS_URL")):
+            status, doc = get_json(s.port, path)
+            assert (status, doc["error"]) == (503, "not_configured"), path
+            assert var in doc["detail"]
+        # Idempotency-Key cannot be honoured without Redis: ignored (and said so once).
+        a = post_vote(s.port, 21, 1, key="k-1")
+        b = post_vote(s.port, 21, 1, key="k-1")
+        assert a[0] == b[0] == 202
+        assert a[2]["event_id"] != b[2]["event_id"]
+        status, _, body = request(s.port, "GET", "/")
+        assert status == 200 and b"<button" in body
+    finally:
+        assert s.stop() == 0
+    log = s.log.read_text()
+    assert log.count("Idempotency-Key ignored") == 1, log
+    assert len([e for e in events(env, topic) if e["user_id"] == 21]) == 2
+
+
+def test_status_unavailable_is_503_not_a_hang(bins, env, tmp_path, topic):
+    dead = f"postgresql://tadak@127.0.0.1:{free_port()}/nope"
+    s = Serve(bins, env, tmp_path, topic, dead, f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        for path in ("/votes/1/2", "/tallies", "/stats"):
+            status, doc = get_json(s.port, path)
+            assert (status, doc["error"]) == (503, "unavailable"), (path, doc)
+        assert post_vote(s.port, 1, 1)[0] == 202
+        # With a key, Redis down means the guarantee cannot be given: 503, retry later.
+        status, hdrs, doc = post_vote(s.port, 1, 1, key="k")
+        assert (status, doc["error"]) == (503, "unavailable") and hdrs["retry-after"] == "1"
+    finally:
+        assert s.stop() == 0
+
+
+# ---------------------------------------------------------------- Idempotency-Key
+
+def test_idempotency_same_key_same_body_one_event(serve, env, redis_client, prefix):
+    s1, h1, d1 = post_vote(serve.port, 31, 2, key="order-31")
+    s2, h2, d2 = post_vote(serve.port, 31, 2, key="order-31")
+    assert (s1, s2) == (202, 202)
+    assert d1 == d2  # the stored 202: same event id, partition and offset
+    assert "idempotent-replayed" not in h1 and h2["idempotent-replayed"] == "true"
+    # The structured-field form of the same key is the same key.
+    s3, _, d3 = post_vote(serve.port, 31, 2, key='"order-31"')
+    assert (s3, d3) == (202, d1)
+    # Another key is another request.
+    s4, _, d4 = post_vote(serve.port, 31, 2, key="order-31b")
+    assert s4 == 202 and d4["event_id"] != d1["event_id"]
+
+    value = redis_client.get(prefix + "idem:order-31").decode()
+    assert value.startswith("done ") and d1["event_id"] in value
+    ttl = redis_client.pttl(prefix + "idem:order-31")
+    assert 86_000_000 < ttl <= 86_400_000
+    evs = [e for e in events(env, serve.topic) if e["user_id"] == 31]
+    assert sorted(e["event_id"] for e in evs) == sorted([d1["event_id"], d4["event_id"]])
+    assert get_json(serve.port, "/stats")[1]["accepted"] == 2
+
+
+def test_idempotency_key_reused_with_other_body_422(serve, env):
+    s1, _, d1 = post_vote(serve.port, 32, 1, key="k32")
+    assert s1 == 202
+    status, _, doc = post_vote(serve.port, 32, 2, key="k32")
+    assert (status, doc["error"]) == (422, "idempotency_key_reused")
+    # Same JSON, other bytes: another body, by the draft's fingerprint.
+    status, _, doc = post_vote(serve.port, 0, 0, key="k32",
+                               raw=b'{"candidate_id":1,"user_id":32}')
+    assert status == 422
+    assert post_vote(serve.port, 32, 1, key="k32")[2] == d1
+    assert [e["event_id"] for e in events(env, serve.topic)] == [d1["event_id"]]
+
+
+def test_idempotency_concurrent_same_key_one_event(serve, env):
+    n = 24
+    results = [None] * n
+    barrier = threading.Barrier(n)
+
+    def go(i):
+        barrier.wait()
+        results[i] = post_vote(serve.port, 33, 3, key="race-33")
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = [r[0] for r in results]
+    assert set(statuses) <= {202, 409}, statuses
+    accepted = [r[2] for r in results if r[0] == 202]
+    assert accepted and len({d["event_id"] for d in accepted}) == 1
+    assert all(r[2]["error"] == "request_in_progress" for r in results if r[0] == 409)
+    assert [e["event_id"] for e in events(env, serve.topic)] == [accepted[0]["event_id"]]
+
+
+@pytest.mark.parametrize("key", ["x" * 256, '""', 'a"b', "caf\u00e9"])
+def test_idempotency_bad_key_400(serve, key):
+    h = {"Content-Type": "application/json", "Idempotency-Key": key.encode("utf-8")}
+    status, _, body = request(serve.port, "POST", "/votes", b'{"user_id":1,"candidate_id":1}', h)
+    assert (status, json.loads(body)["error"]) == (400, "invalid_idempotency_key")
+
+
+def test_idempotency_longest_key_ok(serve):
+    assert post_vote(serve.port, 34, 1, key="k" * 255)[0] == 202
+
+
+def test_idempotency_claim_released_after_503(bins, env, tmp_path, topic, redis_client, prefix):
+    s = Serve(bins, env, tmp_path, topic, redis_url=env["REDIS_URL"], prefix=prefix,
+              brokers=f"127.0.0.1:{free_port()}", extra=["--delivery-timeout-ms", "300"])
+    try:
+        status, _, doc = post_vote(s.port, 35, 1, key="retry-me")
+        assert status == 503, doc
+        assert redis_client.get(prefix + "idem:retry-me") is None
+        # The retry is a new attempt (503 again, not 409 "in progress").
+        status, _, doc = post_vote(s.port, 35, 1, key="retry-me")
+        assert status == 503, doc
+        # A marker someone else holds is never released by us.
+        redis_client.set(prefix + "idem:theirs", "inflight 0000000000000000 x", px=60000)
+        status, _, doc = post_vote(s.port, 35, 1, key="theirs")
+        assert status == 422
+        assert redis_client.get(prefix + "idem:theirs") is not None
+    finally:
+        assert s.stop() == 0
+
+
+# ---------------------------------------------------------------- end to end
+
+def test_vote_to_recorded_through_a_consumer(serve, bins, env, schema_db, prefix):
+    s, _, d = post_vote(serve.port, 41, 4)
+    assert s == 202
+    assert get_json(serve.port, "/votes/41/4")[1]["status"] in ("unknown", "pending")
+    consumer = subprocess.Popen(
+        [bins.consumer, "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", serve.topic,
+         "--group", unique("g"), "--from-beginning", "--database-url", schema_db.url,
+         "--redis-url", env["REDIS_URL"], "--key-prefix", prefix],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        doc = wait_for(lambda: (lambda r: r[1] if r[1]["status"] == "recorded" else None)(
+            get_json(serve.port, "/votes/41/4")), timeout=60, what="vote recorded")
+        assert doc["event_id"] == d["event_id"]
+        assert get_json(serve.port, "/tallies")[1] == {
+            "tallies": [{"candidate_id": 4, "votes": 1}], "total": 1}
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        _, err = consumer.communicate(timeout=30)
+        assert consumer.returncode == 0, err[-2000:]
+
+
+def test_consumer_publishes_its_counters(serve, bins, env, schema_db, prefix, redis_client):
+    """The consumer adds its per-batch counts to <prefix>tadak:stats: /stats == its summary."""
+    for i in range(4):
+        assert post_vote(serve.port, 51, 1)[0] == 202
+    assert post_vote(serve.port, 52, 2)[0] == 202
+    p = subprocess.run(
+        [bins.consumer, "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", serve.topic,
+         "--group", unique("g"), "--from-beginning", "--database-url", schema_db.url,
+         "--redis-url", env["REDIS_URL"], "--key-prefix", prefix, "--idle-exit", "2"],
+        capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][0])
+    assert summary["consumed"] == 5 and summary["inserted"] == 2
+    status, doc = get_json(serve.port, "/stats")
+    assert status == 200
+    assert doc == {k: summary[k] for k in
+                   ("consumed", "inserted", "dup_redis", "dup_db", "dead_lettered")} | {
+                       "accepted": 5}
