@@ -1,8 +1,12 @@
 # tadak - build, test and run the vote ingestion pipeline.
 #
 #   make              build/tadak-producer, build/tadak-consumer, build/libtadak.a
-#   make test         setup, local stack, unit + integration tests (ASan+UBSan build)
+#   make test         setup, local stack, unit + integration + reduced chaos tests,
+#                     a 10 s smoke of each fuzzer (ASan+UBSan build)
+#   make chaos        the full chaos suite on a private stack (tests/chaos)
+#   make fuzz         each libFuzzer harness for FUZZ_SECONDS (60)
 #   make demo         setup, local stack, a vote through the whole path
+#   make bench        throughput, latency and memory against the services' ceilings (bench/)
 #   make SANITIZE=1   the same binaries with ASan+UBSan, under build/san/
 #   make format / format-check / clean
 
@@ -67,7 +71,17 @@ unit-bins: $(UNIT_BIN)
 test:
 	scripts/setup
 	$(MAKE) SANITIZE=1 all unit-bins
+	$(MAKE) fuzz-bins
 	TADAK_BIN_DIR=build/san tests/run
+
+# The full chaos suite (tests/chaos) against a private stack of its own:
+# consumer SIGKILLs, Redis wiped and down, PostgreSQL down, a Kafka restart
+# under HTTP load, a rebalance storm, hostile input. `make test` runs the
+# reduced set. TADAK_CHAOS_SEED=N repeats a run.
+chaos:
+	scripts/setup
+	$(MAKE) SANITIZE=1 all
+	TADAK_BIN_DIR=build/san TADAK_CHAOS=full tests/chaos/run
 
 unit:
 	$(MAKE) SANITIZE=1 all unit-bins
@@ -77,6 +91,19 @@ demo:
 	scripts/setup
 	$(MAKE) all
 	scripts/demo
+
+# The benchmark measures the -O2 build (never ASan) against the ceilings of
+# the local stack's services; results in bench/results/. Not part of test.
+KCOUNT := build/bench/kcount
+$(KCOUNT): bench/kcount.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE $(WARN) $(shell pkg-config --cflags rdkafka) -o $@ $< \
+	    $(shell pkg-config --libs rdkafka)
+
+bench:
+	scripts/setup
+	$(MAKE) SANITIZE= BUILD=build all $(KCOUNT)
+	bench/run $(BENCH_ARGS)
 
 FORMAT_FILES := $(wildcard common/*.[ch] producer/*.[ch] consumer/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch])
 format:
@@ -108,6 +135,7 @@ fuzz: fuzz-bins
 	@for f in $(FUZZ_BIN); do \
 	    n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
 	    echo "== $$n for $(FUZZ_SECONDS) s"; \
+	    seeds=; [ -d tests/fuzz/seeds-$$n ] && seeds=tests/fuzz/seeds-$$n; \
 	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
-	        build/fuzz/corpus-$$n ../shared/corpus/json-test-suite/test_parsing || exit 1; \
+	        build/fuzz/corpus-$$n $$seeds ../shared/corpus/json-test-suite/test_parsing || exit 1; \
 	done

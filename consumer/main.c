@@ -30,6 +30,14 @@ int main(int argc, char **argv)
         options_free(&o);
         return rc > 0 ? 0 : 2;
     }
+    /*
+     * Signals first: a SIGTERM during start-up (a slow PostgreSQL or Redis)
+     * must mean "stop cleanly", not the default action of killing us.
+     */
+    if (shutdown_install() != 0) {
+        log_error("cannot install signal handlers", "");
+        goto out;
+    }
     store = store_new(o.database_url);
     if (store_migrate(store, err, sizeof(err)) != 0) {
         log_error("cannot apply the schema", "error=\"%s\"", err);
@@ -47,8 +55,7 @@ int main(int argc, char **argv)
     }
     gate = gate_new(o.redis_url, o.key_prefix, o.lock_ttl_ms, o.dedupe_window_s * 1000, err,
                     sizeof(err));
-    if (!gate || shutdown_install() != 0 ||
-        !(p = pipeline_new(&o, gate, store, metrics, err, sizeof(err)))) {
+    if (!gate || !(p = pipeline_new(&o, gate, store, metrics, err, sizeof(err)))) {
         log_error("cannot start", "error=\"%s\"", err);
         goto out;
     }
