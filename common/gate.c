@@ -2,7 +2,13 @@
  * gate.c - the Redis dedupe gate. See gate.h for the protocol.
  *
  * One synchronous hiredis connection, used in pipelined bursts: append N
- * commands, then read N replies. Any I/O error drops the connection and
+ * commands, then read N replies. Two kinds of burst do not wait for their
+ * replies: marking a batch done and the stats counters. Nothing in the
+ * round depends on them, so Redis runs them while the consumer polls and
+ * parses the next batch (that wait was a sixth of a batch's time, see
+ * bench/); the next call reads them first ("pending"), and Redis keeps the
+ * order, so the next SET NX GET sees the "D" markers. Any I/O error drops
+ * the connection and
  * marks Redis down; reconnecting is tried at most once a second, so an
  * outage costs the consumer one failed connect per second, not one per
  * batch.
@@ -59,6 +65,9 @@ struct gate {
     int64_t next_try; /* no reconnect before this (monotonic ms) */
     char done_sha[GATE_SHA_LEN], release_sha[GATE_SHA_LEN];
     int warned_error_reply;
+
+    size_t pending;     /* replies owed to commands sent without waiting */
+    int reload_scripts; /* a pending reply said NOSCRIPT */
 
     /* gate_settle's scratch: one chunk's keys, values and argument vector. */
     char keys[GATE_SETTLE_CHUNK][GATE_KEY_MAX];
@@ -154,6 +163,7 @@ static void gate_disconnect(struct gate *g, const char *why)
     if (g->c)
         redisFree(g->c);
     g->c = NULL;
+    g->pending = 0;
     g->next_try = util_now_ms() + GATE_RETRY_MS;
 }
 
@@ -229,6 +239,54 @@ fail:
     return -1;
 }
 
+/*
+ * Read the replies owed to commands sent without waiting. A NOSCRIPT among
+ * them (the script cache was flushed) loads the scripts again; the markers
+ * it lost only leave "P" locks to expire, and PostgreSQL decides meanwhile.
+ */
+static int gate_drain(struct gate *g)
+{
+    for (; g->pending > 0; g->pending--) {
+        redisReply *r = NULL;
+        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r) {
+            gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+            g->reload_scripts = 1;
+        freeReplyObject(r);
+    }
+    if (g->reload_scripts) {
+        g->reload_scripts = 0;
+        if (load_script(g, done_script, g->done_sha) != 0 ||
+            load_script(g, release_script, g->release_sha) != 0) {
+            gate_disconnect(g, g->c->err ? g->c->errstr : "SCRIPT LOAD failed");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Connected, with no reply owed: 0, or -1 when Redis is down. */
+static int gate_ready(struct gate *g)
+{
+    return gate_connect(g) == 0 && gate_drain(g) == 0 ? 0 : -1;
+}
+
+/* Send what was appended, replies owed: n more (they are read by gate_drain). */
+static int gate_send(struct gate *g, size_t n)
+{
+    int done = 0;
+
+    while (!done)
+        if (redisBufferWrite(g->c, &done) != REDIS_OK) {
+            gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "write failed");
+            return -1;
+        }
+    g->pending += n;
+    return 0;
+}
+
 /* hostname:pid:random - unique per process, no spaces (the value is space-separated). */
 static void gate_make_owner(char *owner, size_t size)
 {
@@ -298,7 +356,7 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
         items[i]->action = GATE_OPEN;
     if (n == 0)
         return 0;
-    if (gate_connect(g) != 0)
+    if (gate_ready(g) != 0)
         return -1;
     for (i = 0; i < n; i++) {
         size_t klen = gate_key(g, items[i]->token, key, sizeof(key));
@@ -389,7 +447,8 @@ static size_t gate_settle_chunk(struct gate *g, struct gate_item *const *items, 
 
 /*
  * Run the compare-and-set script for every item we hold, GATE_SETTLE_CHUNK
- * keys a call, all calls in one round trip.
+ * keys a call, all calls in one round trip. Marking done does not wait for
+ * the replies (see the top of the file); releasing does.
  */
 static int gate_settle(struct gate *g, struct gate_item *const *items, size_t n, int done)
 {
@@ -399,13 +458,15 @@ static int gate_settle(struct gate *g, struct gate_item *const *items, size_t n,
 
     snprintf(window, sizeof(window), "%lld", (long long)g->window_ms);
 again:
-    if (gate_connect(g) != 0)
+    if (gate_ready(g) != 0)
         return -1;
     sent = 0;
     for (i = 0; i < n; i += GATE_SETTLE_CHUNK)
         sent +=
             gate_settle_chunk(g, items, i, i + GATE_SETTLE_CHUNK < n ? i + GATE_SETTLE_CHUNK : n,
                               done, use_eval, window);
+    if (done)
+        return gate_send(g, sent);
     noscript = 0;
     for (i = 0; i < sent; i++) {
         redisReply *r = NULL;
@@ -444,19 +505,12 @@ int gate_count(struct gate *g, const char *const *fields, const int64_t *deltas,
         sent += deltas[i] != 0;
     if (sent == 0)
         return 0;
-    if (gate_connect(g) != 0)
+    if (gate_ready(g) != 0)
         return -1;
     snprintf(key, sizeof(key), "%s%s", g->prefix, GATE_STATS_KEY);
     for (i = 0; i < n; i++)
         if (deltas[i] != 0)
             redisAppendCommand(g->c, "HINCRBY %s %s %lld", key, fields[i], (long long)deltas[i]);
-    for (i = 0; i < sent; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r) {
-            gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
-            return -1;
-        }
-        freeReplyObject(r); /* an error reply (key of another type) is ignored */
-    }
-    return 0;
+    /* Replies are read (and an error reply ignored) by the next call, see gate_drain. */
+    return gate_send(g, sent);
 }

@@ -9,9 +9,10 @@
  *   "D <event_id>"           the vote is recorded; kept for the dedupe window
  *
  * A batch takes its locks in one pipelined round trip of
- * `SET key "P owner id" NX PX ttl GET` (Redis >= 7) and settles them in one
- * more round trip of a compare-and-set script: only the owner of a "P" value
- * may turn it into "D" (done) or delete it (release). There is no
+ * `SET key "P owner id" NX PX ttl GET` (Redis >= 7) and settles them with a
+ * compare-and-set script (up to 100 keys a call): only the owner of a "P"
+ * value may turn it into "D" (done) or delete it (release). Marking done
+ * does not wait for Redis' answer; the next call on the gate reads it. There is no
  * unconditional DEL anywhere, so a consumer whose lock expired can never
  * destroy the lock or the marker of another.
  *
@@ -21,7 +22,7 @@
  *
  *   g = gate_new(url, prefix, lock_ttl_ms, window_ms, err, sizeof err);
  *   gate_acquire(g, items, n)     fills items[i]->action; -1 when Redis is down
- *   gate_mark_done(g, items, n)   "P ours" -> "D id" for items we hold
+ *   gate_mark_done(g, items, n)   "P ours" -> "D id" for items we hold (sent, not awaited)
  *   gate_release(g, items, n)     delete "P ours" for items we hold
  *   gate_count(g, fields, deltas, n)   HINCRBY <prefix>tadak:stats, one round trip
  *   gate_decide(old, len, owner)  the pure reply -> action table
