@@ -6,13 +6,13 @@
  */
 #include "metrics.h"
 #include "config.h"
+#include "strbuf.h"
 #include "util.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,46 +138,19 @@ void metric_observe(struct metric *h, double v)
     atomic_fetch_add_explicit(&h->value, 1, memory_order_relaxed);
 }
 
-/* A growing text buffer for the exposition. */
-struct textbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static void tb_printf(struct textbuf *tb, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void tb_printf(struct textbuf *tb, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(tb->p + tb->len, tb->cap - tb->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < tb->cap - tb->len) {
-            tb->len += (size_t)n;
-            return;
-        }
-        tb->cap = tb->cap * 2 + (size_t)(n > 0 ? n : 0);
-        tb->p = xrealloc(tb->p, tb->cap);
-    }
-}
-
-static void render_labels(struct textbuf *tb, const char *labels, const char *extra)
+static void render_labels(struct strbuf *tb, const char *labels, const char *extra)
 {
     if (!*labels && !extra)
         return;
-    tb_printf(tb, "{%s%s%s}", labels, (*labels && extra) ? "," : "", extra ? extra : "");
+    strbuf_printf(tb, "{%s%s%s}", labels, (*labels && extra) ? "," : "", extra ? extra : "");
 }
 
 char *metrics_render(struct metrics *m)
 {
     static const char *const type_names[] = {"counter", "gauge", "histogram"};
-    struct textbuf tb = {xmalloc(4096), 0, 4096};
+    struct strbuf tb;
 
-    tb.p[0] = '\0';
+    strbuf_init(&tb, 4096);
     pthread_mutex_lock(&m->lock);
     for (size_t i = 0; i < m->n; i++) {
         struct metric *x = m->items[i];
@@ -185,12 +158,12 @@ char *metrics_render(struct metrics *m)
         for (size_t j = 0; j < i && !seen; j++)
             seen = strcmp(m->items[j]->name, x->name) == 0;
         if (!seen)
-            tb_printf(&tb, "# HELP %s %s\n# TYPE %s %s\n", x->name, x->help, x->name,
-                      type_names[x->kind]);
+            strbuf_printf(&tb, "# HELP %s %s\n# TYPE %s %s\n", x->name, x->help, x->name,
+                          type_names[x->kind]);
         if (x->kind != KIND_HISTOGRAM) {
-            tb_printf(&tb, "%s", x->name);
+            strbuf_printf(&tb, "%s", x->name);
             render_labels(&tb, x->labels, NULL);
-            tb_printf(&tb, " %lld\n", (long long)metric_value(x));
+            strbuf_printf(&tb, " %lld\n", (long long)metric_value(x));
             continue;
         }
         int64_t cum = 0;
@@ -201,20 +174,20 @@ char *metrics_render(struct metrics *m)
                 snprintf(le, sizeof(le), "le=\"%g\"", x->bounds[b]);
             else
                 snprintf(le, sizeof(le), "le=\"+Inf\"");
-            tb_printf(&tb, "%s_bucket", x->name);
+            strbuf_printf(&tb, "%s_bucket", x->name);
             render_labels(&tb, x->labels, le);
-            tb_printf(&tb, " %lld\n", (long long)cum);
+            strbuf_printf(&tb, " %lld\n", (long long)cum);
         }
-        tb_printf(&tb, "%s_sum", x->name);
+        strbuf_printf(&tb, "%s_sum", x->name);
         render_labels(&tb, x->labels, NULL);
-        tb_printf(&tb, " %.6f\n",
-                  (double)atomic_load_explicit(&x->sum_micros, memory_order_relaxed) / 1e6);
-        tb_printf(&tb, "%s_count", x->name);
+        strbuf_printf(&tb, " %.6f\n",
+                      (double)atomic_load_explicit(&x->sum_micros, memory_order_relaxed) / 1e6);
+        strbuf_printf(&tb, "%s_count", x->name);
         render_labels(&tb, x->labels, NULL);
-        tb_printf(&tb, " %lld\n", (long long)metric_value(x));
+        strbuf_printf(&tb, " %lld\n", (long long)metric_value(x));
     }
     pthread_mutex_unlock(&m->lock);
-    return tb.p;
+    return tb.s;
 }
 
 static enum MHD_Result serve_metrics(void *cls, struct MHD_Connection *conn, const char *url,

@@ -9,6 +9,7 @@
 #include "status.h"
 #include "gate.h"
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 #include <hiredis/hiredis.h>
@@ -336,44 +337,18 @@ out:
     return rc;
 }
 
-/* A growing string for JSON answers. */
-struct sbuf {
-    char *s;
-    size_t len, cap;
-};
-
-static void sbuf_add(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sbuf_add(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        b->cap = b->cap * 2 + (n > 0 ? (size_t)n : 0);
-        b->s = xrealloc(b->s, b->cap);
-    }
-}
-
 int status_tallies(struct status *st, char **json, char *errstr, size_t errsize)
 {
     static const char sql[] =
         "SELECT candidate_id, count(*) FROM votes GROUP BY candidate_id ORDER BY candidate_id";
-    struct sbuf b = {xmalloc(256), 0, 256};
+    struct strbuf b;
     PGconn *c;
     PGresult *q = NULL;
     int64_t total = 0, v;
     int rc = -1, n;
 
     *json = NULL;
-    b.s[0] = '\0';
+    strbuf_init(&b, 256);
     pthread_mutex_lock(&st->db_lock);
     if (!(c = db_conn(st, errstr, errsize)))
         goto out;
@@ -382,16 +357,16 @@ int status_tallies(struct status *st, char **json, char *errstr, size_t errsize)
         db_failed(st, q, errstr, errsize);
         goto out;
     }
-    sbuf_add(&b, "{\"tallies\":[");
+    strbuf_printf(&b, "{\"tallies\":[");
     n = PQresultStatus(q) == PGRES_TUPLES_OK ? PQntuples(q) : 0; /* no table yet: no votes */
     for (int i = 0; i < n; i++) {
         if (util_parse_i64(PQgetvalue(q, i, 1), &v) != 0)
             v = 0;
         total += v;
-        sbuf_add(&b, "%s{\"candidate_id\":%s,\"votes\":%" PRId64 "}", i ? "," : "",
-                 PQgetvalue(q, i, 0), v);
+        strbuf_printf(&b, "%s{\"candidate_id\":%s,\"votes\":%" PRId64 "}", i ? "," : "",
+                      PQgetvalue(q, i, 0), v);
     }
-    sbuf_add(&b, "],\"total\":%" PRId64 "}\n", total);
+    strbuf_printf(&b, "],\"total\":%" PRId64 "}\n", total);
     *json = b.s;
     b.s = NULL;
     rc = 0;

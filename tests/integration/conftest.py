@@ -5,8 +5,10 @@ Redis and PostgreSQL on loopback. Each test gets its own topic, database and
 Redis key prefix, so tests never see each other's data and never touch
 anything they did not create.
 """
+import http.client
 import os
 import shlex
+import socket
 import subprocess
 import time
 import uuid
@@ -190,3 +192,21 @@ def run(args, env=None, timeout=120, input=None, check=False):
         full.update(env)
     return subprocess.run([str(a) for a in args], env=full, capture_output=True, text=True,
                           timeout=timeout, input=input, check=check)
+
+
+def free_port():
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, headers=None, timeout=15):
+    """One HTTP request on a fresh connection -> (status, lower-cased headers, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()

@@ -18,26 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS, consume_all, run, unique, wait_for
+from conftest import free_port, request, CORPUS, consume_all, run, unique, wait_for
 
 MAX_BODY = 300000  # above the largest JSONTestSuite file (250001 bytes)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(port, method, path, body=None, headers=None, timeout=15):
-    """One HTTP request on a fresh connection -> (status, headers, body bytes)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
 
 
 def post_json(port, obj_or_bytes, path="/votes", headers=None):

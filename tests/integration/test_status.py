@@ -7,12 +7,10 @@ Rows are written straight into a fresh database (with sql/schema.sql) where
 the producer's answer is what is under test; the end-to-end test runs a real
 consumer.
 """
-import http.client
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import uuid
@@ -20,25 +18,9 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import REPO, consume_all, unique, wait_for
+from conftest import free_port, request, REPO, consume_all, unique, wait_for
 
 SCHEMA = (REPO / "sql" / "schema.sql").read_text()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(port, method, path, body=None, headers=None, timeout=15):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
 
 
 def get_json(port, path):
