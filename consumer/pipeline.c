@@ -6,7 +6,8 @@
  *   1. poll      new messages join those held from earlier rounds
  *   2. parse     each message is a vote or poison
  *   3. DLQ       poison goes to the dead-letter topic (settled on its ack)
- *   4. dedupe    within the batch the first event of a token wins
+ *   4. dedupe    a token this process saw recorded is a duplicate at once
+ *                (donecache.h); within the batch the first event wins
  *   5. gate      one Redis round trip: a lock per token (or "done", or busy)
  *   6. store     one INSERT ... ON CONFLICT (token) DO NOTHING
  *   7. mark done one Redis round trip: our locks become "D" markers
@@ -23,11 +24,14 @@
  * the assigned partitions are paused; polling goes on so the group keeps us.
  *
  * Counting: every settled message is "consumed" and exactly one of
- * inserted, dup_redis, dup_db, dead_lettered. A later duplicate of a token
- * within the same batch is decided here, before Redis; it counts as
- * dup_redis when Redis answered for the batch and dup_db when it did not
- * (then only PostgreSQL's UNIQUE would have caught it). retries counts
- * lock-held retries (per message) plus failed PostgreSQL batches.
+ * inserted, dup_redis, dup_db, dead_lettered. Two kinds of duplicate are
+ * decided here, before Redis: a later copy of a token within the same batch,
+ * and a token in the done cache (recorded, as PostgreSQL or Redis told this
+ * process earlier). Both count as dup_redis - stopped before PostgreSQL -
+ * when Redis answered the last batch that asked it, and as dup_db when it
+ * did not (without Redis, only PostgreSQL's UNIQUE would have caught them).
+ * retries counts lock-held retries (per message) plus failed PostgreSQL
+ * batches.
  *
  * After every round that settled something, the new counts are added to the
  * Redis hash <prefix>tadak:stats (gate_count, one pipelined round trip), which
@@ -36,6 +40,7 @@
  */
 #include "pipeline.h"
 #include "dlq.h"
+#include "donecache.h"
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
@@ -58,6 +63,9 @@
 #define JOIN_GRACE_MS        30000
 #define FIRST_ASSIGN_WAIT_MS 10000
 #define HOLD_BATCHES         4 /* pause fetching while this many batches wait on locks */
+/* Done cache, per generation (two of them): ~98k tokens, 3 MiB at most. */
+#define DONE_SLOTS      131072
+#define DONE_POOL_BYTES (2u << 20)
 
 enum item_state {
     ITEM_NEW,      /* polled, not parsed yet */
@@ -90,6 +98,7 @@ struct pipeline {
     struct dlq *dlq;
     struct offsets *offsets;
     struct tokenset seen;
+    struct donecache *done; /* tokens known to be recorded */
 
     struct item *items; /* held + new, in poll order */
     size_t n, cap;
@@ -100,6 +109,7 @@ struct pipeline {
 
     uint64_t next_seq;
     int paused, db_down;
+    int gate_up; /* Redis answered the last batch that asked it */
     int64_t db_backoff_ms;
     int joined;
     int64_t active_at, next_lag_at;
@@ -314,8 +324,12 @@ static int message_error(struct pipeline *p, const rd_kafka_message_t *m)
     case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
     case RD_KAFKA_RESP_ERR__AUTHENTICATION:
     case RD_KAFKA_RESP_ERR__FATAL:
-        log_error("cannot consume", "topic=%s error=%s detail=\"%s\"", p->o->topic,
-                  rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+        log_error("cannot consume", "topic=%s error=%s detail=\"%s\"%s", p->o->topic,
+                  rd_kafka_err2name(m->err), rd_kafka_message_errstr(m),
+                  m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                          m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                      ? " hint=\"create the topic (6 partitions) or start the producer first\""
+                      : "");
         p->fatal = 1;
         return -1;
     default:
@@ -486,7 +500,11 @@ static int pipeline_round(struct pipeline *p)
         if (p->items[i].state == ITEM_POISON && due(&p->items[i], now))
             send_dead_letter(p, &p->items[i], now);
 
-    /* 4. Dedupe within the batch: the first event of a token (poll order) wins. */
+    /*
+     * 4. Dedupe: a token this process already saw recorded (by our INSERT,
+     * PostgreSQL's conflict or Redis' "D") is settled now, without Redis;
+     * within the batch the first event of a token (poll order) wins.
+     */
     for (i = 0; i < p->n; i++)
         nvotes += p->items[i].state == ITEM_VOTE && due(&p->items[i], now);
     tokenset_reset(&p->seen, nvotes);
@@ -494,6 +512,10 @@ static int pipeline_round(struct pipeline *p)
         struct item *it = &p->items[i];
         if (it->state != ITEM_VOTE || !due(it, now))
             continue;
+        if (donecache_has(p->done, it->vote.token, now)) {
+            p->dups[ndups++] = i;
+            continue;
+        }
         if (tokenset_add(&p->seen, it->vote.token, i) >= 0) {
             p->dups[ndups++] = i;
             continue;
@@ -505,13 +527,16 @@ static int pipeline_round(struct pipeline *p)
     }
 
     /* 5. Gate: one pipelined Redis round trip, a lock per token. */
-    gate_up = gate_acquire(p->gate, p->gitems, ncand) == 0;
+    if (ncand > 0)
+        p->gate_up = gate_acquire(p->gate, p->gitems, ncand) == 0;
+    gate_up = p->gate_up;
     for (i = 0; i < ndups; i++)
         settle(p, &p->items[p->dups[i]], gate_up ? OUT_DUP_REDIS : OUT_DUP_DB);
     for (i = 0; i < ncand; i++) {
         struct item *it = &p->items[p->cand[i]];
         switch (it->gate.action) {
         case GATE_DUPLICATE:
+            donecache_add(p->done, it->vote.token, now);
             settle(p, it, OUT_DUP_REDIS);
             break;
         case GATE_BUSY: /* being recorded elsewhere: neither drop nor insert, ask again */
@@ -543,8 +568,11 @@ static int pipeline_round(struct pipeline *p)
             if (p->items[p->row_item[i]].gate.action == GATE_OURS)
                 p->gitems[nours++] = &p->items[p->row_item[i]].gate;
         gate_mark_done(p->gate, p->gitems, nours);
-        for (i = 0; i < nrows; i++)
+        /* Inserted or in conflict, each row's token is now recorded. */
+        for (i = 0; i < nrows; i++) {
+            donecache_add(p->done, p->rows[i].token, now);
             settle(p, &p->items[p->row_item[i]], p->rows[i].inserted ? OUT_INSERTED : OUT_DUP_DB);
+        }
     }
 
     /* 8. Dead letters the broker acknowledged are settled. */
@@ -666,6 +694,7 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->store = store;
     p->metrics = metrics;
     p->offsets = offsets_new();
+    p->done = donecache_new(DONE_SLOTS, DONE_POOL_BYTES, o->dedupe_window_s * 1000);
     p->consumed = metrics_counter(metrics, "tadak_consumer_consumed_total", "",
                                   "Messages consumed and settled");
     p->retries = metrics_counter(metrics, "tadak_consumer_retries_total", "",
@@ -776,6 +805,7 @@ void pipeline_free(struct pipeline *p)
     dlq_free(p->dlq);
     offsets_free(p->offsets);
     tokenset_free(&p->seen);
+    donecache_free(p->done);
     free(p->items);
     free(p->cand);
     free(p->dups);
