@@ -210,3 +210,14 @@ def request(port, method, path, body=None, headers=None, timeout=15):
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+def wait_serving(proc, port, log, timeout=20):
+    """Until `tadak-producer serve` answers /healthz; fail at once if it exited."""
+    def healthy():
+        assert proc.poll() is None, f"serve exited: {log.read_text()}"
+        try:
+            return request(port, "GET", "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+    wait_for(healthy, timeout=timeout, what="serve /healthz")

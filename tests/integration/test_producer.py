@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, request, CORPUS, consume_all, run, unique, wait_for
+from conftest import free_port, request, wait_serving, CORPUS, consume_all, run, unique, wait_for
 
 MAX_BODY = 300000  # above the largest JSONTestSuite file (250001 bytes)
 
@@ -45,14 +45,7 @@ class Server:
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen([str(a) for a in args], stdout=self._logf,
                                      stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout=20, what="serve /healthz")
-
-    def _healthy(self):
-        assert self.proc.poll() is None, f"serve exited: {self.log.read_text()}"
-        try:
-            return request(self.port, "GET", "/healthz", timeout=2)[0] == 200
-        except OSError:
-            return False
+        wait_serving(self.proc, self.port, self.log)
 
     def vote(self, obj, path="/votes", headers=None):
         status, hdrs, body = post_json(self.port, obj, path, headers)

@@ -18,7 +18,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import free_port, request, REPO, consume_all, unique, wait_for
+from conftest import free_port, request, wait_serving, REPO, consume_all, unique, wait_for
 
 SCHEMA = (REPO / "sql" / "schema.sql").read_text()
 
@@ -57,14 +57,7 @@ class Serve:
             args += ["--redis-url", redis_url]
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen(args, stdout=self._logf, stderr=subprocess.STDOUT, env=penv)
-        wait_for(self._healthy, timeout=20, what="serve /healthz")
-
-    def _healthy(self):
-        assert self.proc.poll() is None, f"serve exited: {self.log.read_text()}"
-        try:
-            return request(self.port, "GET", "/healthz", timeout=2)[0] == 200
-        except OSError:
-            return False
+        wait_serving(self.proc, self.port, self.log)
 
     def stop(self):
         if self.proc.poll() is None:
