@@ -2,16 +2,30 @@
  * gate.c - the Redis dedupe gate. See gate.h for the protocol.
  *
  * One synchronous hiredis connection, used in pipelined bursts: append N
- * commands, then read N replies. Two kinds of burst do not wait for their
- * replies: marking a batch done and the stats counters. Nothing in the
- * round depends on them, so Redis runs them while the consumer polls and
- * parses the next batch (that wait was a sixth of a batch's time, see
- * bench/); the next call reads them first ("pending"), and Redis keeps the
- * order, so the next SET NX GET sees the "D" markers. Any I/O error drops
- * the connection and
- * marks Redis down; reconnecting is tried at most once a second, so an
- * outage costs the consumer one failed connect per second, not one per
- * batch.
+ * commands, then read N replies. Three kinds of burst do not wait for their
+ * replies: marking a batch done, the stats counters and the heartbeat.
+ * Nothing in the round depends on them, so Redis runs them while the
+ * consumer goes on (that wait was a sixth of a batch's time, see bench/). A
+ * small FIFO says what each owed reply is ("pending"); the next call reads
+ * them first, and Redis keeps the order, so the next SET NX GET sees the
+ * "D" markers.
+ *
+ * Every (re)connect runs, synchronously: AUTH/SELECT, the namespace check,
+ * our alive key, SCRIPT LOAD. Any I/O error drops the connection and marks
+ * Redis down; reconnecting is tried at most once a second, so an outage
+ * costs the consumer one failed connect per second, not one per batch.
+ *
+ * gate_acquire makes a second round trip only when some locks belong to
+ * other owners: one takeover script per such lock, which takes it when its
+ * owner's alive key no longer names that owner.
+ *
+ * Stats: per field, "confirmed" (Redis answered the burst's EXEC with an
+ * array) and "sent" (confirmed + in flight). A burst carries totals - sent;
+ * its EXEC reply adds those deltas to confirmed, a failed EXEC takes them
+ * back from sent, and a lost connection sets sent to confirmed, so the next
+ * call sends the difference again. A burst Redis applied but whose reply
+ * was lost is counted twice: the hash may run ahead, never behind, and its
+ * fields always move together.
  */
 #include "gate.h"
 #include "event.h"
@@ -30,7 +44,10 @@
 #define GATE_COMMAND_MS 2000
 #define GATE_PREFIX_MAX 256
 #define GATE_KEY_MAX    (GATE_PREFIX_MAX + 128)
-#define GATE_SHA_LEN    41
+/* An alive key names the owner of any lock value we may read. */
+#define GATE_ALIVE_KEY_MAX (GATE_PREFIX_MAX + sizeof(GATE_ALIVE_KEY) + GATE_VALUE_MAX)
+#define GATE_SHA_LEN       41
+#define GATE_PENDING_MIN   8 /* FIFO entries to start with; it doubles when full */
 
 /*
  * Compare-and-set: only the holder of the exact "P ..." value may settle it.
@@ -47,10 +64,34 @@ static const char done_script[] = "local n = 0 for i, k in ipairs(KEYS) do "
 static const char release_script[] = "local n = 0 for i, k in ipairs(KEYS) do "
                                      "if redis.call('GET', k) == ARGV[i] then "
                                      "n = n + redis.call('DEL', k) end end return n";
+/*
+ * Takeover of a dead owner's lock. KEYS: the lock, the alive key of its
+ * owner; ARGV: the lock's value as read, that owner, our value, the lock
+ * TTL. Taken only while the lock is unchanged and the alive key names
+ * someone else (a successor under the same instance id) or nobody.
+ */
+static const char takeover_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) ~= ARGV[2] then "
+    "redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) return 1 end return 0";
+/* Our alive key, deleted only while it still names us (a successor may own it now). */
+static const char retire_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                    "return redis.call('DEL', KEYS[1]) end return 0";
 
 /* Keys per script call: bounds how long one call holds Redis (~100 us). */
 #define GATE_SETTLE_CHUNK 100
 #define GATE_SETTLE_ARGS  (4 + 3 * GATE_SETTLE_CHUNK)
+
+/* What replies owed to commands sent without waiting are (one FIFO entry). */
+enum pend_kind {
+    PEND_PLAIN, /* n replies to read and drop; a NOSCRIPT among them reloads the scripts */
+    PEND_STATS, /* the EXEC of a stats burst: an array confirms its deltas */
+};
+
+struct pend {
+    enum pend_kind kind;
+    size_t n; /* replies left (1 for PEND_STATS) */
+    int64_t deltas[GATE_STATS_FIELDS_MAX];
+};
 
 struct gate {
     char host[256];
@@ -59,15 +100,25 @@ struct gate {
     char prefix[GATE_PREFIX_MAX];
     int64_t lock_ttl_ms, window_ms;
     char owner[GATE_OWNER_MAX];
+    char alive_key[GATE_ALIVE_KEY_MAX];
+    char *db_identity;  /* NULL: no namespace check */
+    char foreign[256];  /* the database the prefix belongs to, when not ours */
+    int foreign_logged; /* found on a reconnect and logged; cleared by a good connect */
+    int started;        /* gate_new is done: a foreign prefix is logged, not returned */
 
     redisContext *c;
     int down;         /* an outage was logged and has not ended yet */
     int64_t next_try; /* no reconnect before this (monotonic ms) */
-    char done_sha[GATE_SHA_LEN], release_sha[GATE_SHA_LEN];
+    int64_t next_beat;
+    char done_sha[GATE_SHA_LEN], release_sha[GATE_SHA_LEN], takeover_sha[GATE_SHA_LEN];
     int warned_error_reply;
+    uint64_t takeovers;
 
-    size_t pending;     /* replies owed to commands sent without waiting */
+    /* Replies owed to commands sent without waiting: a ring, grown only when full. */
+    struct pend *pending;
+    size_t qcap, qhead, qlen;
     int reload_scripts; /* a pending reply said NOSCRIPT */
+    int64_t stats_sent[GATE_STATS_FIELDS_MAX], stats_confirmed[GATE_STATS_FIELDS_MAX];
 
     /* gate_settle's scratch: one chunk's keys, values and argument vector. */
     char keys[GATE_SETTLE_CHUNK][GATE_KEY_MAX];
@@ -94,6 +145,26 @@ enum gate_action gate_decide(const char *old, size_t len, const char *owner)
         return GATE_BUSY;
     }
     return GATE_OPEN; /* not a value the gate wrote: let PostgreSQL decide */
+}
+
+size_t gate_owner_id(const char *owner, size_t len)
+{
+    for (size_t i = len; i > 0; i--)
+        if (owner[i - 1] == '@')
+            return i - 1;
+    return len;
+}
+
+/* The owner in a "P <owner> <event_id>" value; NULL when there is none. */
+static const char *lock_owner(const char *val, size_t len, size_t *olen)
+{
+    const char *sp;
+
+    if (len < 3 || val[0] != 'P' || val[1] != ' ' || val[2] == ' ')
+        return NULL;
+    sp = memchr(val + 2, ' ', len - 2);
+    *olen = (size_t)((sp ? sp : val + len) - (val + 2));
+    return val + 2;
 }
 
 /* ------------------------------------------------------------ url */
@@ -163,7 +234,9 @@ static void gate_disconnect(struct gate *g, const char *why)
     if (g->c)
         redisFree(g->c);
     g->c = NULL;
-    g->pending = 0;
+    g->qhead = g->qlen = 0;
+    /* Bursts in flight may or may not have been applied: send all unconfirmed again. */
+    memcpy(g->stats_sent, g->stats_confirmed, sizeof(g->stats_sent));
     g->next_try = util_now_ms() + GATE_RETRY_MS;
 }
 
@@ -180,6 +253,15 @@ static int load_script(struct gate *g, const char *script, char sha[GATE_SHA_LEN
     if (r)
         freeReplyObject(r);
     return rc;
+}
+
+static int load_scripts(struct gate *g)
+{
+    return load_script(g, done_script, g->done_sha) == 0 &&
+                   load_script(g, release_script, g->release_sha) == 0 &&
+                   load_script(g, takeover_script, g->takeover_sha) == 0
+               ? 0
+               : -1;
 }
 
 /* Run a setup command; 0 when it answered without an error. */
@@ -199,12 +281,47 @@ static int setup_command(struct gate *g, redisReply *r, char *why, size_t whysiz
     return rc;
 }
 
+/*
+ * Claim <prefix>tadak:database for our database, or find whose it is: 0
+ * when it is ours (now or already), 1 when it names another database (kept
+ * in g->foreign), -1 on an error (why).
+ */
+static int check_database(struct gate *g, char *why, size_t whysize)
+{
+    char key[GATE_KEY_MAX];
+    size_t len = strlen(g->db_identity);
+    redisReply *r;
+    int rc = -1;
+
+    snprintf(key, sizeof(key), "%s%s", g->prefix, GATE_DATABASE_KEY);
+    r = redisCommand(g->c, "SET %s %b NX GET", key, g->db_identity, len);
+    if (!r) {
+        snprintf(why, whysize, "%s", g->c->errstr);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING && r->len == len &&
+                                       memcmp(r->str, g->db_identity, len) == 0)) {
+        rc = 0;
+    } else if (r->type == REDIS_REPLY_STRING) {
+        size_t n = r->len < sizeof(g->foreign) - 1 ? r->len : sizeof(g->foreign) - 1;
+        memcpy(g->foreign, r->str, n);
+        g->foreign[n] = '\0';
+        rc = 1;
+    } else {
+        snprintf(why, whysize, "namespace check (SET %s NX GET): %s", GATE_DATABASE_KEY,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 /* 0 when connected (now or already), -1 when Redis is down for now. */
 static int gate_connect(struct gate *g)
 {
     struct timeval ct = {GATE_CONNECT_MS / 1000, (GATE_CONNECT_MS % 1000) * 1000};
     struct timeval cmd = {GATE_COMMAND_MS / 1000, (GATE_COMMAND_MS % 1000) * 1000};
     char why[256] = "";
+    int rc;
 
     if (g->c)
         return 0;
@@ -224,8 +341,24 @@ static int gate_connect(struct gate *g)
         goto fail;
     if (g->db && setup_command(g, redisCommand(g->c, "SELECT %d", g->db), why, sizeof(why)) != 0)
         goto fail;
-    if (load_script(g, done_script, g->done_sha) != 0 ||
-        load_script(g, release_script, g->release_sha) != 0) {
+    if (g->db_identity && (rc = check_database(g, why, sizeof(why))) != 0) {
+        if (rc < 0)
+            goto fail;
+        /* Not an outage: gate_new reports it; later it is logged once and the gate stays down. */
+        if (g->started && !g->foreign_logged)
+            log_error("redis key prefix belongs to another database, deduping in PostgreSQL only",
+                      "host=%s port=%d prefix=\"%s\" database=\"%s\" ours=\"%s\"", g->host, g->port,
+                      g->prefix, g->foreign, g->db_identity);
+        g->foreign_logged = g->started;
+        g->down = 1;
+        snprintf(why, sizeof(why), "key prefix of another database");
+        goto fail;
+    }
+    if (setup_command(
+            g, redisCommand(g->c, "SET %s %s PX %d", g->alive_key, g->owner, GATE_ALIVE_TTL_MS),
+            why, sizeof(why)) != 0)
+        goto fail;
+    if (load_scripts(g) != 0) {
         snprintf(why, sizeof(why), "SCRIPT LOAD failed%s%s", g->c->err ? ": " : "",
                  g->c->err ? g->c->errstr : "");
         goto fail;
@@ -233,10 +366,24 @@ static int gate_connect(struct gate *g)
     if (g->down)
         log_info("redis reachable again", "host=%s port=%d", g->host, g->port);
     g->down = 0;
+    g->foreign[0] = '\0';
+    g->foreign_logged = 0;
+    g->next_beat = util_now_ms() + GATE_HEARTBEAT_MS;
     return 0;
 fail:
     gate_disconnect(g, why);
     return -1;
+}
+
+/* A stats burst's EXEC answered: applied (an array) or not at all (nil, an error). */
+static void stats_reply(struct gate *g, const int64_t *deltas, int applied)
+{
+    for (size_t i = 0; i < GATE_STATS_FIELDS_MAX; i++) {
+        if (applied)
+            g->stats_confirmed[i] += deltas[i];
+        else
+            g->stats_sent[i] -= deltas[i];
+    }
 }
 
 /*
@@ -246,20 +393,27 @@ fail:
  */
 static int gate_drain(struct gate *g)
 {
-    for (; g->pending > 0; g->pending--) {
+    while (g->qlen > 0) {
+        struct pend *e = &g->pending[g->qhead];
         redisReply *r = NULL;
+
         if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r) {
             gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
             return -1;
         }
         if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
             g->reload_scripts = 1;
+        if (e->kind == PEND_STATS)
+            stats_reply(g, e->deltas, r->type == REDIS_REPLY_ARRAY);
         freeReplyObject(r);
+        if (--e->n == 0) {
+            g->qhead = (g->qhead + 1) % g->qcap;
+            g->qlen--;
+        }
     }
     if (g->reload_scripts) {
         g->reload_scripts = 0;
-        if (load_script(g, done_script, g->done_sha) != 0 ||
-            load_script(g, release_script, g->release_sha) != 0) {
+        if (load_scripts(g) != 0) {
             gate_disconnect(g, g->c->err ? g->c->errstr : "SCRIPT LOAD failed");
             return -1;
         }
@@ -273,8 +427,8 @@ static int gate_ready(struct gate *g)
     return gate_connect(g) == 0 && gate_drain(g) == 0 ? 0 : -1;
 }
 
-/* Send what was appended, replies owed: n more (they are read by gate_drain). */
-static int gate_send(struct gate *g, size_t n)
+/* Write out what was appended; say what its replies are with gate_expect. */
+static int gate_flush(struct gate *g)
 {
     int done = 0;
 
@@ -283,27 +437,79 @@ static int gate_send(struct gate *g, size_t n)
             gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "write failed");
             return -1;
         }
-    g->pending += n;
     return 0;
 }
 
-/* hostname:pid:random - unique per process, no spaces (the value is space-separated). */
-static void gate_make_owner(char *owner, size_t size)
+/* n more replies of this kind are owed (read by gate_drain, in order). */
+static void gate_expect(struct gate *g, enum pend_kind kind, size_t n, const int64_t *deltas)
 {
-    char host[64], id[EVENT_ID_LEN];
+    struct pend *e;
+
+    if (n == 0)
+        return;
+    if (kind == PEND_PLAIN && g->qlen > 0) {
+        e = &g->pending[(g->qhead + g->qlen - 1) % g->qcap];
+        if (e->kind == PEND_PLAIN) {
+            e->n += n;
+            return;
+        }
+    }
+    if (g->qlen == g->qcap) {
+        struct pend *q = xmalloc(2 * g->qcap * sizeof(*q));
+        for (size_t i = 0; i < g->qlen; i++)
+            q[i] = g->pending[(g->qhead + i) % g->qcap];
+        free(g->pending);
+        g->pending = q;
+        g->qhead = 0;
+        g->qcap *= 2;
+    }
+    e = &g->pending[(g->qhead + g->qlen++) % g->qcap];
+    e->kind = kind;
+    e->n = n;
+    if (deltas)
+        memcpy(e->deltas, deltas, sizeof(e->deltas));
+}
+
+/*
+ * "<instance id>@<host>:<pid>:<random>", or "<host>:<pid>:<random>" without
+ * an instance id: unique per process, without spaces (the lock value is
+ * space-separated) and without '@' in the host, so gate_owner_id finds the
+ * instance id. A long host name is cut to fit; -1 when the instance id
+ * leaves no room.
+ */
+static int gate_make_owner(char *owner, size_t size, const char *instance_id)
+{
+    char host[64], id[EVENT_ID_LEN], tail[48];
+    size_t ilen = instance_id ? strlen(instance_id) : 0, tlen;
+    int n;
 
     if (gethostname(host, sizeof(host)) != 0)
         util_strlcpy(host, "localhost", sizeof(host));
     host[sizeof(host) - 1] = '\0';
     for (char *h = host; *h; h++)
-        if (*h == ' ')
+        if (*h == ' ' || *h == '@')
             *h = '_';
     event_new_id(id);
-    snprintf(owner, size, "%s:%ld:%.8s", host, (long)getpid(), id);
+    n = snprintf(tail, sizeof(tail), ":%ld:%.8s", (long)getpid(), id);
+    tlen = n < 0 ? 0 : (size_t)n;
+    if (ilen + 1 + 1 + tlen >= size) /* the instance id, '@', a host of one byte, the tail */
+        return -1;
+    snprintf(owner, size, "%s%s%.*s%s", ilen ? instance_id : "", ilen ? "@" : "",
+             (int)(size - 1 - tlen - (ilen ? ilen + 1 : 0)), host, tail);
+    return 0;
 }
 
-struct gate *gate_new(const char *url, const char *prefix, int64_t lock_ttl_ms, int64_t window_ms,
-                      char *errstr, size_t errsize)
+/* <prefix>tadak:alive:<id>; its length. */
+static size_t gate_alive_key(const struct gate *g, const char *id, size_t idlen, char *key,
+                             size_t size)
+{
+    int n = snprintf(key, size, "%s%s%.*s", g->prefix, GATE_ALIVE_KEY, (int)idlen, id);
+    return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+}
+
+struct gate *gate_new(const char *url, const char *prefix, const char *instance_id,
+                      const char *db_identity, int64_t lock_ttl_ms, int64_t window_ms, char *errstr,
+                      size_t errsize)
 {
     struct gate *g = xcalloc(1, sizeof(*g));
 
@@ -317,11 +523,32 @@ struct gate *gate_new(const char *url, const char *prefix, int64_t lock_ttl_ms, 
     util_strlcpy(g->prefix, prefix, sizeof(g->prefix));
     g->lock_ttl_ms = lock_ttl_ms;
     g->window_ms = window_ms;
-    gate_make_owner(g->owner, sizeof(g->owner));
+    if (instance_id && strchr(instance_id, ' ')) {
+        snprintf(errstr, errsize, "instance id \"%s\" holds a space", instance_id);
+        goto fail;
+    }
+    if (gate_make_owner(g->owner, sizeof(g->owner), instance_id) != 0) {
+        snprintf(errstr, errsize, "instance id too long for a Redis lock owner (%zu bytes)",
+                 strlen(instance_id));
+        goto fail;
+    }
+    gate_alive_key(g, g->owner, gate_owner_id(g->owner, strlen(g->owner)), g->alive_key,
+                   sizeof(g->alive_key));
+    g->db_identity = db_identity ? xstrdup(db_identity) : NULL;
+    g->qcap = GATE_PENDING_MIN;
+    g->pending = xmalloc(g->qcap * sizeof(*g->pending));
     gate_connect(g); /* Redis down at start is an outage like any other, not an error */
+    if (g->foreign[0]) {
+        snprintf(errstr, errsize,
+                 "redis %s:%d key prefix \"%s\" already holds markers of database %s, this "
+                 "consumer writes to %s: give each database its own --key-prefix",
+                 g->host, g->port, g->prefix, g->foreign, g->db_identity);
+        goto fail;
+    }
+    g->started = 1;
     return g;
 fail:
-    free(g);
+    gate_free(g);
     return NULL;
 }
 
@@ -331,6 +558,8 @@ void gate_free(struct gate *g)
         return;
     if (g->c)
         redisFree(g->c);
+    free(g->pending);
+    free(g->db_identity);
     free(g);
 }
 
@@ -347,10 +576,100 @@ static size_t gate_key(const struct gate *g, const char *token, char *key, size_
     return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
 }
 
+/* A takeover candidate: another owner's lock, its value kept in it->lock. */
+static int takeover_candidate(const struct gate_item *it)
+{
+    return it->action == GATE_BUSY && it->lock[0] != '\0';
+}
+
+/*
+ * One round trip for the candidates among items: each lock whose owner's
+ * alive key no longer names that owner becomes ours (GATE_OURS, our value
+ * in lock); the others stay GATE_BUSY. The number taken, or -1 on an I/O
+ * error (the caller drops the connection).
+ */
+static int gate_takeover(struct gate *g, struct gate_item *const *items, size_t n)
+{
+    char key[GATE_KEY_MAX], alive[GATE_ALIVE_KEY_MAX], val[GATE_VALUE_MAX], ttl[24];
+    const char *argv[9];
+    size_t argvlen[9], i, olen = 0, sent = 0, noscript = 0;
+    int use_eval = 0, taken = 0;
+
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
+again:
+    for (i = 0; i < n; i++) {
+        struct gate_item *it = items[i];
+        const char *owner;
+        int vlen;
+
+        if (!takeover_candidate(it))
+            continue;
+        owner = lock_owner(it->lock, strlen(it->lock), &olen);
+        if (!owner) {
+            it->lock[0] = '\0'; /* "P" with no owner to ask about: wait for it to expire */
+            continue;
+        }
+        vlen = snprintf(val, sizeof(val), "P %s %s", g->owner, it->event_id);
+        argv[0] = use_eval ? "EVAL" : "EVALSHA";
+        argv[1] = use_eval ? takeover_script : g->takeover_sha;
+        argv[2] = "2";
+        for (int k = 0; k < 3; k++)
+            argvlen[k] = strlen(argv[k]);
+        argv[3] = key;
+        argvlen[3] = gate_key(g, it->token, key, sizeof(key));
+        argv[4] = alive;
+        argvlen[4] = gate_alive_key(g, owner, gate_owner_id(owner, olen), alive, sizeof(alive));
+        argv[5] = it->lock;
+        argvlen[5] = strlen(it->lock);
+        argv[6] = owner;
+        argvlen[6] = olen;
+        argv[7] = val;
+        argvlen[7] = vlen < 0 ? 0 : (size_t)vlen;
+        argv[8] = ttl;
+        argvlen[8] = strlen(ttl);
+        if (redisAppendCommandArgv(g->c, 9, argv, argvlen) != REDIS_OK)
+            return -1;
+        sent++;
+    }
+    /* The replies come in the order sent: the same items, in the same order. */
+    for (i = 0; i < n && sent > 0; i++) {
+        struct gate_item *it = items[i];
+        redisReply *r = NULL;
+
+        if (!takeover_candidate(it))
+            continue;
+        sent--;
+        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r)
+            return -1;
+        if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+            it->action = GATE_OURS;
+            snprintf(it->lock, sizeof(it->lock), "P %s %s", g->owner, it->event_id);
+            taken++;
+        } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            noscript++; /* still a candidate: asked again below with the script's body */
+        } else {
+            it->lock[0] = '\0';
+        }
+        freeReplyObject(r);
+    }
+    /* The script cache was flushed (SCRIPT FLUSH, a restart): send the body once. */
+    if (noscript && !use_eval) {
+        use_eval = 1;
+        noscript = 0;
+        g->reload_scripts = 1; /* and load it again before the next EVALSHA */
+        goto again;
+    }
+    for (i = 0; i < n; i++)
+        if (items[i]->action == GATE_BUSY)
+            items[i]->lock[0] = '\0';
+    return taken;
+}
+
 int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
 {
     char key[GATE_KEY_MAX], val[GATE_VALUE_MAX];
-    size_t i, got = 0;
+    size_t i, got = 0, busy = 0;
+    int taken;
 
     for (i = 0; i < n; i++)
         items[i]->action = GATE_OPEN;
@@ -375,13 +694,19 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
             snprintf(it->lock, sizeof(it->lock), "P %s %s", g->owner, it->event_id);
         } else if (r->type == REDIS_REPLY_STRING) {
             it->action = gate_decide(r->str, r->len, g->owner);
-            /* Re-acquiring our own lock: the value to compare is the one in Redis. */
-            if (it->action == GATE_OURS) {
+            /*
+             * Ours (re-acquired): the value to compare is the one in Redis.
+             * Another owner's: the value a takeover compares.
+             */
+            if (it->action == GATE_OURS || it->action == GATE_BUSY) {
                 if (r->len < sizeof(it->lock)) {
                     memcpy(it->lock, r->str, r->len);
                     it->lock[r->len] = '\0';
+                    busy += it->action == GATE_BUSY;
                 } else {
-                    it->action = GATE_OPEN;
+                    it->lock[0] = '\0';
+                    if (it->action == GATE_OURS)
+                        it->action = GATE_OPEN;
                 }
             }
         } else {
@@ -393,6 +718,14 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
             it->action = GATE_OPEN;
         }
         freeReplyObject(r);
+    }
+    if (busy > 0) {
+        if ((taken = gate_takeover(g, items, n)) < 0)
+            goto io_error;
+        if (taken > 0) {
+            g->takeovers += (uint64_t)taken;
+            log_info("took over locks of dead owners", "count=%d", taken);
+        }
     }
     return 0;
 io_error:
@@ -465,8 +798,12 @@ again:
         sent +=
             gate_settle_chunk(g, items, i, i + GATE_SETTLE_CHUNK < n ? i + GATE_SETTLE_CHUNK : n,
                               done, use_eval, window);
-    if (done)
-        return gate_send(g, sent);
+    if (done) {
+        if (gate_flush(g) != 0)
+            return -1;
+        gate_expect(g, PEND_PLAIN, sent, NULL);
+        return 0;
+    }
     noscript = 0;
     for (i = 0; i < sent; i++) {
         redisReply *r = NULL;
@@ -496,21 +833,74 @@ int gate_release(struct gate *g, struct gate_item *const *items, size_t n)
     return gate_settle(g, items, n, 0);
 }
 
-int gate_count(struct gate *g, const char *const *fields, const int64_t *deltas, size_t n)
+int gate_heartbeat(struct gate *g)
 {
-    char key[GATE_KEY_MAX];
-    size_t i, sent = 0;
+    int64_t now = util_now_ms();
 
-    for (i = 0; i < n; i++)
-        sent += deltas[i] != 0;
-    if (sent == 0)
+    if (g->c && now < g->next_beat)
         return 0;
     if (gate_ready(g) != 0)
         return -1;
+    if (now < g->next_beat)
+        return 0; /* just (re)connected: gate_connect wrote the alive key */
+    redisAppendCommand(g->c, "SET %s %s PX %d", g->alive_key, g->owner, GATE_ALIVE_TTL_MS);
+    if (gate_flush(g) != 0)
+        return -1;
+    gate_expect(g, PEND_PLAIN, 1, NULL);
+    g->next_beat = now + GATE_HEARTBEAT_MS;
+    return 0;
+}
+
+void gate_retire(struct gate *g)
+{
+    redisReply *r;
+
+    if (!g || gate_ready(g) != 0)
+        return; /* best effort: the key expires by itself within GATE_ALIVE_TTL_MS */
+    r = redisCommand(g->c, "EVAL %s 1 %s %s", retire_script, g->alive_key, g->owner);
+    if (!r) {
+        gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
+        return;
+    }
+    freeReplyObject(r);
+}
+
+uint64_t gate_takeovers(const struct gate *g)
+{
+    return g->takeovers;
+}
+
+int gate_count(struct gate *g, const char *const *fields, const int64_t *totals, size_t n)
+{
+    char key[GATE_KEY_MAX];
+    int64_t deltas[GATE_STATS_FIELDS_MAX] = {0};
+    size_t i, changed = 0;
+
+    if (n > GATE_STATS_FIELDS_MAX)
+        return -1;
+    for (i = 0; i < n; i++)
+        changed += totals[i] != g->stats_sent[i];
+    if (changed == 0)
+        return 0;
+    /* Draining may confirm a burst or, losing the connection, take back what was sent. */
+    if (gate_ready(g) != 0)
+        return -1;
+    for (i = 0, changed = 0; i < n; i++)
+        changed += (deltas[i] = totals[i] - g->stats_sent[i]) != 0;
+    if (changed == 0)
+        return 0;
     snprintf(key, sizeof(key), "%s%s", g->prefix, GATE_STATS_KEY);
+    redisAppendCommand(g->c, "MULTI");
     for (i = 0; i < n; i++)
         if (deltas[i] != 0)
             redisAppendCommand(g->c, "HINCRBY %s %s %lld", key, fields[i], (long long)deltas[i]);
-    /* Replies are read (and an error reply ignored) by the next call, see gate_drain. */
-    return gate_send(g, sent);
+    redisAppendCommand(g->c, "EXEC");
+    /* Replies are read by a later call (gate_drain): +OK, QUEUED..., then the EXEC. */
+    if (gate_flush(g) != 0)
+        return -1;
+    gate_expect(g, PEND_PLAIN, changed + 1, NULL);
+    gate_expect(g, PEND_STATS, 1, deltas);
+    for (i = 0; i < n; i++)
+        g->stats_sent[i] += deltas[i];
+    return 0;
 }

@@ -16,15 +16,36 @@
  * unconditional DEL anywhere, so a consumer whose lock expired can never
  * destroy the lock or the marker of another.
  *
+ * Owner liveness: every consumer keeps <prefix>tadak:alive:<id> = <owner>
+ * alive with a short TTL (GATE_ALIVE_TTL_MS, refreshed by gate_heartbeat
+ * about once a second). <id> is the instance id (--instance-id) when there is
+ * one, else the owner itself; the owner is "<instance id>@<host>:<pid>:<rand>"
+ * or "<host>:<pid>:<rand>". A "P" lock whose owner is no longer the value of
+ * its alive key (the process died, or was restarted under the same instance
+ * id) is taken over by compare-and-set inside gate_acquire, so a SIGKILLed
+ * consumer blocks its tokens for seconds, not for the lock TTL. A live
+ * consumer that misses heartbeats for GATE_ALIVE_TTL_MS looks dead too;
+ * PostgreSQL still decides, so a wrong "dead" verdict costs a dup_db, never
+ * a row.
+ *
+ * Namespace: <prefix>tadak:database holds the identity of the database the
+ * markers under this prefix belong to (store_identity). The first consumer
+ * claims it; a consumer for another database is refused by gate_new (or,
+ * found on a reconnect, the gate stays down and PostgreSQL decides), so two
+ * environments sharing a Redis never settle each other's votes.
+ *
  * Redis only stops bursts early; PostgreSQL's UNIQUE token decides. When
  * Redis is unreachable every item comes back GATE_OPEN ("ask PostgreSQL"),
  * the outage is logged once, and reconnection is tried at most once a second.
  *
- *   g = gate_new(url, prefix, lock_ttl_ms, window_ms, err, sizeof err);
+ *   g = gate_new(url, prefix, instance_id, db_identity, lock_ttl_ms, window_ms,
+ *                err, sizeof err);
  *   gate_acquire(g, items, n)     fills items[i]->action; -1 when Redis is down
  *   gate_mark_done(g, items, n)   "P ours" -> "D id" for items we hold (sent, not awaited)
  *   gate_release(g, items, n)     delete "P ours" for items we hold
- *   gate_count(g, fields, deltas, n)   HINCRBY <prefix>tadak:stats, one round trip
+ *   gate_heartbeat(g)             keep our alive key (at most one write a second)
+ *   gate_retire(g)                delete our alive key (clean exit)
+ *   gate_count(g, fields, totals, n)   stats hash, see below
  *   gate_decide(old, len, owner)  the pure reply -> action table
  */
 #ifndef TADAK_GATE_H
@@ -53,29 +74,57 @@ struct gate_item {
 
 struct gate;
 
-struct gate *gate_new(const char *url, const char *prefix, int64_t lock_ttl_ms, int64_t window_ms,
-                      char *errstr, size_t errsize);
+#define GATE_ALIVE_TTL_MS 5000
+#define GATE_HEARTBEAT_MS 1000
+#define GATE_DATABASE_KEY "tadak:database"
+#define GATE_ALIVE_KEY    "tadak:alive:"
+
+/*
+ * instance_id: NULL or "" for none. db_identity: NULL skips the namespace
+ * check. NULL with errstr set when Redis answers and the prefix belongs to
+ * another database; Redis down at start is not an error (an outage).
+ */
+struct gate *gate_new(const char *url, const char *prefix, const char *instance_id,
+                      const char *db_identity, int64_t lock_ttl_ms, int64_t window_ms, char *errstr,
+                      size_t errsize);
 void gate_free(struct gate *g);
 const char *gate_owner(const struct gate *g);
 
 int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n);
 int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n);
 int gate_release(struct gate *g, struct gate_item *const *items, size_t n);
+int gate_heartbeat(struct gate *g);
+void gate_retire(struct gate *g);
+uint64_t gate_takeovers(const struct gate *g); /* locks of dead owners taken over so far */
 
 /*
- * Add deltas[i] to field fields[i] of the hash <prefix>tadak:stats (zeros are
- * skipped), pipelined in one round trip. These are display counters for the
- * producer's GET /stats, not part of the guarantee: -1 when Redis is down, and
- * the caller keeps the deltas for the next call.
+ * totals[i] is this process' running total of field fields[i] (n <= 8,
+ * the same fields in every call). The gate adds to the hash
+ * <prefix>tadak:stats what Redis has not confirmed yet, as one MULTI/EXEC
+ * burst whose reply a later call reads: a field counts as published only
+ * on that reply, and a burst lost with the connection is sent again, so
+ * the fields move together and stay consistent with each other. A burst
+ * Redis applied but whose reply was lost with the connection is counted
+ * twice: the hash may run ahead of the totals, never behind. Display
+ * counters for the producer's GET /stats, not part of the guarantee: -1
+ * when Redis is down (the next call catches up).
  */
-#define GATE_STATS_KEY "tadak:stats"
-int gate_count(struct gate *g, const char *const *fields, const int64_t *deltas, size_t n);
+#define GATE_STATS_KEY        "tadak:stats"
+#define GATE_STATS_FIELDS_MAX 8
+int gate_count(struct gate *g, const char *const *fields, const int64_t *totals, size_t n);
 
 /*
  * The decision table. old is the previous value returned by SET ... GET
  * (NULL for a nil reply: the SET succeeded), owner is this process' owner.
  */
 enum gate_action gate_decide(const char *old, size_t len, const char *owner);
+
+/*
+ * The length of the id in an owner (from a "P <owner> <event_id>" value):
+ * what comes before its last '@', or the whole owner without one. Its alive
+ * key is <prefix>tadak:alive:<id>. Exposed for the tests.
+ */
+size_t gate_owner_id(const char *owner, size_t len);
 
 /* redis://[[user]:password@]host[:port][/db]; exposed for the tests. */
 int gate_parse_url(const char *url, char *host, size_t hostsize, int *port, int *db, char *password,

@@ -4,6 +4,25 @@
  * Arrays travel as text literals ('{"a","b"}'), built into buffers the
  * store keeps between batches, so a batch costs no allocation once the
  * buffers have grown to the batch size.
+ *
+ * statement_timeout is SET right after each connect, not passed as libpq
+ * "options": the URL's own ?options= (or PGOPTIONS) would silently replace
+ * ours, or ours theirs.
+ *
+ * Failures are judged by SQLSTATE in one table (failure_table), because the
+ * caller only needs "retry later" or "stop, a human must fix this". Class
+ * 42 means the table (or a privilege) does not fit the statement and every
+ * retry fails alike, so the message says so and keeps PostgreSQL's own
+ * words, which name the table or column. Errors whose cure is a new session
+ * (connection lost, server shutting down, a standby refusing writes after a
+ * failover) close the connection, so the next call reaches whatever the URL
+ * leads to by then.
+ *
+ * Rows go out in token order. ON CONFLICT waits for an uncommitted row with
+ * the same token, so two transactions taking overlapping tokens in opposite
+ * orders wait for each other (40P01); in one global order the later one
+ * only waits. rows[] keeps the caller's order: `order` holds the sorted row
+ * indices, used to build the arrays and to match RETURNING back to rows.
  */
 #include "store.h"
 #include "log.h"
@@ -49,6 +68,8 @@ struct buf {
 
 struct store {
     char *url;
+    int64_t statement_timeout_ms;
+    enum store_failure failure;
     PGconn *conn;
     struct buf cols[6];
     size_t *order; /* row indices sorted by token, to match RETURNING */
@@ -98,11 +119,55 @@ static void buf_int(struct buf *b, int64_t v)
     b->len += (size_t)n;
 }
 
-struct store *store_new(const char *url)
+struct store *store_new(const char *url, int64_t statement_timeout_ms)
 {
     struct store *s = xcalloc(1, sizeof(*s));
     s->url = xstrdup(url);
+    /* PostgreSQL takes an int of milliseconds; 0 turns the timeout off. */
+    if (statement_timeout_ms < 0)
+        statement_timeout_ms = 0;
+    if (statement_timeout_ms > INT32_MAX)
+        statement_timeout_ms = INT32_MAX;
+    s->statement_timeout_ms = statement_timeout_ms;
     return s;
+}
+
+enum store_failure store_last_failure(const struct store *s)
+{
+    return s->failure;
+}
+
+/* A SQLSTATE (five characters) or a class (its first two), and what it means for us. */
+struct failure_rule {
+    const char *sqlstate;
+    enum store_failure failure;
+    int reconnect;
+};
+
+/* First match wins; anything not listed may heal by itself: TRANSIENT, same session. */
+static const struct failure_rule failure_table[] = {
+    {"08", STORE_FAIL_TRANSIENT, 1},    /* connection exception */
+    {"57P01", STORE_FAIL_TRANSIENT, 1}, /* admin_shutdown (also pg_terminate_backend) */
+    {"57P02", STORE_FAIL_TRANSIENT, 1}, /* crash_shutdown */
+    {"57P03", STORE_FAIL_TRANSIENT, 1}, /* cannot_connect_now: starting up, recovering */
+    {"25006", STORE_FAIL_TRANSIENT, 1}, /* read_only_sql_transaction: a standby now */
+    {"42", STORE_FAIL_PERMANENT, 0},    /* no such table/column, no UNIQUE, no privilege */
+};
+
+enum store_failure store_classify_sqlstate(const char *sqlstate, int *reconnect)
+{
+    *reconnect = 1;
+    if (!sqlstate)
+        return STORE_FAIL_TRANSIENT; /* no answer from the server: the session is gone */
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(failure_table); i++) {
+        const struct failure_rule *f = &failure_table[i];
+        if (strncmp(sqlstate, f->sqlstate, strlen(f->sqlstate)) == 0) {
+            *reconnect = f->reconnect;
+            return f->failure;
+        }
+    }
+    *reconnect = 0;
+    return STORE_FAIL_TRANSIENT;
 }
 
 void store_free(struct store *s)
@@ -118,15 +183,80 @@ void store_free(struct store *s)
     free(s);
 }
 
-/* Trim libpq's trailing newline so the message fits on one log line. */
+/*
+ * One line: libpq's messages end in (and may contain) newlines, tabs, runs of
+ * spaces; and they quote names ("votes") where the message goes inside a
+ * logfmt error="..." value, so double quotes become single ones.
+ */
 static void set_err(char *errstr, size_t errsize, const char *what, const char *msg)
 {
-    size_t n;
+    size_t i, n = 0;
 
+    if (errsize == 0)
+        return;
     snprintf(errstr, errsize, "%s: %s", what, msg);
-    n = strlen(errstr);
-    while (n && (errstr[n - 1] == '\n' || errstr[n - 1] == ' '))
-        errstr[--n] = '\0';
+    for (i = 0; errstr[i]; i++) {
+        char c = errstr[i] == '\n' || errstr[i] == '\r' || errstr[i] == '\t' ? ' ' : errstr[i];
+        if (c == '"')
+            c = '\'';
+        if (c != ' ' || (n > 0 && errstr[n - 1] != ' '))
+            errstr[n++] = c;
+    }
+    while (n && errstr[n - 1] == ' ')
+        n--;
+    errstr[n] = '\0';
+}
+
+static void store_disconnect(struct store *s)
+{
+    if (s->conn)
+        PQfinish(s->conn);
+    s->conn = NULL;
+}
+
+/*
+ * Judge the result of a statement: 0 when it succeeded. Otherwise -1 with
+ * s->failure set, the reason in errstr, and the connection closed when only
+ * a new session can help. r may be NULL (libpq: out of memory, not sent).
+ */
+static int check(struct store *s, const PGresult *r, const char *what, char *errstr, size_t errsize)
+{
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char msg[1024];
+    int reconnect;
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        s->failure = STORE_FAIL_NONE;
+        return 0;
+    }
+    s->failure = store_classify_sqlstate(state, &reconnect);
+    if (!state || !primary)
+        set_err(errstr, errsize, what, PQerrorMessage(s->conn));
+    else if (s->failure == STORE_FAIL_PERMANENT) {
+        snprintf(msg, sizeof(msg),
+                 "%s (SQLSTATE %s: the table or privileges do not fit what tadak writes; "
+                 "retrying cannot help until the database is fixed)",
+                 primary, state);
+        set_err(errstr, errsize, what, msg);
+    } else {
+        snprintf(msg, sizeof(msg), "%s (SQLSTATE %s)", primary, state);
+        set_err(errstr, errsize, what, msg);
+    }
+    if (reconnect || PQstatus(s->conn) != CONNECTION_OK)
+        store_disconnect(s);
+    return -1;
+}
+
+/* Server notices ("relation votes already exists, skipping") are debug lines, not stderr noise. */
+static void on_notice(void *arg, const char *message)
+{
+    char line[512];
+
+    (void)arg;
+    set_err(line, sizeof(line), "notice", message);
+    log_debug("postgresql notice", "detail=\"%s\"", line);
 }
 
 static int store_connect(struct store *s, char *errstr, size_t errsize)
@@ -145,53 +275,156 @@ static int store_connect(struct store *s, char *errstr, size_t errsize)
                                        "dbname",
                                        NULL};
     const char *vals[] = {"2", "5", "2", "3", "10000", "tadak-consumer", s->url, NULL};
+    char sql[64];
+    PGresult *r;
+    int rc;
 
     if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
         return 0;
-    if (s->conn)
-        PQfinish(s->conn);
+    store_disconnect(s);
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+        s->failure = STORE_FAIL_TRANSIENT;
         set_err(errstr, errsize, "cannot connect to PostgreSQL",
                 s->conn ? PQerrorMessage(s->conn) : "out of memory");
-        if (s->conn)
-            PQfinish(s->conn);
-        s->conn = NULL;
+        store_disconnect(s);
         return -1;
     }
-    return 0;
+    PQsetNoticeProcessor(s->conn, on_notice, NULL);
+    /* A lock wait or a stuck server then fails a call instead of blocking the consumer. */
+    snprintf(sql, sizeof(sql), "SET statement_timeout = %" PRId64, s->statement_timeout_ms);
+    r = PQexec(s->conn, sql);
+    rc = check(s, r, "cannot set statement_timeout", errstr, errsize);
+    PQclear(r);
+    if (rc != 0)
+        store_disconnect(s); /* never run a statement without the timeout */
+    return rc;
 }
 
 /* Run one statement without parameters; 0 when it succeeded. */
-static int exec_simple(struct store *s, const char *sql, char *errstr, size_t errsize)
+static int exec_simple(struct store *s, const char *sql, const char *what, char *errstr,
+                       size_t errsize)
 {
     PGresult *r = PQexec(s->conn, sql);
-    ExecStatusType st = PQresultStatus(r);
-    int rc = 0;
+    int rc = check(s, r, what, errstr, errsize);
 
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        set_err(errstr, errsize, "PostgreSQL", PQerrorMessage(s->conn));
-        rc = -1;
-    }
     PQclear(r);
     return rc;
 }
 
 int store_migrate(struct store *s, char *errstr, size_t errsize)
 {
+    static const char what[] = "PostgreSQL";
     char ignore[64];
 
     if (store_connect(s, errstr, errsize) != 0)
         return -1;
-    if (exec_simple(s, "BEGIN", errstr, errsize) != 0)
+    if (exec_simple(s, "BEGIN", what, errstr, errsize) != 0)
         return -1;
-    if (exec_simple(s, "SELECT pg_advisory_xact_lock(" STORE_SCHEMA_LOCK ")", errstr, errsize) !=
-            0 ||
-        exec_simple(s, schema_sql, errstr, errsize) != 0) {
-        exec_simple(s, "ROLLBACK", ignore, sizeof(ignore));
+    if (exec_simple(s, "SELECT pg_advisory_xact_lock(" STORE_SCHEMA_LOCK ")", what, errstr,
+                    errsize) != 0 ||
+        exec_simple(s, schema_sql, what, errstr, errsize) != 0) {
+        enum store_failure failure = s->failure;
+        if (s->conn)
+            exec_simple(s, "ROLLBACK", what, ignore, sizeof(ignore));
+        s->failure = failure; /* the ROLLBACK's success is not the answer */
         return -1;
     }
-    return exec_simple(s, "COMMIT", errstr, errsize);
+    return exec_simple(s, "COMMIT", what, errstr, errsize);
+}
+
+/*
+ * PostgreSQL answers AND takes writes: a standby (or a session forced
+ * read-only) is not the end of an outage, so it counts as a failure that
+ * needs a new connection (the next one may reach the new primary).
+ */
+int store_ping(struct store *s, char *errstr, size_t errsize)
+{
+    PGresult *r;
+    int rc;
+
+    if (store_connect(s, errstr, errsize) != 0)
+        return -1;
+    r = PQexec(s->conn, "SELECT 1 WHERE NOT pg_is_in_recovery() AND "
+                        "current_setting('transaction_read_only') = 'off'");
+    rc = check(s, r, "PostgreSQL", errstr, errsize);
+    if (rc == 0 && PQntuples(r) != 1) {
+        set_err(errstr, errsize, "PostgreSQL", "the server is read-only (a standby?)");
+        s->failure = STORE_FAIL_TRANSIENT;
+        store_disconnect(s);
+        rc = -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Append src, %XX-escaping all but a safe set: the identity is one word, unambiguous. */
+static int id_append(char *out, size_t size, size_t *len, const char *src)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (const unsigned char *c = (const unsigned char *)src; *c; c++) {
+        int safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                   (*c >= '0' && *c <= '9') || strchr("-._:/[]", *c);
+        size_t need = safe ? 1 : 3;
+        if (*len + need >= size)
+            return -1;
+        if (safe) {
+            out[(*len)++] = (char)*c;
+        } else {
+            out[(*len)++] = '%';
+            out[(*len)++] = hex[*c >> 4];
+            out[(*len)++] = hex[*c & 15];
+        }
+    }
+    out[*len] = '\0';
+    return 0;
+}
+
+int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize)
+{
+    static const char what[] = "PostgreSQL";
+    PGresult *db = NULL, *sys = NULL;
+    size_t len = 0;
+    int rc = -1;
+
+    if (size)
+        out[0] = '\0';
+    if (store_connect(s, errstr, errsize) != 0)
+        return -1;
+    db = PQexec(s->conn, "SELECT current_database()");
+    if (check(s, db, what, errstr, errsize) != 0)
+        goto out;
+    /*
+     * A statement of its own (autocommit): when pg_control_system() is not
+     * ours to call, the failure ends only that statement, not the session.
+     */
+    sys = PQexec(s->conn, "SELECT system_identifier FROM pg_control_system()");
+    if (PQresultStatus(sys) == PGRES_TUPLES_OK && PQntuples(sys) == 1 && !PQgetisnull(sys, 0, 0)) {
+        if (id_append(out, size, &len, PQgetvalue(sys, 0, 0)) != 0)
+            goto too_long;
+    } else if (check(s, sys, what, errstr, errsize) != 0 && s->failure != STORE_FAIL_PERMANENT) {
+        goto out; /* unreachable, timed out, ...: a fallback now would be a different id */
+    } else {
+        /* Not ours to read (a privilege, class 42): the address we reached. */
+        const char *host = PQhost(s->conn), *port = PQport(s->conn);
+        if (id_append(out, size, &len, host ? host : "") != 0 ||
+            id_append(out, size, &len, ":") != 0 ||
+            id_append(out, size, &len, port ? port : "") != 0)
+            goto too_long;
+    }
+    if (id_append(out, size, &len, "/") != 0 ||
+        id_append(out, size, &len, PQgetvalue(db, 0, 0)) != 0)
+        goto too_long;
+    s->failure = STORE_FAIL_NONE;
+    rc = 0;
+    goto out;
+too_long:
+    snprintf(errstr, errsize, "%s: the identity does not fit in %zu bytes", what, size);
+out:
+    PQclear(db);
+    PQclear(sys);
+    return rc;
 }
 
 static int cmp_token(const void *a, const void *b, void *ctx)
@@ -210,38 +443,14 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
 
     for (i = 0; i < n; i++)
         rows[i].inserted = 0;
-    if (n == 0)
+    if (n == 0) {
+        s->failure = STORE_FAIL_NONE;
         return 0;
+    }
     if (store_connect(s, errstr, errsize) != 0)
         return -1;
 
-    for (c = 0; c < 6; c++) {
-        s->cols[c].len = 0;
-        buf_putc(&s->cols[c], '{');
-    }
-    for (i = 0; i < n; i++) {
-        if (i > 0)
-            for (c = 0; c < 6; c++)
-                buf_putc(&s->cols[c], ',');
-        buf_quoted(&s->cols[0], rows[i].token);
-        buf_int(&s->cols[1], rows[i].user_id);
-        buf_int(&s->cols[2], rows[i].candidate_id);
-        buf_quoted(&s->cols[3], rows[i].event_id);
-        buf_int(&s->cols[4], rows[i].partition);
-        buf_int(&s->cols[5], rows[i].offset);
-    }
-    for (c = 0; c < 6; c++) {
-        buf_putc(&s->cols[c], '}');
-        params[c] = s->cols[c].p;
-    }
-
-    r = PQexecParams(s->conn, insert_sql, 6, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_err(errstr, errsize, "batch insert failed", PQerrorMessage(s->conn));
-        goto out;
-    }
-
-    /* Match the returned tokens to rows: sort row indices by token, then bsearch. */
+    /* Row indices in token order: the order the rows are sent (and locked) in. */
     if (n > s->order_cap) {
         s->order_cap = n;
         s->order = xrealloc(s->order, n * sizeof(*s->order));
@@ -249,6 +458,33 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
     for (i = 0; i < n; i++)
         s->order[i] = i;
     qsort_r(s->order, n, sizeof(*s->order), cmp_token, rows);
+
+    for (c = 0; c < 6; c++) {
+        s->cols[c].len = 0;
+        buf_putc(&s->cols[c], '{');
+    }
+    for (i = 0; i < n; i++) {
+        const struct store_row *row = &rows[s->order[i]];
+        if (i > 0)
+            for (c = 0; c < 6; c++)
+                buf_putc(&s->cols[c], ',');
+        buf_quoted(&s->cols[0], row->token);
+        buf_int(&s->cols[1], row->user_id);
+        buf_int(&s->cols[2], row->candidate_id);
+        buf_quoted(&s->cols[3], row->event_id);
+        buf_int(&s->cols[4], row->partition);
+        buf_int(&s->cols[5], row->offset);
+    }
+    for (c = 0; c < 6; c++) {
+        buf_putc(&s->cols[c], '}');
+        params[c] = s->cols[c].p;
+    }
+
+    r = PQexecParams(s->conn, insert_sql, 6, NULL, params, NULL, NULL, 0);
+    if (check(s, r, "batch insert failed", errstr, errsize) != 0)
+        goto out;
+
+    /* Match the returned tokens to rows: bsearch the sorted indices. */
     for (int t = 0; t < PQntuples(r); t++) {
         const char *tok = PQgetvalue(r, t, 0);
         size_t lo = 0, hi = n;
@@ -268,10 +504,5 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
     rc = 0;
 out:
     PQclear(r);
-    /* A broken connection is re-opened by the next call. */
-    if (rc != 0 && PQstatus(s->conn) != CONNECTION_OK) {
-        PQfinish(s->conn);
-        s->conn = NULL;
-    }
     return rc;
 }

@@ -18,10 +18,25 @@
  *
  * The connection is opened lazily and re-opened after it breaks, so a
  * PostgreSQL outage is a failed call (retry later), not a dead handle.
+ * Every statement runs under statement_timeout, so a lock wait or a stuck
+ * server is a failed call too, never a consumer evicted from its group.
  *
- *   s = store_new(url);
+ * A failed call says whether retrying can help (store_last_failure): by
+ * SQLSTATE, connection errors and a read-only server (after a failover)
+ * reset the connection and are TRANSIENT, as is everything else that may
+ * heal by itself; schema errors (class 42: missing table or column, no
+ * UNIQUE constraint for ON CONFLICT, no privilege) are PERMANENT.
+ *
+ * Rows are sent in token order, whatever order the caller has them in, so
+ * two consumers inserting overlapping tokens take their row locks in the
+ * same order and cannot deadlock.
+ *
+ *   s = store_new(url, statement_timeout_ms);
  *   store_migrate(s, err, sizeof err);
  *   store_insert_batch(s, rows, n, err, sizeof err);  rows[i].inserted set
+ *   store_last_failure(s)                TRANSIENT or PERMANENT after a -1
+ *   store_ping(s, err, sizeof err)       SELECT 1: is PostgreSQL back?
+ *   store_identity(s, id, sizeof id, err, sizeof err)   which database this is
  */
 #ifndef TADAK_STORE_H
 #define TADAK_STORE_H
@@ -39,13 +54,32 @@ struct store_row {
     int inserted; /* out: 1 when this call inserted the row, 0 when the token existed */
 };
 
+enum store_failure {
+    STORE_FAIL_NONE,      /* the last call succeeded */
+    STORE_FAIL_TRANSIENT, /* retry later: outage, timeout, read-only server, ... */
+    STORE_FAIL_PERMANENT, /* retrying cannot help: the schema does not fit */
+};
+
 struct store;
 
-struct store *store_new(const char *url);
+/* statement_timeout_ms 0: no statement timeout. */
+struct store *store_new(const char *url, int64_t statement_timeout_ms);
 void store_free(struct store *s);
 const char *store_schema(void);
 int store_migrate(struct store *s, char *errstr, size_t errsize);
 int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *errstr,
                        size_t errsize);
+enum store_failure store_last_failure(const struct store *s);
+int store_ping(struct store *s, char *errstr, size_t errsize);
+
+/*
+ * "<system_identifier>/<database name>" of the server the URL leads to (the
+ * cluster's id from pg_control_system(); host:port when that is not
+ * readable), so two databases never share Redis markers by accident.
+ */
+int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize);
+
+/* The failure class of a SQLSTATE (five characters, or NULL: no server answer). */
+enum store_failure store_classify_sqlstate(const char *sqlstate, int *reconnect);
 
 #endif

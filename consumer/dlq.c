@@ -1,5 +1,11 @@
 /*
  * dlq.c - the dead-letter producer. See dlq.h.
+ *
+ * Nothing here blocks the consumer's round: dlq_poll() only serves the
+ * delivery reports that have arrived. Only start-up (dlq_check) waits, for
+ * the broker's word on the topic, so a DLQ that can never take a dead letter
+ * stops the consumer before it reads anything instead of freezing a
+ * partition behind the first poison message.
  */
 #include "dlq.h"
 #include "kafka.h"
@@ -113,15 +119,103 @@ rd_kafka_resp_err_t dlq_send(struct dlq *d, const rd_kafka_message_t *src, const
     return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-void dlq_poll(struct dlq *d, int timeout_ms, dlq_done_fn done, void *arg)
+void dlq_poll(struct dlq *d, dlq_done_fn done, void *arg)
 {
     d->done = done;
     d->done_arg = arg;
-    if (d->inflight)
-        rd_kafka_flush(d->rk, timeout_ms);
-    else
-        rd_kafka_poll(d->rk, 0);
+    rd_kafka_poll(d->rk, 0);
     d->done = NULL;
+}
+
+/* The topic's error in a metadata answer for it alone, or the request's own error. */
+static rd_kafka_resp_err_t topic_state(struct dlq *d, int timeout_ms)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(d->rk, d->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+
+    if (!rkt)
+        return rd_kafka_last_error();
+    err = rd_kafka_metadata(d->rk, 0, rkt, &md, timeout_ms);
+    if (!err)
+        err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return err;
+}
+
+/* CreateTopics with the broker's default partitions and replication. */
+static rd_kafka_resp_err_t create_topic(struct dlq *d, int timeout_ms, char *why, size_t whysize)
+{
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(d->topic, -1, -1, why, whysize);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(d->rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(d->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__INVALID_ARG;
+    rd_kafka_event_t *ev = NULL;
+
+    if (!nt)
+        goto out;
+    rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, NULL, 0);
+    rd_kafka_CreateTopics(d->rk, &nt, 1, opt, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    if (!ev) {
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        snprintf(why, whysize, "no answer to CreateTopics");
+    } else if ((err = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(why, whysize, "%s", rd_kafka_event_error_string(ev));
+    } else {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+        err = n == 1 ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__FAIL;
+        if (err)
+            snprintf(why, whysize, "%s",
+                     n == 1 && rd_kafka_topic_result_error_string(res[0])
+                         ? rd_kafka_topic_result_error_string(res[0])
+                         : rd_kafka_err2str(err));
+    }
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (nt)
+        rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    return err;
+}
+
+int dlq_check(struct dlq *d, int timeout_ms, char *errstr, size_t errsize)
+{
+    char why[512] = "";
+    rd_kafka_resp_err_t err = topic_state(d, timeout_ms);
+
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+        snprintf(errstr, errsize, "no broker answered about dead-letter topic %s (%s)", d->topic,
+                 rd_kafka_err2name(err));
+        return 1;
+    }
+    if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+        err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+        /* Not there (auto-creation off, or still being created): ask for it. */
+        err = create_topic(d, timeout_ms, why, sizeof(why));
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            return 0;
+        if (err == RD_KAFKA_RESP_ERR__TIMED_OUT || err == RD_KAFKA_RESP_ERR__TRANSPORT) {
+            snprintf(errstr, errsize, "dead-letter topic %s: %s (%s)", d->topic, why,
+                     rd_kafka_err2name(err));
+            return 1;
+        }
+    } else {
+        snprintf(why, sizeof(why), "%s", rd_kafka_err2str(err));
+    }
+    snprintf(errstr, errsize,
+             "dead-letter topic %s does not exist and cannot be created: %s (%s); create it or "
+             "name another with --dlq-topic",
+             d->topic, why, rd_kafka_err2name(err));
+    return -1;
 }
 
 int dlq_fatal(struct dlq *d, char *errstr, size_t errsize)

@@ -11,8 +11,10 @@
  * delivery by the sequence number the caller chose when sending.
  *
  *   d = dlq_new(brokers, &extra, topic, err, sizeof err);
+ *   dlq_check(d, timeout_ms, err, sizeof err)  the topic exists or was created: 0;
+ *                                   -1 it cannot be (err names it); 1 no answer
  *   dlq_send(d, msg, "invalid_json", detail, max_value, seq);   0 or a Kafka error
- *   dlq_poll(d, timeout_ms, done, arg);   done(arg, seq, err) per delivery
+ *   dlq_poll(d, done, arg);   done(arg, seq, err) per delivery report arrived; never waits
  */
 #ifndef TADAK_DLQ_H
 #define TADAK_DLQ_H
@@ -33,7 +35,8 @@ void dlq_free(struct dlq *d);
 /* Values longer than max_value are cut to it (header tadak-original-size). */
 rd_kafka_resp_err_t dlq_send(struct dlq *d, const rd_kafka_message_t *src, const char *error,
                              const char *detail, size_t max_value, uint64_t seq);
-void dlq_poll(struct dlq *d, int timeout_ms, dlq_done_fn done, void *arg);
+void dlq_poll(struct dlq *d, dlq_done_fn done, void *arg);
+int dlq_check(struct dlq *d, int timeout_ms, char *errstr, size_t errsize);
 /* 1 (and the reason) when the producer hit a fatal error. */
 int dlq_fatal(struct dlq *d, char *errstr, size_t errsize);
 

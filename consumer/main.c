@@ -2,7 +2,9 @@
  * main.c - tadak-consumer: reads votes from Kafka, dedupes them through Redis
  * and records each exactly once in PostgreSQL (see pipeline.c for the loop).
  * `tadak-consumer migrate` only applies the schema. Exit status: 0 done,
- * 1 runtime failure, 2 bad usage; 130 on a second signal.
+ * 1 runtime failure, 2 bad usage, 3 never got partitions (the topic or an
+ * assignment did not come within --join-timeout-s, with --idle-exit); 130 on
+ * a second signal.
  */
 #include "gate.h"
 #include "log.h"
@@ -21,7 +23,7 @@ int main(int argc, char **argv)
     struct gate *gate = NULL;
     struct store *store = NULL;
     struct pipeline *p = NULL;
-    char err[512];
+    char err[512], dbid[256];
     int rc = options_load(&o, argc, argv, err, sizeof(err)), status = 1;
 
     if (rc != 0) {
@@ -38,7 +40,7 @@ int main(int argc, char **argv)
         log_error("cannot install signal handlers", "");
         goto out;
     }
-    store = store_new(o.database_url);
+    store = store_new(o.database_url, o.statement_timeout_ms);
     if (store_migrate(store, err, sizeof(err)) != 0) {
         log_error("cannot apply the schema", "error=\"%s\"", err);
         goto out;
@@ -53,13 +55,18 @@ int main(int argc, char **argv)
         log_error("cannot serve metrics", "error=\"%s\"", err);
         goto out;
     }
-    gate = gate_new(o.redis_url, o.key_prefix, o.lock_ttl_ms, o.dedupe_window_s * 1000, err,
-                    sizeof(err));
+    if (store_identity(store, dbid, sizeof(dbid), err, sizeof(err)) != 0) {
+        log_error("cannot identify the database", "error=\"%s\"", err);
+        goto out;
+    }
+    gate = gate_new(o.redis_url, o.key_prefix, o.instance_id, dbid, o.lock_ttl_ms,
+                    o.dedupe_window_s * 1000, err, sizeof(err));
     if (!gate || !(p = pipeline_new(&o, gate, store, metrics, err, sizeof(err)))) {
         log_error("cannot start", "error=\"%s\"", err);
         goto out;
     }
-    status = pipeline_run(p) == 0 ? 0 : 1;
+    rc = pipeline_run(p);
+    status = rc == 0 ? 0 : rc == PIPELINE_NOT_JOINED ? 3 : 1;
     pipeline_print_summary(p, stdout);
 out:
     pipeline_free(p);

@@ -32,10 +32,26 @@ static const struct config_opt table[] = {
      O(dedupe_window_s), "How long Redis remembers a recorded vote"},
     {"key-prefix", 0, "TADAK_KEY_PREFIX", CONFIG_STR, "", 0, 0, O(key_prefix),
      "Prefix for Redis keys"},
+    {"start-at", 0, "TADAK_START_AT", CONFIG_STR, "earliest", 0, 0, O(start_at),
+     "Where a group without a committed offset starts: earliest (every vote in the log) or "
+     "latest (only votes produced after it joined: votes already acknowledged are never "
+     "recorded)"},
     {"from-beginning", 0, NULL, CONFIG_BOOL, "0", 0, 0, O(from_beginning),
-     "Without a committed offset, start at the earliest message (default: latest)"},
+     "Same as --start-at earliest"},
     {"idle-exit", 0, NULL, CONFIG_INT, "0", 0, 31536000, O(idle_exit_s),
-     "Exit 0 after this many seconds with nothing to consume (0: never)"},
+     "Exit 0 after this many seconds with partitions assigned and nothing to consume (0: never)"},
+    {"join-timeout-s", 0, "TADAK_JOIN_TIMEOUT_S", CONFIG_INT, "60", 1, 31536000, O(join_timeout_s),
+     "With --idle-exit: exit 3 when the topic or an assignment is not there within this long"},
+    {"session-timeout-ms", 0, "TADAK_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000,
+     O(session_timeout_ms),
+     "A consumer that stops heartbeating loses its partitions after this long (heartbeats every "
+     "sixth of it)"},
+    {"instance-id", 0, "TADAK_INSTANCE_ID", CONFIG_STR, NULL, 0, 0, O(instance_id),
+     "Static group membership (e.g. the pod name): a restart under the same id takes its "
+     "partitions back without a rebalance; [A-Za-z0-9._-], at most 64"},
+    {"statement-timeout-ms", 0, "TADAK_STATEMENT_TIMEOUT_MS", CONFIG_INT, "4000", 100, 3600000,
+     O(statement_timeout_ms),
+     "PostgreSQL statement timeout; a batch that times out is held and retried like an outage"},
     {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, O(extra),
      "librdkafka setting key=value (repeatable)"},
     {"metrics", 0, NULL, CONFIG_STR, NULL, 0, 0, O(metrics),
@@ -76,6 +92,23 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
     if (!o->dlq_topic || !*o->dlq_topic) {
         snprintf(o->dlq_default, sizeof(o->dlq_default), "%s.dlq", o->topic);
         o->dlq_topic = o->dlq_default;
+    }
+    if (o->from_beginning)
+        o->start_at = "earliest";
+    if (strcmp(o->start_at, "earliest") != 0 && strcmp(o->start_at, "latest") != 0) {
+        snprintf(errstr, errsize, "--start-at must be earliest or latest, not \"%s\"", o->start_at);
+        goto out;
+    }
+    if (o->instance_id && !*o->instance_id)
+        o->instance_id = NULL;
+    if (o->instance_id &&
+        (strlen(o->instance_id) > 64 ||
+         strspn(o->instance_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                "0123456789._-") != strlen(o->instance_id))) {
+        snprintf(errstr, errsize,
+                 "--instance-id may hold only A-Z a-z 0-9 . _ - (at most 64): \"%s\"",
+                 o->instance_id);
+        goto out;
     }
     if (strcmp(o->dlq_topic, o->topic) == 0) {
         snprintf(errstr, errsize, "the dead-letter topic must differ from --topic");

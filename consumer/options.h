@@ -17,6 +17,9 @@ struct consumer_opts {
     const char *brokers, *redis_url, *database_url;
     const char *topic, *group, *dlq_topic;
     int64_t batch_size, batch_wait_ms, lock_ttl_ms, dedupe_window_s, idle_exit_s;
+    int64_t statement_timeout_ms, session_timeout_ms, join_timeout_s;
+    const char *instance_id; /* static group membership, or NULL */
+    const char *start_at;    /* earliest | latest: where a group without offsets starts */
     const char *key_prefix;
     int from_beginning;
     struct config_kv extra; /* -X key=value for librdkafka */

@@ -53,16 +53,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOCK_BACKOFF_MIN_MS  50
-#define LOCK_BACKOFF_MAX_MS  1000
-#define DB_BACKOFF_MIN_MS    100
-#define DB_BACKOFF_MAX_MS    2000
-#define DLQ_ACK_WAIT_MS      500
-#define DLQ_TRUNCATE_BYTES   1024
-#define LAG_EVERY_MS         1000
-#define JOIN_GRACE_MS        30000
-#define FIRST_ASSIGN_WAIT_MS 10000
-#define HOLD_BATCHES         4 /* pause fetching while this many batches wait on locks */
+#define LOCK_BACKOFF_MIN_MS 50
+#define LOCK_BACKOFF_MAX_MS 1000
+#define DB_BACKOFF_MIN_MS   100
+#define DB_BACKOFF_MAX_MS   2000
+#define DLQ_TRUNCATE_BYTES  1024
+#define DLQ_CHECK_MS        8000
+#define DLQ_LOG_EVERY_MS    60000
+#define LAG_EVERY_MS        1000
+#define TOPIC_LOG_EVERY_MS  30000
+#define TOPIC_CHECK_MS      500
+/*
+ * Pause fetching while this many batches of messages are held, in all (by
+ * foreign locks), or behind one partition's oldest unsettled message (a
+ * dead letter the DLQ will not take, a lock): memory stays bounded and the
+ * other partitions keep flowing.
+ */
+#define HOLD_BATCHES 4
 /* Done cache, per generation (two of them): ~98k tokens, 3 MiB at most. */
 #define DONE_SLOTS      131072
 #define DONE_POOL_BYTES (2u << 20)
@@ -108,16 +115,27 @@ struct pipeline {
     struct store_row *rows;
 
     uint64_t next_seq;
-    int paused, db_down;
+    int db_down;
     int gate_up; /* Redis answered the last batch that asked it */
-    int64_t db_backoff_ms;
-    int joined;
-    int64_t active_at, next_lag_at;
-    int fatal;
+    int64_t db_backoff_ms, db_probe_at;
+
+    /* The assignment, and the pause state we asked librdkafka for. */
+    int32_t *parts;
+    int nparts, parts_cap;
+    int8_t *pstate; /* by partition: -1 unknown (new), 0 fetching, 1 paused */
+    int32_t npstate;
+
+    int joined;   /* got an assignment at least once */
+    int assigned; /* holds an assignment (maybe empty): idle time counts */
+    int64_t started_at, active_at, unassigned_since, next_lag_at;
+    int fatal;       /* stop: a fatal error was logged */
+    int kafka_fatal; /* ... and it was Kafka's: do not commit */
+
+    int64_t dlq_logged_at; /* last "dead-letter topic failing" line (0: none yet) */
+    int64_t dlq_unlogged;  /* failures since that line */
 
     struct metrics *metrics;
-    struct metric *consumed, *retries, *outcome[OUT_COUNT], *batch_seconds;
-    int64_t published[1 + OUT_COUNT]; /* counts already added to <prefix>tadak:stats */
+    struct metric *consumed, *retries, *outcome[OUT_COUNT], *batch_seconds, *dlq_failures;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -138,20 +156,17 @@ static void settle(struct pipeline *p, struct item *it, enum outcome out)
     it->state = ITEM_DONE;
 }
 
-/* Add what was settled since the last call to <prefix>tadak:stats (best effort). */
+/* Bring <prefix>tadak:stats up to this process' totals (best effort, see gate.h). */
 static void publish_stats(struct pipeline *p)
 {
     static const char *const fields[1 + OUT_COUNT] = {"consumed", "inserted", "dup_redis", "dup_db",
                                                       "dead_lettered"};
-    int64_t now[1 + OUT_COUNT], delta[1 + OUT_COUNT];
+    int64_t now[1 + OUT_COUNT];
 
     now[0] = metric_value(p->consumed);
     for (int i = 0; i < OUT_COUNT; i++)
         now[1 + i] = metric_value(p->outcome[i]);
-    for (int i = 0; i < 1 + OUT_COUNT; i++)
-        delta[i] = now[i] - p->published[i];
-    if (gate_count(p->gate, fields, delta, 1 + OUT_COUNT) == 0)
-        memcpy(p->published, now, sizeof(now));
+    gate_count(p->gate, fields, now, 1 + OUT_COUNT);
 }
 
 /* Not settled and not ours any more (partition revoked, shutdown). */
@@ -196,26 +211,74 @@ static void compact(struct pipeline *p)
     p->n = w;
 }
 
+static int8_t *part_state(struct pipeline *p, int32_t part)
+{
+    if (part >= p->npstate) {
+        p->pstate = xrealloc(p->pstate, (size_t)(part + 1) * sizeof(*p->pstate));
+        memset(p->pstate + p->npstate, -1, (size_t)(part + 1 - p->npstate));
+        p->npstate = part + 1;
+    }
+    return &p->pstate[part];
+}
+
+static void assignment_change(struct pipeline *p, const rd_kafka_topic_partition_list_t *parts,
+                              int add)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t part = parts->elems[i].partition;
+        int k = 0;
+        *part_state(p, part) = -1; /* librdkafka keeps our old pause flag: decide again */
+        while (k < p->nparts && p->parts[k] != part)
+            k++;
+        if (add && k == p->nparts) {
+            if (p->nparts == p->parts_cap) {
+                p->parts_cap = p->parts_cap ? p->parts_cap * 2 : 16;
+                p->parts = xrealloc(p->parts, (size_t)p->parts_cap * sizeof(*p->parts));
+            }
+            p->parts[p->nparts++] = part;
+        } else if (!add && k < p->nparts) {
+            p->parts[k] = p->parts[--p->nparts];
+        }
+    }
+}
+
 /*
  * Pause every assigned partition while PostgreSQL is down or too many
- * messages wait on locks held elsewhere; resume when neither holds. We keep
- * polling meanwhile, so the group does not evict us.
+ * messages wait on locks held elsewhere, and one partition alone while too
+ * many of its messages wait behind its oldest unsettled one; resume when
+ * that no longer holds. We keep polling meanwhile, so the group does not
+ * evict us. Partitions in state -1 (just assigned) always get an explicit
+ * pause or resume: librdkafka keeps an application's pause across a
+ * revoke and a new assignment, so "not paused by us" must be said.
  */
 static void update_paused(struct pipeline *p)
 {
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    int paused = p->db_down || p->n >= HOLD_BATCHES * (size_t)p->o->batch_size;
+    size_t limit = HOLD_BATCHES * (size_t)p->o->batch_size;
+    int all = p->db_down || p->n >= limit;
+    rd_kafka_topic_partition_list_t *lists[2] = {NULL, NULL}; /* resume, pause */
 
-    if (p->paused == paused)
-        return;
-    p->paused = paused;
-    if (rd_kafka_assignment(p->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    if (paused)
-        rd_kafka_pause_partitions(p->rk, parts);
-    else
-        rd_kafka_resume_partitions(p->rk, parts);
-    rd_kafka_topic_partition_list_destroy(parts);
+    for (int i = 0; i < p->nparts; i++) {
+        int32_t part = p->parts[i];
+        int8_t *st = part_state(p, part);
+        int want = all || offsets_pending(p->offsets, part) >= limit;
+        if (*st == want)
+            continue;
+        if (want && !all)
+            log_info("partition paused behind an unsettled message",
+                     "partition=%" PRId32 " waiting=%zu", part, offsets_pending(p->offsets, part));
+        *st = (int8_t)want;
+        if (!lists[want])
+            lists[want] = rd_kafka_topic_partition_list_new(p->nparts);
+        rd_kafka_topic_partition_list_add(lists[want], p->o->topic, part);
+    }
+    if (lists[0]) {
+        rd_kafka_resume_partitions(p->rk, lists[0]);
+        rd_kafka_topic_partition_list_destroy(lists[0]);
+    }
+    if (lists[1]) {
+        rd_kafka_pause_partitions(p->rk, lists[1]);
+        rd_kafka_topic_partition_list_destroy(lists[1]);
+    }
 }
 
 static void store_offsets(struct pipeline *p)
@@ -256,14 +319,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_error_t *error = NULL;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info("partitions assigned", "count=%d", parts->cnt);
+        char list[256];
+        size_t used = 0;
+        list[0] = '\0';
+        for (int i = 0; i < parts->cnt && used < sizeof(list); i++) {
+            int w = snprintf(list + used, sizeof(list) - used, "%s%" PRId32, i ? "," : "",
+                             parts->elems[i].partition);
+            used += w > 0 ? (size_t)w : 0;
+        }
+        log_info("partitions assigned", "count=%d partitions=\"%s\"", parts->cnt, list);
         if (cooperative)
             error = rd_kafka_incremental_assign(rk, parts);
         else
             rd_kafka_assign(rk, parts);
-        if (p->paused)
-            rd_kafka_pause_partitions(rk, parts);
+        assignment_change(p, parts, 1);
+        update_paused(p);
         p->joined = 1;
+        p->assigned = 1;
         p->active_at = util_now_ms();
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         log_info("partitions revoked", "count=%d lost=%d", parts->cnt,
@@ -279,13 +351,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                     drop(&p->items[k]);
             offsets_revoke(p->offsets, parts->elems[i].partition);
         }
-        if (cooperative)
+        assignment_change(p, parts, 0);
+        if (cooperative) {
             error = rd_kafka_incremental_unassign(rk, parts);
-        else
+        } else {
             rd_kafka_assign(rk, NULL);
+            p->assigned = 0; /* an eager rebalance: a new assignment follows */
+            p->unassigned_since = util_now_ms();
+        }
     } else {
         log_error("rebalance failed", "error=%s", rd_kafka_err2name(err));
         rd_kafka_assign(rk, NULL);
+        p->nparts = 0;
+        p->assigned = 0;
+        p->unassigned_since = util_now_ms();
     }
     if (error) {
         log_error("rebalance failed", "error=\"%s\"", rd_kafka_error_string(error));
@@ -301,10 +380,10 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         rd_kafka_fatal_error(rk, why, sizeof(why));
         log_error("fatal Kafka error", "detail=\"%s\"", why);
-        p->fatal = 1;
+        p->fatal = p->kafka_fatal = 1;
     } else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
         log_error("Kafka authentication failed", "detail=\"%s\"", reason);
-        p->fatal = 1;
+        p->fatal = p->kafka_fatal = 1;
     } else {
         log_warn("Kafka error", "error=%s detail=\"%s\"",
                  rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
@@ -319,24 +398,46 @@ static int message_error(struct pipeline *p, const rd_kafka_message_t *m)
         return 0;
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        /* Deleted, or not yet in every broker's metadata: the group waits for it. */
+        log_warn("topic not available", "topic=%s error=%s", p->o->topic,
+                 rd_kafka_err2name(m->err));
+        return 0;
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
     case RD_KAFKA_RESP_ERR__AUTHENTICATION:
     case RD_KAFKA_RESP_ERR__FATAL:
-        log_error("cannot consume", "topic=%s error=%s detail=\"%s\"%s", p->o->topic,
-                  rd_kafka_err2name(m->err), rd_kafka_message_errstr(m),
-                  m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-                          m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                      ? " hint=\"create the topic (6 partitions) or start the producer first\""
-                      : "");
-        p->fatal = 1;
+        log_error("cannot consume", "topic=%s error=%s detail=\"%s\"", p->o->topic,
+                  rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+        p->fatal = p->kafka_fatal = 1;
         return -1;
     default:
         log_warn("consumer error", "error=%s detail=\"%s\"", rd_kafka_err2name(m->err),
                  rd_kafka_message_errstr(m));
         return 0;
     }
+}
+
+/*
+ * A dead letter was refused (or could not be produced): the message stays
+ * held, its partition's offset with it, and it is sent again with backoff;
+ * poison is never skipped without the DLQ's acknowledgement. Counted in
+ * tadak_dlq_failures_total; logged at once, then at most once a minute.
+ */
+static void dlq_failed(struct pipeline *p, const struct item *it, rd_kafka_resp_err_t err)
+{
+    int64_t now = util_now_ms();
+
+    metric_add(p->dlq_failures, 1);
+    p->dlq_unlogged++;
+    if (p->dlq_logged_at && now - p->dlq_logged_at < DLQ_LOG_EVERY_MS)
+        return;
+    log_warn("dead-letter topic failing, partition held at the invalid message",
+             "dlq=%s error=%s partition=%" PRId32 " offset=%" PRId64 " failures=%" PRId64,
+             p->o->dlq_topic, rd_kafka_err2name(err), it->msg->partition, it->msg->offset,
+             p->dlq_unlogged);
+    p->dlq_logged_at = now;
+    p->dlq_unlogged = 0;
 }
 
 /* The DLQ's delivery report for one dead letter (called from dlq_poll). */
@@ -358,9 +459,7 @@ static void on_dead_letter(void *arg, uint64_t seq, rd_kafka_resp_err_t err)
         settle(p, it, OUT_DEAD_LETTERED);
         return;
     }
-    log_warn("dead letter not delivered, will retry",
-             "partition=%" PRId32 " offset=%" PRId64 " error=%s", it->msg->partition,
-             it->msg->offset, rd_kafka_err2name(err));
+    dlq_failed(p, it, err);
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
         it->truncate_dlq = 1;
     it->state = ITEM_POISON;
@@ -423,14 +522,18 @@ static void send_dead_letter(struct pipeline *p, struct item *it, int64_t now)
                        it->seq);
     }
     if (err) {
-        log_warn("cannot produce dead letter, will retry", "error=%s", rd_kafka_err2name(err));
+        dlq_failed(p, it, err);
         retry_later(it, now);
         return;
     }
     it->state = ITEM_DLQ_SENT;
 }
 
-/* PostgreSQL refused the batch: give our locks back, pause, retry the same rows later. */
+/*
+ * PostgreSQL refused the batch: give our locks back, pause, retry the same
+ * rows later. A refusal that retrying cannot cure (the schema does not fit)
+ * stops the consumer instead of retrying forever.
+ */
 static void db_failed(struct pipeline *p, size_t nrows, const char *why, int64_t now)
 {
     size_t nours = 0;
@@ -442,6 +545,11 @@ static void db_failed(struct pipeline *p, size_t nrows, const char *why, int64_t
         it->retry_at = now + p->db_backoff_ms;
     }
     gate_release(p->gate, p->gitems, nours);
+    if (store_last_failure(p->store) == STORE_FAIL_PERMANENT) {
+        log_error("postgresql refuses the batch, retrying cannot help", "error=\"%s\"", why);
+        p->fatal = 1;
+        return;
+    }
     if (!p->db_down)
         log_warn("postgresql unavailable, pausing consumption", "error=\"%s\"", why);
     else
@@ -450,6 +558,7 @@ static void db_failed(struct pipeline *p, size_t nrows, const char *why, int64_t
     p->db_backoff_ms = p->db_backoff_ms ? p->db_backoff_ms * 2 : DB_BACKOFF_MIN_MS;
     if (p->db_backoff_ms > DB_BACKOFF_MAX_MS)
         p->db_backoff_ms = DB_BACKOFF_MAX_MS;
+    p->db_probe_at = now + p->db_backoff_ms;
     metric_add(p->retries, 1);
 }
 
@@ -462,9 +571,30 @@ static void db_ok(struct pipeline *p)
     p->db_backoff_ms = 0;
 }
 
+/*
+ * While PostgreSQL is down and no held row is due to try it (they may all
+ * have been revoked in a rebalance), ask it directly: the outage ends when
+ * PostgreSQL answers, not when some row happens to be inserted.
+ */
+static void db_probe(struct pipeline *p, int64_t now)
+{
+    char why[512];
+
+    if (!p->db_down || now < p->db_probe_at)
+        return;
+    if (store_ping(p->store, why, sizeof(why)) == 0) {
+        db_ok(p);
+        return;
+    }
+    log_debug("postgresql still unavailable", "error=\"%s\"", why);
+    p->db_backoff_ms =
+        p->db_backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : p->db_backoff_ms * 2;
+    p->db_probe_at = now + p->db_backoff_ms;
+}
+
 static int pipeline_round(struct pipeline *p)
 {
-    size_t i, got, nvotes = 0, ncand = 0, ndups = 0, nrows = 0, nours = 0, nsent = 0;
+    size_t i, got, nvotes = 0, ncand = 0, ndups = 0, nrows = 0, nours = 0;
     int64_t now, started;
     int gate_up;
     char why[512];
@@ -558,10 +688,19 @@ static int pipeline_round(struct pipeline *p)
         }
     }
 
-    /* 6. Store: the whole batch in one INSERT ... ON CONFLICT (token) DO NOTHING. */
-    if (nrows > 0 && store_insert_batch(p->store, p->rows, nrows, why, sizeof(why)) != 0) {
+    /*
+     * 6. Store: the whole batch in one INSERT ... ON CONFLICT (token) DO
+     * NOTHING, sent in token order (store.h). Without rows, an outage is
+     * ended by a probe. Our alive key is refreshed first: the insert may
+     * take up to the statement timeout, which is shorter than its life.
+     */
+    if (nrows > 0)
+        gate_heartbeat(p->gate);
+    if (nrows == 0) {
+        db_probe(p, now);
+    } else if (store_insert_batch(p->store, p->rows, nrows, why, sizeof(why)) != 0) {
         db_failed(p, nrows, why, now);
-    } else if (nrows > 0) {
+    } else {
         db_ok(p);
         /* 7. Mark done: one round trip turns every lock we hold into "D <event_id>". */
         for (i = 0; i < nrows; i++)
@@ -575,16 +714,16 @@ static int pipeline_round(struct pipeline *p)
         }
     }
 
-    /* 8. Dead letters the broker acknowledged are settled. */
-    for (i = 0; i < p->n; i++)
-        nsent += p->items[i].state == ITEM_DLQ_SENT;
-    dlq_poll(p->dlq, nsent ? DLQ_ACK_WAIT_MS : 0, on_dead_letter, p);
+    /* 8. Dead letters the broker acknowledged are settled (never waits). */
+    dlq_poll(p->dlq, on_dead_letter, p);
 
     /* 9. Offsets: up to the highest contiguous settled message of each partition. */
     store_offsets(p);
     compact(p);
     update_paused(p);
     publish_stats(p);
+    if (p->fatal)
+        return -1;
 
     if (got || ncand || ndups)
         metric_observe(p->batch_seconds, (double)(util_now_ms() - started) / 1000.0);
@@ -618,25 +757,37 @@ static void update_lag(struct pipeline *p)
     rd_kafka_topic_partition_list_destroy(parts);
 }
 
+/*
+ * The group's settings. The assignor is eager ("range"): librdkafka 2.0.2's
+ * cooperative-sticky assignor aborts the process when a consumer closes
+ * before its first assignment (librdkafka #4312, fixed in 2.3.0), which a
+ * consumer waiting on dead members, or stopped during start-up, hits; an
+ * eager rebalance costs every member its partitions for the moment of the
+ * rebalance, and static membership (--instance-id) spares restarts even
+ * that. A group without offsets starts at --start-at (earliest by default:
+ * "latest" would never read votes acknowledged before the group existed).
+ */
 static rd_kafka_t *consumer_new(struct pipeline *p, char *errstr, size_t errsize)
 {
     const struct consumer_opts *o = p->o;
     rd_kafka_conf_t *conf = kafka_conf_new(o->brokers, errstr, errsize);
-    rd_kafka_topic_partition_list_t *topics = NULL;
-    rd_kafka_resp_err_t err;
     rd_kafka_t *rk = NULL;
-    char why[512];
+    char why[512], session[24], heartbeat[24];
 
     if (!conf)
         return NULL;
+    snprintf(session, sizeof(session), "%" PRId64, o->session_timeout_ms);
+    snprintf(heartbeat, sizeof(heartbeat), "%" PRId64, o->session_timeout_ms / 6);
     if (kafka_conf_set(conf, "group.id", o->group, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
-                       errsize) != 0 ||
+        kafka_conf_set(conf, "partition.assignment.strategy", "range", errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "session.timeout.ms", session, errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "heartbeat.interval.ms", heartbeat, errstr, errsize) != 0 ||
+        (o->instance_id &&
+         kafka_conf_set(conf, "group.instance.id", o->instance_id, errstr, errsize) != 0) ||
         /* Offsets are stored by hand, only for settled messages; auto-commit sends them. */
         kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errsize) != 0 ||
         kafka_conf_set(conf, "enable.auto.commit", "true", errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "auto.offset.reset", o->from_beginning ? "earliest" : "latest", errstr,
-                       errsize) != 0 ||
+        kafka_conf_set(conf, "auto.offset.reset", o->start_at, errstr, errsize) != 0 ||
         /*
          * Prefetch well under librdkafka's default of 100000 messages per
          * partition: fetching is far faster than PostgreSQL, so a deep queue
@@ -660,15 +811,6 @@ static rd_kafka_t *consumer_new(struct pipeline *p, char *errstr, size_t errsize
     }
     conf = NULL; /* now owned by rk */
     rd_kafka_poll_set_consumer(rk);
-    topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, o->topic, RD_KAFKA_PARTITION_UA);
-    err = rd_kafka_subscribe(rk, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (err) {
-        snprintf(errstr, errsize, "cannot subscribe to %s: %s", o->topic, rd_kafka_err2str(err));
-        rd_kafka_destroy(rk);
-        return NULL;
-    }
     return rk;
 fail:
     if (conf)
@@ -704,6 +846,9 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->batch_seconds =
         metrics_histogram(metrics, "tadak_consumer_batch_seconds", "", "Time to process one batch",
                           bounds, UTIL_ARRAY_LEN(bounds));
+    p->dlq_failures =
+        metrics_counter(metrics, "tadak_dlq_failures_total", "",
+                        "Dead letters the DLQ refused or could not take (each is retried)");
     grow(p, (size_t)o->batch_size);
     p->dlq = dlq_new(o->brokers, &o->extra, o->dlq_topic, errstr, errsize);
     if (!p->dlq)
@@ -711,48 +856,152 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->rk = consumer_new(p, errstr, errsize);
     if (!p->rk)
         goto fail;
-    p->active_at = util_now_ms();
+    p->started_at = p->active_at = p->unassigned_since = util_now_ms();
     return p;
 fail:
     pipeline_free(p);
     return NULL;
 }
 
-/*
- * librdkafka 2.0.2 (Debian bookworm) aborts in the cooperative-sticky
- * assignor when a consumer is closed after joining the group but before its
- * first assignment (librdkafka issue #4312, fixed in 2.3.0). A stop requested
- * in that window - a SIGTERM right after start-up, a rebalance storm - waits
- * for the assignment, bounded; nothing is consumed meanwhile, and a second
- * signal still exits at once.
- */
-static void wait_for_first_assignment(struct pipeline *p)
+/* 1 when the topic exists (with partitions), 0 when not (yet), -1 when we may not see it. */
+static int topic_exists(struct pipeline *p, char *why, size_t whysize)
 {
-    int64_t deadline = util_now_ms() + FIRST_ASSIGN_WAIT_MS;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, p->o->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+    int rc = 0;
 
-    while (!p->joined && !p->fatal && util_now_ms() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->rk, 100);
-        if (m)
-            rd_kafka_message_destroy(m); /* not ours to settle: we are leaving */
+    if (!rkt) {
+        snprintf(why, whysize, "%s", rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
     }
+    err = rd_kafka_metadata(p->rk, 0, rkt, &md, TOPIC_CHECK_MS * 4);
+    if (!err && md->topic_cnt == 1) {
+        err = md->topics[0].err;
+        rc = !err && md->topics[0].partition_cnt > 0;
+    }
+    if (err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+        err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION)
+        rc = -1;
+    snprintf(why, whysize, "%s", err ? rd_kafka_err2name(err) : "no partitions");
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
+/* With --idle-exit, a consumer that cannot start consuming gives up after --join-timeout-s. */
+static int join_expired(const struct pipeline *p, int64_t since, int64_t now)
+{
+    return p->o->idle_exit_s && now - since >= p->o->join_timeout_s * 1000;
+}
+
+/*
+ * Before subscribing: wait for the topic (a fresh deployment starts its
+ * consumers before the first vote creates it; logged once, then every 30 s),
+ * then make sure the dead-letter topic can take poison (exists, or is
+ * created), so that a DLQ that never can is a clear exit now, not a partition
+ * frozen behind the first invalid message later. 0, or PIPELINE_FATAL /
+ * PIPELINE_NOT_JOINED.
+ */
+static int pipeline_start(struct pipeline *p)
+{
+    rd_kafka_topic_partition_list_t *topics;
+    rd_kafka_resp_err_t err;
+    int64_t logged_at = 0, now;
+    char why[512];
+    int rc;
+
+    while ((rc = topic_exists(p, why, sizeof(why))) == 0) {
+        now = util_now_ms();
+        if (shutdown_requested())
+            return 0;
+        if (join_expired(p, p->started_at, now)) {
+            log_error("topic never appeared, giving up", "topic=%s waited_s=%" PRId64 " error=%s",
+                      p->o->topic, (now - p->started_at) / 1000, why);
+            return PIPELINE_NOT_JOINED;
+        }
+        if (!logged_at || now - logged_at >= TOPIC_LOG_EVERY_MS) {
+            log_info("waiting for the topic to exist", "topic=%s error=%s", p->o->topic, why);
+            logged_at = now;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->rk, TOPIC_CHECK_MS);
+        if (m)
+            rd_kafka_message_destroy(m); /* nothing is subscribed yet: only errors */
+    }
+    if (rc < 0) {
+        log_error("cannot read the topic", "topic=%s error=%s", p->o->topic, why);
+        return PIPELINE_FATAL;
+    }
+    if (logged_at)
+        log_info("topic exists, consuming", "topic=%s", p->o->topic);
+
+    rc = dlq_check(p->dlq, DLQ_CHECK_MS, why, sizeof(why));
+    if (rc < 0) {
+        log_error("dead-letter topic unusable", "dlq=%s error=\"%s\"", p->o->dlq_topic, why);
+        return PIPELINE_FATAL;
+    }
+    if (rc > 0)
+        log_warn("dead-letter topic not checked", "dlq=%s error=\"%s\"", p->o->dlq_topic, why);
+
+    topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, p->o->topic, RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(p->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        log_error("cannot subscribe", "topic=%s error=\"%s\"", p->o->topic, rd_kafka_err2str(err));
+        return PIPELINE_FATAL;
+    }
+    p->unassigned_since = util_now_ms();
+    return 0;
+}
+
+/*
+ * --idle-exit: 0 to go on, 1 to exit 0 (idle long enough with an assignment),
+ * PIPELINE_NOT_JOINED when no assignment came within --join-timeout-s. Idle
+ * time counts only while an assignment is held: a consumer waiting for the
+ * group (dead members' sessions, a rebalance) is not "done", and saying
+ * "nothing to consume" then would tell a replay test the topic was empty.
+ */
+static int idle_check(struct pipeline *p, int64_t now)
+{
+    if (!p->o->idle_exit_s)
+        return 0;
+    if (!p->assigned) {
+        p->active_at = now;
+        if (!join_expired(p, p->unassigned_since, now))
+            return 0;
+        log_error(p->joined ? "no assignment from the group, giving up"
+                            : "never joined the group, giving up",
+                  "group=%s topic=%s waited_s=%" PRId64, p->o->group, p->o->topic,
+                  (now - p->unassigned_since) / 1000);
+        return PIPELINE_NOT_JOINED;
+    }
+    if (now - p->active_at < p->o->idle_exit_s * 1000)
+        return 0;
+    log_info("nothing to consume, exiting", "idle_s=%" PRId64, p->o->idle_exit_s);
+    return 1;
 }
 
 int pipeline_run(struct pipeline *p)
 {
-    int64_t idle_ms = p->o->idle_exit_s * 1000, now;
+    int64_t now;
     char why[512];
-    int rc = 0;
+    int rc, idle;
 
-    log_info("consumer started", "topic=%s group=%s dlq=%s owner=%s", p->o->topic, p->o->group,
-             p->o->dlq_topic, gate_owner(p->gate));
-    while (!shutdown_requested()) {
+    log_info("consumer started", "topic=%s group=%s dlq=%s owner=%s instance=%s start_at=%s",
+             p->o->topic, p->o->group, p->o->dlq_topic, gate_owner(p->gate),
+             p->o->instance_id ? p->o->instance_id : "none", p->o->start_at);
+    rc = pipeline_start(p);
+    while (rc == 0 && !shutdown_requested()) {
+        gate_heartbeat(p->gate);
         if (pipeline_round(p) != 0) {
-            rc = -1;
+            rc = PIPELINE_FATAL;
             break;
         }
         if (dlq_fatal(p->dlq, why, sizeof(why))) {
             log_error("fatal dead-letter producer error", "detail=\"%s\"", why);
-            rc = -1;
+            rc = PIPELINE_FATAL;
             break;
         }
         now = util_now_ms();
@@ -760,13 +1009,12 @@ int pipeline_run(struct pipeline *p)
             update_lag(p);
             p->next_lag_at = now + LAG_EVERY_MS;
         }
-        /* Idle time counts from joining the group (a slow join is not "nothing to do"). */
-        if (idle_ms && now - p->active_at >= idle_ms + (p->joined ? 0 : JOIN_GRACE_MS)) {
-            log_info("nothing to consume, exiting", "idle_s=%" PRId64, p->o->idle_exit_s);
+        if ((idle = idle_check(p, now)) != 0) {
+            rc = idle > 0 ? 0 : idle;
             break;
         }
     }
-    if (rc != 0)
+    if (rc == PIPELINE_FATAL)
         log_error("consumer stopping after a fatal error", "topic=%s", p->o->topic);
 
     /* Hold nothing past here: unsettled messages will be read again by the next owner. */
@@ -775,10 +1023,10 @@ int pipeline_run(struct pipeline *p)
             drop(&p->items[i]);
     p->n = 0;
     store_offsets(p);
-    if (rc == 0)
+    if (!p->kafka_fatal)
         commit_sync(p);
-    wait_for_first_assignment(p);
     rd_kafka_consumer_close(p->rk);
+    gate_retire(p->gate);
     return rc;
 }
 
@@ -812,5 +1060,7 @@ void pipeline_free(struct pipeline *p)
     free(p->row_item);
     free(p->gitems);
     free(p->rows);
+    free(p->parts);
+    free(p->pstate);
     free(p);
 }

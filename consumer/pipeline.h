@@ -3,7 +3,9 @@
  * -> mark done -> store offsets, batch after batch (see pipeline.c).
  *
  *   p = pipeline_new(&opts, gate, store, metrics, err, sizeof err);
- *   rc = pipeline_run(p);     until a signal, --idle-exit or a fatal error (-1)
+ *   rc = pipeline_run(p);     until a signal or --idle-exit (0), a fatal error
+ *                             (PIPELINE_FATAL), or no assignment within
+ *                             --join-timeout-s under --idle-exit (PIPELINE_NOT_JOINED)
  *   pipeline_print_summary(p, stdout);   the one-line JSON totals
  *   pipeline_free(p);
  *
@@ -19,6 +21,9 @@
 #include "store.h"
 
 #include <stdio.h>
+
+#define PIPELINE_FATAL      (-1)
+#define PIPELINE_NOT_JOINED (-2)
 
 struct pipeline;
 

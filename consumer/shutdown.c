@@ -27,6 +27,13 @@ int shutdown_install(void)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
         return -1;
+    /*
+     * hiredis writes with plain write(): a Redis that vanished mid-burst must
+     * be an EPIPE the gate handles (Redis down), not a signal that kills us.
+     */
+    sa.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &sa, NULL) != 0)
+        return -1;
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
  * shutdown.h - SIGINT/SIGTERM: the first asks the consumer to finish its
  * batch, store and commit offsets and leave the group; the second exits at
- * once (status 130), for an operator who will not wait.
+ * once (status 130), for an operator who will not wait. SIGPIPE is ignored:
+ * a peer that closed its socket is an I/O error for the module that wrote.
  *
  *   shutdown_install();   if (shutdown_requested()) ...
  */

@@ -307,10 +307,8 @@ class Scenario:
         args = [self.bins.consumer, "--brokers", self.env["KAFKA_BOOTSTRAP_SERVERS"],
                 "--redis-url", self.env["REDIS_URL"], "--database-url", self.db.url,
                 "--topic", self.topic, "--group", self.group, "--key-prefix", self.prefix,
-                "--from-beginning",
                 # A SIGKILLed member holds its partitions until its session
-                # expires: keep that at the broker's minimum, 6 s.
-                "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000",
+                # expires: the consumer's default, 6 s (the broker's minimum).
                 *(("--idle-exit", str(idle_exit)) if idle_exit else ()), *extra]
         return self.spawn("consumer", args)
 
@@ -341,6 +339,15 @@ class Scenario:
 
     def crashes(self):
         return [(p.name, r) for p in self.procs if (r := p.crash_reason())]
+
+    def recorded(self, tokens):
+        """How many of these tokens have a row (-1 while PostgreSQL is down)."""
+        try:
+            with psycopg.connect(self.db.url, autocommit=True) as conn:
+                return conn.execute("select count(*) from votes where token = any(%s)",
+                                    (list(tokens),)).fetchone()[0]
+        except psycopg.Error:
+            return -1
 
     def verify(self, *ack_paths):
         return verifier.verify([str(p) for p in ack_paths], self.db.url)

@@ -1,6 +1,7 @@
 /*
- * test_gate.c - the gate's decision table (SET ... NX GET reply -> action)
- * and its Redis URL parsing. No Redis needed: both are pure functions.
+ * test_gate.c - the gate's decision table (SET ... NX GET reply -> action),
+ * the owner -> alive-key id rule and its Redis URL parsing. No Redis needed:
+ * all are pure functions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -70,6 +71,39 @@ static void test_length_is_respected(void **state)
     assert_int_equal(gate_decide("D xyz", 1, OWNER), GATE_OPEN);
 }
 
+static size_t owner_id(const char *owner)
+{
+    return gate_owner_id(owner, strlen(owner));
+}
+
+static void test_owner_id_is_the_instance_id(void **state)
+{
+    (void)state;
+    assert_int_equal(owner_id("inst-a@host:1:abcd1234"), strlen("inst-a"));
+    assert_int_equal(owner_id("pod-7.web_1@node-3.example:4242:0f0f0f0f"), strlen("pod-7.web_1"));
+    /* The last '@' counts: everything after it is host:pid:random. */
+    assert_int_equal(owner_id("a@b@host:1:abcd1234"), strlen("a@b"));
+    assert_int_equal(owner_id("@host:1:abcd1234"), 0);
+}
+
+static void test_owner_without_instance_id_is_its_own_id(void **state)
+{
+    (void)state;
+    assert_int_equal(owner_id(OWNER), strlen(OWNER));
+    assert_int_equal(owner_id("deadhost:1:abcd1234"), strlen("deadhost:1:abcd1234"));
+    assert_int_equal(owner_id("other-owner"), strlen("other-owner"));
+    assert_int_equal(owner_id(""), 0);
+}
+
+static void test_owner_id_respects_length(void **state)
+{
+    /* The owner is a slice of a lock value: only len bytes count. */
+    const char value[] = "inst@host:1:abcd1234 3000e370-2202-5a5c-8e6f-874e518ef9a8@x";
+    (void)state;
+    assert_int_equal(gate_owner_id(value, strlen("inst@host:1:abcd1234")), strlen("inst"));
+    assert_int_equal(gate_owner_id("host:1:x@y", strlen("host:1:x")), strlen("host:1:x"));
+}
+
 static void test_parse_url(void **state)
 {
     char host[64], pw[64], err[256];
@@ -119,6 +153,9 @@ int main(void)
         cmocka_unit_test(test_our_own_lock_is_ours),
         cmocka_unit_test(test_foreign_values_go_to_postgresql),
         cmocka_unit_test(test_length_is_respected),
+        cmocka_unit_test(test_owner_id_is_the_instance_id),
+        cmocka_unit_test(test_owner_without_instance_id_is_its_own_id),
+        cmocka_unit_test(test_owner_id_respects_length),
         cmocka_unit_test(test_parse_url),
     };
     return cmocka_run_group_tests_name("gate", tests, NULL, NULL);

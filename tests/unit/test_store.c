@@ -1,6 +1,8 @@
 /*
  * test_store.c - the schema compiled into the consumer is sql/schema.sql,
- * byte for byte (the SQL file is what people read and review).
+ * byte for byte (the SQL file is what people read and review), and each
+ * SQLSTATE class means what the consumer does about it: wait, reconnect
+ * or stop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,11 +53,77 @@ static void test_schema_is_idempotent_and_unique(void **state)
     assert_null(strstr(s, "CREATE TABLE votes"));
 }
 
+static void test_sqlstate_classes(void **state)
+{
+    static const struct {
+        const char *sqlstate;
+        enum store_failure failure;
+        int reconnect;
+    } cases[] = {
+        {NULL, STORE_FAIL_TRANSIENT, 1},    /* no answer: connection failed or lost */
+        {"08006", STORE_FAIL_TRANSIENT, 1}, /* connection_failure */
+        {"08001", STORE_FAIL_TRANSIENT, 1}, /* sqlclient_unable_to_establish_sqlconnection */
+        {"08P01", STORE_FAIL_TRANSIENT, 1}, /* protocol_violation: still class 08 */
+        {"57P01", STORE_FAIL_TRANSIENT, 1}, /* admin_shutdown, pg_terminate_backend */
+        {"57P02", STORE_FAIL_TRANSIENT, 1}, /* crash_shutdown */
+        {"57P03", STORE_FAIL_TRANSIENT, 1}, /* cannot_connect_now */
+        {"25006", STORE_FAIL_TRANSIENT, 1}, /* read_only_sql_transaction: a standby */
+        {"42P01", STORE_FAIL_PERMANENT, 0}, /* undefined_table */
+        {"42703", STORE_FAIL_PERMANENT, 0}, /* undefined_column */
+        {"42P10", STORE_FAIL_PERMANENT, 0}, /* no UNIQUE matching ON CONFLICT */
+        {"42501", STORE_FAIL_PERMANENT, 0}, /* insufficient_privilege */
+        {"57014", STORE_FAIL_TRANSIENT, 0}, /* statement timeout: same session, later */
+        {"57P04", STORE_FAIL_TRANSIENT, 0}, /* only 57P01..57P03 mean a new session */
+        {"25P02", STORE_FAIL_TRANSIENT, 0}, /* only 25006 of class 25 reconnects */
+        {"40001", STORE_FAIL_TRANSIENT, 0}, /* serialization_failure */
+        {"40P01", STORE_FAIL_TRANSIENT, 0}, /* deadlock_detected */
+        {"53100", STORE_FAIL_TRANSIENT, 0}, /* disk_full */
+        {"53300", STORE_FAIL_TRANSIENT, 0}, /* too_many_connections */
+        {"23505", STORE_FAIL_TRANSIENT, 0}, /* unique_violation */
+        {"22P02", STORE_FAIL_TRANSIENT, 0}, /* invalid_text_representation */
+        {"XX000", STORE_FAIL_TRANSIENT, 0}, /* internal_error */
+        {"04200", STORE_FAIL_TRANSIENT, 0}, /* "42" in the wrong place is not class 42 */
+        {"00801", STORE_FAIL_TRANSIENT, 0}, /* nor is "08" */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int reconnect = -1;
+        enum store_failure got = store_classify_sqlstate(cases[i].sqlstate, &reconnect);
+        if (got != cases[i].failure || reconnect != cases[i].reconnect)
+            fail_msg("SQLSTATE %s: got failure %d reconnect %d, want %d %d",
+                     cases[i].sqlstate ? cases[i].sqlstate : "(null)", (int)got, reconnect,
+                     (int)cases[i].failure, cases[i].reconnect);
+    }
+}
+
+/* Without a server every call fails TRANSIENT (retry later), never PERMANENT. */
+static void test_unreachable_server_is_transient(void **state)
+{
+    struct store *s = store_new("postgresql://127.0.0.1:1/none?connect_timeout=2", 1000);
+    struct store_row row = {.token = "t", .event_id = "00000000-0000-0000-0000-000000000000"};
+    char err[256], id[128];
+
+    (void)state;
+    assert_int_equal(store_insert_batch(s, &row, 1, err, sizeof(err)), -1);
+    assert_int_equal(store_last_failure(s), STORE_FAIL_TRANSIENT);
+    assert_non_null(strstr(err, "cannot connect to PostgreSQL"));
+    assert_null(strchr(err, '\n'));
+    assert_int_equal(store_ping(s, err, sizeof(err)), -1);
+    assert_int_equal(store_last_failure(s), STORE_FAIL_TRANSIENT);
+    assert_int_equal(store_identity(s, id, sizeof(id), err, sizeof(err)), -1);
+    assert_int_equal(store_insert_batch(s, &row, 0, err, sizeof(err)), 0);
+    assert_int_equal(store_last_failure(s), STORE_FAIL_NONE);
+    store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedded_schema_matches_file),
         cmocka_unit_test(test_schema_is_idempotent_and_unique),
+        cmocka_unit_test(test_sqlstate_classes),
+        cmocka_unit_test(test_unreachable_server_is_transient),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
