@@ -1,16 +1,37 @@
 /*
- * log.c - logfmt writer. Each line is formatted into one buffer and written
- * with a single fwrite so that lines from different threads (librdkafka
- * callbacks, libmicrohttpd workers) never interleave mid-line.
+ * log.c - logfmt writer that no value can break. See log.h.
+ *
+ * The key=value tail is a printf format, but log_emit() formats it itself,
+ * one conversion at a time, so that it knows where every value starts and
+ * ends: literal text of the format (keys, '=', quotes) is trusted, every
+ * value is escaped. A conversion inside literal quotes (detail="%s") is
+ * escaped in place; a bare one (path=%s) stays bare when it is a plain token
+ * and is quoted otherwise. Escapes are JSON's (\" \\ \n \r \t \uXXXX):
+ * control bytes, DEL, U+0085/U+2028/U+2029 (line breaks to some viewers) are
+ * escaped and invalid UTF-8 becomes \ufffd, so a record is always one valid
+ * UTF-8 line. The password of any scheme://user:password@ URL in a value is
+ * written as ***. Values longer than LOG_VALUE_MAX and lines longer than
+ * LOG_LINE_MAX are cut, never left with an open quote.
+ *
+ * Each line is built in one buffer and written with a single fwrite, so
+ * lines from different threads (librdkafka callbacks, libmicrohttpd
+ * workers) never interleave mid-line.
  */
 #include "log.h"
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <sys/types.h>
 #include <time.h>
+
+#define LOG_LINE_MAX  8192 /* bytes of one record, newline included */
+#define LOG_VALUE_MAX 2048 /* escaped bytes of one value; longer ones end in "..." */
+#define LOG_RESERVE   32   /* kept free for closing a quote and " truncated=true\n" */
 
 int log_level_current = LOG_INFO;
 
@@ -32,37 +53,389 @@ int log_parse_level(const char *name, enum log_level *out)
     return -1;
 }
 
+/* ---- the line buffer ---------------------------------------------------- */
+
+struct line {
+    char buf[LOG_LINE_MAX];
+    size_t n;
+    size_t limit; /* LOG_LINE_MAX - LOG_RESERVE */
+    size_t safe;  /* end of the last complete key=value pair */
+    int full;     /* something did not fit: the rest is dropped */
+};
+
+static int room(struct line *l, size_t k)
+{
+    if (l->full || l->n + k > l->limit) {
+        l->full = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static void put(struct line *l, const char *s, size_t k)
+{
+    if (room(l, k)) {
+        memcpy(l->buf + l->n, s, k);
+        l->n += k;
+    }
+}
+
+/* ---- escaping ----------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (first byte >= 0x80), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t avail, unsigned *cp_out)
+{
+    unsigned char c = s[0];
+    unsigned cp, min;
+    size_t more;
+
+    if (c >= 0xc2 && c <= 0xdf)
+        more = 1, cp = c & 0x1f, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        more = 2, cp = c & 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        more = 3, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (more >= avail)
+        return 0;
+    for (size_t i = 1; i <= more; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    *cp_out = cp;
+    return more + 1;
+}
+
+/*
+ * Where the password of a URL starts and ends in s[0, len): the text
+ * between "scheme://user:" and the '@' that ends the authority. 1 if found.
+ */
+static int find_password(const char *s, size_t len, size_t *from, size_t *to)
+{
+    for (size_t i = 0; i + 3 <= len; i++) {
+        size_t colon = 0, j;
+
+        if (memcmp(s + i, "://", 3) != 0)
+            continue;
+        for (j = i + 3; j < len; j++) {
+            char c = s[j];
+            if (c == '@')
+                break;
+            if (c == '/' || c == '?' || c == '#' || c == ' ' || c == '"' || c == '\'' ||
+                (unsigned char)c < 0x20)
+                break;
+            if (c == ':' && !colon)
+                colon = j;
+        }
+        if (j < len && s[j] == '@' && colon) {
+            *from = colon + 1;
+            *to = j;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Escaped s[0, len) into the line, at most LOG_VALUE_MAX bytes of output. */
+static void put_escaped(struct line *l, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = l->n, pw_from = 0, pw_to = 0;
+    int has_pw = find_password(s, len, &pw_from, &pw_to);
+
+    for (size_t i = 0; i < len && !l->full;) {
+        char esc[8];
+        unsigned cp = 0;
+        size_t k;
+
+        if (l->n - start >= LOG_VALUE_MAX) {
+            put(l, "...", 3);
+            return;
+        }
+        if (has_pw && i == pw_from) {
+            put(l, "***", 3);
+            i = pw_to;
+            has_pw = find_password(s + i, len - i, &pw_from, &pw_to);
+            pw_from += i, pw_to += i;
+            continue;
+        }
+        if (u[i] >= 0x80) {
+            k = utf8_len(u + i, len - i, &cp);
+            if (k == 0) {
+                put(l, "\\ufffd", 6);
+                i++;
+            } else if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) {
+                snprintf(esc, sizeof(esc), "\\u%04x", cp);
+                put(l, esc, 6);
+                i += k;
+            } else {
+                put(l, s + i, k);
+                i += k;
+            }
+            continue;
+        }
+        switch (u[i]) {
+        case '"':
+            put(l, "\\\"", 2);
+            break;
+        case '\\':
+            put(l, "\\\\", 2);
+            break;
+        case '\n':
+            put(l, "\\n", 2);
+            break;
+        case '\r':
+            put(l, "\\r", 2);
+            break;
+        case '\t':
+            put(l, "\\t", 2);
+            break;
+        default:
+            if (u[i] < 0x20 || u[i] == 0x7f) {
+                snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
+                put(l, esc, 6);
+            } else {
+                put(l, s + i, 1);
+            }
+        }
+        i++;
+    }
+}
+
+/* A plain token: printable ASCII without space, '"', '=' or '\', and no password. */
+static int is_bare(const char *s, size_t len)
+{
+    size_t a, b;
+
+    if (len == 0 || len > LOG_VALUE_MAX || find_password(s, len, &a, &b))
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '=' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+/* One value: escaped in place inside literal quotes, else bare or quoted. */
+static void put_value(struct line *l, const char *s, size_t len, int in_quotes)
+{
+    if (in_quotes) {
+        put_escaped(l, s, len);
+    } else if (is_bare(s, len)) {
+        put(l, s, len);
+    } else {
+        put(l, "\"", 1);
+        put_escaped(l, s, len);
+        put(l, "\"", 1);
+    }
+}
+
+/* ---- the format --------------------------------------------------------- */
+
+/*
+ * One conversion of the format at f (just after the '%'): format its
+ * argument into the line. Returns the position after the conversion.
+ */
+static const char *put_conversion(struct line *l, const char *f, va_list *ap, int in_quotes)
+{
+    char spec[48], tmp[400];
+    size_t sn = 0;
+    int lng = 0, width = -1, prec = -1, n = 0; /* lng: 0 int, 1 l, 2 ll, 3 j, 4 z, 5 t, 6 L */
+
+    spec[sn++] = '%';
+    while (*f && strchr("-+ #0'", *f) && sn < 8)
+        spec[sn++] = *f++;
+    if (*f == '*') {
+        width = va_arg(*ap, int);
+        sn += (size_t)snprintf(spec + sn, sizeof(spec) - sn, "%d", width);
+        f++;
+    } else {
+        while (*f >= '0' && *f <= '9' && sn < 16)
+            spec[sn++] = *f++;
+    }
+    if (*f == '.') {
+        spec[sn++] = *f++;
+        if (*f == '*') {
+            prec = va_arg(*ap, int);
+            sn += (size_t)snprintf(spec + sn, sizeof(spec) - sn, "%d", prec < 0 ? 0 : prec);
+            f++;
+        } else {
+            prec = 0;
+            while (*f >= '0' && *f <= '9' && sn < 28) {
+                prec = prec * 10 + (*f - '0');
+                spec[sn++] = *f++;
+            }
+        }
+    }
+    for (;; f++) {
+        if (*f == 'h')
+            continue; /* promoted to int anyway */
+        if (*f == 'l')
+            lng = lng == 1 ? 2 : 1;
+        else if (*f == 'q')
+            lng = 2;
+        else if (*f == 'j')
+            lng = 3;
+        else if (*f == 'z')
+            lng = 4;
+        else if (*f == 't')
+            lng = 5;
+        else if (*f == 'L')
+            lng = 6;
+        else
+            break;
+        spec[sn++] = *f;
+    }
+    if (*f == '\0')
+        return f;
+    spec[sn++] = *f;
+    spec[sn] = '\0';
+
+    switch (*f) {
+    case 's': {
+        const char *s = va_arg(*ap, const char *);
+        size_t len;
+        if (!s)
+            s = "(null)";
+        len = prec >= 0 ? strnlen(s, (size_t)prec) : strlen(s);
+        put_value(l, s, len, in_quotes);
+        return f + 1;
+    }
+    case 'd':
+    case 'i':
+        if (lng == 1)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, long));
+        else if (lng == 2)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, long long));
+        else if (lng == 3)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, intmax_t));
+        else if (lng == 4)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, ssize_t));
+        else if (lng == 5)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, ptrdiff_t));
+        else
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, int));
+        break;
+    case 'u':
+    case 'o':
+    case 'x':
+    case 'X':
+        if (lng == 1)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, unsigned long));
+        else if (lng == 2)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, unsigned long long));
+        else if (lng == 3)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, uintmax_t));
+        else if (lng == 4)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, size_t));
+        else if (lng == 5)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, ptrdiff_t));
+        else
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, unsigned int));
+        break;
+    case 'f':
+    case 'F':
+    case 'e':
+    case 'E':
+    case 'g':
+    case 'G':
+    case 'a':
+    case 'A':
+        if (lng == 6)
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, long double));
+        else
+            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, double));
+        break;
+    case 'c':
+        n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, int));
+        break;
+    case 'p':
+        n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, void *));
+        break;
+    default: /* unknown (or %n): print it as text, consume nothing */
+        n = snprintf(tmp, sizeof(tmp), "%s", spec);
+        break;
+    }
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(tmp))
+        n = (int)sizeof(tmp) - 1;
+    put_value(l, tmp, (size_t)n, in_quotes);
+    return f + 1;
+}
+
+static void put_tail(struct line *l, const char *f, va_list *ap)
+{
+    int in_quotes = 0, escaped = 0;
+
+    while (*f && !l->full) {
+        if (*f == '%' && f[1] == '%') {
+            put(l, "%", 1);
+            f += 2;
+            continue;
+        }
+        if (*f == '%') {
+            f = put_conversion(l, f + 1, ap, in_quotes);
+            continue;
+        }
+        /* Literal text: trusted, but it must not end the line either. */
+        if (*f == '\n' || *f == '\r') {
+            put(l, " ", 1);
+        } else {
+            if (*f == ' ' && !in_quotes)
+                l->safe = l->n;
+            put(l, f, 1);
+            if (escaped)
+                escaped = 0;
+            else if (in_quotes && *f == '\\')
+                escaped = 1;
+            else if (*f == '"')
+                in_quotes = !in_quotes;
+        }
+        f++;
+    }
+    if (l->full) {
+        /* Back to the last whole pair, then say that something was cut. */
+        l->n = l->safe;
+        l->full = 0;
+        l->limit = LOG_LINE_MAX - 1;
+        put(l, " truncated=true", 15);
+    } else if (in_quotes) {
+        l->limit = LOG_LINE_MAX - 1;
+        put(l, "\"", 1);
+    }
+}
+
 void log_emit(enum log_level level, const char *msg, const char *kvfmt, ...)
 {
-    char line[2048];
+    struct line l;
     struct timeval tv;
     struct tm tm;
-    size_t n, j;
     int w;
     va_list ap;
 
+    l.full = 0;
+    l.limit = LOG_LINE_MAX - LOG_RESERVE;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    w = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s msg=\"",
+    w = snprintf(l.buf, sizeof(l.buf), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s msg=\"",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  (int)(tv.tv_usec / 1000), level_names[level]);
-    n = w > 0 ? (size_t)w : 0;
-    /* Quote the message: a stray '"' or newline must not break the line. */
-    for (j = 0; msg[j] && n < sizeof(line) - 8; j++) {
-        char c = msg[j];
-        if (c == '"' || c == '\\')
-            line[n++] = '\\';
-        line[n++] = (c == '\n' || c == '\r') ? ' ' : c;
-    }
-    line[n++] = '"';
-    if (kvfmt && *kvfmt && n < sizeof(line) - 2) {
-        line[n++] = ' ';
+    l.n = w > 0 ? (size_t)w : 0;
+    put_escaped(&l, msg, strlen(msg)); /* at most LOG_VALUE_MAX: always fits */
+    put(&l, "\"", 1);
+    l.safe = l.n;
+    if (kvfmt && *kvfmt) {
+        put(&l, " ", 1);
         va_start(ap, kvfmt);
-        w = vsnprintf(line + n, sizeof(line) - n - 1, kvfmt, ap);
+        put_tail(&l, kvfmt, &ap);
         va_end(ap);
-        if (w > 0)
-            n += (size_t)w < sizeof(line) - n - 1 ? (size_t)w : sizeof(line) - n - 2;
     }
-    line[n++] = '\n';
-    fwrite(line, 1, n, stderr);
+    l.buf[l.n++] = '\n';
+    fwrite(l.buf, 1, l.n, stderr);
 }

@@ -7,6 +7,12 @@
  * in a hot loop costs one comparison when debug is off. The second macro
  * argument is a printf format for the key=value tail ("" when there is none).
  *
+ * No value can forge or break a record: the format's literal text (keys,
+ * '=', quotes) is trusted, every converted value is escaped - in place
+ * inside literal quotes (detail="%s"), quoted when a bare one (path=%s) is
+ * not a plain token - and URL passwords are written as ***. Callers pass
+ * raw text; they never sanitise it themselves.
+ *
  *   log_set_level(LOG_DEBUG);  log_parse_level("warn", &lvl);
  *   log_info("batch stored", "rows=%d ms=%lld", n, ms);
  */

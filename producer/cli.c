@@ -132,14 +132,6 @@ static int cli_setup(const struct config_opt *own, const char *synopsis, struct 
     return 0;
 }
 
-/* A detail text fit for a quoted logfmt value. */
-static void logfmt_clean(char *s)
-{
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\' || *s == '\n' || *s == '\r')
-            *s = '\'';
-}
-
 static struct publisher *cli_publisher(const struct cli_cfg *cfg, int bulk)
 {
     struct publisher_opts o = {cfg->brokers, cfg->topic,   &cfg->extra, cfg->delivery_timeout_ms,
@@ -148,7 +140,6 @@ static struct publisher *cli_publisher(const struct cli_cfg *cfg, int bulk)
     struct publisher *p = publisher_new(&o, NULL, err, sizeof(err));
 
     if (!p) {
-        logfmt_clean(err);
         log_error("cannot start publisher", "error=\"%s\"", err);
     }
     return p;
@@ -159,7 +150,6 @@ static int cli_publish(struct publisher *p, struct cli_tally *t, const struct vo
     char err[256];
 
     if (publisher_send(p, v, &t->done, PUBLISH_WAIT, err, sizeof(err)) != 0) {
-        logfmt_clean(err);
         log_error("publish failed", "token=%s error=\"%s\"", v->token, err);
         t->produce_failed++;
         return -1;
@@ -275,7 +265,6 @@ int cli_replay(int argc, char **argv)
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             len--;
         if (event_parse(line, (size_t)len, &v, &err, detail, sizeof(detail)) != 0) {
-            logfmt_clean(detail);
             log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
                      event_err_name(err), detail);
             t.bad_lines++;

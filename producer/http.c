@@ -622,10 +622,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
-    for (char *c = line; *c; c++)
-        if (*c == '"')
-            *c = '\'';
-    log_warn("libmicrohttpd", "detail=\"%s\"", line);
+    log_warn("libmicrohttpd", "detail=\"%s\"", line); /* log.c escapes it */
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */

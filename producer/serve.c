@@ -160,9 +160,6 @@ int serve_main(int argc, char **argv)
     rc = 0;
     goto out;
 fail:
-    for (char *c = err; *c; c++) /* keep the logfmt value quoted */
-        if (*c == '"')
-            *c = '\'';
     log_error("cannot start", "error=\"%s\"", err);
     rc = 1;
     if (http)
