@@ -23,6 +23,8 @@ static const char *const err_names[] = {
     [EVENT_ERR_RANGE] = "out_of_range",
     [EVENT_ERR_EVENT_ID] = "invalid_event_id",
     [EVENT_ERR_TOKEN] = "token_mismatch",
+    [EVENT_ERR_DUP_KEY] = "duplicate_key",
+    [EVENT_ERR_NUL] = "nul_in_string",
 };
 
 const char *event_err_name(enum event_err err)
@@ -68,9 +70,39 @@ int event_id_valid(const char *s)
     return strlen(s) == 36 && uuid_parse(s, u) == 0;
 }
 
+/* "ts", when present: an integer in 0..INT64_MAX (null is not one). */
+static int get_ts(json_object *obj, int64_t *out, enum event_err *err, char *detail,
+                  size_t detailsize)
+{
+    json_object *f;
+
+    if (!json_object_object_get_ex(obj, "ts", &f))
+        return 0;
+    if (!json_object_is_type(f, json_type_int))
+        return fail(err, EVENT_ERR_TYPE, detail, detailsize, "%s",
+                    "\"ts\" must be an integer (milliseconds since the epoch)");
+    if (json_object_get_int64(f) < 0 || json_object_get_uint64(f) > (uint64_t)INT64_MAX)
+        return fail(err, EVENT_ERR_RANGE, detail, detailsize, "%s",
+                    "\"ts\" must be between 0 and 9223372036854775807");
+    *out = json_object_get_int64(f);
+    return 0;
+}
+
+/* A string field's whole value: NULL if it is not a string or holds a NUL. */
+static const char *whole_string(json_object *f)
+{
+    const char *s;
+
+    if (!json_object_is_type(f, json_type_string))
+        return NULL;
+    s = json_object_get_string(f);
+    return strlen(s) == (size_t)json_object_get_string_len(f) ? s : NULL;
+}
+
 int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *err, char *detail,
                 size_t detailsize)
 {
+    struct jsoncheck_strict strict;
     json_tokener *tok = NULL;
     json_object *obj = NULL, *f;
     enum json_tokener_error jerr;
@@ -87,7 +119,7 @@ int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *e
         return fail(err, EVENT_ERR_TOO_LARGE, detail, detailsize, "%s",
                     "the message is larger than 1 MiB");
 
-    if (jsoncheck(buf, len, EVENT_MAX_DEPTH, detail, detailsize) != 0) {
+    if (jsoncheck_ex(buf, len, EVENT_MAX_DEPTH, &strict, detail, detailsize) != 0) {
         *err = EVENT_ERR_INVALID_JSON;
         return -1;
     }
@@ -132,9 +164,10 @@ int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *e
         goto out;
     event_token(out->user_id, out->candidate_id, out->token, sizeof(out->token));
 
+    /* Strings are compared whole: "<uuid>\u0000junk" is not that UUID. */
     if (json_object_object_get_ex(obj, "event_id", &f) && f != NULL) {
-        const char *s = json_object_get_string(f);
-        if (!json_object_is_type(f, json_type_string) || !event_id_valid(s)) {
+        const char *s = whole_string(f);
+        if (!s || !event_id_valid(s)) {
             fail(err, EVENT_ERR_EVENT_ID, detail, detailsize, "%s",
                  "\"event_id\" must be a UUID string");
             goto out;
@@ -142,16 +175,30 @@ int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *e
         util_strlcpy(out->event_id, s, sizeof(out->event_id));
     }
     if (json_object_object_get_ex(obj, "token", &f) && f != NULL) {
-        if (!json_object_is_type(f, json_type_string) ||
-            strcmp(json_object_get_string(f), out->token) != 0) {
+        const char *s = whole_string(f);
+        if (!s || strcmp(s, out->token) != 0) {
             fail(err, EVENT_ERR_TOKEN, detail, detailsize, "\"token\" must equal \"%s\"",
                  out->token);
             goto out;
         }
     }
-    if (json_object_object_get_ex(obj, "ts", &f) && f != NULL &&
-        json_object_is_type(f, json_type_int))
-        out->ts_ms = json_object_get_int64(f);
+    if (get_ts(obj, &out->ts_ms, err, detail, detailsize) != 0)
+        goto out;
+    /* Last, so that what older rules rejected keeps its error name. */
+    if (strict.dup_key_at != JSONCHECK_NONE &&
+        (strict.nul_at == JSONCHECK_NONE || strict.dup_key_at < strict.nul_at)) {
+        *err = EVENT_ERR_DUP_KEY;
+        if (detail && detailsize)
+            snprintf(detail, detailsize, "an object holds the key at byte %zu twice",
+                     strict.dup_key_at);
+        goto out;
+    }
+    if (strict.nul_at != JSONCHECK_NONE) {
+        *err = EVENT_ERR_NUL;
+        if (detail && detailsize)
+            snprintf(detail, detailsize, "the string at byte %zu holds \\u0000", strict.nul_at);
+        goto out;
+    }
     rc = 0;
 out:
     json_object_put(obj);

@@ -10,7 +10,12 @@
  * Parsing is strict (RFC 8259 JSON, valid UTF-8, an object at the top, no
  * trailing bytes, bounded depth and size) and every rejection carries an
  * error code plus a human-readable detail, so bad input is reported instead
- * of guessed at.
+ * of guessed at. Stricter than RFC 8259 where JSON readers disagree: no key
+ * twice in one object (json-c would keep the last, JavaScript and Python
+ * too, other readers the first), no "\u0000" in a key or string (C sees a
+ * shorter string than was sent), "ts" only as an integer >= 0. Those rules
+ * are checked last, so an input that breaks an older rule too keeps that
+ * older error name. The same codec serves HTTP, `replay` and the consumer.
  *
  *   event_parse(buf, len, &vote, &err, detail, sizeof detail)   0 / -1
  *   event_encode(&vote, buf, size)       bytes written (excl. NUL) or -1
@@ -40,12 +45,14 @@ enum event_err {
     EVENT_ERR_RANGE,        /* an id outside 1..2^63-1 */
     EVENT_ERR_EVENT_ID,     /* event_id present but not a UUID */
     EVENT_ERR_TOKEN,        /* token present but not the derived one */
+    EVENT_ERR_DUP_KEY,      /* an object holds the same key twice */
+    EVENT_ERR_NUL,          /* a key or string holds \u0000 */
 };
 
 struct vote {
     int64_t user_id;
     int64_t candidate_id;
-    int64_t ts_ms;               /* 0 when the message had none */
+    int64_t ts_ms;               /* 0 when the message had none; never negative */
     char event_id[EVENT_ID_LEN]; /* "" when the message had none */
     char token[EVENT_TOKEN_LEN];
 };

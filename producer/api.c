@@ -194,7 +194,8 @@ int api_begin(const char *method, const char *path, const char *content_type,
     r->action = match->action;
     if (match->action != API_VOTE)
         return 0;
-    if (content_type && !json_content_type(content_type)) {
+    /* Required: a missing type is what a cross-site no-cors form post can send. */
+    if (!content_type || !json_content_type(content_type)) {
         api_error(r, 415, "unsupported_media_type", "send the vote as application/json");
         return 1;
     }

@@ -3,9 +3,9 @@
  *
  * Everything the server decides from the request alone lives here as pure
  * functions, so cmocka can test every status code: the routes table
- * {method, path, action}, the header checks (404, 405 with Allow, 415,
- * 413 from Content-Length), vote validation (400 via event_parse, 413 from
- * the streamed byte count) and the JSON bodies of every answer.
+ * {method, path, action}, the header checks (404, 405 with Allow, 415 for
+ * a missing or non-JSON Content-Type, 413 from Content-Length), vote validation (400 via
+ * event_parse, 413 from the streamed byte count) and the JSON bodies of every answer.
  *
  *   api_begin(method, path, content_type, content_length, max_body, &reply)
  *       at header time: 1 = reply is final (answer now), 0 = read the body

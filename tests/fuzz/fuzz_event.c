@@ -3,18 +3,22 @@
  *
  * Any byte string must either parse into a vote whose token matches its ids
  * and re-encodes to something that parses back to the same vote, or be
- * rejected with a named error. ASan/UBSan catch the rest.
+ * rejected with a named error. An accepted vote also holds no key twice
+ * and no \u0000 (the strict rules), and its ts is not negative. ASan/UBSan
+ * catch the rest. Seeds: tests/fuzz/seeds-fuzz_event (one file per strict rule).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "event.h"
+#include "jsoncheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    struct jsoncheck_strict strict;
     struct vote v, back;
     enum event_err err;
     char detail[256], token[EVENT_TOKEN_LEN], buf[512];
@@ -26,7 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     event_token(v.user_id, v.candidate_id, token, sizeof(token));
-    if (v.user_id < 1 || v.candidate_id < 1 || strcmp(token, v.token) != 0)
+    if (v.user_id < 1 || v.candidate_id < 1 || v.ts_ms < 0 || strcmp(token, v.token) != 0)
+        abort();
+    if (jsoncheck_ex((const char *)data, size, EVENT_MAX_DEPTH, &strict, NULL, 0) != 0 ||
+        strict.dup_key_at != JSONCHECK_NONE || strict.nul_at != JSONCHECK_NONE)
         abort();
     if (!v.event_id[0])
         event_new_id(v.event_id);

@@ -62,7 +62,7 @@ static void test_routes(void **state)
 
     (void)state;
     for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
-        int final = api_begin(rows[i].method, rows[i].path, NULL, NULL, 4096, &r);
+        int final = api_begin(rows[i].method, rows[i].path, "application/json", NULL, 4096, &r);
         assert_int_equal(final, rows[i].final);
         assert_int_equal(r.action, rows[i].action);
         assert_string_equal(r.allow, rows[i].allow);
@@ -83,7 +83,12 @@ static void test_content_type_and_length(void **state)
     struct api_reply r;
 
     (void)state;
-    assert_int_equal(api_begin("POST", "/votes", NULL, NULL, 4096, &r), 0);
+    /* No Content-Type is no JSON: also what a cross-site no-cors form post sends. */
+    assert_int_equal(api_begin("POST", "/votes", NULL, NULL, 4096, &r), 1);
+    assert_int_equal(r.status, 415);
+    assert_error_body(r.body, "unsupported_media_type");
+    assert_int_equal(api_begin("POST", "/votes/", NULL, "30", 4096, &r), 1);
+    assert_int_equal(r.status, 415);
     for (size_t i = 0; i < UTIL_ARRAY_LEN(ok_types); i++)
         assert_int_equal(api_begin("POST", "/votes", ok_types[i], "30", 4096, &r), 0);
     for (size_t i = 0; i < UTIL_ARRAY_LEN(bad_types); i++) {
@@ -120,6 +125,10 @@ static void test_vote_bodies(void **state)
         {"{\"user_id\":0,\"candidate_id\":1}", 400, "out_of_range"},
         {"{\"user_id\":9223372036854775808,\"candidate_id\":1}", 400, "out_of_range"},
         {"{\"user_id\":1,\"candidate_id\":1,\"token\":\"vote_lock:1:2\"}", 400, "token_mismatch"},
+        {"{\"user_id\":1,\"candidate_id\":2,\"user_id\":3}", 400, "duplicate_key"},
+        {"{\"user_id\":1,\"candidate_id\":2,\"note\":\"a\\u0000b\"}", 400, "nul_in_string"},
+        {"{\"user_id\":1,\"candidate_id\":2,\"ts\":-5}", 400, "out_of_range"},
+        {"{\"user_id\":1,\"candidate_id\":2,\"ts\":\"now\"}", 400, "wrong_type"},
     };
     struct api_reply r;
 
@@ -149,10 +158,10 @@ static void test_streamed_overflow(void **state)
     struct api_reply r;
 
     (void)state;
-    api_begin("POST", "/votes", NULL, NULL, 16, &r);
+    api_begin("POST", "/votes", "application/json", NULL, 16, &r);
     assert_int_equal(api_vote(b, strlen(b), 0, 16, &r), 1);
     assert_int_equal(r.status, 413);
-    api_begin("POST", "/votes", NULL, NULL, 4096, &r);
+    api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
     assert_int_equal(api_vote(b, 10, 1, 4096, &r), 1);
     assert_int_equal(r.status, 413);
     assert_error_body(r.body, "too_large");

@@ -70,6 +70,27 @@ static void test_rejections_are_named(void **state)
         {"{\"user_id\":1,\"candidate_id\":2,\"token\":\"vote_lock:1:3\"}", EVENT_ERR_TOKEN},
         {"{\"user_id\":1,\"candidate_id\":2,\"x\":\"\xff\"}", EVENT_ERR_INVALID_JSON},
         {"{'user_id':1,'candidate_id':2}", EVENT_ERR_INVALID_JSON},
+        /* Strict votes: what other JSON readers would see differently. */
+        {"{\"user_id\":1,\"candidate_id\":2,\"user_id\":3}", EVENT_ERR_DUP_KEY},
+        {"{\"user_id\":1,\"candidate_id\":2,\"user\\u005fid\":1}", EVENT_ERR_DUP_KEY},
+        {"{\"user_id\":1,\"candidate_id\":2,\"x\":{\"a\":1,\"b\":[{\"a\":1,\"a\":1}]}}",
+         EVENT_ERR_DUP_KEY},
+        {"{\"user_id\":1,\"candidate_id\":2,\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}",
+         EVENT_ERR_DUP_KEY},
+        {"{\"user_id\":1,\"candidate_id\":2,\"x\":\"a\\u0000b\"}", EVENT_ERR_NUL},
+        {"{\"user_id\":1,\"candidate_id\":2,\"k\\u0000\":1}", EVENT_ERR_NUL},
+        {"{\"user_id\\u0000x\":5,\"user_id\":1,\"candidate_id\":2}", EVENT_ERR_NUL},
+        {"{\"user_id\":1,\"candidate_id\":2,\"x\":[\"\\u0000\"]}", EVENT_ERR_NUL},
+        {"{\"user_id\":1,\"candidate_id\":2,\"ts\":-1}", EVENT_ERR_RANGE},
+        {"{\"user_id\":1,\"candidate_id\":2,\"ts\":9223372036854775808}", EVENT_ERR_RANGE},
+        {"{\"user_id\":1,\"candidate_id\":2,\"ts\":1.5}", EVENT_ERR_TYPE},
+        {"{\"user_id\":1,\"candidate_id\":2,\"ts\":1e12}", EVENT_ERR_TYPE},
+        {"{\"user_id\":1,\"candidate_id\":2,\"ts\":\"1764410000000\"}", EVENT_ERR_TYPE},
+        {"{\"user_id\":1,\"candidate_id\":2,\"ts\":null}", EVENT_ERR_TYPE},
+        {"{\"user_id\":1,\"candidate_id\":2,\"event_id\":"
+         "\"0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70\\u0000junk\"}",
+         EVENT_ERR_EVENT_ID},
+        {"{\"user_id\":1,\"candidate_id\":2,\"token\":\"vote_lock:1:2\\u0000x\"}", EVENT_ERR_TOKEN},
     };
     struct vote v;
     enum event_err err;
@@ -84,6 +105,39 @@ static void test_rejections_are_named(void **state)
         assert_true(strlen(detail) > 0);
         assert_string_not_equal(event_err_name(err), "unknown");
     }
+}
+
+/* The strict rules only turn acceptances into rejections: what was already
+ * rejected keeps its name (dead-letter dashboards count by it). */
+static void test_strict_rules_keep_older_names(void **state)
+{
+    static const struct case_row rows[] = {
+        {"{\"a\":\"b\",\"a\":\"c\"}", EVENT_ERR_MISSING},
+        {"{\"foo\\u0000bar\": 42}", EVENT_ERR_MISSING},
+        {"[\"\\u0000\"]", EVENT_ERR_NOT_OBJECT},
+        {"{\"user_id\":1,\"user_id\":\"x\",\"candidate_id\":2}", EVENT_ERR_TYPE},
+    };
+    static const char *const ok[] = {
+        "{\"user_id\":1,\"candidate_id\":2,\"a\":1,\"b\":{\"a\":1},\"c\":[{\"a\":1},{\"a\":1}]}",
+        "{\"user_id\":1,\"candidate_id\":2,\"ts\":0,\"ab\":1,\"a\":1,\"a\\u0000\\u0001\":0}",
+    };
+    struct vote v;
+    enum event_err err;
+    char detail[256];
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        int rc = event_parse(rows[i].json, strlen(rows[i].json), &v, &err, detail, sizeof(detail));
+        if (rc != -1 || err != rows[i].want)
+            fail_msg("row %zu %s: got rc=%d err=%s want %s", i, rows[i].json, rc,
+                     event_err_name(err), event_err_name(rows[i].want));
+    }
+    assert_string_equal(event_err_name(EVENT_ERR_DUP_KEY), "duplicate_key");
+    assert_string_equal(event_err_name(EVENT_ERR_NUL), "nul_in_string");
+    assert_int_equal(event_parse(ok[0], strlen(ok[0]), &v, &err, detail, sizeof(detail)), 0);
+    /* ok[1] holds a \u0000: rejected, but no duplicate ("a" and "a\0\1" differ). */
+    assert_int_equal(event_parse(ok[1], strlen(ok[1]), &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(err, EVENT_ERR_NUL);
 }
 
 static void test_nul_and_oversize(void **state)
@@ -216,6 +270,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_votes),
         cmocka_unit_test(test_rejections_are_named),
+        cmocka_unit_test(test_strict_rules_keep_older_names),
         cmocka_unit_test(test_nul_and_oversize),
         cmocka_unit_test(test_deep_nesting_is_rejected),
         cmocka_unit_test(test_encode_roundtrip),
