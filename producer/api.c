@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -208,7 +209,8 @@ int api_begin(const char *method, const char *path, const char *content_type,
     return 0;
 }
 
-int api_vote(const char *body, size_t len, int overflow, size_t max_body, struct api_reply *r)
+int api_vote(const char *body, size_t len, int overflow, size_t max_body,
+             const struct api_candidates *candidates, struct api_reply *r)
 {
     enum event_err err;
     char detail[256];
@@ -220,6 +222,12 @@ int api_vote(const char *body, size_t len, int overflow, size_t max_body, struct
     }
     if (event_parse(body ? body : "", len, &r->vote, &err, detail, sizeof(detail)) != 0) {
         api_error(r, 400, event_err_name(err), detail);
+        return 1;
+    }
+    if (!api_candidate_known(candidates, r->vote.candidate_id)) {
+        snprintf(detail, sizeof(detail), "candidate %" PRId64 " is not on the ballot",
+                 r->vote.candidate_id);
+        api_error(r, 400, "unknown_candidate", detail);
         return 1;
     }
     /* A client does not choose the identity of an event: every request is a new one. */
@@ -236,4 +244,113 @@ int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *
                      "\"partition\":%" PRId32 ",\"offset\":%" PRId64 "}\n",
                      v->event_id, v->token, partition, offset);
     return (n < 0 || (size_t)n >= size) ? -1 : n;
+}
+
+/* ---- --candidates -------------------------------------------------------- */
+
+static const char *skip_blank(const char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return s;
+}
+
+/* A candidate id at *s (digits only, 1..2^63-1); advances *s past it. */
+static int parse_candidate(const char **s, int64_t *out)
+{
+    char num[24];
+    size_t n = 0;
+    const char *p = skip_blank(*s);
+
+    while (p[n] >= '0' && p[n] <= '9') {
+        if (n + 1 >= sizeof(num))
+            return -1;
+        num[n] = p[n];
+        n++;
+    }
+    num[n] = '\0';
+    if (n == 0 || util_parse_i64(num, out) != 0 || *out < 1)
+        return -1;
+    *s = skip_blank(p + n);
+    return 0;
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+    const int64_t *x = a, *y = b; /* the lo of each range */
+
+    return *x < *y ? -1 : *x > *y;
+}
+
+int api_candidates_parse(const char *spec, struct api_candidates *c, char *errstr, size_t errsize)
+{
+    const char *s = spec;
+    size_t n = 0;
+
+    memset(c, 0, sizeof(*c));
+    for (;;) {
+        int64_t lo, hi;
+
+        if (parse_candidate(&s, &lo) != 0)
+            goto bad;
+        hi = lo;
+        if (*s == '-') {
+            s++;
+            if (parse_candidate(&s, &hi) != 0 || hi < lo)
+                goto bad;
+        }
+        if (n == API_CANDIDATE_RANGES) {
+            snprintf(errstr, errsize, "candidate list \"%s\" has more than %d ranges", spec,
+                     API_CANDIDATE_RANGES);
+            return -1;
+        }
+        c->r[n].lo = lo;
+        c->r[n].hi = hi;
+        n++;
+        if (*s == '\0')
+            break;
+        if (*s++ != ',')
+            goto bad;
+    }
+    /* Sorted and merged, so that listing and lookups are simple. */
+    qsort(c->r, n, sizeof(c->r[0]), range_cmp);
+    c->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c->n > 0 && c->r[i].lo <= c->r[c->n - 1].hi + (c->r[c->n - 1].hi < INT64_MAX)) {
+            if (c->r[i].hi > c->r[c->n - 1].hi)
+                c->r[c->n - 1].hi = c->r[i].hi;
+            continue;
+        }
+        c->r[c->n++] = c->r[i];
+    }
+    return 0;
+bad:
+    snprintf(errstr, errsize,
+             "candidate list \"%s\" is not like 1-4,7 (ids or ranges of ids in "
+             "1..9223372036854775807, comma-separated)",
+             spec);
+    return -1;
+}
+
+int api_candidate_known(const struct api_candidates *c, int64_t id)
+{
+    if (!c || c->n == 0)
+        return id >= 1;
+    for (size_t i = 0; i < c->n; i++)
+        if (id >= c->r[i].lo && id <= c->r[i].hi)
+            return 1;
+    return 0;
+}
+
+size_t api_candidates_list(const struct api_candidates *c, int64_t *ids, size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < c->n && n < max; i++)
+        for (int64_t id = c->r[i].lo; n < max; id++) {
+            ids[n++] = id;
+            if (id == c->r[i].hi)
+                break;
+        }
+    return n;
 }

@@ -9,8 +9,12 @@
  *
  *   api_begin(method, path, content_type, content_length, max_body, &reply)
  *       at header time: 1 = reply is final (answer now), 0 = read the body
- *   api_vote(body, len, overflow, max_body, &reply)
- *       1 = reply is final (an error), 0 = reply.vote is ready to publish
+ *   api_vote(body, len, overflow, max_body, candidates_or_null, &reply)
+ *       1 = reply is final (an error), 0 = reply.vote is ready to publish;
+ *       a vote for a candidate not in the list is a 400 unknown_candidate
+ *   api_candidates_parse("1-4,7", &c, err, n)   --candidates: 0 / -1
+ *   api_candidate_known(&c_or_null, id)         1 if id is a candidate (NULL: all are)
+ *   api_candidates_list(&c, ids, max)           the first max ids, ascending (the page)
  *   api_idempotency_key(header, &reply)
  *       POST /votes with an Idempotency-Key: 1 = 400 (bad key), 0 = reply.idem_key set
  *   api_error(&reply, status, error, detail)       a JSON error reply
@@ -38,7 +42,16 @@ enum api_action {
     API_STATS,   /* GET /stats: the consumers' counters + our own */
 };
 
-#define API_IDEM_KEY_MAX 255 /* longest Idempotency-Key accepted */
+#define API_IDEM_KEY_MAX     255 /* longest Idempotency-Key accepted */
+#define API_CANDIDATE_RANGES 64  /* ranges in a --candidates list */
+
+/* The configured candidates: sorted, merged ranges of ids. */
+struct api_candidates {
+    size_t n;
+    struct {
+        int64_t lo, hi;
+    } r[API_CANDIDATE_RANGES];
+};
 
 struct api_reply {
     enum api_action action;
@@ -53,7 +66,11 @@ struct api_reply {
 
 int api_begin(const char *method, const char *path, const char *content_type,
               const char *content_length, size_t max_body, struct api_reply *r);
-int api_vote(const char *body, size_t len, int overflow, size_t max_body, struct api_reply *r);
+int api_vote(const char *body, size_t len, int overflow, size_t max_body,
+             const struct api_candidates *candidates, struct api_reply *r);
+int api_candidates_parse(const char *spec, struct api_candidates *c, char *errstr, size_t errsize);
+int api_candidate_known(const struct api_candidates *c, int64_t id);
+size_t api_candidates_list(const struct api_candidates *c, int64_t *ids, size_t max);
 void api_error(struct api_reply *r, int status, const char *error, const char *detail);
 int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *buf, size_t size);
 int api_json_escape(const char *s, char *buf, size_t size);

@@ -102,6 +102,8 @@ struct http_server {
     atomic_int idem_warned;
     struct status *status;
     int64_t idem_window_ms;
+    struct api_candidates candidates; /* n == 0: any id */
+    char *page;                       /* GET /, with the candidates' buttons */
 
     struct metric *m_timeouts;
 };
@@ -378,7 +380,7 @@ static enum MHD_Result handle_vote(struct request *r)
     char err[256], detail[320];
     enum MHD_Result ret;
 
-    if (api_vote(r->body, r->len, r->overflow, s->max_body, &r->reply))
+    if (api_vote(r->body, r->len, r->overflow, s->max_body, &s->candidates, &r->reply))
         return send_reply(r);
     event_new_id(r->reply.vote.event_id);
     r->reply.vote.ts_ms = util_wall_ms();
@@ -526,7 +528,7 @@ static enum MHD_Result handle_stats(struct request *r)
 
 static enum MHD_Result handle_page(struct request *r)
 {
-    return send_text(r, MHD_HTTP_OK, page_html, "text/html; charset=utf-8");
+    return send_text(r, MHD_HTTP_OK, r->srv->page, "text/html; charset=utf-8");
 }
 
 static enum MHD_Result (*const handlers[])(struct request *) = {
@@ -696,6 +698,12 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     s->idem_window_ms = o->idem_window_ms > 0 ? o->idem_window_ms : 86400000;
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->running = 1;
+    if (o->candidates)
+        s->candidates = *o->candidates;
+    {
+        int64_t ids[PAGE_MAX_CANDIDATES];
+        s->page = page_render(ids, api_candidates_list(&s->candidates, ids, PAGE_MAX_CANDIDATES));
+    }
     s->m_timeouts = metrics_counter(metrics, "tadak_http_delivery_timeouts_total", "",
                                     "Votes answered 503 because no delivery report came in time");
     pthread_mutex_init(&s->lock, NULL);
@@ -780,5 +788,6 @@ void http_free(struct http_server *s)
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->stopping);
     pthread_mutex_destroy(&s->lock);
+    free(s->page);
     free(s);
 }

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct api_candidates;
 struct http_server;
 struct metrics;
 struct publisher;
@@ -37,6 +38,7 @@ struct http_opts {
     int64_t delivery_timeout_ms;
     struct status *status;  /* PostgreSQL/Redis lookups; not owned */
     int64_t idem_window_ms; /* how long an accepted Idempotency-Key is remembered */
+    const struct api_candidates *candidates; /* copied; NULL: any candidate id */
 };
 
 struct http_server *http_start(const struct http_opts *opts, struct publisher *pub,

@@ -3,6 +3,13 @@
  * there is to deploy. See page.h for the ids the browser test uses.
  */
 #include "page.h"
+#include "strbuf.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#define PAGE_CANDIDATES_MARK "@CANDIDATES@"
 
 /* clang-format off */
 const char page_html[] =
@@ -66,7 +73,7 @@ const char page_html[] =
     "</main>\n"
     "<script>\n"
     "\"use strict\";\n"
-    "const CANDIDATES = [1, 2, 3, 4];\n"
+    "const CANDIDATES = [" PAGE_CANDIDATES_MARK "];\n"
     "const $ = (id) => document.getElementById(id);\n"
     "let user = 0, sent = 0, accepted = 0, failed = 0;\n"
     "const lines = [];\n"
@@ -144,3 +151,19 @@ const char page_html[] =
     "</body>\n"
     "</html>\n";
 /* clang-format on */
+
+char *page_render(const int64_t *ids, size_t n)
+{
+    static const int64_t fallback[] = {1, 2, 3, 4};
+    const char *mark = strstr(page_html, PAGE_CANDIDATES_MARK);
+    struct strbuf b;
+
+    if (n == 0)
+        ids = fallback, n = UTIL_ARRAY_LEN(fallback);
+    strbuf_init(&b, sizeof(page_html) + 16 * n);
+    strbuf_printf(&b, "%.*s", (int)(mark - page_html), page_html);
+    for (size_t i = 0; i < n; i++)
+        strbuf_printf(&b, "%s%" PRId64, i ? ", " : "", ids[i]);
+    strbuf_printf(&b, "%s", mark + strlen(PAGE_CANDIDATES_MARK));
+    return b.s;
+}

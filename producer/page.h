@@ -7,10 +7,19 @@
  * about once a second to show that the clicks became exactly one vote.
  * Element ids the browser test relies on: vote-N, tally-N (N = 1..4), user,
  * new-user, sent, accepted, and body[data-refreshes] (counts finished polls).
+ *
+ * The buttons are the configured candidates (--candidates), or 1..4:
+ *   char *html = page_render(ids, n);   malloc'd; n == 0 means 1, 2, 3, 4
  */
 #ifndef TADAK_PAGE_H
 #define TADAK_PAGE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAGE_MAX_CANDIDATES 100 /* buttons on the page; a longer list is cut */
+
 extern const char page_html[];
+char *page_render(const int64_t *ids, size_t n);
 
 #endif

@@ -8,6 +8,7 @@
  * only then free the HTTP state that late delivery reports still touch.
  */
 #include "serve.h"
+#include "api.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -25,7 +26,7 @@
 
 struct serve_cfg {
     const char *listen, *topic, *brokers, *log_level, *ack_log;
-    const char *database_url, *redis_url, *key_prefix;
+    const char *database_url, *redis_url, *key_prefix, *candidates;
     int64_t max_body, delivery_timeout_ms, idem_window_s;
     struct config_kv extra;
 };
@@ -59,6 +60,9 @@ static const struct config_opt serve_opts[] = {
     {"idempotency-window-s", 0, "TADAK_IDEMPOTENCY_WINDOW_S", CONFIG_INT, "86400", 1, 31536000,
      offsetof(struct serve_cfg, idem_window_s),
      "How long an accepted Idempotency-Key answers with the same 202"},
+    {"candidates", 0, "TADAK_CANDIDATES", CONFIG_STR, NULL, 0, 0,
+     offsetof(struct serve_cfg, candidates),
+     "Candidate ids on the ballot, e.g. 1-4,7 (others: 400 unknown_candidate; unset: any)"},
     CONFIG_END};
 
 static volatile sig_atomic_t stop_requested;
@@ -89,7 +93,8 @@ static void nap_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int load_config(struct serve_cfg *cfg, int argc, char **argv, int *rc)
+static int load_config(struct serve_cfg *cfg, struct api_candidates *cands, int argc, char **argv,
+                       int *rc)
 {
     char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
     char err[512];
@@ -107,6 +112,9 @@ static int load_config(struct serve_cfg *cfg, int argc, char **argv, int *rc)
         snprintf(err, sizeof(err), "unexpected argument \"%s\"", pos[0]), r = -1;
     if (r == 0 && log_parse_level(cfg->log_level, &lvl) != 0)
         snprintf(err, sizeof(err), "unknown log level \"%s\"", cfg->log_level), r = -1;
+    memset(cands, 0, sizeof(*cands));
+    if (r == 0 && cfg->candidates && api_candidates_parse(cfg->candidates, cands, err, sizeof(err)))
+        r = -1;
     if (r < 0)
         fprintf(stderr, "tadak-producer serve: %s\n", err);
     free(pos);
@@ -122,11 +130,12 @@ int serve_main(int argc, char **argv)
     struct publisher *pub = NULL;
     struct http_server *http = NULL;
     struct status *st = NULL;
+    struct api_candidates cands;
     char err[512];
     int rc = 2;
 
     memset(&cfg, 0, sizeof(cfg));
-    if (load_config(&cfg, argc, argv, &rc) != 0)
+    if (load_config(&cfg, &cands, argc, argv, &rc) != 0)
         goto out;
     install_signals();
     metrics = metrics_new();
@@ -137,8 +146,8 @@ int serve_main(int argc, char **argv)
     struct status_opts so = {cfg.database_url, cfg.redis_url, cfg.key_prefix};
     if (!(st = status_new(&so, err, sizeof(err))))
         goto fail;
-    struct http_opts ho = {cfg.listen, cfg.max_body, cfg.delivery_timeout_ms, st,
-                           cfg.idem_window_s * 1000};
+    struct http_opts ho = {
+        cfg.listen, cfg.max_body, cfg.delivery_timeout_ms, st, cfg.idem_window_s * 1000, &cands};
     if (!(http = http_start(&ho, pub, metrics, err, sizeof(err))))
         goto fail;
     log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s", cfg.listen,

@@ -7,7 +7,8 @@
  *
  * Input layout: byte 0 holds flags (bit 0 Content-Type present, bit 1
  * Content-Length present, bit 2 Idempotency-Key present, bit 3 the body
- * overflowed, bits 4-7 pick max_body); then five '\n'-terminated fields
+ * overflowed, bits 4-5 pick max_body, bit 6 puts only candidates 1-4,7 on
+ * the ballot); then five '\n'-terminated fields
  * method, path, content type, content length, key (as C strings: a NUL
  * ends one early, as it would coming from libmicrohttpd); the rest is the
  * body, binary.
@@ -69,7 +70,8 @@ static void check_error_reply(const struct api_reply *r)
         abort();
 }
 
-static void check_vote(const struct api_reply *r, size_t len, int overflow, size_t max_body)
+static void check_vote(const struct api_reply *r, size_t len, int overflow, size_t max_body,
+                       const struct api_candidates *ballot)
 {
     char token[EVENT_TOKEN_LEN], body[512], why[128];
     struct vote v = r->vote;
@@ -77,7 +79,8 @@ static void check_vote(const struct api_reply *r, size_t len, int overflow, size
 
     if (overflow || len > max_body || r->action != API_VOTE)
         abort();
-    if (v.user_id < 1 || v.candidate_id < 1 || v.event_id[0] != '\0')
+    if (v.user_id < 1 || v.candidate_id < 1 || v.event_id[0] != '\0' ||
+        !api_candidate_known(ballot, v.candidate_id))
         abort();
     event_token(v.user_id, v.candidate_id, token, sizeof(token));
     if (strcmp(token, v.token) != 0)
@@ -93,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static char method[FIELD_MAX], path[FIELD_MAX], ctype[FIELD_MAX], clen[FIELD_MAX],
         key[FIELD_MAX];
     static const size_t max_bodies[] = {16, 64, 256, 4096};
+    static struct api_candidates ballot;
     const uint8_t *p = data, *end = data + size;
     struct api_reply r;
     unsigned flags;
@@ -101,6 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1)
         return 0;
+    if (ballot.n == 0 && api_candidates_parse("1-4,7", &ballot, NULL, 0) != 0)
+        abort();
     flags = *p++;
     take_field(&p, end, method);
     take_field(&p, end, path);
@@ -144,9 +150,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strlen(r.idem_key) < 1 || strlen(r.idem_key) > API_IDEM_KEY_MAX)
             abort();
     }
-    if (api_vote((const char *)p, blen, overflow, max_body, &r))
+    if (api_vote((const char *)p, blen, overflow, max_body, flags & 64 ? &ballot : NULL, &r))
         check_error_reply(&r);
     else
-        check_vote(&r, blen, overflow, max_body);
+        check_vote(&r, blen, overflow, max_body, flags & 64 ? &ballot : NULL);
     return 0;
 }

@@ -227,6 +227,29 @@ def test_unknown_fields_are_ignored_and_client_event_id_is_not_trusted(server):
     assert status == 202, body
 
 
+def test_candidate_list(bins, env, tmp_path, server):
+    """--candidates 1-4,7: a vote for 5 is a 400 unknown_candidate and never
+    reaches Kafka; the page offers the five configured buttons. Without the
+    option any id is a candidate and the page shows 1-4."""
+    s = Server(bins, env, tmp_path, unique("t_producer_ballot"), ["--candidates", "1-4,7"])
+    try:
+        assert s.vote({"user_id": 7030, "candidate_id": 7})[0] == 202
+        status, _, body = s.vote({"user_id": 7030, "candidate_id": 5})
+        assert (status, json.loads(body)["error"]) == (400, "unknown_candidate")
+        status, _, page = request(s.port, "GET", "/")
+        assert status == 200 and b"const CANDIDATES = [1, 2, 3, 4, 7];" in page
+    finally:
+        assert s.stop() == 0, s.log.read_text()[-2000:]
+    assert [e["candidate_id"] for _, e in events_on(env, s.topic)] == [7]
+
+    assert server.vote({"user_id": 7031, "candidate_id": 123456789})[0] == 202
+    assert b"const CANDIDATES = [1, 2, 3, 4];" in request(server.port, "GET", "/")[2]
+    r = run([bins.producer, "serve", "--candidates", "4-1"], env={"TADAK_CANDIDATES": ""})
+    assert r.returncode == 2 and "candidate list" in r.stderr
+    r = run([bins.producer, "serve"], env={"TADAK_CANDIDATES": "1,x"})
+    assert r.returncode == 2 and "candidate list" in r.stderr
+
+
 def test_oversized_body_413(server):
     big = b'{"user_id":1,"candidate_id":2,"pad":"' + b"x" * MAX_BODY + b'"}'
     status, hdrs, body = post_json(server.port, big)

@@ -136,7 +136,7 @@ static void test_vote_bodies(void **state)
     for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
         const char *b = rows[i].body;
         assert_int_equal(api_begin("POST", "/votes", "application/json", NULL, 4096, &r), 0);
-        int final = api_vote(b, strlen(b), 0, 4096, &r);
+        int final = api_vote(b, strlen(b), 0, 4096, NULL, &r);
         if (rows[i].status == 0) {
             assert_int_equal(final, 0);
             assert_int_equal(r.action, API_VOTE);
@@ -159,10 +159,10 @@ static void test_streamed_overflow(void **state)
 
     (void)state;
     api_begin("POST", "/votes", "application/json", NULL, 16, &r);
-    assert_int_equal(api_vote(b, strlen(b), 0, 16, &r), 1);
+    assert_int_equal(api_vote(b, strlen(b), 0, 16, NULL, &r), 1);
     assert_int_equal(r.status, 413);
     api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
-    assert_int_equal(api_vote(b, 10, 1, 4096, &r), 1);
+    assert_int_equal(api_vote(b, 10, 1, 4096, NULL, &r), 1);
     assert_int_equal(r.status, 413);
     assert_error_body(r.body, "too_large");
 }
@@ -282,13 +282,95 @@ static void test_idempotency_key_header(void **state)
     assert_int_equal(api_idempotency_key(longkey, &r), 1);
 }
 
+static void test_candidates_parse(void **state)
+{
+    static const struct {
+        const char *spec;
+        int ok;
+    } rows[] = {
+        {"1-4,7", 1},
+        {"7", 1},
+        {" 1 - 4 , 9223372036854775807 ", 1},
+        {"3-3", 1},
+        {"", 0},
+        {",", 0},
+        {"1,,2", 0},
+        {"1-", 0},
+        {"-4", 0},
+        {"4-1", 0},
+        {"0", 0},
+        {"0-3", 0},
+        {"1-9223372036854775808", 0},
+        {"a", 0},
+        {"1-4;7", 0},
+        {"1 2", 0},
+        {"1-2-3", 0},
+        {"+1", 0},
+    };
+    struct api_candidates c;
+    char err[128];
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        int rc = api_candidates_parse(rows[i].spec, &c, err, sizeof(err));
+        if (rc != (rows[i].ok ? 0 : -1))
+            fail_msg("\"%s\": rc=%d (%s)", rows[i].spec, rc, rows[i].ok ? "" : err);
+        if (!rows[i].ok)
+            assert_true(strlen(err) > 0);
+    }
+    assert_int_equal(api_candidates_parse("1-4,7", &c, err, sizeof(err)), 0);
+    for (int64_t id = 0; id <= 9; id++)
+        assert_int_equal(api_candidate_known(&c, id), (id >= 1 && id <= 4) || id == 7);
+    assert_false(api_candidate_known(&c, INT64_MAX));
+    /* Without a list every id in range is a candidate. */
+    assert_true(api_candidate_known(NULL, INT64_MAX));
+
+    /* Listed ascending, once each; a list too long for a button each is cut
+     * for the page, never for votes. */
+    int64_t ids[8];
+    assert_int_equal(api_candidates_parse("2,1-3,100-1000000,4", &c, err, sizeof(err)), 0);
+    assert_int_equal(api_candidates_list(&c, ids, 8), 8);
+    assert_true(ids[0] == 1 && ids[1] == 2 && ids[3] == 4 && ids[4] == 100 && ids[7] == 103);
+    assert_true(api_candidate_known(&c, 1000000));
+    assert_false(api_candidate_known(&c, 5));
+    assert_int_equal(api_candidates_parse("9,3", &c, err, sizeof(err)), 0);
+    assert_int_equal(api_candidates_list(&c, ids, 8), 2);
+    assert_true(ids[0] == 3 && ids[1] == 9);
+}
+
+static void test_unknown_candidate(void **state)
+{
+    struct api_candidates c;
+    struct api_reply r;
+    char err[128];
+    const char *ok = "{\"user_id\":5,\"candidate_id\":7}";
+    const char *no = "{\"user_id\":5,\"candidate_id\":5}";
+    const char *bad = "{\"user_id\":5,\"candidate_id\":0}";
+
+    (void)state;
+    assert_int_equal(api_candidates_parse("1-4,7", &c, err, sizeof(err)), 0);
+    api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
+    assert_int_equal(api_vote(ok, strlen(ok), 0, 4096, &c, &r), 0);
+    api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
+    assert_int_equal(api_vote(no, strlen(no), 0, 4096, &c, &r), 1);
+    assert_int_equal(r.status, 400);
+    assert_error_body(r.body, "unknown_candidate");
+    /* A vote that is not a vote at all says so first. */
+    api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
+    assert_int_equal(api_vote(bad, strlen(bad), 0, 4096, &c, &r), 1);
+    assert_error_body(r.body, "out_of_range");
+    api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
+    assert_int_equal(api_vote(no, strlen(no), 0, 4096, NULL, &r), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routes),        cmocka_unit_test(test_content_type_and_length),
-        cmocka_unit_test(test_vote_bodies),   cmocka_unit_test(test_streamed_overflow),
-        cmocka_unit_test(test_accepted_body), cmocka_unit_test(test_error_detail_is_escaped),
-        cmocka_unit_test(test_vote_path),     cmocka_unit_test(test_idempotency_key_header),
+        cmocka_unit_test(test_routes),           cmocka_unit_test(test_content_type_and_length),
+        cmocka_unit_test(test_vote_bodies),      cmocka_unit_test(test_streamed_overflow),
+        cmocka_unit_test(test_accepted_body),    cmocka_unit_test(test_error_detail_is_escaped),
+        cmocka_unit_test(test_vote_path),        cmocka_unit_test(test_idempotency_key_header),
+        cmocka_unit_test(test_candidates_parse), cmocka_unit_test(test_unknown_candidate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
