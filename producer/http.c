@@ -311,7 +311,7 @@ static void *prober_main(void *arg)
 static int idem_begin(struct request *r, enum MHD_Result *ret)
 {
     struct http_server *s = r->srv;
-    char old[1024], err[256], detail[320];
+    char old[1024], err[256], detail[320], legacy[IDEM_LEGACY_HEX];
     const char *body;
     size_t len;
     int existed;
@@ -339,7 +339,8 @@ static int idem_begin(struct request *r, enum MHD_Result *ret)
         r->idem_claimed = 1;
         return 0;
     }
-    switch (idem_decide(old, r->idem_hash, &body, &len)) {
+    idem_legacy_hex(r->body, r->len, legacy); /* values stored by the previous version */
+    switch (idem_decide(old, r->idem_hash, legacy, &body, &len)) {
     case IDEM_REPLAY:
         r->replayed = 1;
         *ret = send_text(r, MHD_HTTP_ACCEPTED, body, "application/json");

@@ -10,14 +10,21 @@
  *                                  expires after the delivery timeout + margin
  *   "done <hash> <202 body>"       it was accepted; kept for the window
  *
- * where <hash> is the FNV-1a 64 of the request body (16 hex digits). The
- * event id makes an in-flight value unique to one request, so releasing it
- * after a failure (compare-and-delete) never removes another request's marker.
+ * where <hash> is the SHA-256 of the request body (64 hex digits, libcrypto):
+ * a fingerprint nobody can make two bodies share on purpose, so a key cannot
+ * be replayed with another body. The event id makes an in-flight value
+ * unique to one request, so releasing it after a failure (compare-and-delete)
+ * never removes another request's marker.
  *
- *   idem_hash_hex(body, len, hex)               hex[IDEM_HASH_HEX]
+ * The previous version fingerprinted with FNV-1a 64 (16 hex digits). Its
+ * values are still honoured, compared with idem_legacy_hex() of the body,
+ * until they expire: drop that once one --idempotency-window-s has passed.
+ *
+ *   idem_hash_hex(body, len, hex)               hex[IDEM_HASH_HEX], SHA-256
+ *   idem_legacy_hex(body, len, hex)             hex[IDEM_LEGACY_HEX], FNV-1a 64
  *   idem_inflight_value(hex, event_id, buf, n)  the value claimed with SET NX
  *   idem_done_value(hex, body, buf, n)          the value stored after the 202
- *   idem_decide(old, hex, &body, &len)          what to answer when the key existed
+ *   idem_decide(old, hex, legacy_or_null, &body, &len)   what to answer when the key existed
  */
 #ifndef TADAK_IDEM_H
 #define TADAK_IDEM_H
@@ -25,7 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDEM_HASH_HEX 17 /* 16 hex digits + NUL */
+#define IDEM_HASH_HEX   65 /* 64 hex digits + NUL */
+#define IDEM_LEGACY_HEX 17 /* 16 hex digits + NUL */
 
 enum idem_verdict {
     IDEM_REPLAY,      /* "done", same body: answer the stored 202 again */
@@ -33,10 +41,11 @@ enum idem_verdict {
     IDEM_MISMATCH,    /* the key was used with another body (or holds junk): 422 */
 };
 
-uint64_t idem_hash(const char *body, size_t len);
 void idem_hash_hex(const char *body, size_t len, char hex[IDEM_HASH_HEX]);
+void idem_legacy_hex(const char *body, size_t len, char hex[IDEM_LEGACY_HEX]);
 int idem_inflight_value(const char *hex, const char *event_id, char *buf, size_t size);
 int idem_done_value(const char *hex, const char *body, char *buf, size_t size);
-enum idem_verdict idem_decide(const char *old, const char *hex, const char **body, size_t *len);
+enum idem_verdict idem_decide(const char *old, const char *hex, const char *legacy_hex,
+                              const char **body, size_t *len);
 
 #endif

@@ -7,6 +7,7 @@ Rows are written straight into a fresh database (with sql/schema.sql) where
 the producer's answer is what is under test; the end-to-end test runs a real
 consumer.
 """
+import hashlib
 import json
 import os
 import re
@@ -230,6 +231,9 @@ def test_idempotency_same_key_same_body_one_event(serve, env, redis_client, pref
 
     value = redis_client.get(prefix + "idem:order-31").decode()
     assert value.startswith("done ") and d1["event_id"] in value
+    # The body's fingerprint is its SHA-256: no other body can be made to match it.
+    body = json.dumps({"user_id": 31, "candidate_id": 2}).encode()
+    assert value.split(" ", 2)[1] == hashlib.sha256(body).hexdigest()
     ttl = redis_client.pttl(prefix + "idem:order-31")
     assert 86_000_000 < ttl <= 86_400_000
     evs = [e for e in events(env, serve.topic) if e["user_id"] == 31]
@@ -270,6 +274,26 @@ def test_idempotency_concurrent_same_key_one_event(serve, env):
     assert accepted and len({d["event_id"] for d in accepted}) == 1
     assert all(r[2]["error"] == "request_in_progress" for r in results if r[0] == 409)
     assert [e["event_id"] for e in events(env, serve.topic)] == [accepted[0]["event_id"]]
+
+
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def test_idempotency_values_of_the_previous_version(serve, redis_client, prefix):
+    """Keys stored before the upgrade (FNV-1a fingerprints) keep their answer
+    until they expire; a 16-digit prefix of a SHA-256 does not pass for one."""
+    body = json.dumps({"user_id": 36, "candidate_id": 1}).encode()
+    stored = '{"status":"accepted","event_id":"e-36","token":"vote_lock:36:1"}\n'
+    redis_client.set(prefix + "idem:old-36", f"done {fnv1a64(body)} {stored}", px=60000)
+    status, hdrs, doc = post_vote(serve.port, 36, 1, key="old-36")
+    assert (status, doc["event_id"], hdrs.get("idempotent-replayed")) == (202, "e-36", "true")
+    redis_client.set(prefix + "idem:old-36b", f"done {hashlib.sha256(body).hexdigest()[:16]} "
+                     f"{stored}", px=60000)
+    assert post_vote(serve.port, 36, 1, key="old-36b")[0] == 422
 
 
 @pytest.mark.parametrize("key", ["x" * 256, '""', 'a"b', "caf\u00e9"])

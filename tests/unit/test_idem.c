@@ -18,58 +18,73 @@ static void test_hash(void **state)
     char a[IDEM_HASH_HEX], b[IDEM_HASH_HEX], c[IDEM_HASH_HEX];
 
     (void)state;
-    /* FNV-1a 64 reference values. */
-    assert_true(idem_hash("", 0) == 0xcbf29ce484222325ULL);
-    assert_true(idem_hash("a", 1) == 0xaf63dc4c8601ec8cULL);
-    assert_true(idem_hash("foobar", 6) == 0x85944171f73967e8ULL);
+    /* SHA-256 (FIPS 180-2) reference values: a fingerprint nobody can collide on purpose. */
+    idem_hash_hex(NULL, 0, a);
+    assert_string_equal(a, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    idem_hash_hex("abc", 3, a);
+    assert_string_equal(a, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     idem_hash_hex("{\"user_id\":1,\"candidate_id\":2}", 30, a);
     idem_hash_hex("{\"user_id\":1,\"candidate_id\":2}", 30, b);
     idem_hash_hex("{\"user_id\":1,\"candidate_id\":3}", 30, c);
-    assert_int_equal(strlen(a), 16);
+    assert_int_equal(strlen(a), 64);
     assert_string_equal(a, b);
     assert_string_not_equal(a, c);
-    idem_hash_hex(NULL, 0, c);
-    assert_string_equal(c, "cbf29ce484222325");
+    /* The fingerprint of the previous version (FNV-1a 64), for values it stored. */
+    idem_legacy_hex("foobar", 6, a);
+    assert_string_equal(a, "85944171f73967e8");
+    idem_legacy_hex(NULL, 0, a);
+    assert_string_equal(a, "cbf29ce484222325");
 }
 
 static void test_values(void **state)
 {
-    char buf[256], small[20];
+    static const char h[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    char buf[256], small[20], want[256];
 
     (void)state;
-    assert_true(idem_inflight_value("00112233445566ff", "e-1", buf, sizeof(buf)) > 0);
-    assert_string_equal(buf, "inflight 00112233445566ff e-1");
-    assert_true(
-        idem_done_value("00112233445566ff", "{\"status\":\"accepted\"}\n", buf, sizeof(buf)) > 0);
-    assert_string_equal(buf, "done 00112233445566ff {\"status\":\"accepted\"}\n");
-    assert_int_equal(idem_done_value("00112233445566ff", "{\"a\":1}", small, sizeof(small)), -1);
+    assert_true(idem_inflight_value(h, "e-1", buf, sizeof(buf)) > 0);
+    snprintf(want, sizeof(want), "inflight %s e-1", h);
+    assert_string_equal(buf, want);
+    assert_true(idem_done_value(h, "{\"status\":\"accepted\"}\n", buf, sizeof(buf)) > 0);
+    snprintf(want, sizeof(want), "done %s {\"status\":\"accepted\"}\n", h);
+    assert_string_equal(buf, want);
+    assert_int_equal(idem_done_value(h, "{\"a\":1}", small, sizeof(small)), -1);
 }
 
 static void test_decide(void **state)
 {
-    static const char hex[] = "00112233445566ff";
+#define H  "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define H2 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeefe"
+#define L  "00112233445566ff" /* a value of the previous version (FNV-1a 64) */
     static const struct {
         const char *old;
         enum idem_verdict want;
         const char *body;
     } rows[] = {
-        {"done 00112233445566ff {\"event_id\":\"x\"}\n", IDEM_REPLAY, "{\"event_id\":\"x\"}\n"},
-        {"done 00112233445566fe {\"event_id\":\"x\"}", IDEM_MISMATCH, NULL},
-        {"done 00112233445566ff ", IDEM_MISMATCH, NULL}, /* no stored body: never replay "" */
-        {"done 00112233445566ff", IDEM_MISMATCH, NULL},
-        {"inflight 00112233445566ff e-1", IDEM_IN_PROGRESS, NULL},
-        {"inflight 00112233445566ee e-1", IDEM_MISMATCH, NULL},
+        {"done " H " {\"event_id\":\"x\"}\n", IDEM_REPLAY, "{\"event_id\":\"x\"}\n"},
+        {"done " H2 " {\"event_id\":\"x\"}", IDEM_MISMATCH, NULL},
+        {"done " H " ", IDEM_MISMATCH, NULL}, /* no stored body: never replay "" */
+        {"done " H, IDEM_MISMATCH, NULL},
+        {"inflight " H " e-1", IDEM_IN_PROGRESS, NULL},
+        {"inflight " H2 " e-1", IDEM_MISMATCH, NULL},
         {"inflight 0011", IDEM_MISMATCH, NULL},
-        {"donex 00112233445566ff {}", IDEM_MISMATCH, NULL},
+        {"donex " H " {}", IDEM_MISMATCH, NULL},
         {"P owner e-1", IDEM_MISMATCH, NULL},
         {"", IDEM_MISMATCH, NULL},
+        /* Values stored before the upgrade are still honoured for their window. */
+        {"done " L " {\"event_id\":\"y\"}\n", IDEM_REPLAY, "{\"event_id\":\"y\"}\n"},
+        {"inflight " L " e-1", IDEM_IN_PROGRESS, NULL},
+        {"done 00112233445566fe {\"event_id\":\"y\"}", IDEM_MISMATCH, NULL},
+        /* A SHA-256 value is never matched by its first 16 digits. */
+        {"done 0011223344556677 {\"event_id\":\"y\"}", IDEM_MISMATCH, NULL},
     };
     const char *body;
     size_t len;
 
     (void)state;
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        assert_int_equal(idem_decide(rows[i].old, hex, &body, &len), rows[i].want);
+        if (idem_decide(rows[i].old, H, L, &body, &len) != rows[i].want)
+            fail_msg("row %zu: %s", i, rows[i].old);
         if (rows[i].body) {
             assert_non_null(body);
             assert_string_equal(body, rows[i].body);
@@ -78,6 +93,11 @@ static void test_decide(void **state)
             assert_null(body);
         }
     }
+    /* Without a legacy fingerprint only SHA-256 values match. */
+    assert_int_equal(idem_decide("done " L " {}", H, NULL, &body, &len), IDEM_MISMATCH);
+#undef H
+#undef H2
+#undef L
 }
 
 int main(void)
