@@ -16,6 +16,7 @@
 #include "publisher.h"
 #include "util.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,6 +216,33 @@ out:
     return rc;
 }
 
+/*
+ * The next line of in, without its '\n', into buf[0, cap): 1 a line, 0 end
+ * of input, -1 a read error. A longer line is read on and dropped, never
+ * held: *too_long says so and *len is what was kept.
+ */
+static int read_line(FILE *in, char *buf, size_t cap, size_t *len, int *too_long)
+{
+    int c = EOF, got = 0;
+
+    *len = 0;
+    *too_long = 0;
+    flockfile(in);
+    while ((c = getc_unlocked(in)) != EOF) {
+        got = 1;
+        if (c == '\n')
+            break;
+        if (*len < cap)
+            buf[(*len)++] = (char)c;
+        else
+            *too_long = 1;
+    }
+    funlockfile(in);
+    if (c == EOF && ferror(in))
+        return -1;
+    return got;
+}
+
 static int is_blank(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -228,18 +256,18 @@ int cli_replay(int argc, char **argv)
     static const char synopsis[] =
         "usage: tadak-producer replay FILE|- [options]\n\n"
         "Publish one vote per JSON line ({\"user_id\":U,\"candidate_id\":C}, optionally\n"
-        "\"event_id\", \"token\", \"ts\"). Bad lines are reported on stderr and skipped;\n"
-        "the exit status is 1 if any line was bad or any delivery failed.";
+        "\"event_id\", \"token\", \"ts\"). Bad lines (and lines over 1 MiB, never held in\n"
+        "memory) are reported on stderr and skipped; the exit status is 1 if any line\n"
+        "was bad, any delivery failed or the input could not be read (the log names the line).";
     struct cli_cfg cfg;
     struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
     struct publisher *p = NULL;
     char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
     FILE *in = NULL;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
+    char *line = xmalloc(EVENT_MAX_BYTES); /* the longest line a vote can be */
+    size_t len;
     int64_t lineno = 0;
-    int npos = 0, rc = 2;
+    int npos = 0, rc = 2, got, too_long;
 
     if (cli_setup(replay_opts, synopsis, &cfg, argc, argv, pos, &npos, &rc) != 0)
         goto out;
@@ -254,17 +282,23 @@ int cli_replay(int argc, char **argv)
     }
     if (!(p = cli_publisher(&cfg, 0)))
         goto out;
-    while ((len = getline(&line, &cap, in)) >= 0) {
+    while ((got = read_line(in, line, EVENT_MAX_BYTES, &len, &too_long)) > 0) {
         struct vote v;
         enum event_err err;
         char detail[256];
 
         lineno++;
-        if (is_blank(line, (size_t)len))
+        if (too_long) {
+            log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
+                     event_err_name(EVENT_ERR_TOO_LARGE), "the line is longer than 1 MiB");
+            t.bad_lines++;
             continue;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        }
+        if (is_blank(line, len))
+            continue;
+        while (len > 0 && line[len - 1] == '\r')
             len--;
-        if (event_parse(line, (size_t)len, &v, &err, detail, sizeof(detail)) != 0) {
+        if (event_parse(line, len, &v, &err, detail, sizeof(detail)) != 0) {
             log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
                      event_err_name(err), detail);
             t.bad_lines++;
@@ -277,9 +311,12 @@ int cli_replay(int argc, char **argv)
         cli_publish(p, &t, &v);
         publisher_poll(p, 0);
     }
-    if (ferror(in))
-        log_error("read error", "file=%s line=%" PRId64, pos[0], lineno);
+    if (got < 0) /* EIO, a directory, ...: say where, and never exit 0 */
+        log_error("read error", "file=%s line=%" PRId64 " error=\"%s\"", pos[0], lineno + 1,
+                  strerror(errno));
     rc = cli_finish(p, &t, 1);
+    if (got < 0 && rc == 0)
+        rc = 1;
 out:
     if (in && in != stdin)
         fclose(in);

@@ -383,6 +383,57 @@ def test_replay_skips_bad_lines(bins, env, topic, tmp_path):
     assert json.loads(r.stdout)["acked"] == 1
 
 
+def test_replay_rejects_long_lines_without_holding_them(bins, env, topic, tmp_path):
+    """A line over 1 MiB is a bad line (too_large), skipped without being read
+    into memory whole: 256 MiB on stdin leave the peak RSS far below that
+    (getline() held the whole line: 570 MiB under ASan)."""
+    good = [b'{"user_id":7040,"candidate_id":1}', b'{"user_id":7041,"candidate_id":1}']
+    limit = b'{"user_id":7042,"candidate_id":1,"pad":"' + b"p" * (1024 * 1024 - 42) + b'"}'
+    assert len(limit) == 1024 * 1024  # exactly 1 MiB: still a vote
+    over = limit[:-2] + b'p"}'
+    f = tmp_path / "long.jsonl"
+    f.write_bytes(b"\n".join([good[0], over, limit, good[1]]) + b"\n")
+    r = cli(bins, env, "replay", str(f), "--topic", topic)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert json.loads(r.stdout) == {"sent": 3, "acked": 3, "failed": 0, "bad_lines": 1}
+    bad = [ln for ln in r.stderr.splitlines() if "bad line skipped" in ln]
+    assert len(bad) == 1 and "line=2 " in bad[0] and "error=too_large" in bad[0]
+
+    huge = 256 * 1024 * 1024
+    p = subprocess.Popen([bins.producer, "replay", "-", "--topic", topic,
+                          "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"]],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def feed():
+        chunk = b"x" * (1024 * 1024)
+        try:
+            p.stdin.write(b'{"pad":"')
+            for _ in range(huge // len(chunk)):
+                p.stdin.write(chunk)
+            p.stdin.write(b'"}\n' + good[0] + b"\n")
+        finally:
+            p.stdin.close()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    out = p.stdout.read()
+    p.stderr.read()
+    feeder.join()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    assert p.returncode == 1
+    assert json.loads(out) == {"sent": 1, "acked": 1, "failed": 0, "bad_lines": 1}
+    assert usage.ru_maxrss * 1024 < huge // 2, f"peak RSS {usage.ru_maxrss} KiB"  # ASan: ~70 MiB
+
+
+def test_replay_read_error_exits_with_the_line(bins, env, topic, tmp_path):
+    r = cli(bins, env, "replay", str(tmp_path), "--topic", topic)
+    assert r.returncode == 1, r.stderr
+    err = [ln for ln in r.stderr.splitlines() if "read error" in ln]
+    assert len(err) == 1 and " line=1 " in err[0] and "level=error" in err[0], r.stderr
+    assert json.loads(r.stdout)["sent"] == 0
+
+
 def keys_by_partition(env, topic, n):
     parts = defaultdict(list)
     for m in sorted(consume_all(env, topic, expected=n, timeout=60),
