@@ -50,17 +50,11 @@
 #define GATE_PENDING_MIN   8 /* FIFO entries to start with; it doubles when full */
 
 /*
- * Compare-and-set: only the holder of the exact "P ..." value may settle it.
- * One call settles up to GATE_SETTLE_CHUNK keys: a script call costs Redis
- * far more than the GET/SET inside it, so per-key calls made marking a
- * batch done cost more than taking its locks (see bench/). ARGV[1] is the
- * window; key i's held value is ARGV[2i], its new value ARGV[2i+1].
+ * Releasing is compare-and-delete: only the holder of the exact "P ..."
+ * value may delete it. One call releases up to GATE_SETTLE_CHUNK keys (a
+ * script call costs Redis far more than the GET/DEL inside it).
+ * Key i's held value is ARGV[i].
  */
-static const char done_script[] = "local n = 0 for i, k in ipairs(KEYS) do "
-                                  "if redis.call('GET', k) == ARGV[2 * i] then "
-                                  "redis.call('SET', k, ARGV[2 * i + 1], 'PX', ARGV[1]) "
-                                  "n = n + 1 end end return n";
-/* Key i's held value is ARGV[i]. */
 static const char release_script[] = "local n = 0 for i, k in ipairs(KEYS) do "
                                      "if redis.call('GET', k) == ARGV[i] then "
                                      "n = n + redis.call('DEL', k) end end return n";
@@ -79,7 +73,7 @@ static const char retire_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] th
 
 /* Keys per script call: bounds how long one call holds Redis (~100 us). */
 #define GATE_SETTLE_CHUNK 100
-#define GATE_SETTLE_ARGS  (4 + 3 * GATE_SETTLE_CHUNK)
+#define GATE_SETTLE_ARGS  (3 + 2 * GATE_SETTLE_CHUNK)
 
 /* What replies owed to commands sent without waiting are (one FIFO entry). */
 enum pend_kind {
@@ -110,7 +104,7 @@ struct gate {
     int down;         /* an outage was logged and has not ended yet */
     int64_t next_try; /* no reconnect before this (monotonic ms) */
     int64_t next_beat;
-    char done_sha[GATE_SHA_LEN], release_sha[GATE_SHA_LEN], takeover_sha[GATE_SHA_LEN];
+    char release_sha[GATE_SHA_LEN], takeover_sha[GATE_SHA_LEN];
     int warned_error_reply;
     uint64_t takeovers;
 
@@ -120,9 +114,8 @@ struct gate {
     int reload_scripts; /* a pending reply said NOSCRIPT */
     int64_t stats_sent[GATE_STATS_FIELDS_MAX], stats_confirmed[GATE_STATS_FIELDS_MAX];
 
-    /* gate_settle's scratch: one chunk's keys, values and argument vector. */
+    /* gate_release's scratch: one chunk's keys and argument vector. */
     char keys[GATE_SETTLE_CHUNK][GATE_KEY_MAX];
-    char vals[GATE_SETTLE_CHUNK][GATE_VALUE_MAX];
     const char *argv[GATE_SETTLE_ARGS];
     size_t argvlen[GATE_SETTLE_ARGS];
 };
@@ -135,8 +128,8 @@ enum gate_action gate_decide(const char *old, size_t len, const char *owner)
 
     if (old == NULL)
         return GATE_OURS; /* nil: SET NX succeeded, the lock is ours */
-    if (len >= 2 && old[0] == 'D' && old[1] == ' ')
-        return GATE_DUPLICATE;
+    if (len >= 1 && old[0] == 'D' && (len == 1 || old[1] == ' '))
+        return GATE_DUPLICATE; /* "D", or "D <event_id>" as earlier versions wrote it */
     if (len >= 2 && old[0] == 'P' && old[1] == ' ') {
         /* "P <owner> ..." is ours only on a whole-word match of the owner. */
         if (len >= 2 + olen && memcmp(old + 2, owner, olen) == 0 &&
@@ -257,8 +250,7 @@ static int load_script(struct gate *g, const char *script, char sha[GATE_SHA_LEN
 
 static int load_scripts(struct gate *g)
 {
-    return load_script(g, done_script, g->done_sha) == 0 &&
-                   load_script(g, release_script, g->release_sha) == 0 &&
+    return load_script(g, release_script, g->release_sha) == 0 &&
                    load_script(g, takeover_script, g->takeover_sha) == 0
                ? 0
                : -1;
@@ -735,9 +727,9 @@ io_error:
     return -1;
 }
 
-/* Append one script call settling those of items[from..to) we hold; 1 if one was sent. */
-static size_t gate_settle_chunk(struct gate *g, struct gate_item *const *items, size_t from,
-                                size_t to, int done, int use_eval, const char *window)
+/* Append one script call releasing those of items[from..to) we hold; 1 if one was sent. */
+static size_t gate_release_chunk(struct gate *g, struct gate_item *const *items, size_t from,
+                                 size_t to, int use_eval)
 {
     const char **argv = g->argv;
     size_t *argvlen = g->argvlen, nkeys = 0, argc = 0, k = 0, i;
@@ -749,61 +741,72 @@ static size_t gate_settle_chunk(struct gate *g, struct gate_item *const *items, 
         return 0;
     snprintf(numkeys, sizeof(numkeys), "%zu", nkeys);
     argv[argc++] = use_eval ? "EVAL" : "EVALSHA";
-    argv[argc++] =
-        use_eval ? (done ? done_script : release_script) : (done ? g->done_sha : g->release_sha);
+    argv[argc++] = use_eval ? release_script : g->release_sha;
     argv[argc++] = numkeys;
     for (i = 0; i < argc; i++)
         argvlen[i] = strlen(argv[i]);
-    /* KEYS, then ARGV: the window (done only), then per key its lock (and "D" value). */
+    /* KEYS, then ARGV: per key the lock we hold. */
     for (i = from; i < to; i++)
         if (items[i]->action == GATE_OURS) {
             argvlen[argc] = gate_key(g, items[i]->token, g->keys[k], sizeof(g->keys[k]));
             argv[argc++] = g->keys[k++];
         }
-    if (done) {
-        argvlen[argc] = strlen(window);
-        argv[argc++] = window;
-    }
-    for (i = from, k = 0; i < to; i++) {
-        if (items[i]->action != GATE_OURS)
-            continue;
-        argvlen[argc] = strlen(items[i]->lock);
-        argv[argc++] = items[i]->lock;
-        if (done) {
-            int vlen = snprintf(g->vals[k], sizeof(g->vals[k]), "D %s", items[i]->event_id);
-            argvlen[argc] = vlen < 0 ? 0 : (size_t)vlen;
-            argv[argc++] = g->vals[k++];
+    for (i = from; i < to; i++)
+        if (items[i]->action == GATE_OURS) {
+            argvlen[argc] = strlen(items[i]->lock);
+            argv[argc++] = items[i]->lock;
         }
-    }
     return redisAppendCommandArgv(g->c, (int)argc, argv, argvlen) == REDIS_OK;
 }
 
 /*
- * Run the compare-and-set script for every item we hold, GATE_SETTLE_CHUNK
- * keys a call, all calls in one round trip. Marking done does not wait for
- * the replies (see the top of the file); releasing does.
+ * Mark recorded tokens done: a plain `SET key D PX window` each, pipelined,
+ * not waited for. It needs no compare-and-set: the caller marks only tokens
+ * PostgreSQL has just confirmed are recorded, so "D" is true whoever holds
+ * the key (a lock of another owner that expired onto ours, or one that is
+ * still recording the same vote: its own compare-and-set then finds "D" and
+ * does nothing). This is what a script call per chunk cost before, at about
+ * a fifth of the Redis time. Items whose gate answer was GATE_OPEN are
+ * marked too, so their later copies stop in Redis.
  */
-static int gate_settle(struct gate *g, struct gate_item *const *items, size_t n, int done)
+int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    char window[32];
+    char key[GATE_KEY_MAX], window[32];
+    size_t i, sent = 0;
+    int wlen = snprintf(window, sizeof(window), "%lld", (long long)g->window_ms);
+
+    if (n == 0)
+        return 0;
+    if (gate_ready(g) != 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        size_t klen = gate_key(g, items[i]->token, key, sizeof(key));
+        const char *argv[5] = {"SET", key, GATE_DONE_VALUE, "PX", window};
+        size_t argvlen[5] = {3, klen, sizeof(GATE_DONE_VALUE) - 1, 2, (size_t)wlen};
+        sent += redisAppendCommandArgv(g->c, 5, argv, argvlen) == REDIS_OK;
+    }
+    if (gate_flush(g) != 0)
+        return -1;
+    gate_expect(g, PEND_PLAIN, sent, NULL);
+    return 0;
+}
+
+/*
+ * Release every lock we hold (compare-and-delete), GATE_SETTLE_CHUNK keys a
+ * script call, all calls in one round trip, waiting for the replies.
+ */
+int gate_release(struct gate *g, struct gate_item *const *items, size_t n)
+{
     size_t i, sent = 0, noscript = 0;
     int use_eval = 0;
 
-    snprintf(window, sizeof(window), "%lld", (long long)g->window_ms);
 again:
     if (gate_ready(g) != 0)
         return -1;
     sent = 0;
     for (i = 0; i < n; i += GATE_SETTLE_CHUNK)
-        sent +=
-            gate_settle_chunk(g, items, i, i + GATE_SETTLE_CHUNK < n ? i + GATE_SETTLE_CHUNK : n,
-                              done, use_eval, window);
-    if (done) {
-        if (gate_flush(g) != 0)
-            return -1;
-        gate_expect(g, PEND_PLAIN, sent, NULL);
-        return 0;
-    }
+        sent += gate_release_chunk(g, items, i,
+                                   i + GATE_SETTLE_CHUNK < n ? i + GATE_SETTLE_CHUNK : n, use_eval);
     noscript = 0;
     for (i = 0; i < sent; i++) {
         redisReply *r = NULL;
@@ -821,16 +824,6 @@ again:
         goto again;
     }
     return 0;
-}
-
-int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n)
-{
-    return gate_settle(g, items, n, 1);
-}
-
-int gate_release(struct gate *g, struct gate_item *const *items, size_t n)
-{
-    return gate_settle(g, items, n, 0);
 }
 
 int gate_heartbeat(struct gate *g)

@@ -59,7 +59,7 @@
 
 enum gate_action {
     GATE_OURS,      /* we hold the lock: record the vote, then mark it done */
-    GATE_DUPLICATE, /* "D ...": the vote is already recorded, skip it */
+    GATE_DUPLICATE, /* "D": the vote is already recorded, skip it */
     GATE_BUSY,      /* another owner holds the lock: retry later, settle nothing */
     GATE_OPEN,      /* no usable answer (Redis down, foreign value): PostgreSQL decides */
 };
@@ -74,6 +74,7 @@ struct gate_item {
 
 struct gate;
 
+#define GATE_DONE_VALUE   "D"
 #define GATE_ALIVE_TTL_MS 5000
 #define GATE_HEARTBEAT_MS 1000
 #define GATE_DATABASE_KEY "tadak:database"

@@ -73,6 +73,7 @@ struct store {
     PGconn *conn;
     struct buf cols[6];
     size_t *order; /* row indices sorted by token, to match RETURNING */
+    size_t sent;   /* rows of the insert in flight (store_insert_send), 0: none */
     size_t order_cap;
 };
 
@@ -433,16 +434,15 @@ static int cmp_token(const void *a, const void *b, void *ctx)
     return strcmp(rows[*(const size_t *)a].token, rows[*(const size_t *)b].token);
 }
 
-int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *errstr,
-                       size_t errsize)
+int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *errstr,
+                      size_t errsize)
 {
     const char *params[6];
-    PGresult *r = NULL;
     size_t i, c;
-    int rc = -1;
 
     for (i = 0; i < n; i++)
         rows[i].inserted = 0;
+    s->sent = 0;
     if (n == 0) {
         s->failure = STORE_FAIL_NONE;
         return 0;
@@ -479,12 +479,35 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
         buf_putc(&s->cols[c], '}');
         params[c] = s->cols[c].p;
     }
+    if (!PQsendQueryParams(s->conn, insert_sql, 6, NULL, params, NULL, NULL, 0)) {
+        check(s, NULL, "batch insert not sent", errstr, errsize);
+        return -1;
+    }
+    s->sent = n;
+    return 0;
+}
 
-    r = PQexecParams(s->conn, insert_sql, 6, NULL, params, NULL, NULL, 0);
+int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *errstr,
+                      size_t errsize)
+{
+    PGresult *r, *extra;
+    int rc = -1;
+
+    if (n == 0 || s->sent != n) {
+        s->failure = n == 0 ? STORE_FAIL_NONE : STORE_FAIL_TRANSIENT;
+        if (n)
+            snprintf(errstr, errsize, "batch insert failed: not sent");
+        return n == 0 ? 0 : -1;
+    }
+    s->sent = 0;
+    r = PQgetResult(s->conn);
+    /* One statement, one result: read to the end so the connection is free again. */
+    while ((extra = PQgetResult(s->conn)) != NULL)
+        PQclear(extra);
     if (check(s, r, "batch insert failed", errstr, errsize) != 0)
         goto out;
 
-    /* Match the returned tokens to rows: bsearch the sorted indices. */
+    /* Match the returned tokens to rows: bsearch the indices sorted at send. */
     for (int t = 0; t < PQntuples(r); t++) {
         const char *tok = PQgetvalue(r, t, 0);
         size_t lo = 0, hi = n;
@@ -505,4 +528,12 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
 out:
     PQclear(r);
     return rc;
+}
+
+int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *errstr,
+                       size_t errsize)
+{
+    if (store_insert_send(s, rows, n, errstr, errsize) != 0)
+        return -1;
+    return store_insert_wait(s, rows, n, errstr, errsize);
 }

@@ -34,6 +34,7 @@
  *   s = store_new(url, statement_timeout_ms);
  *   store_migrate(s, err, sizeof err);
  *   store_insert_batch(s, rows, n, err, sizeof err);  rows[i].inserted set
+ *   store_insert_send(...) ... store_insert_wait(...)  the same, overlapped
  *   store_last_failure(s)                TRANSIENT or PERMANENT after a -1
  *   store_ping(s, err, sizeof err)       SELECT 1: is PostgreSQL back?
  *   store_identity(s, id, sizeof id, err, sizeof err)   which database this is
@@ -69,6 +70,16 @@ const char *store_schema(void);
 int store_migrate(struct store *s, char *errstr, size_t errsize);
 int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *errstr,
                        size_t errsize);
+/*
+ * The same in two halves, so the caller works while PostgreSQL inserts:
+ * send returns once the statement is written; wait blocks for its result
+ * and fills rows[i].inserted. rows (and the tokens they point to) must stay
+ * as they are in between, and no other call may use the store meanwhile.
+ */
+int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *errstr,
+                      size_t errsize);
+int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *errstr,
+                      size_t errsize);
 enum store_failure store_last_failure(const struct store *s);
 int store_ping(struct store *s, char *errstr, size_t errsize);
 

@@ -7,19 +7,37 @@
  *   2. parse     each message is a vote or poison
  *   3. DLQ       poison goes to the dead-letter topic (settled on its ack)
  *   4. dedupe    a token this process saw recorded is a duplicate at once
- *                (donecache.h); within the batch the first event wins
+ *                (donecache.h); a token in the INSERT in flight waits;
+ *                within the batch the first event wins
  *   5. gate      one Redis round trip: a lock per token (or "done", or busy)
- *   6. store     one INSERT ... ON CONFLICT (token) DO NOTHING
- *   7. mark done one Redis round trip: our locks become "D" markers
- *   8. DLQ acks  dead letters the broker confirmed are settled
- *   9. offsets   stored up to the highest contiguous settled message
+ *   6. collect   read the result of the INSERT sent last round; settle its
+ *                rows
+ *   7. mark done its tokens become "D" in Redis (sent, read with the next
+ *                gate call, in the same round trip)
+ *   8. send      this round's rows go out as the next INSERT ... ON CONFLICT
+ *                (token) DO NOTHING, not waited for
+ *   9. DLQ acks  dead letters the broker confirmed are settled
+ *  10. offsets   stored up to the highest contiguous settled message
+ *
+ * The stages overlap: PostgreSQL runs batch k's INSERT while this process
+ * polls, parses and gates batch k+1 (libpq's asynchronous API, one statement
+ * in flight on the one connection), so neither waits for the other as long
+ * as both have work (see README "Performance").
+ *
+ * The in-flight rule: a token is in at most one INSERT at a time. A later
+ * copy of a token whose INSERT is in flight is held, unsettled, until that
+ * INSERT's result is read (step 6); it then meets the done cache and settles
+ * as a duplicate, or, if the INSERT failed, it is the token's next try.
+ * Messages in the INSERT in flight are settled only by its result: a
+ * rebalance or a shutdown reads that result first, so the offsets handed
+ * over cover exactly what is recorded.
  *
  * A message is "settled" when it is recorded, known to be a duplicate, or
  * confirmed in the DLQ; only then may its partition's offset move past it
  * (offsets.c). Anything else stays held in p->items and is retried: a token
  * locked by another consumer (with backoff, until it is done there or the
  * lock expires), a batch PostgreSQL could not take (partitions paused, locks
- * released, the same batch retried), a dead letter not yet acknowledged.
+ * released, the same rows retried), a dead letter not yet acknowledged.
  * While PostgreSQL is down, or HOLD_BATCHES batches wait on foreign locks,
  * the assigned partitions are paused; polling goes on so the group keeps us.
  *
@@ -79,6 +97,7 @@ enum item_state {
     ITEM_VOTE,     /* a valid vote, waiting for its (next) try */
     ITEM_POISON,   /* invalid, waiting to be dead-lettered */
     ITEM_DLQ_SENT, /* dead letter produced, waiting for the broker's ack */
+    ITEM_FLIGHT,   /* in the INSERT in flight, settled when its result is read */
     ITEM_DONE,     /* settled or dropped: message released, slot to reclaim */
 };
 
@@ -97,6 +116,13 @@ struct item {
     struct gate_item gate;
 };
 
+/* Rows for one INSERT and the items they came from. */
+struct batch {
+    struct store_row *rows;
+    struct item **its;
+    size_t n;
+};
+
 struct pipeline {
     const struct consumer_opts *o;
     struct gate *gate;
@@ -107,12 +133,15 @@ struct pipeline {
     struct tokenset seen;
     struct donecache *done; /* tokens known to be recorded */
 
-    struct item *items; /* held + new, in poll order */
+    struct item **items; /* held + new, in poll order; an item never moves */
     size_t n, cap;
+    struct item **spare; /* settled items, to be reused */
+    size_t nspare;
     /* Per-round scratch, sized with items. */
-    size_t *cand, *dups, *row_item;
+    size_t *cand, *dups;
     struct gate_item **gitems;
-    struct store_row *rows;
+    /* The batch being filled this round, and the one whose INSERT is in flight. */
+    struct batch fill, flight;
 
     uint64_t next_seq;
     int db_down;
@@ -191,11 +220,21 @@ static void grow(struct pipeline *p, size_t want)
         return;
     p->cap = want * 2;
     p->items = xrealloc(p->items, p->cap * sizeof(*p->items));
+    p->spare = xrealloc(p->spare, p->cap * sizeof(*p->spare));
     p->cand = xrealloc(p->cand, p->cap * sizeof(*p->cand));
     p->dups = xrealloc(p->dups, p->cap * sizeof(*p->dups));
-    p->row_item = xrealloc(p->row_item, p->cap * sizeof(*p->row_item));
     p->gitems = xrealloc(p->gitems, p->cap * sizeof(*p->gitems));
-    p->rows = xrealloc(p->rows, p->cap * sizeof(*p->rows));
+    for (struct batch *b = &p->fill; b <= &p->flight; b++) {
+        b->rows = xrealloc(b->rows, p->cap * sizeof(*b->rows));
+        b->its = xrealloc(b->its, p->cap * sizeof(*b->its));
+    }
+}
+
+static struct item *item_new(struct pipeline *p)
+{
+    struct item *it = p->nspare ? p->spare[--p->nspare] : xmalloc(sizeof(*it));
+    memset(it, 0, sizeof(*it));
+    return it;
 }
 
 /* Drop settled items, keeping the rest in poll order (older first). */
@@ -203,11 +242,10 @@ static void compact(struct pipeline *p)
 {
     size_t w = 0;
     for (size_t r = 0; r < p->n; r++)
-        if (p->items[r].state != ITEM_DONE) {
-            if (w != r)
-                p->items[w] = p->items[r];
-            w++;
-        }
+        if (p->items[r]->state == ITEM_DONE)
+            p->spare[p->nspare++] = p->items[r];
+        else
+            p->items[w++] = p->items[r];
     p->n = w;
 }
 
@@ -309,6 +347,8 @@ static void commit_sync(struct pipeline *p)
         log_warn("offset commit failed", "error=%s", rd_kafka_err2name(err));
 }
 
+static void flight_collect(struct pipeline *p, int64_t now);
+
 /* ------------------------------------------------------------ kafka callbacks */
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -341,14 +381,15 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_info("partitions revoked", "count=%d lost=%d", parts->cnt,
                  rd_kafka_assignment_lost(rk));
         /* Hand over what is settled; the rest will be read again by the next owner. */
+        flight_collect(p, util_now_ms());
         store_offsets(p);
         if (!rd_kafka_assignment_lost(rk))
             commit_sync(p);
         for (int i = 0; i < parts->cnt; i++) {
             for (size_t k = 0; k < p->n; k++)
-                if (p->items[k].state != ITEM_DONE &&
-                    p->items[k].msg->partition == parts->elems[i].partition)
-                    drop(&p->items[k]);
+                if (p->items[k]->state != ITEM_DONE &&
+                    p->items[k]->msg->partition == parts->elems[i].partition)
+                    drop(p->items[k]);
             offsets_revoke(p->offsets, parts->elems[i].partition);
         }
         assignment_change(p, parts, 0);
@@ -447,8 +488,8 @@ static void on_dead_letter(void *arg, uint64_t seq, rd_kafka_resp_err_t err)
     struct item *it = NULL;
 
     for (size_t i = 0; i < p->n && !it; i++)
-        if (p->items[i].state == ITEM_DLQ_SENT && p->items[i].seq == seq)
-            it = &p->items[i];
+        if (p->items[i]->state == ITEM_DLQ_SENT && p->items[i]->seq == seq)
+            it = p->items[i];
     if (!it)
         return; /* its partition was revoked meanwhile */
     if (!err) {
@@ -479,8 +520,12 @@ static int poll_batch(struct pipeline *p, size_t *got)
 
     *got = 0;
     for (size_t i = 0; i < p->n; i++)
-        if (p->items[i].state != ITEM_DLQ_SENT && p->items[i].retry_at < deadline)
-            deadline = p->items[i].retry_at > now ? p->items[i].retry_at : now;
+        if ((p->items[i]->state == ITEM_VOTE || p->items[i]->state == ITEM_POISON) &&
+            p->items[i]->retry_at < deadline)
+            deadline = p->items[i]->retry_at > now ? p->items[i]->retry_at : now;
+    /* An INSERT in flight: take what has arrived, then go and read its result. */
+    if (p->flight.n)
+        deadline = now;
     grow(p, p->n + (size_t)p->o->batch_size);
     while (*got < (size_t)p->o->batch_size && !shutdown_requested() && !p->fatal) {
         int timeout = deadline > now ? (int)(deadline - now) : 0;
@@ -500,9 +545,9 @@ static int poll_batch(struct pipeline *p, size_t *got)
             rd_kafka_message_destroy(m); /* delivered again; the first copy is held */
             continue;
         }
-        memset(&p->items[p->n], 0, sizeof(p->items[p->n]));
-        p->items[p->n].msg = m;
-        p->items[p->n].state = ITEM_NEW;
+        p->items[p->n] = item_new(p);
+        p->items[p->n]->msg = m;
+        p->items[p->n]->state = ITEM_NEW;
         p->n++;
         (*got)++;
     }
@@ -534,16 +579,18 @@ static void send_dead_letter(struct pipeline *p, struct item *it, int64_t now)
  * rows later. A refusal that retrying cannot cure (the schema does not fit)
  * stops the consumer instead of retrying forever.
  */
-static void db_failed(struct pipeline *p, size_t nrows, const char *why, int64_t now)
+static void db_failed(struct pipeline *p, struct batch *b, const char *why, int64_t now)
 {
     size_t nours = 0;
 
-    for (size_t r = 0; r < nrows; r++) {
-        struct item *it = &p->items[p->row_item[r]];
+    for (size_t r = 0; r < b->n; r++) {
+        struct item *it = b->its[r];
         if (it->gate.action == GATE_OURS)
             p->gitems[nours++] = &it->gate;
+        it->state = ITEM_VOTE;
         it->retry_at = now + p->db_backoff_ms;
     }
+    b->n = 0;
     gate_release(p->gate, p->gitems, nours);
     if (store_last_failure(p->store) == STORE_FAIL_PERMANENT) {
         log_error("postgresql refuses the batch, retrying cannot help", "error=\"%s\"", why);
@@ -592,12 +639,64 @@ static void db_probe(struct pipeline *p, int64_t now)
     p->db_probe_at = now + p->db_backoff_ms;
 }
 
+/*
+ * Read the result of the INSERT in flight (PostgreSQL ran it while we polled,
+ * parsed and gated the next batch). Recorded or in conflict, each row's token
+ * is recorded: our locks become "D" markers (sent without waiting: the next
+ * gate call reads the replies, in the same round trip as its own), and the
+ * messages settle. A failed INSERT gives its rows back to the held items.
+ */
+static void flight_collect(struct pipeline *p, int64_t now)
+{
+    struct batch *b = &p->flight;
+    size_t i;
+    char why[512];
+
+    if (b->n == 0)
+        return;
+    if (store_insert_wait(p->store, b->rows, b->n, why, sizeof(why)) != 0) {
+        db_failed(p, b, why, now);
+        return;
+    }
+    db_ok(p);
+    for (i = 0; i < b->n; i++)
+        p->gitems[i] = &b->its[i]->gate;
+    if (p->gate_up)
+        gate_mark_done(p->gate, p->gitems, b->n);
+    for (i = 0; i < b->n; i++) {
+        donecache_add(p->done, b->rows[i].token, now);
+        settle(p, b->its[i], b->rows[i].inserted ? OUT_INSERTED : OUT_DUP_DB);
+    }
+    b->n = 0;
+}
+
+/* Send this round's rows as the next INSERT; they are in flight until collected. */
+static void flight_send(struct pipeline *p, int64_t now)
+{
+    struct batch tmp;
+    char why[512];
+
+    if (p->fill.n == 0)
+        return;
+    /* Our alive key is refreshed first: the INSERT may take up to the statement timeout. */
+    gate_heartbeat(p->gate);
+    if (store_insert_send(p->store, p->fill.rows, p->fill.n, why, sizeof(why)) != 0) {
+        db_failed(p, &p->fill, why, now);
+        return;
+    }
+    for (size_t i = 0; i < p->fill.n; i++)
+        p->fill.its[i]->state = ITEM_FLIGHT;
+    tmp = p->flight;
+    p->flight = p->fill;
+    p->fill = tmp;
+    p->fill.n = 0;
+}
+
 static int pipeline_round(struct pipeline *p)
 {
-    size_t i, got, nvotes = 0, ncand = 0, ndups = 0, nrows = 0, nours = 0;
+    size_t i, got, nvotes = 0, ncand = 0, ndups = 0;
     int64_t now, started;
     int gate_up;
-    char why[512];
 
     /* 1. Poll: new messages join those held from earlier rounds. */
     if (poll_batch(p, &got) != 0)
@@ -612,7 +711,7 @@ static int pipeline_round(struct pipeline *p)
      * so reading it again yields the same event.
      */
     for (i = 0; i < p->n; i++) {
-        struct item *it = &p->items[i];
+        struct item *it = p->items[i];
         if (it->state != ITEM_NEW)
             continue;
         if (event_parse(it->msg->payload, it->msg->len, &it->vote, &it->err, it->detail,
@@ -625,28 +724,35 @@ static int pipeline_round(struct pipeline *p)
         it->state = ITEM_VOTE;
     }
 
-    /* 3. Dead-letter poison at once; it settles when the DLQ acknowledges it (step 8). */
+    /* 3. Dead-letter poison at once; it settles when the DLQ acknowledges it (step 9). */
     for (i = 0; i < p->n; i++)
-        if (p->items[i].state == ITEM_POISON && due(&p->items[i], now))
-            send_dead_letter(p, &p->items[i], now);
+        if (p->items[i]->state == ITEM_POISON && due(p->items[i], now))
+            send_dead_letter(p, p->items[i], now);
 
     /*
      * 4. Dedupe: a token this process already saw recorded (by our INSERT,
      * PostgreSQL's conflict or Redis' "D") is settled now, without Redis;
-     * within the batch the first event of a token (poll order) wins.
+     * a token whose INSERT is in flight waits for its result (the in-flight
+     * rule, see the top of the file); within the batch the first event of a
+     * token (poll order) wins.
      */
     for (i = 0; i < p->n; i++)
-        nvotes += p->items[i].state == ITEM_VOTE && due(&p->items[i], now);
-    tokenset_reset(&p->seen, nvotes);
+        nvotes += p->items[i]->state == ITEM_VOTE && due(p->items[i], now);
+    tokenset_reset(&p->seen, nvotes + p->flight.n);
+    for (i = 0; i < p->flight.n; i++)
+        tokenset_mark_in_flight(&p->seen, p->flight.rows[i].token);
     for (i = 0; i < p->n; i++) {
-        struct item *it = &p->items[i];
+        struct item *it = p->items[i];
+        enum token_verdict v;
         if (it->state != ITEM_VOTE || !due(it, now))
             continue;
         if (donecache_has(p->done, it->vote.token, now)) {
             p->dups[ndups++] = i;
             continue;
         }
-        if (tokenset_add(&p->seen, it->vote.token, i) >= 0) {
+        if ((v = tokenset_verdict(&p->seen, it->vote.token, i)) == TOKEN_IN_FLIGHT)
+            continue; /* held: asked again once the INSERT in flight is read */
+        if (v == TOKEN_REPEAT) {
             p->dups[ndups++] = i;
             continue;
         }
@@ -661,9 +767,9 @@ static int pipeline_round(struct pipeline *p)
         p->gate_up = gate_acquire(p->gate, p->gitems, ncand) == 0;
     gate_up = p->gate_up;
     for (i = 0; i < ndups; i++)
-        settle(p, &p->items[p->dups[i]], gate_up ? OUT_DUP_REDIS : OUT_DUP_DB);
+        settle(p, p->items[p->dups[i]], gate_up ? OUT_DUP_REDIS : OUT_DUP_DB);
     for (i = 0; i < ncand; i++) {
-        struct item *it = &p->items[p->cand[i]];
+        struct item *it = p->items[p->cand[i]];
         switch (it->gate.action) {
         case GATE_DUPLICATE:
             donecache_add(p->done, it->vote.token, now);
@@ -675,7 +781,7 @@ static int pipeline_round(struct pipeline *p)
             break;
         case GATE_OURS:
         case GATE_OPEN:
-            p->rows[nrows] = (struct store_row){
+            p->fill.rows[p->fill.n] = (struct store_row){
                 .token = it->vote.token,
                 .user_id = it->vote.user_id,
                 .candidate_id = it->vote.candidate_id,
@@ -683,41 +789,27 @@ static int pipeline_round(struct pipeline *p)
                 .partition = it->msg->partition,
                 .offset = it->msg->offset,
             };
-            p->row_item[nrows++] = p->cand[i];
+            p->fill.its[p->fill.n++] = it;
             break;
         }
     }
 
     /*
-     * 6. Store: the whole batch in one INSERT ... ON CONFLICT (token) DO
-     * NOTHING, sent in token order (store.h). Without rows, an outage is
-     * ended by a probe. Our alive key is refreshed first: the insert may
-     * take up to the statement timeout, which is shorter than its life.
+     * 6-8. Store, overlapped: read the INSERT in flight, settle its rows and
+     * mark them done (flight_collect); then send this round's rows as one
+     * INSERT ... ON CONFLICT (token) DO NOTHING in token order (store.h),
+     * which PostgreSQL runs while the next round polls, parses and gates
+     * (flight_send). Without rows, an outage is ended by a probe.
      */
-    if (nrows > 0)
-        gate_heartbeat(p->gate);
-    if (nrows == 0) {
+    flight_collect(p, now);
+    if (p->fill.n == 0)
         db_probe(p, now);
-    } else if (store_insert_batch(p->store, p->rows, nrows, why, sizeof(why)) != 0) {
-        db_failed(p, nrows, why, now);
-    } else {
-        db_ok(p);
-        /* 7. Mark done: one round trip turns every lock we hold into "D <event_id>". */
-        for (i = 0; i < nrows; i++)
-            if (p->items[p->row_item[i]].gate.action == GATE_OURS)
-                p->gitems[nours++] = &p->items[p->row_item[i]].gate;
-        gate_mark_done(p->gate, p->gitems, nours);
-        /* Inserted or in conflict, each row's token is now recorded. */
-        for (i = 0; i < nrows; i++) {
-            donecache_add(p->done, p->rows[i].token, now);
-            settle(p, &p->items[p->row_item[i]], p->rows[i].inserted ? OUT_INSERTED : OUT_DUP_DB);
-        }
-    }
+    flight_send(p, now);
 
-    /* 8. Dead letters the broker acknowledged are settled (never waits). */
+    /* 9. Dead letters the broker acknowledged are settled (never waits). */
     dlq_poll(p->dlq, on_dead_letter, p);
 
-    /* 9. Offsets: up to the highest contiguous settled message of each partition. */
+    /* 10. Offsets: up to the highest contiguous settled message of each partition. */
     store_offsets(p);
     compact(p);
     update_paused(p);
@@ -1018,10 +1110,11 @@ int pipeline_run(struct pipeline *p)
         log_error("consumer stopping after a fatal error", "topic=%s", p->o->topic);
 
     /* Hold nothing past here: unsettled messages will be read again by the next owner. */
+    flight_collect(p, util_now_ms());
     for (size_t i = 0; i < p->n; i++)
-        if (p->items[i].state != ITEM_DONE)
-            drop(&p->items[i]);
-    p->n = 0;
+        if (p->items[i]->state != ITEM_DONE)
+            drop(p->items[i]);
+    compact(p);
     store_offsets(p);
     if (!p->kafka_fatal)
         commit_sync(p);
@@ -1046,20 +1139,27 @@ void pipeline_free(struct pipeline *p)
     if (!p)
         return;
     for (size_t i = 0; i < p->n; i++)
-        if (p->items[i].state != ITEM_DONE)
-            drop(&p->items[i]);
+        if (p->items[i]->state != ITEM_DONE)
+            drop(p->items[i]);
     if (p->rk)
         rd_kafka_destroy(p->rk);
     dlq_free(p->dlq);
     offsets_free(p->offsets);
     tokenset_free(&p->seen);
     donecache_free(p->done);
+    for (size_t i = 0; i < p->n; i++)
+        free(p->items[i]);
+    for (size_t i = 0; i < p->nspare; i++)
+        free(p->spare[i]);
     free(p->items);
+    free(p->spare);
     free(p->cand);
     free(p->dups);
-    free(p->row_item);
     free(p->gitems);
-    free(p->rows);
+    for (struct batch *b = &p->fill; b <= &p->flight; b++) {
+        free(b->rows);
+        free(b->its);
+    }
     free(p->parts);
     free(p->pstate);
     free(p);

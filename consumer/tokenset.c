@@ -5,6 +5,7 @@
 #include "tokenset.h"
 #include "util.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,23 @@ long tokenset_add(struct tokenset *ts, const char *token, size_t index)
         if (strcmp(ts->keys[i], token) == 0)
             return (long)ts->vals[i];
     }
+}
+
+/* Never an item index: a batch holds far fewer items. */
+#define IN_FLIGHT ((size_t)LONG_MAX)
+
+void tokenset_mark_in_flight(struct tokenset *ts, const char *token)
+{
+    tokenset_add(ts, token, IN_FLIGHT);
+}
+
+enum token_verdict tokenset_verdict(struct tokenset *ts, const char *token, size_t index)
+{
+    long first = tokenset_add(ts, token, index);
+
+    if (first < 0)
+        return TOKEN_FIRST;
+    return (size_t)first == IN_FLIGHT ? TOKEN_IN_FLIGHT : TOKEN_REPEAT;
 }
 
 void tokenset_free(struct tokenset *ts)

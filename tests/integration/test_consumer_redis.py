@@ -64,7 +64,7 @@ def test_dead_owner_lock_is_taken_over(bins, env, topic, db, prefix, redis_clien
     assert s["inserted"] == 1 and s["retries"] == 0
     assert db.count(f"token = '{token(1, 1)}'") == 1
     assert "took over locks of dead owners" in err and "count=1" in err
-    assert redis_client.get(key).startswith(b"D ")
+    assert redis_client.get(key) == b"D"
 
 
 def test_live_owner_lock_still_waits(bins, env, topic, db, prefix, redis_client, tmp_path):
@@ -95,7 +95,7 @@ def test_live_owner_lock_still_waits(bins, env, topic, db, prefix, redis_client,
         s, err = finish_logged(proc)
     assert s["inserted"] == 21 and s["retries"] >= 4
     assert "took over" not in err
-    assert redis_client.get(key).startswith(b"D ")
+    assert redis_client.get(key) == b"D"
 
 
 def test_restart_same_instance_takes_own_locks(bins, env, topic, db, prefix, redis_client):
@@ -110,7 +110,7 @@ def test_restart_same_instance_takes_own_locks(bins, env, topic, db, prefix, red
     assert time.monotonic() - t0 < 30  # not after the 60 s TTL of either key
     assert s["inserted"] == 1 and s["retries"] == 0
     assert "took over locks of dead owners" in err
-    assert redis_client.get(key).startswith(b"D ")
+    assert redis_client.get(key) == b"D"
     # The successor took the alive key over (and may have retired it at exit).
     now = redis_client.get(alive)
     assert now is None or (now.startswith(b"inst-a@") and now != old.encode())
@@ -158,7 +158,7 @@ def test_two_databases_one_redis_prefix(bins, env, topic, db, db2, prefix, redis
     produce(env, topic2, votes)
     p = run(consumer_args(bins, env, topic2, db2, prefix, group=group2), timeout=120)
     assert p.returncode == 1, p.stderr[-3000:]
-    assert f'key prefix "{prefix}"' in p.stderr, p.stderr[-3000:]
+    assert "key prefix" in p.stderr and prefix in p.stderr, p.stderr[-3000:]
     assert "already holds markers of database" in p.stderr and "--key-prefix" in p.stderr
     assert p.stdout == ""  # refused before consuming anything: no summary
     assert db2.count() == 0

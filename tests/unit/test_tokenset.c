@@ -26,6 +26,25 @@ static void test_first_wins(void **state)
     tokenset_free(&ts);
 }
 
+/* The in-flight rule: a token in the INSERT in flight is neither sent again nor a duplicate. */
+static void test_in_flight_waits(void **state)
+{
+    struct tokenset ts = {0};
+
+    (void)state;
+    tokenset_reset(&ts, 4);
+    tokenset_mark_in_flight(&ts, "vote_lock:1:1");
+    assert_int_equal(tokenset_verdict(&ts, "vote_lock:1:1", 0), TOKEN_IN_FLIGHT);
+    assert_int_equal(tokenset_verdict(&ts, "vote_lock:1:1", 1), TOKEN_IN_FLIGHT);
+    assert_int_equal(tokenset_verdict(&ts, "vote_lock:2:1", 2), TOKEN_FIRST);
+    assert_int_equal(tokenset_verdict(&ts, "vote_lock:2:1", 3), TOKEN_REPEAT);
+    /* The next round, with nothing in flight: the waiting copy goes first. */
+    tokenset_reset(&ts, 2);
+    assert_int_equal(tokenset_verdict(&ts, "vote_lock:1:1", 0), TOKEN_FIRST);
+    assert_int_equal(tokenset_verdict(&ts, "vote_lock:1:1", 1), TOKEN_REPEAT);
+    tokenset_free(&ts);
+}
+
 static void test_many(void **state)
 {
     static char toks[5000][32];
@@ -46,6 +65,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_wins),
+        cmocka_unit_test(test_in_flight_waits),
         cmocka_unit_test(test_many),
     };
     return cmocka_run_group_tests_name("tokenset", tests, NULL, NULL);
