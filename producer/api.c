@@ -120,12 +120,25 @@ int api_json_escape(const char *s, char *buf, size_t size)
 
 void api_error(struct api_reply *r, int status, const char *error, const char *detail)
 {
-    char esc[512];
+    api_error_id(r, status, error, detail, NULL);
+}
+
+void api_error_id(struct api_reply *r, int status, const char *error, const char *detail,
+                  const char *request_id)
+{
+    char esc[512], id[80];
 
     api_json_escape(detail, esc, sizeof(esc));
     r->action = API_RESPOND;
     r->status = status;
-    snprintf(r->body, sizeof(r->body), "{\"error\":\"%s\",\"detail\":\"%s\"}\n", error, esc);
+    id[0] = '\0';
+    if (request_id && api_json_escape(request_id, id, sizeof(id)) < 0)
+        id[0] = '\0';
+    if (id[0])
+        snprintf(r->body, sizeof(r->body),
+                 "{\"error\":\"%s\",\"detail\":\"%s\",\"request_id\":\"%s\"}\n", error, esc, id);
+    else
+        snprintf(r->body, sizeof(r->body), "{\"error\":\"%s\",\"detail\":\"%s\"}\n", error, esc);
 }
 
 /* application/json, any case, optionally followed by parameters (charset). */

@@ -18,6 +18,8 @@
  *   api_idempotency_key(header, &reply)
  *       POST /votes with an Idempotency-Key: 1 = 400 (bad key), 0 = reply.idem_key set
  *   api_error(&reply, status, error, detail)       a JSON error reply
+ *   api_error_id(&reply, status, error, detail, id)   the same with "request_id" (5xx:
+ *       the detail says what failed in general terms, the log has the cause under id)
  *   api_accepted(&vote, partition, offset, buf, size)   the 202 body
  *   api_vote_path(path, &user, &candidate, &reply)   GET /votes/{user_id}/{candidate_id}:
  *       1 = ids parsed, 0 = not that shape, -1 = reply is a 400
@@ -72,6 +74,8 @@ int api_candidates_parse(const char *spec, struct api_candidates *c, char *errst
 int api_candidate_known(const struct api_candidates *c, int64_t id);
 size_t api_candidates_list(const struct api_candidates *c, int64_t *ids, size_t max);
 void api_error(struct api_reply *r, int status, const char *error, const char *detail);
+void api_error_id(struct api_reply *r, int status, const char *error, const char *detail,
+                  const char *request_id);
 int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *buf, size_t size);
 int api_json_escape(const char *s, char *buf, size_t size);
 int api_idempotency_key(const char *header, struct api_reply *r);

@@ -44,7 +44,8 @@ static const struct config_opt common_opts[] = {
     {"topic", 't', "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, offsetof(struct cli_cfg, topic),
      "Kafka topic to publish to"},
     {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct cli_cfg, extra),
-     "librdkafka setting, repeatable (e.g. -X linger.ms=50)"},
+     "librdkafka setting, repeatable (e.g. -X linger.ms=50); also from the environment as "
+     "TADAK_KAFKA_<KEY>, e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
     {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_STR, "info", 0, 0,
      offsetof(struct cli_cfg, log_level), "error, warn, info or debug"},
     {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, offsetof(struct cli_cfg, ack_log),

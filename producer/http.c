@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,7 @@
 #define HTTP_READY_EVERY_MS   1000
 #define HTTP_READY_TIMEOUT_MS 1000
 #define HTTP_IDEM_MARGIN_MS   5000 /* an in-flight claim outlives the delivery timeout by this */
+#define HTTP_REQUEST_ID_LEN   17   /* 16 hex digits + NUL */
 
 enum req_state {
     REQ_BODY,      /* reading the request */
@@ -100,6 +102,8 @@ struct http_server {
     _Atomic int64_t active;
     _Atomic int64_t accepted; /* 202s given for new events (not replays) */
     atomic_int idem_warned;
+    uint32_t id_prefix;          /* random per process: ids of two producers differ */
+    _Atomic uint32_t id_counter; /* request ids: prefix + counter */
     struct status *status;
     int64_t idem_window_ms;
     struct api_candidates candidates; /* n == 0: any id */
@@ -148,6 +152,24 @@ static enum MHD_Result send_text(struct request *r, int status, const char *body
 static enum MHD_Result send_reply(struct request *r)
 {
     return send_text(r, r->reply.status, r->reply.body, "application/json");
+}
+
+/*
+ * A 503 for something that failed behind us. The client learns what failed
+ * in general terms and a request id; the cause (libpq's or hiredis' words,
+ * with host names and roles in them) goes only to the log, under that id.
+ */
+static enum MHD_Result unavailable(struct request *r, const char *what, const char *why)
+{
+    struct http_server *s = r->srv;
+    char id[HTTP_REQUEST_ID_LEN];
+
+    snprintf(id, sizeof(id), "%08" PRIx32 "%08" PRIx32, s->id_prefix,
+             atomic_fetch_add(&s->id_counter, 1));
+    log_warn("request failed", "request_id=%s route=%s status=503 detail=\"%s\" error=\"%s\"", id,
+             r->reply.route, what, why);
+    api_error_id(&r->reply, 503, "unavailable", what, id);
+    return send_reply(r);
 }
 
 /* ---- request lifetime --------------------------------------------------- */
@@ -311,7 +333,7 @@ static void *prober_main(void *arg)
 static int idem_begin(struct request *r, enum MHD_Result *ret)
 {
     struct http_server *s = r->srv;
-    char old[1024], err[256], detail[320], legacy[IDEM_LEGACY_HEX];
+    char old[1024], err[256], legacy[IDEM_LEGACY_HEX];
     const char *body;
     size_t len;
     int existed;
@@ -329,10 +351,7 @@ static int idem_begin(struct request *r, enum MHD_Result *ret)
     if (status_idem_claim(s->status, r->reply.idem_key, r->idem_value,
                           s->timeout_ms + HTTP_IDEM_MARGIN_MS, old, sizeof(old), &existed, err,
                           sizeof(err)) != 0) {
-        snprintf(detail, sizeof(detail), "the Idempotency-Key store did not answer (%s); retry",
-                 err);
-        api_error(&r->reply, 503, "unavailable", detail);
-        *ret = send_reply(r);
+        *ret = unavailable(r, "the Idempotency-Key store (Redis) is unavailable; retry", err);
         return 1;
     }
     if (!existed) {
@@ -378,7 +397,7 @@ static void idem_finish(struct request *r, const char *accepted_body)
 static enum MHD_Result handle_vote(struct request *r)
 {
     struct http_server *s = r->srv;
-    char err[256], detail[320];
+    char err[256];
     enum MHD_Result ret;
 
     if (api_vote(r->body, r->len, r->overflow, s->max_body, &s->candidates, &r->reply))
@@ -393,9 +412,7 @@ static enum MHD_Result handle_vote(struct request *r)
     if (publisher_send(s->pub, &r->reply.vote, &r->done, PUBLISH_NOWAIT, err, sizeof(err)) != 0) {
         pthread_mutex_unlock(&s->lock);
         idem_finish(r, NULL);
-        snprintf(detail, sizeof(detail), "the vote was not queued for Kafka: %s", err);
-        api_error(&r->reply, 503, "unavailable", detail);
-        return send_reply(r);
+        return unavailable(r, "the vote could not be queued for Kafka; retry", err);
     }
     r->refs++;
     r->state = REQ_WAITING;
@@ -410,7 +427,7 @@ static enum MHD_Result handle_vote(struct request *r)
 static enum MHD_Result answer_vote(struct request *r)
 {
     struct http_server *s = r->srv;
-    char body[512], detail[256];
+    char body[512], why[160];
     enum req_state state;
 
     pthread_mutex_lock(&s->lock);
@@ -424,13 +441,9 @@ static enum MHD_Result answer_vote(struct request *r)
     }
     idem_finish(r, NULL);
     if (state == REQ_REPORTED)
-        snprintf(detail, sizeof(detail), "delivery to Kafka failed (%s); the vote was not recorded",
-                 r->report_errname);
-    else
-        snprintf(detail, sizeof(detail),
-                 "Kafka did not acknowledge the vote within %" PRId64 " ms; retry", s->timeout_ms);
-    api_error(&r->reply, 503, "unavailable", detail);
-    return send_reply(r);
+        return unavailable(r, "Kafka did not accept the vote; retry", r->report_errname);
+    snprintf(why, sizeof(why), "no delivery report within %" PRId64 " ms", s->timeout_ms);
+    return unavailable(r, "Kafka did not acknowledge the vote in time; retry", why);
 }
 
 static enum MHD_Result handle_health(struct request *r)
@@ -464,12 +477,6 @@ static enum MHD_Result not_configured(struct request *r, const char *what)
     return send_reply(r);
 }
 
-static enum MHD_Result unavailable(struct request *r, const char *err)
-{
-    api_error(&r->reply, 503, "unavailable", err);
-    return send_reply(r);
-}
-
 static enum MHD_Result handle_status(struct request *r)
 {
     static const char *const names[] = {"recorded", "pending", "unknown"};
@@ -481,7 +488,7 @@ static enum MHD_Result handle_status(struct request *r)
         return not_configured(r, "DATABASE_URL (or --database-url)");
     if (status_vote(r->srv->status, r->reply.user_id, r->reply.candidate_id, &v, err,
                     sizeof(err)) != 0)
-        return unavailable(r, err);
+        return unavailable(r, "database unavailable; retry", err);
     event_token(r->reply.user_id, r->reply.candidate_id, token, sizeof(token));
     if (v.state == STATUS_RECORDED)
         snprintf(body, sizeof(body),
@@ -502,7 +509,7 @@ static enum MHD_Result handle_tallies(struct request *r)
     if (!status_has_db(r->srv->status))
         return not_configured(r, "DATABASE_URL (or --database-url)");
     if (status_tallies(r->srv->status, &json, err, sizeof(err)) != 0)
-        return unavailable(r, err);
+        return unavailable(r, "database unavailable; retry", err);
     ret = send_text(r, MHD_HTTP_OK, json, "application/json");
     free(json);
     return ret;
@@ -517,7 +524,7 @@ static enum MHD_Result handle_stats(struct request *r)
     if (!status_has_redis(r->srv->status))
         return not_configured(r, "REDIS_URL (or --redis-url)");
     if (status_stats(r->srv->status, v, err, sizeof(err)) != 0)
-        return unavailable(r, err);
+        return unavailable(r, "Redis unavailable; retry", err);
     n += (size_t)snprintf(body, sizeof(body), "{");
     for (size_t i = 0; i < STATUS_NSTATS; i++)
         n += (size_t)snprintf(body + n, sizeof(body) - n, "\"%s\":%" PRId64 ",",
@@ -699,6 +706,8 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     s->idem_window_ms = o->idem_window_ms > 0 ? o->idem_window_ms : 86400000;
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->running = 1;
+    if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
+        s->id_prefix = (uint32_t)util_wall_ms() ^ (uint32_t)getpid();
     if (o->candidates)
         s->candidates = *o->candidates;
     {

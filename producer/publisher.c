@@ -9,6 +9,7 @@
  */
 #include "publisher.h"
 #include "kafka.h"
+#include "kafkaenv.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* librdkafka gives up this long after the HTTP layer already answered 503. */
 #define PUBLISHER_TIMEOUT_MARGIN_MS 1000
@@ -131,6 +133,9 @@ static int configure(rd_kafka_conf_t *conf, const struct publisher_opts *o, char
     for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++)
         if (kafka_conf_set(conf, rows[i].key, rows[i].val, errstr, errsize) != 0)
             return -1;
+    /* TADAK_KAFKA_* (secrets off the command line), then -X, which wins. */
+    if (kafkaenv_apply(conf, environ, o->extra, errstr, errsize) < 0)
+        return -1;
     if (o->extra && kafka_conf_apply(conf, o->extra, errstr, errsize) != 0)
         return -1;
     return 0;

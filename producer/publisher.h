@@ -19,6 +19,8 @@
  *
  * librdkafka's message.timeout.ms is the delivery timeout plus a margin, so
  * librdkafka itself gives up on a message rather than retrying forever.
+ * Settings are applied in this order, the last one winning: tadak's own,
+ * TADAK_KAFKA_* from the environment (kafkaenv.h), then opts.extra (-X).
  *
  *   struct publisher *p = publisher_new(&opts, metrics_or_null, err, sizeof err);
  *   publisher_send(p, &vote, &req->done, PUBLISH_NOWAIT, err, sizeof err);   0 / -1

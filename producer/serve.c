@@ -44,7 +44,8 @@ static const struct config_opt serve_opts[] = {
      offsetof(struct serve_cfg, delivery_timeout_ms),
      "Answer 503 if the broker has not acknowledged a vote after this long"},
     {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct serve_cfg, extra),
-     "librdkafka setting, repeatable (e.g. -X linger.ms=1)"},
+     "librdkafka setting, repeatable (e.g. -X linger.ms=1); also from the environment as "
+     "TADAK_KAFKA_<KEY>, e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
     {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_STR, "info", 0, 0,
      offsetof(struct serve_cfg, log_level), "error, warn, info or debug"},
     {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, offsetof(struct serve_cfg, ack_log),

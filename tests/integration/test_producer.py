@@ -307,12 +307,14 @@ def test_broker_unreachable_503_within_timeout(bins, env, tmp_path):
         elapsed = time.monotonic() - t0
         assert status == 503, body
         assert hdrs["retry-after"] == "1"
-        assert json.loads(body)["error"] == "unavailable"
+        doc = json.loads(body)
+        assert doc["error"] == "unavailable" and re.fullmatch(r"[0-9a-f]{16}", doc["request_id"])
         assert elapsed < 5, elapsed
         assert request(s.port, "GET", "/readyz")[0] == 503
         assert not s.ack_log.exists() or s.ack_log.read_text() == ""
     finally:
         assert s.stop() == 0, s.log.read_text()[-2000:]
+    assert f"request_id={doc['request_id']} " in s.log.read_text()
 
 
 # ---- CLI --------------------------------------------------------------------
@@ -344,6 +346,30 @@ def test_send_repeat_is_a_burst_with_one_token(bins, env, topic, tmp_path):
     assert {m.key for m, _ in events} == {b"vote_lock:100:1"}
     logged = [json.loads(line) for line in acks.read_text().splitlines()]
     assert {a["event_id"] for a in logged} == {e["event_id"] for _, e in events}
+
+
+def test_kafka_settings_from_the_environment(bins, env, topic):
+    """-X key=value can come from TADAK_KAFKA_<KEY> (secrets stay off the
+    command line); -X wins; a refused value is named, never echoed."""
+    args = [bins.producer, "send", "--topic", topic, "--user", "7050", "--candidate", "1",
+            "--log-level", "debug", "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"]]
+    r = run(args, env={"TADAK_KAFKA_DEBUG": "msg"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "facility=" in r.stderr  # librdkafka's own debug lines: the setting took
+    r = run(args, env={"TADAK_KAFKA_LINGER_MS": "hunter2"})
+    assert r.returncode == 2 and "TADAK_KAFKA_LINGER_MS" in r.stderr, r.stderr[-2000:]
+    assert "hunter2" not in r.stderr + r.stdout
+    r = run(args + ["-X", "linger.ms=1"], env={"TADAK_KAFKA_LINGER_MS": "hunter2"})
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_passwords_in_urls_are_never_logged(bins, env):
+    r = run([bins.producer, "serve", "--listen", f"127.0.0.1:{free_port()}",
+             "--redis-url", "redis://:hunter2@127.0.0.1:notaport/0",
+             "--database-url", "postgresql://tadak:hunter2@127.0.0.1:1/x"], timeout=30)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "cannot start" in r.stderr and ":***@" in r.stderr, r.stderr
+    assert "hunter2" not in r.stderr + r.stdout
 
 
 def test_send_without_broker_fails(bins, env, topic):

@@ -199,6 +199,41 @@ def test_without_stores_routes_503_and_voting_works(bins, env, tmp_path, topic):
     assert len([e for e in events(env, topic) if e["user_id"] == 21]) == 2
 
 
+def test_unavailable_says_nothing_about_the_backend(bins, env, tmp_path, topic):
+    """A store that refuses us (a role that does not exist, a Redis password
+    it does not want): 503 bodies say what failed in general terms and carry
+    a request id; libpq's and hiredis' words (host, port, role) go to the
+    log under that id; the password in the URLs is never logged."""
+    pg = re.match(r"postgresql://[^@]*@([^/]+)/", env["DATABASE_URL"])[1]
+    redis_hostport = re.match(r"redis://([^/]+)/", env["REDIS_URL"])[1]
+    s = Serve(bins, env, tmp_path, topic, f"postgresql://intruder_probe:hunter2@{pg}/nope",
+              f"redis://:hunter2@{redis_hostport}/0")
+    seen = []
+    try:
+        for path in ("/votes/1/2", "/tallies", "/stats"):
+            status, doc = get_json(s.port, path)
+            seen.append((path, status, doc))
+        status, hdrs, doc = post_vote(s.port, 1, 1, key="k")
+        seen.append(("POST /votes", status, doc))
+    finally:
+        assert s.stop() == 0
+    log = s.log.read_text()
+    assert "hunter2" not in log
+    for path, status, doc in seen:
+        assert (status, doc["error"]) == (503, "unavailable"), (path, doc)
+        assert set(doc) == {"error", "detail", "request_id"}, doc
+        text = json.dumps(doc).lower()
+        for word in ("intruder_probe", "127.0.0.1", pg.split(":")[1], "role", "fatal", "auth",
+                     "connection", "hiredis", "libpq", "hunter2"):
+            assert word not in text, (path, word, doc)
+        assert re.fullmatch(r"[0-9a-f]{16}", doc["request_id"]), doc
+        lines = [ln for ln in log.splitlines() if f"request_id={doc['request_id']}" in ln]
+        assert len(lines) == 1, (doc, log[-3000:])
+    ids = {doc["request_id"] for _, _, doc in seen}
+    assert len(ids) == len(seen)
+    assert "intruder_probe" in log  # the details are in the log, for the operator
+
+
 def test_status_unavailable_is_503_not_a_hang(bins, env, tmp_path, topic):
     dead = f"postgresql://tadak@127.0.0.1:{free_port()}/nope"
     s = Serve(bins, env, tmp_path, topic, dead, f"redis://127.0.0.1:{free_port()}/0")

@@ -208,6 +208,23 @@ static void test_error_detail_is_escaped(void **state)
     assert_int_equal(strlen(esc), sizeof(esc) - 1);
 }
 
+static void test_error_with_request_id(void **state)
+{
+    struct api_reply r;
+    json_object *o, *f;
+
+    (void)state;
+    api_error_id(&r, 503, "unavailable", "database unavailable; retry", "0123456789abcdef");
+    assert_int_equal(r.status, 503);
+    assert_error_body(r.body, "unavailable");
+    o = json_tokener_parse(r.body);
+    assert_true(json_object_object_get_ex(o, "request_id", &f));
+    assert_string_equal(json_object_get_string(f), "0123456789abcdef");
+    json_object_put(o);
+    api_error(&r, 400, "invalid_json", "x");
+    assert_null(strstr(r.body, "request_id"));
+}
+
 static void test_vote_path(void **state)
 {
     static const struct {
@@ -366,11 +383,17 @@ static void test_unknown_candidate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routes),           cmocka_unit_test(test_content_type_and_length),
-        cmocka_unit_test(test_vote_bodies),      cmocka_unit_test(test_streamed_overflow),
-        cmocka_unit_test(test_accepted_body),    cmocka_unit_test(test_error_detail_is_escaped),
-        cmocka_unit_test(test_vote_path),        cmocka_unit_test(test_idempotency_key_header),
-        cmocka_unit_test(test_candidates_parse), cmocka_unit_test(test_unknown_candidate),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_content_type_and_length),
+        cmocka_unit_test(test_vote_bodies),
+        cmocka_unit_test(test_streamed_overflow),
+        cmocka_unit_test(test_accepted_body),
+        cmocka_unit_test(test_error_detail_is_escaped),
+        cmocka_unit_test(test_vote_path),
+        cmocka_unit_test(test_idempotency_key_header),
+        cmocka_unit_test(test_candidates_parse),
+        cmocka_unit_test(test_unknown_candidate),
+        cmocka_unit_test(test_error_with_request_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
