@@ -59,6 +59,15 @@ struct vote {
 
 int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *err, char *detail,
                 size_t detailsize);
+/*
+ * event_parse's two paths, exposed for the tests and the fuzzer:
+ * event_parse_canonical accepts (1) exactly the bytes event_encode writes,
+ * with a lowercase UUID, and fills out; anything else is 0 and untouched.
+ * event_parse_strict is the full strict parse.
+ */
+int event_parse_canonical(const char *buf, size_t len, struct vote *out);
+int event_parse_strict(const char *buf, size_t len, struct vote *out, enum event_err *err,
+                       char *detail, size_t detailsize);
 const char *event_err_name(enum event_err err);
 int event_encode(const struct vote *v, char *buf, size_t size);
 void event_token(int64_t user_id, int64_t candidate_id, char *buf, size_t size);

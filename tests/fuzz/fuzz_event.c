@@ -4,7 +4,9 @@
  * Any byte string must either parse into a vote whose token matches its ids
  * and re-encodes to something that parses back to the same vote, or be
  * rejected with a named error. An accepted vote also holds no key twice
- * and no \u0000 (the strict rules), and its ts is not negative. ASan/UBSan
+ * and no \u0000 (the strict rules), and its ts is not negative. Whatever the
+ * canonical fast path accepts, the strict parse accepts as the same vote.
+ * ASan/UBSan
  * catch the rest. Seeds: tests/fuzz/seeds-fuzz_event (one file per strict rule).
  */
 #include <stdint.h>
@@ -19,11 +21,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct jsoncheck_strict strict;
-    struct vote v, back;
+    struct vote v, back, fast;
     enum event_err err;
     char detail[256], token[EVENT_TOKEN_LEN], buf[512];
     int n;
 
+    if (event_parse_canonical((const char *)data, size, &fast) &&
+        (event_parse_strict((const char *)data, size, &v, &err, detail, sizeof(detail)) != 0 ||
+         fast.user_id != v.user_id || fast.candidate_id != v.candidate_id ||
+         fast.ts_ms != v.ts_ms || strcmp(fast.event_id, v.event_id) != 0 ||
+         strcmp(fast.token, v.token) != 0))
+        abort();
     if (event_parse((const char *)data, size, &v, &err, detail, sizeof(detail)) != 0) {
         if (err == EVENT_OK || detail[0] == '\0')
             abort(); /* a rejection must say why */

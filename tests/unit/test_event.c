@@ -198,6 +198,51 @@ static void test_encode_roundtrip(void **state)
     assert_int_equal(event_encode(&in, buf, 10), -1);
 }
 
+/* The fast path takes exactly event_encode's bytes and agrees with the strict parse. */
+static void test_canonical_fast_path(void **state)
+{
+    static const char *const near_misses[] = {
+        /* each is one small step from canonical: the fast path declines, strict decides */
+        "{\"event_id\":\"3000E370-2202-5A5C-8E6F-874E518EF9A8\",\"user_id\":1,\"candidate_id\":2,"
+        "\"token\":\"vote_lock:1:2\",\"ts\":5}",
+        "{\"event_id\":\"3000e370-2202-5a5c-8e6f-874e518ef9a8\",\"user_id\":01,\"candidate_id\":2,"
+        "\"token\":\"vote_lock:1:2\",\"ts\":5}",
+        "{\"event_id\":\"3000e370-2202-5a5c-8e6f-874e518ef9a8\",\"user_id\":1,\"candidate_id\":2,"
+        "\"token\":\"vote_lock:1:3\",\"ts\":5}",
+        "{\"event_id\":\"3000e370-2202-5a5c-8e6f-874e518ef9a8\",\"user_id\":0,\"candidate_id\":2,"
+        "\"token\":\"vote_lock:0:2\",\"ts\":5}",
+        "{\"event_id\":\"3000e370-2202-5a5c-8e6f-874e518ef9a8\",\"user_id\":9223372036854775808,"
+        "\"candidate_id\":2,\"token\":\"vote_lock:9223372036854775808:2\",\"ts\":5}",
+        "{\"event_id\":\"3000e370-2202-5a5c-8e6f-874e518ef9a8\",\"user_id\":1,\"candidate_id\":2,"
+        "\"token\":\"vote_lock:1:2\",\"ts\":5} ",
+        "{\"event_id\":\"3000e370-2202-5a5c-8e6f-874e518ef9a8\",\"user_id\":1,\"candidate_id\":2,"
+        "\"token\":\"vote_lock:1:2\",\"ts\":-5}",
+        "{\"event_id\":\"3000e370-2202-5a5c-8e6f-874e518ef9a8\",\"user_id\":1,\"candidate_id\":2,"
+        "\"token\":\"vote_lock:1:2\"}",
+        "{\"user_id\":1,\"candidate_id\":2}",
+    };
+    struct vote fast, strict, v = {.user_id = 9223372036854775807LL, .candidate_id = 7, .ts_ms = 0};
+    enum event_err err;
+    char buf[512], detail[128];
+    int n;
+
+    (void)state;
+    event_new_id(v.event_id);
+    event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
+    n = event_encode(&v, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(event_parse_canonical(buf, (size_t)n, &fast), 1);
+    assert_int_equal(event_parse_strict(buf, (size_t)n, &strict, &err, detail, sizeof(detail)), 0);
+    assert_true(fast.user_id == strict.user_id && fast.candidate_id == strict.candidate_id &&
+                fast.ts_ms == strict.ts_ms);
+    assert_string_equal(fast.event_id, strict.event_id);
+    assert_string_equal(fast.token, strict.token);
+    /* One byte short of the end is not canonical (nor valid). */
+    assert_int_equal(event_parse_canonical(buf, (size_t)n - 1, &fast), 0);
+    for (size_t i = 0; i < sizeof(near_misses) / sizeof(near_misses[0]); i++)
+        assert_int_equal(event_parse_canonical(near_misses[i], strlen(near_misses[i]), &fast), 0);
+}
+
 static void test_ids(void **state)
 {
     char a[EVENT_ID_LEN], b[EVENT_ID_LEN], c[EVENT_ID_LEN];
@@ -274,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_nul_and_oversize),
         cmocka_unit_test(test_deep_nesting_is_rejected),
         cmocka_unit_test(test_encode_roundtrip),
+        cmocka_unit_test(test_canonical_fast_path),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_json_test_suite_corpus),
     };
