@@ -99,6 +99,8 @@ struct http_server {
     pthread_t timer, prober;
     int has_timer, has_prober;
     atomic_int ready;
+    atomic_int draining; /* set under lock: no request is suspended once it is */
+    atomic_int resuming; /* MHD_resume_connection() calls decided but not yet made */
     _Atomic int64_t active;
     _Atomic int64_t accepted; /* 202s given for new events (not replays) */
     atomic_int idem_warned;
@@ -140,6 +142,9 @@ static enum MHD_Result send_text(struct request *r, int status, const char *body
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (r->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    /* Draining: keep-alive clients must not send their next request here. */
+    if (atomic_load(&r->srv->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (r->reply.action == API_PAGE || r->reply.action == API_TALLIES ||
         r->reply.action == API_STATS || r->reply.action == API_STATUS)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -234,6 +239,7 @@ static void on_delivery(struct publish_done *done, const struct publish_report *
         r->state = REQ_REPORTED;
         pending_remove(s, r);
         resume = r->conn;
+        atomic_fetch_add(&s->resuming, 1);
     } else {
         /* The client already has its 503; the event may still have landed. */
         log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.vote.token,
@@ -241,8 +247,10 @@ static void on_delivery(struct publish_done *done, const struct publish_report *
     }
     request_unref_locked(r, &free_it);
     pthread_mutex_unlock(&s->lock);
-    if (resume)
+    if (resume) {
         MHD_resume_connection(resume);
+        atomic_fetch_sub(&s->resuming, 1);
+    }
     if (free_it)
         request_free(r);
 }
@@ -258,16 +266,18 @@ static struct request *take_expired_locked(struct http_server *s, int64_t now)
         r->state = REQ_TIMED_OUT;
         r->next = out; /* reuse the link: r is off the pending list now */
         out = r;
+        atomic_fetch_add(&s->resuming, 1);
     }
     return out;
 }
 
-static void resume_all(struct request *list)
+static void resume_all(struct http_server *s, struct request *list)
 {
     while (list) {
         struct request *next = list->next;
         list->next = NULL;
         MHD_resume_connection(list->conn);
+        atomic_fetch_sub(&s->resuming, 1);
         list = next;
     }
 }
@@ -286,7 +296,7 @@ static void *timer_main(void *arg)
             pthread_mutex_unlock(&s->lock);
             for (struct request *r = expired; r; r = r->next)
                 metric_add(s->m_timeouts, 1);
-            resume_all(expired);
+            resume_all(s, expired);
             pthread_mutex_lock(&s->lock);
             continue;
         }
@@ -394,6 +404,12 @@ static void idem_finish(struct request *r, const char *accepted_body)
 
 /* ---- route handlers ----------------------------------------------------- */
 
+static enum MHD_Result shutting_down(struct request *r)
+{
+    api_error(&r->reply, 503, "shutting_down", "this server is shutting down; retry");
+    return send_reply(r);
+}
+
 static enum MHD_Result handle_vote(struct request *r)
 {
     struct http_server *s = r->srv;
@@ -409,6 +425,11 @@ static enum MHD_Result handle_vote(struct request *r)
 
     /* Hold the lock across send + suspend: the report must find us suspended. */
     pthread_mutex_lock(&s->lock);
+    if (atomic_load(&s->draining)) { /* nothing may be suspended once the drain began */
+        pthread_mutex_unlock(&s->lock);
+        idem_finish(r, NULL);
+        return shutting_down(r);
+    }
     if (publisher_send(s->pub, &r->reply.vote, &r->done, PUBLISH_NOWAIT, err, sizeof(err)) != 0) {
         pthread_mutex_unlock(&s->lock);
         idem_finish(r, NULL);
@@ -570,6 +591,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
                 s->max_body, &r->reply))
             return send_reply(r);
+        if (atomic_load(&s->draining))
+            return shutting_down(r);
         if (r->reply.action == API_VOTE) {
             const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
             if (key && api_idempotency_key(key, &r->reply))
@@ -756,6 +779,9 @@ fail:
 
 void http_quiesce(struct http_server *s)
 {
+    pthread_mutex_lock(&s->lock);
+    atomic_store(&s->draining, 1);
+    pthread_mutex_unlock(&s->lock);
     /* MHD hands the listening socket back; closing it refuses new clients now. */
     if (s->daemon && s->quiesced_fd == MHD_INVALID_SOCKET) {
         s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
@@ -773,19 +799,29 @@ void http_stop(struct http_server *s)
 {
     struct request *rest;
 
+    /*
+     * MHD_stop_daemon() aborts the process if it finds a suspended
+     * connection. With draining set (under the lock) nothing is suspended
+     * any more; the rest is answered 503; and every resume decided so far,
+     * here or by a late delivery report, has been made before MHD stops.
+     */
     pthread_mutex_lock(&s->lock);
-    /* Nothing may stay suspended when MHD stops: answer the rest with 503. */
+    atomic_store(&s->draining, 1);
     rest = take_expired_locked(s, -1);
     s->running = 0;
     pthread_cond_broadcast(&s->wake);
     pthread_cond_broadcast(&s->stopping);
     pthread_mutex_unlock(&s->lock);
-    resume_all(rest);
+    resume_all(s, rest);
     if (s->has_timer)
         pthread_join(s->timer, NULL);
     if (s->has_prober)
         pthread_join(s->prober, NULL);
     s->has_timer = s->has_prober = 0;
+    while (atomic_load(&s->resuming) > 0) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
     s->daemon = NULL;

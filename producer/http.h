@@ -14,10 +14,16 @@
  * on POST /votes (idem.h). Those calls are short synchronous lookups on the
  * MHD thread, bounded by status.c's timeouts.
  *
+ * Shutdown never leaves a connection suspended for MHD_stop_daemon() (which
+ * aborts the process if it finds one): once the drain begins, no request is
+ * suspended any more (new ones, also on open keep-alive connections, get
+ * 503 shutting_down), every answer says Connection: close, and http_stop()
+ * answers what still waits with 503 and lets every resume happen first.
+ *
  *   s = http_start(&opts, publisher, metrics, err, sizeof err);
- *   http_quiesce(s);        stop accepting connections
+ *   http_quiesce(s);        begin the drain: stop accepting, suspend nothing new
  *   http_active(s);         requests not yet answered and sent
- *   http_stop(s);           close everything (after draining)
+ *   http_stop(s);           answer the rest, close everything
  *   http_free(s);           after publisher_free(): late reports may still come
  */
 #ifndef TADAK_HTTP_H

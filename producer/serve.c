@@ -2,7 +2,8 @@
  * serve.c - `tadak-producer serve`: config, start-up and graceful drain.
  * See serve.h.
  *
- * Shutdown order matters for the no-loss guarantee: stop accepting, let
+ * Shutdown order matters for the no-loss guarantee: stop accepting (and
+ * suspend no new request: keep-alive clients get 503 shutting_down), let
  * every request in flight get its answer (the HTTP timer 503s whatever the
  * broker does not acknowledge in time), stop HTTP, then flush Kafka, and
  * only then free the HTTP state that late delivery reports still touch.
