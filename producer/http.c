@@ -4,7 +4,9 @@
  * Life of a vote request (struct request, one per HTTP request):
  *
  *   headers   api_begin(): 404/405/415/413 answered at once, else read on
- *   body      bytes appended up to max_body; more is counted, not kept
+ *   body      bytes appended up to max_body (the buffer grows with them,
+ *             a declared Content-Length reserves nothing); more is counted
+ *             only; all of it must arrive by the guard's deadline (guard.h)
  *   complete  api_vote() -> 400/413, or publish + suspend the connection
  *   resumed   by the delivery report (REPORTED) or the timer (TIMED_OUT)
  *   answered  202 / 503; MHD's completion callback drops the last ref
@@ -21,6 +23,7 @@
 #include "http.h"
 #include "api.h"
 #include "config.h"
+#include "guard.h"
 #include "idem.h"
 #include "log.h"
 #include "metrics.h"
@@ -69,8 +72,9 @@ struct request {
     enum req_state state; /* under srv->lock from REQ_WAITING on */
     int refs;             /* under srv->lock: the connection + a pending report */
     char *body;
-    size_t len;
+    size_t len, cap; /* cap grows with the body: never max_body up front */
     int overflow;
+    struct guard_conn *gc; /* the connection's request deadline */
     int64_t deadline_ms;
     struct request *prev, *next; /* pending list, REQ_WAITING only */
     int report_err;
@@ -111,7 +115,9 @@ struct http_server {
     struct api_candidates candidates; /* n == 0: any id */
     char *page;                       /* GET /, with the candidates' buttons */
 
-    struct metric *m_timeouts;
+    struct guard *guard; /* whole-request deadlines */
+    unsigned int per_ip_limit;
+    struct metric *m_timeouts, *m_body_bytes, *m_reaped;
 };
 
 /* ---- responses ---------------------------------------------------------- */
@@ -186,8 +192,28 @@ static void request_unref_locked(struct request *r, int *free_it)
 
 static void request_free(struct request *r)
 {
+    if (r->cap)
+        metric_add(r->srv->m_body_bytes, -(int64_t)r->cap);
     free(r->body);
     free(r);
+}
+
+/* Keep n more body bytes: the buffer doubles as the body grows, up to max_body. */
+static void body_append(struct request *r, const char *data, size_t n)
+{
+    size_t want = r->len + n, cap = r->cap ? r->cap : 256;
+
+    while (cap < want)
+        cap *= 2;
+    if (cap > r->srv->max_body)
+        cap = r->srv->max_body; /* want <= max_body: the caller checked */
+    if (cap != r->cap) {
+        r->body = xrealloc(r->body, cap);
+        metric_add(r->srv->m_body_bytes, (int64_t)(cap - r->cap));
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, data, n);
+    r->len = want;
 }
 
 static void pending_remove(struct http_server *s, struct request *r)
@@ -289,8 +315,14 @@ static void *timer_main(void *arg)
 
     pthread_mutex_lock(&s->lock);
     while (s->running) {
-        int64_t now = util_now_ms(), wait_ms = 200;
+        int64_t now = util_now_ms(), wait_ms = 200, next_reap;
         struct request *expired = take_expired_locked(s, now);
+        int reaped = guard_reap(s->guard, now, &next_reap);
+
+        if (reaped)
+            metric_add(s->m_reaped, reaped);
+        if (next_reap - now < wait_ms)
+            wait_ms = next_reap - now;
 
         if (expired) {
             pthread_mutex_unlock(&s->lock);
@@ -568,6 +600,14 @@ static enum MHD_Result (*const handlers[])(struct request *) = {
 
 /* ---- libmicrohttpd callbacks -------------------------------------------- */
 
+static struct guard_conn *connection_guard(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return info ? info->socket_context : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -583,6 +623,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->refs = 1;
         r->state = REQ_BODY;
+        r->gc = connection_guard(conn);
         *con_cls = r;
         atomic_fetch_add(&s->active, 1);
         if (api_begin(
@@ -605,20 +646,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         /* Keep at most max_body bytes; beyond that only remember it overflowed. */
         if (r->reply.action == API_VOTE && !r->overflow) {
-            if (r->len + *upload_data_size > s->max_body) {
+            if (r->len + *upload_data_size > s->max_body)
                 r->overflow = 1;
-            } else {
-                if (!r->body)
-                    r->body = xmalloc(s->max_body + 1);
-                memcpy(r->body + r->len, upload_data, *upload_data_size);
-                r->len += *upload_data_size;
-            }
+            else
+                body_append(r, upload_data, *upload_data_size);
         }
         *upload_data_size = 0;
         return MHD_YES;
     }
     if (r->reply.action == API_RESPOND)
-        return MHD_YES; /* answered at header time already */
+        return MHD_YES;          /* answered at header time already */
+    guard_busy(s->guard, r->gc); /* all of it arrived in time: serve it */
     return handlers[r->reply.action](r);
 }
 
@@ -627,11 +665,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct http_server *s = cls;
     struct request *r = *con_cls;
+    struct guard_conn *gc;
     int free_it;
 
     (void)conn, (void)toe;
     if (!r)
         return;
+    gc = r->gc; /* r may be gone once the lock is released */
     *con_cls = NULL;
     pthread_mutex_lock(&s->lock);
     if (r->state == REQ_WAITING) { /* only if MHD tears down a suspended connection */
@@ -641,8 +681,26 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_unref_locked(r, &free_it);
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_sub(&s->active, 1);
+    guard_idle(s->guard, gc, util_now_ms()); /* the next request is due */
     if (free_it)
         request_free(r);
+}
+
+/* Accepted and closed connections: the guard tracks each one in between. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *s = cls;
+    const union MHD_ConnectionInfo *info;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = info ? guard_open(s->guard, info->connect_fd, util_now_ms()) : NULL;
+    } else {
+        /* Before libmicrohttpd closes the descriptor: the guard forgets it first. */
+        guard_close(s->guard, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -739,6 +797,12 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     }
     s->m_timeouts = metrics_counter(metrics, "tadak_http_delivery_timeouts_total", "",
                                     "Votes answered 503 because no delivery report came in time");
+    s->m_body_bytes = metrics_gauge(metrics, "tadak_http_body_bytes", "",
+                                    "Bytes allocated for request bodies being received");
+    s->m_reaped = metrics_counter(metrics, "tadak_http_request_timeouts_total", "",
+                                  "Connections closed because a request did not arrive in time");
+    s->guard = guard_new(o->request_timeout_ms > 0 ? o->request_timeout_ms : 10000);
+    s->per_ip_limit = o->per_ip_limit;
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -765,7 +829,8 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
                          (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
                          MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, s, MHD_OPTION_END);
+                         on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->per_ip_limit, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, strerror(errno));
         goto fail;
@@ -835,5 +900,6 @@ void http_free(struct http_server *s)
     pthread_cond_destroy(&s->stopping);
     pthread_mutex_destroy(&s->lock);
     free(s->page);
+    guard_free(s->guard);
     free(s);
 }

@@ -9,6 +9,11 @@
  * a request that was already answered is ignored safely: each request is
  * reference-counted (connection + pending report) under the server lock.
  *
+ * Slow clients cannot hold connections: a whole request must arrive within
+ * opts.request_timeout_ms (guard.h shuts down the late), one address holds
+ * at most opts.per_ip_limit connections, and a body takes memory as it
+ * arrives, never its declared size up front.
+ *
  * With opts.status, the server also answers GET /votes/{user_id}/{candidate_id},
  * /tallies and /stats (page.c's GET / shows them) and honours Idempotency-Key
  * on POST /votes (idem.h). Those calls are short synchronous lookups on the
@@ -45,6 +50,8 @@ struct http_opts {
     struct status *status;  /* PostgreSQL/Redis lookups; not owned */
     int64_t idem_window_ms; /* how long an accepted Idempotency-Key is remembered */
     const struct api_candidates *candidates; /* copied; NULL: any candidate id */
+    int64_t request_timeout_ms;              /* a whole request must arrive in this long */
+    unsigned int per_ip_limit;               /* connections per client address; 0: no cap */
 };
 
 struct http_server *http_start(const struct http_opts *opts, struct publisher *pub,

@@ -28,7 +28,7 @@
 struct serve_cfg {
     const char *listen, *topic, *brokers, *log_level, *ack_log;
     const char *database_url, *redis_url, *key_prefix, *candidates;
-    int64_t max_body, delivery_timeout_ms, idem_window_s;
+    int64_t max_body, delivery_timeout_ms, idem_window_s, request_timeout_s, per_ip;
     struct config_kv extra;
 };
 
@@ -62,6 +62,13 @@ static const struct config_opt serve_opts[] = {
     {"idempotency-window-s", 0, "TADAK_IDEMPOTENCY_WINDOW_S", CONFIG_INT, "86400", 1, 31536000,
      offsetof(struct serve_cfg, idem_window_s),
      "How long an accepted Idempotency-Key answers with the same 202"},
+    {"request-timeout-s", 0, "TADAK_REQUEST_TIMEOUT_S", CONFIG_INT, "10", 1, 3600,
+     offsetof(struct serve_cfg, request_timeout_s),
+     "Close a connection whose request (headers and body) has not all arrived this long "
+     "after it could start"},
+    {"max-connections-per-ip", 0, "TADAK_MAX_CONNECTIONS_PER_IP", CONFIG_INT, "3000", 1, 1000000,
+     offsetof(struct serve_cfg, per_ip),
+     "Most connections one client address may hold (behind a proxy, all clients share one)"},
     {"candidates", 0, "TADAK_CANDIDATES", CONFIG_STR, NULL, 0, 0,
      offsetof(struct serve_cfg, candidates),
      "Candidate ids on the ballot, e.g. 1-4,7 (others: 400 unknown_candidate; unset: any)"},
@@ -148,8 +155,14 @@ int serve_main(int argc, char **argv)
     struct status_opts so = {cfg.database_url, cfg.redis_url, cfg.key_prefix};
     if (!(st = status_new(&so, err, sizeof(err))))
         goto fail;
-    struct http_opts ho = {
-        cfg.listen, cfg.max_body, cfg.delivery_timeout_ms, st, cfg.idem_window_s * 1000, &cands};
+    struct http_opts ho = {cfg.listen,
+                           cfg.max_body,
+                           cfg.delivery_timeout_ms,
+                           st,
+                           cfg.idem_window_s * 1000,
+                           &cands,
+                           cfg.request_timeout_s * 1000,
+                           (unsigned int)cfg.per_ip};
     if (!(http = http_start(&ho, pub, metrics, err, sizeof(err))))
         goto fail;
     log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s", cfg.listen,
