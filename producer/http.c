@@ -68,6 +68,7 @@ struct request {
     struct publish_done done; /* first member: the delivery report finds us by it */
     struct http_server *srv;
     struct MHD_Connection *conn;
+    const char *method, *url; /* libmicrohttpd's, valid until the request completes */
     struct api_reply reply;
     enum req_state state; /* under srv->lock from REQ_WAITING on */
     int refs;             /* under srv->lock: the connection + a pending report */
@@ -157,6 +158,12 @@ static enum MHD_Result send_text(struct request *r, int status, const char *body
     ret = MHD_queue_response(r->conn, (unsigned int)status, resp);
     MHD_destroy_response(resp);
     count_request(r->srv, r->reply.route, status);
+    /* The client's own words (its path is unescaped: %0A is a newline) go to log.c raw. */
+    if (status >= 400 && status < 500) {
+        size_t n = strlen(body);
+        log_debug("request refused", "method=%s path=%s status=%d reply=%.*s", r->method, r->url,
+                  status, (int)(n > 0 && body[n - 1] == '\n' ? n - 1 : n), body);
+    }
     return ret;
 }
 
@@ -621,6 +628,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->done.fn = on_delivery;
         r->srv = s;
         r->conn = conn;
+        r->method = method;
+        r->url = url;
         r->refs = 1;
         r->state = REQ_BODY;
         r->gc = connection_guard(conn);

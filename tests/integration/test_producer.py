@@ -21,6 +21,7 @@ import pytest
 
 from conftest import (free_port, request, wait_serving, CORPUS, consume_all, produce, run, unique,
                       wait_for)
+from logfmt import parse_log
 
 MAX_BODY = 300000  # above the largest JSONTestSuite file (250001 bytes)
 
@@ -88,11 +89,15 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(bins, env, tmp_path_factory):
+    """At debug level, every refused request is logged: after all the hostile
+    input of this module, every line of the log must still be one record."""
     s = Server(bins, env, tmp_path_factory.mktemp("serve"), unique("t_producer_http"),
-               ["--max-body", str(MAX_BODY)])
+               ["--max-body", str(MAX_BODY), "--log-level", "debug"])
     yield s
     rc = s.stop()
     assert rc == 0, f"serve did not shut down cleanly ({rc}): {s.log.read_text()[-2000:]}"
+    records = parse_log(s.log.read_bytes())
+    assert sum(r["msg"] == "request refused" for r in records) > 300
 
 
 def events_on(env, topic, expected=None):
