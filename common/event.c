@@ -141,8 +141,9 @@ static int canon_int(const char **p, const char *end, int64_t min, int64_t *out)
 
 int event_parse_canonical(const char *buf, size_t len, struct vote *out)
 {
-    const char *p = buf, *end = buf + len, *tok;
-    size_t toklen;
+    static const char prefix[] = "vote_lock:";
+    const char *p = buf, *end = buf + len, *user, *cand;
+    size_t ulen, clen, toklen;
     struct vote v;
 
     memset(&v, 0, sizeof(v));
@@ -156,14 +157,28 @@ int event_parse_canonical(const char *buf, size_t len, struct vote *out)
     }
     memcpy(v.event_id, p, 36);
     p += 36;
-    if (!CANON_LIT(&p, end, "\",\"user_id\":") || !canon_int(&p, end, 1, &v.user_id) ||
-        !CANON_LIT(&p, end, ",\"candidate_id\":") || !canon_int(&p, end, 1, &v.candidate_id) ||
-        !CANON_LIT(&p, end, ",\"token\":\""))
+    if (!CANON_LIT(&p, end, "\",\"user_id\":"))
         return 0;
-    event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
-    tok = p;
-    toklen = strlen(v.token);
-    if ((size_t)(end - tok) < toklen || memcmp(tok, v.token, toklen) != 0)
+    user = p;
+    if (!canon_int(&p, end, 1, &v.user_id))
+        return 0;
+    ulen = (size_t)(p - user);
+    if (!CANON_LIT(&p, end, ",\"candidate_id\":"))
+        return 0;
+    cand = p;
+    if (!canon_int(&p, end, 1, &v.candidate_id))
+        return 0;
+    clen = (size_t)(p - cand);
+    if (!CANON_LIT(&p, end, ",\"token\":\""))
+        return 0;
+    /* The ids' digits as written (no sign, no leading zero) are event_token's. */
+    toklen = sizeof(prefix) - 1 + ulen + 1 + clen;
+    memcpy(v.token, prefix, sizeof(prefix) - 1);
+    memcpy(v.token + sizeof(prefix) - 1, user, ulen);
+    v.token[sizeof(prefix) - 1 + ulen] = ':';
+    memcpy(v.token + sizeof(prefix) + ulen, cand, clen);
+    v.token[toklen] = '\0';
+    if ((size_t)(end - p) < toklen || memcmp(p, v.token, toklen) != 0)
         return 0;
     p += toklen;
     if (!CANON_LIT(&p, end, "\",\"ts\":") || !canon_int(&p, end, 0, &v.ts_ms) ||

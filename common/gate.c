@@ -562,10 +562,35 @@ const char *gate_owner(const struct gate *g)
 
 /* ------------------------------------------------------------ batches */
 
+/* prefix + token, cut to size; its length. Called per token per batch: no printf. */
 static size_t gate_key(const struct gate *g, const char *token, char *key, size_t size)
 {
-    int n = snprintf(key, size, "%s%s", g->prefix, token);
-    return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+    size_t plen = strlen(g->prefix), tlen = strlen(token);
+
+    if (plen >= size)
+        plen = size - 1;
+    if (plen + tlen >= size)
+        tlen = size - 1 - plen;
+    memcpy(key, g->prefix, plen);
+    memcpy(key + plen, token, tlen);
+    key[plen + tlen] = '\0';
+    return plen + tlen;
+}
+
+/* "P <owner> <event_id>" into val (GATE_VALUE_MAX); its length. */
+static size_t gate_lock_value(const struct gate *g, const char *event_id, char *val)
+{
+    size_t olen = strlen(g->owner), elen = strlen(event_id);
+
+    if (4 + olen + elen >= GATE_VALUE_MAX) /* cannot happen: both are bounded */
+        elen = GATE_VALUE_MAX - 4 - olen;
+    val[0] = 'P';
+    val[1] = ' ';
+    memcpy(val + 2, g->owner, olen);
+    val[2 + olen] = ' ';
+    memcpy(val + 3 + olen, event_id, elen);
+    val[3 + olen + elen] = '\0';
+    return 3 + olen + elen;
 }
 
 /* A takeover candidate: another owner's lock, its value kept in it->lock. */
@@ -635,7 +660,7 @@ again:
             return -1;
         if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
             it->action = GATE_OURS;
-            snprintf(it->lock, sizeof(it->lock), "P %s %s", g->owner, it->event_id);
+            gate_lock_value(g, it->event_id, it->lock);
             taken++;
         } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
             noscript++; /* still a candidate: asked again below with the script's body */
@@ -659,9 +684,9 @@ again:
 
 int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    char key[GATE_KEY_MAX], val[GATE_VALUE_MAX];
+    char key[GATE_KEY_MAX], val[GATE_VALUE_MAX], ttl[24];
     size_t i, got = 0, busy = 0;
-    int taken;
+    int taken, tlen = snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
 
     for (i = 0; i < n; i++)
         items[i]->action = GATE_OPEN;
@@ -671,9 +696,10 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
         return -1;
     for (i = 0; i < n; i++) {
         size_t klen = gate_key(g, items[i]->token, key, sizeof(key));
-        int vlen = snprintf(val, sizeof(val), "P %s %s", g->owner, items[i]->event_id);
-        redisAppendCommand(g->c, "SET %b %b NX PX %lld GET", key, klen, val, (size_t)vlen,
-                           (long long)g->lock_ttl_ms);
+        size_t vlen = gate_lock_value(g, items[i]->event_id, val);
+        const char *argv[7] = {"SET", key, val, "NX", "PX", ttl, "GET"};
+        size_t argvlen[7] = {3, klen, vlen, 2, 2, (size_t)tlen, 3};
+        redisAppendCommandArgv(g->c, 7, argv, argvlen);
     }
     for (; got < n; got++) {
         struct gate_item *it = items[got];
@@ -683,7 +709,7 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
             goto io_error;
         if (r->type == REDIS_REPLY_NIL) {
             it->action = GATE_OURS;
-            snprintf(it->lock, sizeof(it->lock), "P %s %s", g->owner, it->event_id);
+            gate_lock_value(g, it->event_id, it->lock);
         } else if (r->type == REDIS_REPLY_STRING) {
             it->action = gate_decide(r->str, r->len, g->owner);
             /*
