@@ -341,6 +341,62 @@ def run_consumers(stack, tag, topic, events, unique, procs):
 
 # ------------------------------------------------------------ HTTP
 
+def bench_e2e(stack, run_id, rate, seconds):
+    """End to end at a steady rate: from an event's creation (its "ts", just
+    before the broker acknowledges it and the 202 goes out) to its row
+    (created_at, the INSERT's transaction start), through one live consumer.
+    Returns {"rate", "p50_ms", "p99_ms", "n"}."""
+    tag = f"{run_id}_e2e"
+    topic, db = f"bench-{run_id}-e2e", f"bench_{tag}"
+    url = stack.create_db(db)
+    users = int(rate * seconds)
+    acks = Path(tempfile.mkdtemp(prefix="tadak-bench-")) / "acks.jsonl"
+    preload(stack, topic, 1, 1)  # the topic exists before the consumer starts
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.brokers, REDIS_URL=stack.redis_url,
+               DATABASE_URL=url)
+    c = subprocess.Popen([str(BIN / "tadak-consumer"), "--topic", topic, "--group",
+                          f"bench-{tag}", "--key-prefix", f"{tag}:", "--log-level", "warn"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while _rows(url) < 1:  # joined and consuming: the preloaded vote is in
+            if time.monotonic() > deadline or c.poll() is not None:
+                die("e2e: the consumer did not start")
+            time.sleep(0.1)
+        subprocess.run([str(BIN / "tadak-producer"), "load", "-b", stack.brokers, "-t", topic,
+                        "--users", str(users), "--dup-factor", "1", "--rate", str(int(rate)),
+                        "--seed", "7", "--ack-log", str(acks), "--log-level", "warn"],
+                       check=True, capture_output=True)
+        deadline = time.monotonic() + 120
+        while _rows(url) < users + 1:
+            if time.monotonic() > deadline:
+                die("e2e: the consumer did not record every vote in time")
+            time.sleep(0.2)
+    finally:
+        c.terminate()
+        c.wait(60)
+    ts = {}
+    for line in acks.read_text().splitlines():
+        ev = json.loads(line)
+        ts[ev["token"]] = ev["ts"]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("select token, (extract(epoch from created_at) * 1000)::bigint "
+                            "from votes").fetchall()
+    lat = sorted(created - ts[tok] for tok, created in rows if tok in ts)
+    stack.drop_db(db)
+    delete_topics(stack, [topic])
+    q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))]  # noqa: E731
+    return {"rate": rate, "p50_ms": q(0.50), "p99_ms": q(0.99), "n": len(lat)}
+
+
+def _rows(url):
+    with psycopg.connect(url) as conn:
+        try:
+            return conn.execute("select count(*) from votes").fetchone()[0]
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+
 def wait_http(url, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -501,6 +557,12 @@ def report(args, run_id, when, R):
         row(f"HTTP, {c} connections: latency p50", summary([p["p50_ms"] for p in H[c]]), " ms")
         row(f"HTTP, {c} connections: latency p99", summary([p["p99_ms"] for p in H[c]]), " ms")
     row("HTTP: producer peak RSS", summary([R["http_rss"]]) if R["http_rss"] else None, " MiB")
+    E = R.get("e2e") or []
+    if E:
+        row(f"end to end at {fmt(E[0]['rate'])} votes/s: p50", summary([e["p50_ms"] for e in E]),
+            " ms")
+        row(f"end to end at {fmt(E[0]['rate'])} votes/s: p99", summary([e["p99_ms"] for e in E]),
+            " ms")
 
     med = lambda sm: sm["median"] if sm else None  # noqa: E731
     growth = (med(s(g1, "events_per_s")) / med(s(u1, "events_per_s"))
@@ -530,6 +592,9 @@ def report(args, run_id, when, R):
         "http_requests_per_s": med(summary([p["requests_per_s"] for p in H[best_c]]))
         if best_c else None,
         "http_best_connections": best_c,
+        "e2e_rate_per_s": E[0]["rate"] if E else None,
+        "e2e_p50_ms": med(summary([e["p50_ms"] for e in E])) if E else None,
+        "e2e_p99_ms": med(summary([e["p99_ms"] for e in E])) if E else None,
         "raw": R,
     }
 
@@ -581,6 +646,8 @@ def main():
     ap.add_argument("--skip-big", action="store_true", help="no 5M point")
     ap.add_argument("--http-seconds", type=int, default=10)
     ap.add_argument("--pg-seconds", type=int, default=10)
+    ap.add_argument("--e2e-seconds", type=int, default=20)
+    ap.add_argument("--e2e-only", action="store_true", help="only the end-to-end point")
     args = ap.parse_args()
     for tool in ("pgbench", "redis-benchmark", "wrk"):
         if not shutil.which(tool):
@@ -588,6 +655,12 @@ def main():
     for b in (BIN / "tadak-consumer", BIN / "tadak-producer", KCOUNT):
         if not b.exists():
             die(f"{b} missing: run `make bench`")
+
+    if args.e2e_only:
+        e = bench_e2e(Stack(), dt.datetime.now().strftime("%H%M%S") + uuid.uuid4().hex[:4],
+                      5000, args.e2e_seconds)
+        print(json.dumps(e))
+        return
 
     scale = 10 if args.quick else 1
     n1, n5 = 1_000_000 // scale, 5_000_000 // scale
@@ -630,6 +703,14 @@ def main():
     if not args.skip_http:
         R["http"], R["http_rss"] = bench_http(stack, run_id, (16, 64, 256), args.runs,
                                               args.http_seconds)
+    # End to end at half the HTTP rate the stack sustains (5000/s without the HTTP point).
+    best = max((statistics.median(p["requests_per_s"] for p in pts) for pts in R["http"].values()),
+               default=10000)
+    R["e2e"] = []
+    for r in range(args.runs):
+        log(f"round {r + 1}/{args.runs}: end to end at {best / 2:.0f} votes/s")
+        R["e2e"].append(bench_e2e(stack, f"{run_id}{r}", best / 2, args.e2e_seconds))
+        log(f"  p50 {R['e2e'][-1]['p50_ms']} ms, p99 {R['e2e'][-1]['p99_ms']} ms")
     delete_topics(stack, [t[0] for t in topics.values()] + [f"bench-{run_id}-http"])
     report(args, run_id, when, R)
 
