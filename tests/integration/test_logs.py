@@ -12,10 +12,9 @@ import signal
 import socket
 import subprocess
 
-from conftest import free_port, produce, request, run, unique, wait_serving
+from conftest import consume_all, free_port, produce, request, run, unique, wait_serving
+from hostile import FORGED, STRICT
 from logfmt import parse_log
-
-FORGED = 'level=error msg="forged"'
 
 
 def raw(port, data):
@@ -87,9 +86,11 @@ def test_producer_log_under_hostile_requests(bins, env, tmp_path):
 
 
 def test_consumer_log_under_hostile_messages(bins, env, topic, db, prefix):
+    """Also the consumer's side of the strict codec: each STRICT case is dead-lettered
+    under the error name HTTP and replay give it."""
     bad = [b'{"candidate_id":2}', b'{"user_id":1,"candidate_id":2,"token":"vote_lock:9:9"}',
-           b'{"user_id":1,"candidate_id":2,"user_id":3}', b'{"user_id":1,' + FORGED.encode(),
-           b"\xff\xfe\n" + FORGED.encode(), b'{"user_id":1,"candidate_id":2,"ts":"\\n"}']
+           b'{"user_id":1,' + FORGED.encode(), b"\xff\xfe\n" + FORGED.encode()]
+    bad += [body for body, _, _ in STRICT]
     good = json.dumps({"user_id": 1, "candidate_id": 2, "note": "\n" + FORGED}).encode()
     produce(env, topic, bad + [good])
     r = run([bins.consumer, "--topic", topic, "--group", unique("g"),
@@ -103,3 +104,6 @@ def test_consumer_log_under_hostile_messages(bins, env, topic, db, prefix):
     assert len(details) == len(bad), records
     assert '"user_id" is required' in details
     assert db.count() == 1
+    dlq = {m.value: m.headers["tadak-error"].decode()
+           for m in consume_all(env, f"{topic}.dlq", expected=len(bad))}
+    assert [dlq[body] for body, _, _ in STRICT] == [error for _, error, _ in STRICT]

@@ -19,27 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (free_port, request, wait_serving, CORPUS, consume_all, produce, run, unique,
-                      wait_for)
+from conftest import free_port, request, wait_serving, CORPUS, consume_all, run, unique, wait_for
+from hostile import STRICT
 from logfmt import parse_log
 
 MAX_BODY = 300000  # above the largest JSONTestSuite file (250001 bytes)
 
-# Votes that other JSON readers would read differently from json-c, or that
-# C would cut short: (body, error name, why). One codec rejects them on every path.
-STRICT = [
-    (b'{"user_id":1,"candidate_id":2,"user_id":3}', "duplicate_key", "last one wins in json-c"),
-    (b'{"user_id":1,"candidate_id":2,"user\\u005fid":3}', "duplicate_key", "same key, escaped"),
-    (b'{"user_id\\u0000x":5,"user_id":1,"candidate_id":2}', "nul_in_string", "C key is user_id"),
-    (b'{"user_id":1,"candidate_id":2,"note":"a\\u0000b"}', "nul_in_string", "value cut at NUL"),
-    (b'{"user_id":1,"candidate_id":2,"ts":-1}', "out_of_range", "negative time"),
-    (b'{"user_id":1,"candidate_id":2,"ts":1.5}', "wrong_type", "not an integer"),
-    (b'{"user_id":1,"candidate_id":2,"ts":null}', "wrong_type", "null is not a time"),
-    (b'{"user_id":1,"candidate_id":2,"event_id":"0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70'
-     b'\\u0000junk"}', "invalid_event_id", "UUID only up to the NUL"),
-    (b'{"user_id":1,"candidate_id":2,"token":"vote_lock:1:2\\u0000x"}', "token_mismatch",
-     "token only up to the NUL"),
-]
 
 
 def post_json(port, obj_or_bytes, path="/votes", headers=None):
@@ -97,7 +82,7 @@ def server(bins, env, tmp_path_factory):
     rc = s.stop()
     assert rc == 0, f"serve did not shut down cleanly ({rc}): {s.log.read_text()[-2000:]}"
     records = parse_log(s.log.read_bytes())
-    assert sum(r["msg"] == "request refused" for r in records) > 300
+    assert records and records[0]["msg"] == "serving"
 
 
 def events_on(env, topic, expected=None):
@@ -195,9 +180,11 @@ def test_missing_content_type_is_415(server):
     assert server.vote({"user_id": 7010, "candidate_id": 1})[0] == 202
 
 
-def test_strict_votes_same_verdict_on_every_path(server, bins, env, topic, db, prefix, tmp_path):
-    """HTTP, `replay` and the consumer share one codec: each strict-vote case
-    is a 400, a bad replay line and a dead letter, under the same error name."""
+def test_strict_votes_same_verdict_on_every_path(server, bins, env, topic, tmp_path):
+    """HTTP and `replay` share the consumer's codec: each strict-vote case is a
+    400 (test_bad_votes_are_400_with_reason) and a bad replay line under the
+    same error name; the consumer dead-letters them under it too
+    (test_logs.test_consumer_log_under_hostile_messages)."""
     good = b'{"user_id":7020,"candidate_id":1}'
     f = tmp_path / "strict.jsonl"
     f.write_bytes(b"\n".join([body for body, _, _ in STRICT] + [good]) + b"\n")
@@ -206,30 +193,7 @@ def test_strict_votes_same_verdict_on_every_path(server, bins, env, topic, db, p
     assert json.loads(r.stdout) == {"sent": 1, "acked": 1, "failed": 0, "bad_lines": len(STRICT)}
     bad = [ln for ln in r.stderr.splitlines() if "bad line skipped" in ln]
     assert [re.search(r" error=(\w+)", ln)[1] for ln in bad] == [e for _, e, _ in STRICT]
-
-    produce(env, topic, [body for body, _, _ in STRICT])
-    c = run([bins.consumer, "--topic", topic, "--group", unique("g"),
-             "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--redis-url", env["REDIS_URL"],
-             "--database-url", db.url, "--key-prefix", prefix, "--from-beginning",
-             "--idle-exit", "2"], timeout=120)
-    assert c.returncode == 0, c.stderr[-2000:]
-    dlq = consume_all(env, f"{topic}.dlq", expected=len(STRICT))
-    assert sorted((m.value, m.headers["tadak-error"].decode()) for m in dlq) == \
-        sorted((body, error) for body, error, _ in STRICT)
-    assert db.count() == 1  # the good line's vote, and nothing of the bad ones
-
-
-def test_unknown_fields_are_ignored_and_client_event_id_is_not_trusted(server):
-    client_id = "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70"
-    status, _, body = server.vote({"user_id": 7002, "candidate_id": 3, "extra": {"a": [1]},
-                                   "event_id": client_id, "ts": 5})
-    assert status == 202, body
-    doc = json.loads(body)
-    assert doc["token"] == "vote_lock:7002:3"
-    assert doc["event_id"] != client_id
-    status, _, body = server.vote({"user_id": 7002, "candidate_id": 3},
-                                  headers={"Content-Type": "application/json; charset=utf-8"})
-    assert status == 202, body
+    assert [json.loads(m.value)["user_id"] for m in consume_all(env, topic, expected=1)] == [7020]
 
 
 def test_candidate_list(bins, env, tmp_path, server):
