@@ -94,16 +94,20 @@ class Database:
             return 0
 
 
-@pytest.fixture
-def db(env):
-    name = unique("tadak_test")
+def fresh_database(env, stem):
+    """A database of its own for one test (a generator for a fixture: yield from)."""
+    name = unique(stem)
     admin = env["DATABASE_URL"]
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
-    d = Database(admin, name)
-    yield d
+    yield Database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def db(env):
+    yield from fresh_database(env, "tadak_test")
 
 
 @pytest.fixture

@@ -381,11 +381,12 @@ class Proxy:
 
     def _pump(self, src, dst):
         try:
+            to_upstream = dst.getpeername()[1] == self.upstream[1]
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                self.forward(dst, data, to_upstream)
         except OSError:
             pass
         for s in (src, dst):
@@ -393,6 +394,10 @@ class Proxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def forward(self, dst, data, to_upstream):
+        """Pass one chunk on; subclasses may hold or drop it."""
+        dst.sendall(data)
 
     def stop(self):
         try:

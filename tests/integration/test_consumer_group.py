@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from conftest import free_port, produce, run, unique, wait_for
-from test_consumer import (TIMEOUT, Proxy, consume, consumer_args, summary_of, token,
+from test_consumer import (TIMEOUT, Proxy, consumer_args, summary_of, token,
                            tokens_in, vote)
 
 

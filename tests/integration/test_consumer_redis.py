@@ -12,17 +12,15 @@ key does not name <owner>.
 """
 import random
 import re
-import socket
 import threading
 import time
 import urllib.request
 import uuid
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 
-from conftest import Database, free_port, produce, run, unique, wait_for
+from conftest import fresh_database, free_port, produce, run, unique, wait_for
 from test_consumer import (Proxy, committed, consume, consumer_args, finish_logged, in_log,
                            start_logged, token, tokens_in, vote)
 
@@ -138,14 +136,7 @@ def test_alive_key_heartbeat_and_retire(bins, env, topic, db, prefix, redis_clie
 
 @pytest.fixture
 def db2(env):
-    name = unique("tadak_test2")
-    admin = env["DATABASE_URL"]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    d = Database(admin, name)
-    yield d
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    yield from fresh_database(env, "tadak_test2")
 
 
 def test_two_databases_one_redis_prefix(bins, env, topic, db, db2, prefix, redis_client):
@@ -197,29 +188,16 @@ class StatsCutProxy(Proxy):
         self.lose_reply = lose_reply
         self.armed = True
 
-    def _pump(self, src, dst):
-        try:
-            to_redis = dst.getpeername()[1] == self.upstream[1]
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if to_redis and self.armed and self.MARK in data:
-                    self.armed = False
-                    if self.lose_reply:
-                        dst.sendall(data)
-                    self.swallow = True
-                    self.hit.set()
-                    continue
-                if not self.swallow:
-                    dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def forward(self, dst, data, to_upstream):
+        if to_upstream and self.armed and self.MARK in data:
+            self.armed = False
+            if self.lose_reply:
+                dst.sendall(data)
+            self.swallow = True
+            self.hit.set()
+            return
+        if not self.swallow:
+            dst.sendall(data)
 
     def cut(self):
         self.stop()
