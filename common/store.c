@@ -184,11 +184,7 @@ void store_free(struct store *s)
     free(s);
 }
 
-/*
- * One line: libpq's messages end in (and may contain) newlines, tabs, runs of
- * spaces; and they quote names ("votes") where the message goes inside a
- * logfmt error="..." value, so double quotes become single ones.
- */
+/* One line: libpq's messages end in (and may contain) newlines, tabs, runs of spaces. */
 static void set_err(char *errstr, size_t errsize, const char *what, const char *msg)
 {
     size_t i, n = 0;
@@ -198,8 +194,6 @@ static void set_err(char *errstr, size_t errsize, const char *what, const char *
     snprintf(errstr, errsize, "%s: %s", what, msg);
     for (i = 0; errstr[i]; i++) {
         char c = errstr[i] == '\n' || errstr[i] == '\r' || errstr[i] == '\t' ? ' ' : errstr[i];
-        if (c == '"')
-            c = '\'';
         if (c != ' ' || (n > 0 && errstr[n - 1] != ' '))
             errstr[n++] = c;
     }
