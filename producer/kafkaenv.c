@@ -60,8 +60,9 @@ int kafkaenv_apply(rd_kafka_conf_t *conf, char **envp, const struct config_kv *e
             applied++;
             break;
         case RD_KAFKA_CONF_UNKNOWN:
-            log_warn("environment variable is no librdkafka setting; ignored", "variable=%s key=%s",
-                     name, key);
+            /* The prefix is shared with scripts/stack's TADAK_KAFKA_PORT and _BROKERS. */
+            log_debug("environment variable is no librdkafka setting; ignored",
+                      "variable=%s key=%s", name, key);
             break;
         default: /* librdkafka's text quotes the value, which may be a secret */
             snprintf(errstr, errsize, "environment %s: invalid value for the kafka setting %s",
