@@ -395,3 +395,112 @@ def pause(rng, lo, hi):
     """Chaos timing: a seeded random delay before the next fault. This is the
     scenario (a fault at a random moment), never synchronisation."""
     time.sleep(rng.uniform(lo, hi))
+
+
+# ---------------------------------------------------------------- a three-node cluster
+#
+# The cluster scenarios (test_cluster.py) run on a second private stack:
+# `TADAK_KAFKA_BROKERS=3 scripts/stack up` in <TADAK_CHAOS_STACK_DIR>/cluster
+# (so tests/chaos/run's trap removes it too), on eight consecutive free ports:
+# kafka-N on base+2(N-1) with its controller on the next port, Redis on
+# base+6, PostgreSQL on base+7.
+
+CLUSTER_NODES = ("kafka-1", "kafka-2", "kafka-3")
+
+
+def pick_cluster_ports():
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        base = rnd.randrange(21000, 28992)
+        if all(_port_free(base + i) for i in range(8)):
+            return base, base + 6, base + 7
+    raise RuntimeError("no eight consecutive free ports in 21000-28999")
+
+
+class ClusterStack(Stack):
+    """A private three-node scripts/stack: services kafka-1..3, redis, pg."""
+
+    def __init__(self, state_dir, kafka_port, redis_port, pg_port):
+        super().__init__(state_dir, kafka_port, redis_port, pg_port)
+        for i, node in enumerate(CLUSTER_NODES):
+            self.ports[node] = kafka_port + 2 * i
+        self.env["KAFKA_BOOTSTRAP_SERVERS"] = ",".join(
+            f"127.0.0.1:{self.ports[n]}" for n in CLUSTER_NODES)
+
+    def _stack_env(self):
+        e = super()._stack_env()
+        e["TADAK_KAFKA_BROKERS"] = str(len(CLUSTER_NODES))
+        return e
+
+    def status(self):
+        """scripts/stack status as {name: line}; the quorum line under "quorum"."""
+        out = self.cmd("status", check=False).stdout
+        return {ln.split()[0]: ln for ln in out.splitlines() if ln.strip()}
+
+    def quorum_leader(self):
+        """The node that is the active controller ("kafka-N"), or None."""
+        words = self.status().get("quorum", "").split()
+        return words[2] if len(words) > 2 and words[1] == "leader" else None
+
+
+class ClusterScenario(Scenario):
+    """A Scenario whose topics live on all three nodes (replication factor 3,
+    min.insync.replicas=2, as the README tells production to create them)."""
+
+    def admin(self):
+        return AdminClient({"bootstrap.servers": self.env["KAFKA_BOOTSTRAP_SERVERS"],
+                            "log_level": 0})
+
+    def create_topic(self, topic=None, partitions=6, config=None):
+        topic = topic or self.topic
+        admin = self.admin()
+        cfg = {"min.insync.replicas": "2", **(config or {})}
+        admin.create_topics([NewTopic(topic, partitions, 3, config=cfg)])[topic].result(60)
+        wait_for(lambda: (p := self.partitions(topic)) and len(p) == partitions and
+                 all(len(isr) == 3 for _, isr in p.values()), 60, f"topic {topic} on 3 nodes")
+
+    def partitions(self, topic=None):
+        """{partition: (leader node id, [in-sync replica ids])}, {} when no
+        broker answered (a metadata request can hit the node just killed)."""
+        topic = topic or self.topic
+        try:
+            md = self.admin().list_topics(topic, timeout=3).topics[topic]
+        except Exception:  # KafkaException, a timeout: not answered this time
+            return {}
+        if md.error is not None:
+            return {}
+        return {p.id: (p.leader, list(p.isrs)) for p in md.partitions.values()}
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    raise_fd_limit()
+    given = os.environ.get("TADAK_CHAOS_STACK_DIR")
+    state = Path(given) / "cluster" if given else Path(tempfile.mkdtemp(prefix="tadak-cluster-"))
+    state.mkdir(parents=True, exist_ok=True)
+    s = ClusterStack(state, *pick_cluster_ports())
+
+    # The nodes run in sessions of their own, so a SIGTERM to the test run
+    # would orphan three JVMs: turn it into an interrupt, which runs teardown.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        s.cmd("up", timeout=400)
+        yield s
+    finally:
+        s.cmd("clean", timeout=240, check=False)
+        signal.signal(signal.SIGTERM, previous)
+        if not given:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster_scenario(request, cluster, bins, tmp_path):
+    name = request.node.originalname.removeprefix("test_")
+    s = ClusterScenario(name, cluster, bins, tmp_path)
+    yield s
+    s.close()
+    # Whatever a scenario killed, the next one starts with every node up.
+    for svc in ("kafka", "redis", "pg"):
+        cluster.start(svc)
