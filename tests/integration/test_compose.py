@@ -99,7 +99,8 @@ def test_cluster_profile_is_valid_and_mirrors_the_stack(compose_bin):
         env = env_of(services[node])
         for key, value in want.items():
             var = "KAFKA_" + key.upper().replace(".", "_")
-            assert env.get(var) == value, f"{node}: {var}={env.get(var)!r}, scripts/stack has {value}"
+            assert env.get(var) == value, \
+                f"{node}: {var}={env.get(var)!r}, scripts/stack has {value}"
         ids.add(env["KAFKA_NODE_ID"])
         voters.add(env["KAFKA_CONTROLLER_QUORUM_VOTERS"])
         cluster_ids.add(env["CLUSTER_ID"])
@@ -111,7 +112,8 @@ def test_cluster_profile_is_valid_and_mirrors_the_stack(compose_bin):
     assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
 
     # The same heap as the stack's nodes.
-    heap = re.search(r"KNODE_JAVA=\(java (-Xmx\S+ -Xms\S+)", (REPO / "scripts" / "stack").read_text())
+    stack = (REPO / "scripts" / "stack").read_text()
+    heap = re.search(r"KNODE_JAVA=\(java (-Xmx\S+ -Xms\S+)", stack)
     assert env_of(services["kafka-1"])["KAFKA_HEAP_OPTS"] == heap.group(1)
 
     for name in ("producer-cluster", "consumer-cluster"):
