@@ -489,7 +489,11 @@ def cluster():
         s.cmd("up", timeout=400)
         yield s
     finally:
-        s.cmd("clean", timeout=240, check=False)
+        t0 = time.monotonic()
+        p = s.cmd("clean", timeout=240, check=False)
+        if time.monotonic() - t0 > 20:  # a node that would not stop: say which
+            sys.__stderr__.write(f"\ncluster: clean took {time.monotonic() - t0:.0f} s:\n"
+                                 f"{p.stdout}{p.stderr}\n")
         signal.signal(signal.SIGTERM, previous)
         if not given:
             shutil.rmtree(state, ignore_errors=True)
@@ -497,10 +501,12 @@ def cluster():
 
 @pytest.fixture
 def cluster_scenario(request, cluster, bins, tmp_path):
+    # Whatever an earlier scenario killed, this one starts with every node up
+    # (restarted here rather than after each scenario: the last one's dead
+    # node is not worth a restart just before the cluster is removed).
+    for svc in ("kafka", "redis", "pg"):
+        cluster.start(svc)
     name = request.node.originalname.removeprefix("test_")
     s = ClusterScenario(name, cluster, bins, tmp_path)
     yield s
     s.close()
-    # Whatever a scenario killed, the next one starts with every node up.
-    for svc in ("kafka", "redis", "pg"):
-        cluster.start(svc)
