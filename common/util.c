@@ -1,6 +1,6 @@
 /*
  * util.c - allocation wrappers that abort on failure, strict integer
- * parsing, bounded string copy and clocks. See util.h.
+ * parsing, bounded string copy, clocks and FNV-1a. See util.h.
  */
 #include "util.h"
 
@@ -87,4 +87,17 @@ int64_t util_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define FNV1A64_OFFSET 14695981039346656037ULL
+#define FNV1A64_PRIME  1099511628211ULL
+
+uint64_t util_fnv1a64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = FNV1A64_OFFSET;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * FNV1A64_PRIME;
+    return h;
 }

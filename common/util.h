@@ -12,6 +12,9 @@
  *   size_t util_strlcpy(char *dst, const char *src, size_t size);
  *   int64_t util_now_ms(void);   monotonic milliseconds
  *   int64_t util_wall_ms(void);  wall-clock milliseconds since the epoch
+ *
+ *   uint64_t util_fnv1a64(data, len)  FNV-1a 64 (the standard offset and
+ *                                     prime): for hash tables, not security
  */
 #ifndef TADAK_UTIL_H
 #define TADAK_UTIL_H
@@ -28,6 +31,8 @@ int util_parse_i64(const char *s, int64_t *out);
 size_t util_strlcpy(char *dst, const char *src, size_t size);
 int64_t util_now_ms(void);
 int64_t util_wall_ms(void);
+
+uint64_t util_fnv1a64(const void *data, size_t len);
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

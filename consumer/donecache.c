@@ -37,12 +37,8 @@ struct donecache {
 
 static uint64_t hash(const char *s, size_t *len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const char *p = s;
-    for (; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    *len = (size_t)(p - s);
-    return h;
+    *len = strlen(s);
+    return util_fnv1a64(s, *len);
 }
 
 static void gen_clear(struct gen *g, size_t nslots, int64_t now)

@@ -1,6 +1,6 @@
 /*
- * tokenset.c - see tokenset.h. FNV-1a hash, linear probing. The set keeps
- * pointers, not copies: tokens must outlive the batch.
+ * tokenset.c - see tokenset.h. FNV-1a hash (util.h), linear probing. The
+ * set keeps pointers, not copies: tokens must outlive the batch.
  */
 #include "tokenset.h"
 #include "util.h"
@@ -26,17 +26,9 @@ void tokenset_reset(struct tokenset *ts, size_t n)
     memset(ts->keys, 0, ts->cap * sizeof(*ts->keys));
 }
 
-static uint64_t hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 long tokenset_add(struct tokenset *ts, const char *token, size_t index)
 {
-    size_t mask = ts->cap - 1, i = (size_t)hash(token) & mask;
+    size_t mask = ts->cap - 1, i = (size_t)util_fnv1a64(token, strlen(token)) & mask;
 
     for (;; i = (i + 1) & mask) {
         if (!ts->keys[i]) {
