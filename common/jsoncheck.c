@@ -86,29 +86,15 @@ static int number(struct scan *s)
     return 0;
 }
 
-/* One UTF-8 sequence starting at s->p (first byte >= 0x80). */
+/* One UTF-8 sequence at s->p (first byte >= 0x80); an invalid one is reported where it starts. */
 static int utf8(struct scan *s)
 {
-    unsigned char c = *s->p;
-    unsigned int cp, min;
-    int more;
+    uint32_t cp;
+    size_t n = util_utf8_decode(s->p, (size_t)(s->end - s->p), &cp);
 
-    if (c >= 0xc2 && c <= 0xdf)
-        more = 1, cp = c & 0x1f, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        more = 2, cp = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        more = 3, cp = c & 0x07, min = 0x10000;
-    else
+    if (n == 0)
         return bad(s, "invalid UTF-8");
-    s->p++;
-    for (; more > 0; more--, s->p++) {
-        if (s->p >= s->end || (*s->p & 0xc0) != 0x80)
-            return bad(s, "invalid UTF-8");
-        cp = (cp << 6) | (*s->p & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return bad(s, "invalid UTF-8");
+    s->p += n;
     return 0;
 }
 

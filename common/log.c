@@ -18,6 +18,7 @@
  * workers) never interleave mid-line.
  */
 #include "log.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -82,34 +83,6 @@ static void put(struct line *l, const char *s, size_t k)
 
 /* ---- escaping ----------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (first byte >= 0x80), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t avail, unsigned *cp_out)
-{
-    unsigned char c = s[0];
-    unsigned cp, min;
-    size_t more;
-
-    if (c >= 0xc2 && c <= 0xdf)
-        more = 1, cp = c & 0x1f, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        more = 2, cp = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        more = 3, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (more >= avail)
-        return 0;
-    for (size_t i = 1; i <= more; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    *cp_out = cp;
-    return more + 1;
-}
-
 /*
  * Where the password of a URL starts and ends in s[0, len): the text
  * between "scheme://user:" and the '@' that ends the authority. 1 if found.
@@ -149,7 +122,7 @@ static void put_escaped(struct line *l, const char *s, size_t len)
 
     for (size_t i = 0; i < len && !l->full;) {
         char esc[8];
-        unsigned cp = 0;
+        uint32_t cp = 0;
         size_t k;
 
         if (l->n - start >= LOG_VALUE_MAX) {
@@ -164,12 +137,12 @@ static void put_escaped(struct line *l, const char *s, size_t len)
             continue;
         }
         if (u[i] >= 0x80) {
-            k = utf8_len(u + i, len - i, &cp);
+            k = util_utf8_decode(u + i, len - i, &cp);
             if (k == 0) {
                 put(l, "\\ufffd", 6);
                 i++;
             } else if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) {
-                snprintf(esc, sizeof(esc), "\\u%04x", cp);
+                snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
                 put(l, esc, 6);
                 i += k;
             } else {

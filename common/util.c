@@ -1,6 +1,7 @@
 /*
  * util.c - allocation wrappers that abort on failure, strict integer
- * parsing, bounded string copy, clocks and FNV-1a. See util.h.
+ * parsing, bounded string copy, clocks, FNV-1a and UTF-8 decoding.
+ * See util.h.
  */
 #include "util.h"
 
@@ -100,4 +101,36 @@ uint64_t util_fnv1a64(const void *data, size_t len)
     for (size_t i = 0; i < len; i++)
         h = (h ^ p[i]) * FNV1A64_PRIME;
     return h;
+}
+
+size_t util_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp)
+{
+    uint32_t c, min;
+    size_t more;
+
+    if (avail == 0)
+        return 0;
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        more = 1, c = s[0] & 0x1f, min = 0x80;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        more = 2, c = s[0] & 0x0f, min = 0x800;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        more = 3, c = s[0] & 0x07, min = 0x10000;
+    else
+        return 0; /* a continuation byte, 0xc0, 0xc1 (always overlong), 0xf5.. */
+    if (more >= avail)
+        return 0;
+    for (size_t i = 1; i <= more; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return more + 1;
 }

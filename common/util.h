@@ -15,6 +15,8 @@
  *
  *   uint64_t util_fnv1a64(data, len)  FNV-1a 64 (the standard offset and
  *                                     prime): for hash tables, not security
+ *   size_t util_utf8_decode(s, avail, &cp)  1..4, the length of the valid
+ *                                     UTF-8 sequence at s; 0 when it is not
  */
 #ifndef TADAK_UTIL_H
 #define TADAK_UTIL_H
@@ -33,6 +35,13 @@ int64_t util_now_ms(void);
 int64_t util_wall_ms(void);
 
 uint64_t util_fnv1a64(const void *data, size_t len);
+/*
+ * The valid UTF-8 sequence at s[0, avail): its length (1 to 4) with its code
+ * point in *cp, or 0 when it is not one (a stray continuation byte, an
+ * overlong form, a surrogate, a code point past U+10FFFF, a sequence cut
+ * short by avail; avail 0 too), *cp then untouched.
+ */
+size_t util_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp);
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
