@@ -41,10 +41,13 @@ COMMON_SRC   := $(wildcard common/*.c)
 PRODUCER_SRC := $(wildcard producer/*.c)
 CONSUMER_SRC := $(wildcard consumer/*.c)
 UNIT_SRC     := $(wildcard tests/unit/test_*.c)
+# Helpers the unit tests share (tests/unit/*.c that are not a test).
+UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 
 COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(BUILD)/obj/%.o)
 CONSUMER_OBJ := $(CONSUMER_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_OBJ     := $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o)
 # Modules of the two programs (all but main.c) are unit-testable too.
 PROGRAM_MODS := $(filter-out %/main.o,$(PRODUCER_OBJ) $(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -69,7 +72,7 @@ $(PRODUCER): $(PRODUCER_OBJ) $(LIB)
 $(CONSUMER): $(CONSUMER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(PROGRAM_MODS) $(LIB)
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_OBJ) $(PROGRAM_MODS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iproducer -Iconsumer $(LDFLAGS) -o $@ $^ $(LDLIBS) \
 	    $(shell pkg-config --libs cmocka)

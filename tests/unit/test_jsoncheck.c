@@ -3,7 +3,6 @@
  * y_* file is JSON, every n_* file is not (i_* may go either way but must
  * not crash).
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,46 +12,35 @@
 
 #include <cmocka.h>
 
+#include "corpus.h"
 #include "jsoncheck.h"
 #include "util.h"
 
+struct verdicts {
+    int yes, no;
+};
+
+static void check_verdict(const struct corpus_file *f, void *arg)
+{
+    struct verdicts *v = arg;
+    char why[128];
+    int rc = jsoncheck(f->buf, f->len, 64, why, sizeof(why));
+
+    if (f->name[0] == 'y' && rc != 0)
+        fail_msg("%s is JSON but was rejected: %s", f->name, why);
+    if (f->name[0] == 'n' && rc == 0)
+        fail_msg("%s is not JSON but was accepted", f->name);
+    v->yes += f->name[0] == 'y';
+    v->no += f->name[0] == 'n';
+}
+
 static void test_corpus_verdicts(void **state)
 {
-    const char *dir = getenv("TADAK_CORPUS_DIR");
-    struct dirent *de;
-    DIR *d;
-    int yes = 0, no = 0;
+    struct verdicts v = {0, 0};
 
     (void)state;
-    if (!dir)
-        dir = "../../../shared/corpus/json-test-suite/test_parsing";
-    d = opendir(dir);
-    if (!d)
-        fail_msg("corpus not found at %s (set TADAK_CORPUS_DIR)", dir);
-    while ((de = readdir(d)) != NULL) {
-        char path[1024], why[128];
-        static char buf[1 << 20];
-        size_t len;
-        FILE *f;
-        int rc;
-
-        if (!strstr(de->d_name, ".json"))
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        f = fopen(path, "rb");
-        assert_non_null(f);
-        len = fread(buf, 1, sizeof(buf), f);
-        fclose(f);
-        rc = jsoncheck(buf, len, 64, why, sizeof(why));
-        if (de->d_name[0] == 'y' && rc != 0)
-            fail_msg("%s is JSON but was rejected: %s", de->d_name, why);
-        if (de->d_name[0] == 'n' && rc == 0)
-            fail_msg("%s is not JSON but was accepted", de->d_name);
-        yes += de->d_name[0] == 'y';
-        no += de->d_name[0] == 'n';
-    }
-    closedir(d);
-    assert_true(yes >= 90 && no >= 180);
+    corpus_each(check_verdict, &v);
+    assert_true(v.yes >= 90 && v.no >= 180);
 }
 
 static void test_lenient_inputs_rejected(void **state)
