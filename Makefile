@@ -128,8 +128,6 @@ format-check:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
-
 # libFuzzer harnesses (clang). FUZZ_SECONDS per harness; CI runs a short smoke.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
@@ -152,3 +150,5 @@ fuzz: fuzz-bins
 	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	        build/fuzz/corpus-$$n $$seeds ../shared/corpus/json-test-suite/test_parsing || exit 1; \
 	done
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
