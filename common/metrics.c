@@ -112,6 +112,15 @@ struct metric *metrics_histogram(struct metrics *m, const char *name, const char
     return get_or_add(m, KIND_HISTOGRAM, name, labels, help, bounds, nbounds);
 }
 
+struct metric *metrics_latency_histogram(struct metrics *m, const char *name, const char *labels,
+                                         const char *help)
+{
+    static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   5};
+
+    return metrics_histogram(m, name, labels, help, bounds, UTIL_ARRAY_LEN(bounds));
+}
+
 void metric_add(struct metric *c, int64_t n)
 {
     atomic_fetch_add_explicit(&c->value, n, memory_order_relaxed);

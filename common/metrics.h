@@ -11,6 +11,7 @@
  *   metric_add(c, 5);
  *   struct metric *h = metrics_histogram(m, "tadak_batch_seconds", "", "Batch latency",
  *                                        bounds, nbounds);
+ *   h = metrics_latency_histogram(m, name, labels, help)   seconds, 1 ms to 5 s
  *   metric_observe(h, 0.012);
  *   char *text = metrics_render(m);   caller frees
  *   metrics_serve(m, "127.0.0.1:9100", errstr, sizeof errstr)  GET /metrics over HTTP
@@ -33,6 +34,12 @@ struct metric *metrics_gauge(struct metrics *m, const char *name, const char *la
                              const char *help);
 struct metric *metrics_histogram(struct metrics *m, const char *name, const char *labels,
                                  const char *help, const double *bounds, size_t nbounds);
+/*
+ * A histogram of a duration in seconds, with the buckets all of tadak's
+ * latencies share (1 ms to 5 s), so that dashboards compare like with like.
+ */
+struct metric *metrics_latency_histogram(struct metrics *m, const char *name, const char *labels,
+                                         const char *help);
 
 void metric_add(struct metric *c, int64_t n);
 void metric_set(struct metric *g, int64_t v);

@@ -930,8 +930,6 @@ fail:
 struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, struct store *store,
                               struct metrics *metrics, char *errstr, size_t errsize)
 {
-    static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                    0.1,   0.25,   0.5,   1,    2.5,   5};
     static const char *const names[OUT_COUNT][2] = {
         {"tadak_consumer_inserted_total", "Votes recorded in PostgreSQL"},
         {"tadak_consumer_dup_redis_total", "Duplicates stopped before PostgreSQL"},
@@ -952,9 +950,8 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
                                  "Lock-held retries plus failed PostgreSQL batches");
     for (int k = 0; k < OUT_COUNT; k++)
         p->outcome[k] = metrics_counter(metrics, names[k][0], "", names[k][1]);
-    p->batch_seconds =
-        metrics_histogram(metrics, "tadak_consumer_batch_seconds", "", "Time to process one batch",
-                          bounds, UTIL_ARRAY_LEN(bounds));
+    p->batch_seconds = metrics_latency_histogram(metrics, "tadak_consumer_batch_seconds", "",
+                                                 "Time to process one batch");
     p->dlq_failures =
         metrics_counter(metrics, "tadak_dlq_failures_total", "",
                         "Dead letters the DLQ refused or could not take (each is retried)");
