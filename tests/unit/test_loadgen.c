@@ -1,6 +1,7 @@
 /*
  * test_loadgen.c - the load stream is a pure function of its parameters:
- * every user appears exactly D times with one candidate, the order is
+ * every user appears exactly D times with one candidate, the candidates and
+ * the order are the ones computed independently for that seed, the order is
  * shuffled, and the same seed replays the same sequence.
  */
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "loadgen.h"
+#include "util.h"
 
 struct pair {
     int64_t user, candidate;
@@ -36,6 +38,16 @@ static struct pair *drain(uint64_t users, uint64_t dup, uint64_t seed, uint64_t 
     return out;
 }
 
+/*
+ * Expected values computed outside C (Python's big integers) from
+ * loadgen.h's description: splitmix64, the candidate 1 + splitmix64(seed ^
+ * user * 0xd1b54a32d192ed03) % candidates, a Fisher-Yates shuffle with
+ * rejection sampling. The test must not ask the generator what it should
+ * have produced.
+ */
+static const int64_t seed7_k5[20] = {1, 4, 5, 5, 4, 1, 3, 4, 2, 3, 5, 3, 1, 1, 2, 2, 1, 5, 3, 2};
+static const int64_t seed1_k4[20] = {4, 2, 2, 1, 3, 1, 3, 4, 4, 2, 4, 2, 2, 4, 1, 2, 3, 2, 1, 4};
+
 static void test_counts_and_candidates(void **state)
 {
     size_t n;
@@ -52,11 +64,45 @@ static void test_counts_and_candidates(void **state)
             assert_int_equal(cand[p[i].user], p[i].candidate); /* one vote per user */
         cand[p[i].user] = p[i].candidate;
         seen[p[i].user]++;
-        assert_int_equal(p[i].candidate, loadgen_candidate(7, (uint64_t)p[i].user, 5));
     }
     for (int u = 1; u <= 200; u++)
         assert_int_equal(seen[u], 3);
+    for (int u = 1; u <= 20; u++)
+        assert_int_equal(cand[u], seed7_k5[u - 1]);
+    for (uint64_t u = 1; u <= 20; u++)
+        assert_int_equal(loadgen_candidate(1, u, 4), seed1_k4[u - 1]);
     free(p);
+}
+
+/* The whole stream of a small run, as benchmarks replaying a seed expect it. */
+static void test_known_sequence(void **state)
+{
+    static const struct pair want[] = {{3, 2}, {4, 2}, {4, 2}, {5, 1}, {6, 1}, {2, 1},
+                                       {6, 1}, {1, 2}, {2, 1}, {1, 2}, {5, 1}, {3, 2}};
+    size_t n;
+    struct pair *p = drain(6, 2, 1, 3, &n);
+
+    (void)state;
+    assert_int_equal(n, UTIL_ARRAY_LEN(want));
+    for (size_t i = 0; i < n; i++)
+        if (p[i].user != want[i].user || p[i].candidate != want[i].candidate)
+            fail_msg("event %zu: user %lld candidate %lld, want %lld %lld", i, (long long)p[i].user,
+                     (long long)p[i].candidate, (long long)want[i].user,
+                     (long long)want[i].candidate);
+    free(p);
+}
+
+/* Candidates are spread evenly: 2000 users over 5 candidates, 400 +- 5 sigma each. */
+static void test_candidates_even(void **state)
+{
+    int64_t votes[6] = {0};
+
+    (void)state;
+    for (uint64_t u = 1; u <= 2000; u++)
+        votes[loadgen_candidate(3, u, 5)]++;
+    for (int k = 1; k <= 5; k++)
+        if (votes[k] < 310 || votes[k] > 490)
+            fail_msg("candidate %d got %lld of 2000 votes", k, (long long)votes[k]);
 }
 
 static void test_same_seed_same_sequence(void **state)
@@ -110,6 +156,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_and_candidates),
+        cmocka_unit_test(test_known_sequence),
+        cmocka_unit_test(test_candidates_even),
         cmocka_unit_test(test_same_seed_same_sequence),
         cmocka_unit_test(test_shuffled),
         cmocka_unit_test(test_bad_parameters),
