@@ -150,7 +150,7 @@ size_t offsets_pending(const struct offsets *o, int32_t partition)
     return o->parts[partition].len;
 }
 
-int32_t offsets_max_partition(const struct offsets *o)
+int32_t offsets_partition_count(const struct offsets *o)
 {
     return o->nparts;
 }

@@ -18,7 +18,8 @@
  *   offsets_take(o, part, &next)    1 and the offset to store when it moved
  *   offsets_revoke(o, part)         forget the partition (it was taken away)
  *   offsets_pending(o, part)        tracked but not yet settled
- *   offsets_max_partition(o)        partitions are 0..max-1
+ *   offsets_partition_count(o)      one past the highest partition seen: the
+ *                                   ones to visit are 0..count-1
  */
 #ifndef TADAK_OFFSETS_H
 #define TADAK_OFFSETS_H
@@ -35,6 +36,6 @@ void offsets_settle(struct offsets *o, int32_t partition, int64_t offset);
 int offsets_take(struct offsets *o, int32_t partition, int64_t *next);
 void offsets_revoke(struct offsets *o, int32_t partition);
 size_t offsets_pending(const struct offsets *o, int32_t partition);
-int32_t offsets_max_partition(const struct offsets *o);
+int32_t offsets_partition_count(const struct offsets *o);
 
 #endif

@@ -334,7 +334,7 @@ static void store_offsets(struct pipeline *p)
     rd_kafka_resp_err_t err;
     int64_t next;
 
-    for (int32_t part = 0; part < offsets_max_partition(p->offsets); part++) {
+    for (int32_t part = 0; part < offsets_partition_count(p->offsets); part++) {
         if (!offsets_take(p->offsets, part, &next))
             continue;
         if (!l)

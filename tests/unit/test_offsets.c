@@ -41,8 +41,10 @@ static void test_out_of_order_settle(void **state)
     struct offsets *o = offsets_new();
 
     (void)state;
+    assert_int_equal(offsets_partition_count(o), 0);
     for (int64_t off = 0; off < 5; off++)
         offsets_track(o, 3, off);
+    assert_int_equal(offsets_partition_count(o), 4); /* 0..3 to visit, 0..2 empty */
     offsets_settle(o, 3, 4);
     offsets_settle(o, 3, 2);
     offsets_settle(o, 3, 1);
