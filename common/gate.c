@@ -10,10 +10,13 @@
  * them first, and Redis keeps the order, so the next SET NX GET sees the
  * "D" markers.
  *
- * Every (re)connect runs, synchronously: AUTH/SELECT, the namespace check,
- * our alive key, SCRIPT LOAD. Any I/O error drops the connection and marks
- * Redis down; reconnecting is tried at most once a second, so an outage
- * costs the consumer one failed connect per second, not one per batch.
+ * The connection and its reconnect policy are redisconn's (redisconn.h):
+ * any I/O error drops it and marks Redis down, reconnecting is tried at most
+ * once a second, so an outage costs the consumer one failed connect per
+ * second, not one per batch. Every (re)connect then runs the gate's own
+ * setup, synchronously: the namespace check, our alive key, SCRIPT LOAD.
+ * A reader (gate_reader, the producer's status routes) skips that setup: it
+ * owns nothing, it only reads keys in the formats this file defines.
  *
  * gate_acquire makes a second round trip only when some locks belong to
  * other owners: one takeover script per such lock, which takes it when its
@@ -30,16 +33,17 @@
 #include "gate.h"
 #include "event.h"
 #include "log.h"
+#include "redisconn.h"
 #include "util.h"
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
 
-#define GATE_RETRY_MS   1000
 #define GATE_CONNECT_MS 1000
 #define GATE_COMMAND_MS 2000
 #define GATE_PREFIX_MAX 256
@@ -88,9 +92,8 @@ struct pend {
 };
 
 struct gate {
-    char host[256];
-    int port, db;
-    char password[256];
+    struct redisconn *rc;
+    int reader; /* gate_reader: no owner, no alive key, no scripts */
     char prefix[GATE_PREFIX_MAX];
     int64_t lock_ttl_ms, window_ms;
     char owner[GATE_OWNER_MAX];
@@ -100,9 +103,7 @@ struct gate {
     int foreign_logged; /* found on a reconnect and logged; cleared by a good connect */
     int started;        /* gate_new is done: a foreign prefix is logged, not returned */
 
-    redisContext *c;
-    int down;         /* an outage was logged and has not ended yet */
-    int64_t next_try; /* no reconnect before this (monotonic ms) */
+    redisContext *c; /* rc's context while connected and set up, else NULL */
     int64_t next_beat;
     char release_sha[GATE_SHA_LEN], takeover_sha[GATE_SHA_LEN];
     int warned_error_reply;
@@ -162,75 +163,15 @@ static const char *lock_owner(const char *val, size_t len, size_t *olen)
 
 /* ------------------------------------------------------------ url */
 
-int gate_parse_url(const char *url, char *host, size_t hostsize, int *port, int *db, char *password,
-                   size_t pwsize, char *errstr, size_t errsize)
-{
-    static const char scheme[] = "redis://";
-    const char *p, *at, *end, *colon, *slash;
-    char num[32];
-    int64_t v;
-
-    *port = 6379;
-    *db = 0;
-    password[0] = '\0';
-    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
-        goto bad;
-    p = url + sizeof(scheme) - 1;
-    slash = strchr(p, '/');
-    end = slash ? slash : p + strlen(p);
-    at = memchr(p, '@', (size_t)(end - p));
-    if (at) {
-        const char *pc = memchr(p, ':', (size_t)(at - p));
-        if (pc) {
-            size_t n = (size_t)(at - pc - 1);
-            if (n >= pwsize)
-                goto bad;
-            memcpy(password, pc + 1, n);
-            password[n] = '\0';
-        }
-        p = at + 1;
-    }
-    colon = memchr(p, ':', (size_t)(end - p));
-    if ((size_t)((colon ? colon : end) - p) >= hostsize || (colon ? colon : end) == p)
-        goto bad;
-    memcpy(host, p, (size_t)((colon ? colon : end) - p));
-    host[(colon ? colon : end) - p] = '\0';
-    if (colon) {
-        size_t n = (size_t)(end - colon - 1);
-        if (n == 0 || n >= sizeof(num))
-            goto bad;
-        memcpy(num, colon + 1, n);
-        num[n] = '\0';
-        if (util_parse_i64(num, &v) != 0 || v < 1 || v > 65535)
-            goto bad;
-        *port = (int)v;
-    }
-    if (slash && slash[1] != '\0') {
-        if (util_parse_i64(slash + 1, &v) != 0 || v < 0 || v > 65535)
-            goto bad;
-        *db = (int)v;
-    }
-    return 0;
-bad:
-    snprintf(errstr, errsize, "bad Redis URL \"%s\" (expected redis://host:port/db)", url);
-    return -1;
-}
-
 /* ------------------------------------------------------------ connection */
 
 static void gate_disconnect(struct gate *g, const char *why)
 {
-    if (!g->down)
-        log_warn("redis unavailable, deduping in PostgreSQL only", "host=%s port=%d error=\"%s\"",
-                 g->host, g->port, why);
-    g->down = 1;
-    if (g->c)
-        redisFree(g->c);
+    redisconn_drop(g->rc, why);
     g->c = NULL;
     g->qhead = g->qlen = 0;
     /* Bursts in flight may or may not have been applied: send all unconfirmed again. */
     memcpy(g->stats_sent, g->stats_confirmed, sizeof(g->stats_sent));
-    g->next_try = util_now_ms() + GATE_RETRY_MS;
 }
 
 static int load_script(struct gate *g, const char *script, char sha[GATE_SHA_LEN])
@@ -307,64 +248,60 @@ static int check_database(struct gate *g, char *why, size_t whysize)
     return rc;
 }
 
-/* 0 when connected (now or already), -1 when Redis is down for now. */
-static int gate_connect(struct gate *g)
+/*
+ * redisconn's on_connect: the gate's own steps on every new connection. 0
+ * when set up; 1 when the prefix belongs to another database (logged here,
+ * not an outage); -1 on an error (why).
+ */
+static int gate_setup(redisContext *c, void *arg, char *why, size_t whysize)
 {
-    struct timeval ct = {GATE_CONNECT_MS / 1000, (GATE_CONNECT_MS % 1000) * 1000};
-    struct timeval cmd = {GATE_COMMAND_MS / 1000, (GATE_COMMAND_MS % 1000) * 1000};
-    char why[256] = "";
+    struct gate *g = arg;
     int rc;
 
-    if (g->c)
+    g->c = c;
+    if (g->reader)
         return 0;
-    if (util_now_ms() < g->next_try)
-        return -1;
-    g->c = redisConnectWithTimeout(g->host, g->port, ct);
-    if (!g->c || g->c->err) {
-        snprintf(why, sizeof(why), "%s", g->c ? g->c->errstr : "cannot allocate a context");
-        goto fail;
-    }
-    if (redisSetTimeout(g->c, cmd) != REDIS_OK) {
-        snprintf(why, sizeof(why), "cannot set the command timeout");
-        goto fail;
-    }
-    if (g->password[0] &&
-        setup_command(g, redisCommand(g->c, "AUTH %s", g->password), why, sizeof(why)) != 0)
-        goto fail;
-    if (g->db && setup_command(g, redisCommand(g->c, "SELECT %d", g->db), why, sizeof(why)) != 0)
-        goto fail;
-    if (g->db_identity && (rc = check_database(g, why, sizeof(why))) != 0) {
+    if (g->db_identity && (rc = check_database(g, why, whysize)) != 0) {
+        g->c = NULL;
         if (rc < 0)
-            goto fail;
-        /* Not an outage: gate_new reports it; later it is logged once and the gate stays down. */
+            return -1;
+        /* gate_new reports it; later it is logged once and the gate stays down. */
         if (g->started && !g->foreign_logged)
             log_error("redis key prefix belongs to another database, deduping in PostgreSQL only",
-                      "host=%s port=%d prefix=\"%s\" database=\"%s\" ours=\"%s\"", g->host, g->port,
-                      g->prefix, g->foreign, g->db_identity);
+                      "host=%s port=%d prefix=\"%s\" database=\"%s\" ours=\"%s\"",
+                      redisconn_host(g->rc), redisconn_port(g->rc), g->prefix, g->foreign,
+                      g->db_identity);
         g->foreign_logged = g->started;
-        g->down = 1;
-        snprintf(why, sizeof(why), "key prefix of another database");
-        goto fail;
+        return 1;
     }
-    if (setup_command(
-            g, redisCommand(g->c, "SET %s %s PX %d", g->alive_key, g->owner, GATE_ALIVE_TTL_MS),
-            why, sizeof(why)) != 0)
-        goto fail;
-    if (load_scripts(g) != 0) {
-        snprintf(why, sizeof(why), "SCRIPT LOAD failed%s%s", g->c->err ? ": " : "",
-                 g->c->err ? g->c->errstr : "");
-        goto fail;
+    if (setup_command(g,
+                      redisCommand(c, "SET %s %s PX %d", g->alive_key, g->owner, GATE_ALIVE_TTL_MS),
+                      why, whysize) != 0 ||
+        load_scripts(g) != 0) {
+        if (!why[0])
+            snprintf(why, whysize, "SCRIPT LOAD failed%s%s", c->err ? ": " : "",
+                     c->err ? c->errstr : "");
+        g->c = NULL;
+        return -1;
     }
-    if (g->down)
-        log_info("redis reachable again", "host=%s port=%d", g->host, g->port);
-    g->down = 0;
     g->foreign[0] = '\0';
     g->foreign_logged = 0;
     g->next_beat = util_now_ms() + GATE_HEARTBEAT_MS;
     return 0;
-fail:
-    gate_disconnect(g, why);
-    return -1;
+}
+
+/* 0 when connected (now or already), -1 when Redis is down for now. */
+static int gate_connect(struct gate *g)
+{
+    if (g->c)
+        return 0;
+    g->c = redisconn_get(g->rc);
+    if (!g->c) {
+        g->qhead = g->qlen = 0;
+        memcpy(g->stats_sent, g->stats_confirmed, sizeof(g->stats_sent));
+        return -1;
+    }
+    return 0;
 }
 
 /* A stats burst's EXEC answered: applied (an array) or not at all (nil, an error). */
@@ -499,20 +436,51 @@ static size_t gate_alive_key(const struct gate *g, const char *id, size_t idlen,
     return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
 }
 
-struct gate *gate_new(const char *url, const char *prefix, const char *instance_id,
-                      const char *db_identity, int64_t lock_ttl_ms, int64_t window_ms, char *errstr,
-                      size_t errsize)
+/* The part gate_new and gate_reader share: the connection and the prefix. */
+static struct gate *gate_alloc(const char *url, const char *purpose, int command_ms,
+                               const char *prefix, char *errstr, size_t errsize)
 {
     struct gate *g = xcalloc(1, sizeof(*g));
 
-    if (gate_parse_url(url, g->host, sizeof(g->host), &g->port, &g->db, g->password,
-                       sizeof(g->password), errstr, errsize) != 0)
-        goto fail;
+    if (!prefix)
+        prefix = "";
     if (strlen(prefix) >= sizeof(g->prefix)) {
         snprintf(errstr, errsize, "key prefix longer than %d bytes", GATE_PREFIX_MAX - 1);
         goto fail;
     }
     util_strlcpy(g->prefix, prefix, sizeof(g->prefix));
+    if (!(g->rc = redisconn_new(url, purpose, GATE_CONNECT_MS, command_ms, errstr, errsize)))
+        goto fail;
+    redisconn_on_connect(g->rc, gate_setup, g);
+    g->qcap = GATE_PENDING_MIN;
+    g->pending = xmalloc(g->qcap * sizeof(*g->pending));
+    return g;
+fail:
+    gate_free(g);
+    return NULL;
+}
+
+struct gate *gate_reader(const char *url, const char *prefix, int command_ms, char *errstr,
+                         size_t errsize)
+{
+    struct gate *g = gate_alloc(url, "status reads", command_ms, prefix, errstr, errsize);
+
+    if (g) {
+        g->reader = 1;
+        g->started = 1;
+    }
+    return g;
+}
+
+struct gate *gate_new(const char *url, const char *prefix, const char *instance_id,
+                      const char *db_identity, int64_t lock_ttl_ms, int64_t window_ms, char *errstr,
+                      size_t errsize)
+{
+    struct gate *g =
+        gate_alloc(url, "deduping in PostgreSQL only", GATE_COMMAND_MS, prefix, errstr, errsize);
+
+    if (!g)
+        return NULL;
     g->lock_ttl_ms = lock_ttl_ms;
     g->window_ms = window_ms;
     if (instance_id && strchr(instance_id, ' ')) {
@@ -527,14 +495,13 @@ struct gate *gate_new(const char *url, const char *prefix, const char *instance_
     gate_alive_key(g, g->owner, gate_owner_id(g->owner, strlen(g->owner)), g->alive_key,
                    sizeof(g->alive_key));
     g->db_identity = db_identity ? xstrdup(db_identity) : NULL;
-    g->qcap = GATE_PENDING_MIN;
-    g->pending = xmalloc(g->qcap * sizeof(*g->pending));
     gate_connect(g); /* Redis down at start is an outage like any other, not an error */
     if (g->foreign[0]) {
         snprintf(errstr, errsize,
                  "redis %s:%d key prefix \"%s\" already holds markers of database %s, this "
                  "consumer writes to %s: give each database its own --key-prefix",
-                 g->host, g->port, g->prefix, g->foreign, g->db_identity);
+                 redisconn_host(g->rc), redisconn_port(g->rc), g->prefix, g->foreign,
+                 g->db_identity);
         goto fail;
     }
     g->started = 1;
@@ -548,8 +515,7 @@ void gate_free(struct gate *g)
 {
     if (!g)
         return;
-    if (g->c)
-        redisFree(g->c);
+    redisconn_free(g->rc);
     free(g->pending);
     free(g->db_identity);
     free(g);
@@ -921,5 +887,67 @@ int gate_count(struct gate *g, const char *const *fields, const int64_t *totals,
     gate_expect(g, PEND_STATS, 1, deltas);
     for (i = 0; i < n; i++)
         g->stats_sent[i] += deltas[i];
+    return 0;
+}
+
+/* ------------------------------------------------------------ readers */
+
+const char *const gate_stat_names[GATE_NSTATS] = {"consumed", "inserted", "dup_redis", "dup_db",
+                                                  "dead_lettered"};
+
+/* One command of a reader, waited for: its reply, or NULL with errstr set. */
+static redisReply *gate_read(struct gate *g, char *errstr, size_t errsize, const char *fmt, ...)
+{
+    redisReply *r;
+    va_list ap;
+
+    if (gate_ready(g) != 0) {
+        snprintf(errstr, errsize, "redis %s:%d is unreachable", redisconn_host(g->rc),
+                 redisconn_port(g->rc));
+        return NULL;
+    }
+    va_start(ap, fmt);
+    r = redisconn_vcommand(g->rc, errstr, errsize, fmt, ap);
+    va_end(ap);
+    if (!r && redisconn_is_down(g->rc))
+        g->c = NULL; /* an I/O error dropped it; an error reply leaves it up */
+    return r;
+}
+
+int gate_peek(struct gate *g, const char *token, enum gate_state *state, char *errstr,
+              size_t errsize)
+{
+    char key[GATE_KEY_MAX];
+    redisReply *r;
+
+    *state = GATE_STATE_NONE;
+    gate_key(g, token, key, sizeof(key));
+    if (!(r = gate_read(g, errstr, errsize, "GET %s", key)))
+        return -1;
+    if (r->type == REDIS_REPLY_STRING && r->len >= 2 && r->str[0] == 'P' && r->str[1] == ' ')
+        *state = GATE_STATE_PENDING;
+    else if (r->type == REDIS_REPLY_STRING && r->len >= 1 && r->str[0] == GATE_DONE_VALUE[0])
+        *state = GATE_STATE_DONE;
+    freeReplyObject(r);
+    return 0;
+}
+
+int gate_read_stats(struct gate *g, int64_t vals[GATE_NSTATS], char *errstr, size_t errsize)
+{
+    char key[GATE_KEY_MAX];
+    redisReply *r;
+
+    memset(vals, 0, sizeof(int64_t) * GATE_NSTATS);
+    snprintf(key, sizeof(key), "%s%s", g->prefix, GATE_STATS_KEY);
+    if (!(r = gate_read(g, errstr, errsize, "HMGET %s %s %s %s %s %s", key, gate_stat_names[0],
+                        gate_stat_names[1], gate_stat_names[2], gate_stat_names[3],
+                        gate_stat_names[4])))
+        return -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == GATE_NSTATS)
+        for (size_t i = 0; i < GATE_NSTATS; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING &&
+                util_parse_i64(r->element[i]->str, &vals[i]) != 0)
+                vals[i] = 0;
+    freeReplyObject(r);
     return 0;
 }

@@ -47,6 +47,13 @@
  *   gate_retire(g)                delete our alive key (clean exit)
  *   gate_count(g, fields, totals, n)   stats hash, see below
  *   gate_decide(old, len, owner)  the pure reply -> action table
+ *
+ * Readers (the producer's status routes) open the same keys without taking
+ * part: no owner, no alive key, no namespace claim, nothing written.
+ *
+ *   g = gate_reader(url, prefix, command_ms, err, sizeof err);
+ *   gate_peek(g, token, &state, err, sizeof err)   none / pending ("P") / done ("D")
+ *   gate_read_stats(g, vals, err, sizeof err)      the stats hash, GATE_NSTATS fields
  */
 #ifndef TADAK_GATE_H
 #define TADAK_GATE_H
@@ -127,8 +134,28 @@ enum gate_action gate_decide(const char *old, size_t len, const char *owner);
  */
 size_t gate_owner_id(const char *owner, size_t len);
 
-/* redis://[[user]:password@]host[:port][/db]; exposed for the tests. */
-int gate_parse_url(const char *url, char *host, size_t hostsize, int *port, int *db, char *password,
-                   size_t pwsize, char *errstr, size_t errsize);
+/* The stats hash's fields, in the order gate_read_stats returns them. */
+enum gate_stat {
+    GATE_STAT_CONSUMED,
+    GATE_STAT_INSERTED,
+    GATE_STAT_DUP_REDIS,
+    GATE_STAT_DUP_DB,
+    GATE_STAT_DEAD_LETTERED,
+    GATE_NSTATS
+};
+extern const char *const gate_stat_names[GATE_NSTATS];
+
+enum gate_state {
+    GATE_STATE_NONE,    /* no key: never seen, or its marker expired */
+    GATE_STATE_PENDING, /* "P ...": a consumer is recording it now */
+    GATE_STATE_DONE,    /* "D": recorded */
+};
+
+/* A gate that only reads; its calls block for at most command_ms. */
+struct gate *gate_reader(const char *url, const char *prefix, int command_ms, char *errstr,
+                         size_t errsize);
+int gate_peek(struct gate *g, const char *token, enum gate_state *state, char *errstr,
+              size_t errsize);
+int gate_read_stats(struct gate *g, int64_t vals[GATE_NSTATS], char *errstr, size_t errsize);
 
 #endif

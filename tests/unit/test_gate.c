@@ -1,7 +1,7 @@
 /*
  * test_gate.c - the gate's decision table (SET ... NX GET reply -> action),
- * the owner -> alive-key id rule and its Redis URL parsing. No Redis needed:
- * all are pure functions.
+ * and the owner -> alive-key id rule. No Redis needed: both are pure
+ * functions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -106,46 +106,6 @@ static void test_owner_id_respects_length(void **state)
     assert_int_equal(gate_owner_id("host:1:x@y", strlen("host:1:x")), strlen("host:1:x"));
 }
 
-static void test_parse_url(void **state)
-{
-    char host[64], pw[64], err[256];
-    int port, db;
-
-    (void)state;
-    assert_int_equal(gate_parse_url("redis://127.0.0.1:16379/3", host, sizeof(host), &port, &db, pw,
-                                    sizeof(pw), err, sizeof(err)),
-                     0);
-    assert_string_equal(host, "127.0.0.1");
-    assert_int_equal(port, 16379);
-    assert_int_equal(db, 3);
-    assert_string_equal(pw, "");
-
-    assert_int_equal(gate_parse_url("redis://cache", host, sizeof(host), &port, &db, pw, sizeof(pw),
-                                    err, sizeof(err)),
-                     0);
-    assert_string_equal(host, "cache");
-    assert_int_equal(port, 6379);
-    assert_int_equal(db, 0);
-
-    assert_int_equal(gate_parse_url("redis://:s3cret@h:1/", host, sizeof(host), &port, &db, pw,
-                                    sizeof(pw), err, sizeof(err)),
-                     0);
-    assert_string_equal(host, "h");
-    assert_int_equal(port, 1);
-    assert_string_equal(pw, "s3cret");
-
-    static const char *const bad[] = {"http://h:1/0",   "redis://",        "redis://:6379",
-                                      "redis://h:0",    "redis://h:70000", "redis://h:x/0",
-                                      "redis://h:1/db", "h:6379",          "redis://h:/0"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        err[0] = '\0';
-        assert_int_equal(gate_parse_url(bad[i], host, sizeof(host), &port, &db, pw, sizeof(pw), err,
-                                        sizeof(err)),
-                         -1);
-        assert_non_null(strstr(err, "Redis URL"));
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,7 +118,6 @@ int main(void)
         cmocka_unit_test(test_owner_id_is_the_instance_id),
         cmocka_unit_test(test_owner_without_instance_id_is_its_own_id),
         cmocka_unit_test(test_owner_id_respects_length),
-        cmocka_unit_test(test_parse_url),
     };
     return cmocka_run_group_tests_name("gate", tests, NULL, NULL);
 }

@@ -1,0 +1,66 @@
+/*
+ * redisconn.h - one Redis connection and the policy around it: the URL,
+ * connect and command timeouts, AUTH and SELECT, and when to try again.
+ *
+ * Every Redis user in tadak (the consumers' gate, the producer's status
+ * reads and its Idempotency-Key claims) holds its own redisconn, so an
+ * outage looks the same everywhere: the first failure is logged once (with
+ * what the connection is for), calls fail fast while it lasts, a reconnect
+ * is tried at most once per REDISCONN_RETRY_MS, and the first good connect
+ * after it logs "redis reachable again". hiredis' blocking API is used, so
+ * a handle belongs to one thread at a time (the caller locks if it shares).
+ *
+ * A user with its own steps after AUTH and SELECT (the gate loads scripts
+ * and checks its namespace) passes them as on_connect: they run on every
+ * new connection before it is handed out; -1 drops it as an outage (why),
+ * 1 drops it quietly (the caller logged its own reason).
+ *
+ *   rc = redisconn_new(url, "deduping in PostgreSQL only", connect_ms, command_ms,
+ *                      err, sizeof err);
+ *   redisconn_on_connect(rc, fn, arg);    optional
+ *   c = redisconn_get(rc);           a connected context, or NULL while down
+ *   redisconn_drop(rc, why);         after an I/O error: close, log once, back off
+ *   redisconn_command(rc, errstr, errsize, fmt, ...)   one command: its reply, or
+ *                                    NULL (down, I/O error: dropped; error reply)
+ *   redisconn_free(rc);
+ *
+ * The password never appears in a log line or an error text.
+ */
+#ifndef TADAK_REDISCONN_H
+#define TADAK_REDISCONN_H
+
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#define REDISCONN_RETRY_MS 1000
+
+struct redisconn;
+
+/*
+ * url: redis://[[user]:password@]host[:port][/db]. purpose: what an outage
+ * means for this connection, logged with it ("deduping in PostgreSQL only").
+ */
+struct redisconn *redisconn_new(const char *url, const char *purpose, int connect_ms,
+                                int command_ms, char *errstr, size_t errsize);
+void redisconn_free(struct redisconn *rc);
+
+typedef int (*redisconn_setup_fn)(redisContext *c, void *arg, char *why, size_t whysize);
+void redisconn_on_connect(struct redisconn *rc, redisconn_setup_fn fn, void *arg);
+
+redisContext *redisconn_get(struct redisconn *rc);
+void redisconn_drop(struct redisconn *rc, const char *why);
+int redisconn_is_down(const struct redisconn *rc);
+const char *redisconn_host(const struct redisconn *rc);
+int redisconn_port(const struct redisconn *rc);
+
+redisReply *redisconn_command(struct redisconn *rc, char *errstr, size_t errsize, const char *fmt,
+                              ...);
+redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsize, const char *fmt,
+                               va_list ap);
+
+/* redis://[[user]:password@]host[:port][/db]; exposed for the tests. */
+int redisconn_parse_url(const char *url, char *host, size_t hostsize, int *port, int *db,
+                        char *password, size_t pwsize, char *errstr, size_t errsize);
+
+#endif
