@@ -28,6 +28,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -269,7 +270,8 @@ static int store_connect(struct store *s, char *errstr, size_t errsize)
                                        "application_name",
                                        "dbname",
                                        NULL};
-    const char *vals[] = {"2", "5", "2", "3", "10000", "tadak-consumer", s->url, NULL};
+    /* The program's name (tadak-consumer, tadak-producer) in pg_stat_activity. */
+    const char *vals[] = {"2", "5", "2", "3", "10000", program_invocation_short_name, s->url, NULL};
     char sql[64];
     PGresult *r;
     int rc;
@@ -530,4 +532,90 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
     if (store_insert_send(s, rows, n, errstr, errsize) != 0)
         return -1;
     return store_insert_wait(s, rows, n, errstr, errsize);
+}
+
+/* ------------------------------------------------------------ reads */
+
+/* A statement that may find no table yet (no consumer ran): that is "no votes", not a failure. */
+static PGresult *read_query(struct store *s, const char *sql, int nparams,
+                            const char *const *params, char *errstr, size_t errsize)
+{
+    PGresult *r;
+    const char *state;
+
+    if (store_connect(s, errstr, errsize) != 0)
+        return NULL;
+    r = PQexecParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state && strcmp(state, "42P01") == 0) { /* undefined_table */
+        s->failure = STORE_FAIL_NONE;
+        return r;
+    }
+    if (check(s, r, "PostgreSQL", errstr, errsize) != 0) {
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int rows_of(const PGresult *r)
+{
+    return PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
+}
+
+int store_vote(struct store *s, const char *token, struct store_vote *v, char *errstr,
+               size_t errsize)
+{
+    static const char sql[] = "SELECT event_id::text, to_char(created_at AT TIME ZONE 'UTC', "
+                              "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM votes WHERE token = $1";
+    const char *params[1] = {token};
+    PGresult *r;
+
+    memset(v, 0, sizeof(*v));
+    if (!(r = read_query(s, sql, 1, params, errstr, errsize)))
+        return -1;
+    if (rows_of(r) == 1) {
+        v->found = 1;
+        util_strlcpy(v->event_id, PQgetvalue(r, 0, 0), sizeof(v->event_id));
+        util_strlcpy(v->created_at, PQgetvalue(r, 0, 1), sizeof(v->created_at));
+    }
+    PQclear(r);
+    return 0;
+}
+
+int store_tallies(struct store *s, size_t limit, struct store_tally *out, size_t *n, int64_t *total,
+                  int64_t *candidates, char *errstr, size_t errsize)
+{
+    /* One scan: the per-candidate counts, ranked, with the sums over all of them. */
+    static const char sql[] =
+        "SELECT candidate_id, n, sum(n) OVER (), count(*) OVER () FROM "
+        "(SELECT candidate_id, count(*) AS n FROM votes GROUP BY candidate_id) t "
+        "ORDER BY n DESC, candidate_id LIMIT $1";
+    char lim[24];
+    const char *params[1] = {lim};
+    PGresult *r;
+    int rows;
+
+    *n = 0;
+    *total = *candidates = 0;
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    if (!(r = read_query(s, sql, 1, params, errstr, errsize)))
+        return -1;
+    rows = rows_of(r);
+    for (int i = 0; i < rows && (size_t)i < limit; i++) {
+        if (util_parse_i64(PQgetvalue(r, i, 0), &out[i].candidate_id) != 0 ||
+            util_parse_i64(PQgetvalue(r, i, 1), &out[i].votes) != 0)
+            continue;
+        (*n)++;
+    }
+    if (rows > 0 && (util_parse_i64(PQgetvalue(r, 0, 2), total) != 0 ||
+                     util_parse_i64(PQgetvalue(r, 0, 3), candidates) != 0))
+        *total = *candidates = 0;
+    PQclear(r);
+    return 0;
+}
+
+int store_connected(const struct store *s)
+{
+    return s->conn && PQstatus(s->conn) == CONNECTION_OK;
 }

@@ -38,6 +38,17 @@
  *   store_last_failure(s)                TRANSIENT or PERMANENT after a -1
  *   store_ping(s, err, sizeof err)       SELECT 1: is PostgreSQL back?
  *   store_identity(s, id, sizeof id, err, sizeof err)   which database this is
+ *
+ * The producer's status routes read through the same module:
+ *
+ *   store_vote(s, token, &vote, err, sizeof err)      the row of one token, if any
+ *   store_tallies(s, limit, out, &n, &total, &candidates, err, sizeof err)
+ *                                  the top `limit` candidates by votes (ties:
+ *                                  lower id first), the total of votes and
+ *                                  the number of candidates, in one statement
+ *   store_connected(s)             1 while a session is open
+ *
+ * Before any consumer created the table, both read as "no votes".
  */
 #ifndef TADAK_STORE_H
 #define TADAK_STORE_H
@@ -89,6 +100,24 @@ int store_ping(struct store *s, char *errstr, size_t errsize);
  * readable), so two databases never share Redis markers by accident.
  */
 int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize);
+
+struct store_vote {
+    int found;
+    char event_id[40];   /* the row's event id (a UUID) */
+    char created_at[40]; /* ISO 8601 UTC, microseconds */
+};
+
+struct store_tally {
+    int64_t candidate_id;
+    int64_t votes;
+};
+
+int store_vote(struct store *s, const char *token, struct store_vote *v, char *errstr,
+               size_t errsize);
+/* out holds at least limit entries; *n of them are filled. */
+int store_tallies(struct store *s, size_t limit, struct store_tally *out, size_t *n, int64_t *total,
+                  int64_t *candidates, char *errstr, size_t errsize);
+int store_connected(const struct store *s);
 
 /* The failure class of a SQLSTATE (five characters, or NULL: no server answer). */
 enum store_failure store_classify_sqlstate(const char *sqlstate, int *reconnect);
