@@ -11,6 +11,11 @@
  *   resumed   by the delivery report (REPORTED) or the timer (TIMED_OUT)
  *   answered  202 / 503; MHD's completion callback drops the last ref
  *
+ * A status read (GET /votes/{u}/{c}, /tallies, /stats) never queries on an
+ * MHD thread: "complete" hands it to reads.h's workers and suspends the
+ * connection (REQ_READING) until the worker's answer resumes it
+ * (REQ_READ_DONE); a fresh cached /tallies is answered at once.
+ *
  * With an Idempotency-Key (and Redis), "complete" first claims the key with
  * SET NX; a key already there is answered from it (202 replay, 409, 422) and
  * nothing is published. The 202 turns the claim into "done" for the window,
@@ -29,7 +34,7 @@
 #include "metrics.h"
 #include "page.h"
 #include "publisher.h"
-#include "status.h"
+#include "reads.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -38,6 +43,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -62,6 +68,8 @@ enum req_state {
     REQ_WAITING,   /* suspended, event handed to the publisher */
     REQ_REPORTED,  /* delivery report arrived in time */
     REQ_TIMED_OUT, /* no report within the delivery timeout (or shutdown) */
+    REQ_READING,   /* suspended, a status read handed to reads.h */
+    REQ_READ_DONE, /* its answer is in read */
 };
 
 struct request {
@@ -86,6 +94,7 @@ struct request {
     int replayed;                        /* answering from a stored Idempotency-Key result */
     char idem_hash[IDEM_HASH_HEX];       /* of the body */
     char idem_value[IDEM_HASH_HEX + 64]; /* the in-flight value we claimed */
+    struct read_job read;                /* a status read's question and answer */
 };
 
 struct http_server {
@@ -111,7 +120,8 @@ struct http_server {
     atomic_int idem_warned;
     uint32_t id_prefix;          /* random per process: ids of two producers differ */
     _Atomic uint32_t id_counter; /* request ids: prefix + counter */
-    struct status *status;
+    struct reads *reads;         /* status reads; not owned */
+    struct idem *idem;           /* Idempotency-Key in Redis, NULL without Redis; not owned */
     int64_t idem_window_ms;
     struct api_candidates candidates; /* n == 0: any id */
     char *page;                       /* GET /, with the candidates' buttons */
@@ -202,6 +212,7 @@ static void request_free(struct request *r)
     if (r->cap)
         metric_add(r->srv->m_body_bytes, -(int64_t)r->cap);
     free(r->body);
+    free(r->read.tallies);
     free(r);
 }
 
@@ -389,7 +400,7 @@ static int idem_begin(struct request *r, enum MHD_Result *ret)
 
     if (!r->reply.idem_key[0])
         return 0;
-    if (!status_has_redis(s->status)) {
+    if (!s->idem) {
         if (!atomic_exchange(&s->idem_warned, 1))
             log_warn("Idempotency-Key ignored: no Redis configured",
                      "hint=\"set REDIS_URL or --redis-url\"");
@@ -397,9 +408,8 @@ static int idem_begin(struct request *r, enum MHD_Result *ret)
     }
     idem_hash_hex(r->body, r->len, r->idem_hash);
     idem_inflight_value(r->idem_hash, r->reply.vote.event_id, r->idem_value, sizeof(r->idem_value));
-    if (status_idem_claim(s->status, r->reply.idem_key, r->idem_value,
-                          s->timeout_ms + HTTP_IDEM_MARGIN_MS, old, sizeof(old), &existed, err,
-                          sizeof(err)) != 0) {
+    if (idem_claim(s->idem, r->reply.idem_key, r->idem_value, s->timeout_ms + HTTP_IDEM_MARGIN_MS,
+                   old, sizeof(old), &existed, err, sizeof(err)) != 0) {
         *ret = unavailable(r, "the Idempotency-Key store (Redis) is unavailable; retry", err);
         return 1;
     }
@@ -436,9 +446,9 @@ static void idem_finish(struct request *r, const char *accepted_body)
         return;
     r->idem_claimed = 0;
     if (accepted_body && idem_done_value(r->idem_hash, accepted_body, done, sizeof(done)) > 0)
-        status_idem_settle(s->status, r->reply.idem_key, r->idem_value, done, s->idem_window_ms);
+        idem_settle(s->idem, r->reply.idem_key, r->idem_value, done, s->idem_window_ms);
     else
-        status_idem_release(s->status, r->reply.idem_key, r->idem_value);
+        idem_release(s->idem, r->reply.idem_key, r->idem_value);
 }
 
 /* ---- route handlers ----------------------------------------------------- */
@@ -537,39 +547,122 @@ static enum MHD_Result not_configured(struct request *r, const char *what)
     return send_reply(r);
 }
 
-static enum MHD_Result handle_status(struct request *r)
+/* Runs on a reads.h worker (or in reads_stop): the answer is in r->read. */
+static void on_read(struct read_job *job)
+{
+    struct request *r = (struct request *)((char *)job - offsetof(struct request, read));
+    struct http_server *s = r->srv;
+    struct MHD_Connection *conn = r->conn;
+    int free_it;
+
+    pthread_mutex_lock(&s->lock);
+    r->state = REQ_READ_DONE;
+    atomic_fetch_add(&s->resuming, 1);
+    /* Suspended, the connection cannot complete: its reference is not the last. */
+    request_unref_locked(r, &free_it);
+    pthread_mutex_unlock(&s->lock);
+    MHD_resume_connection(conn);
+    atomic_fetch_sub(&s->resuming, 1);
+}
+
+/* Hand a status read to the workers and suspend until on_read resumes us. */
+static enum MHD_Result start_read(struct request *r, enum read_kind kind)
+{
+    struct http_server *s = r->srv;
+
+    r->read.fn = on_read;
+    r->read.kind = kind;
+    r->read.user_id = r->reply.user_id;
+    r->read.candidate_id = r->reply.candidate_id;
+    /* Hold the lock across submit + suspend: the answer must find us suspended. */
+    pthread_mutex_lock(&s->lock);
+    if (atomic_load(&s->draining)) {
+        pthread_mutex_unlock(&s->lock);
+        return shutting_down(r);
+    }
+    if (reads_submit(s->reads, &r->read) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        return unavailable(r, "too many status reads at once; retry", "read queue full");
+    }
+    r->refs++;
+    r->state = REQ_READING;
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_unlock(&s->lock);
+    return MHD_YES;
+}
+
+static enum MHD_Result answer_vote_status(struct request *r)
 {
     static const char *const names[] = {"recorded", "pending", "unknown"};
     static const int codes[] = {MHD_HTTP_OK, MHD_HTTP_ACCEPTED, MHD_HTTP_NOT_FOUND};
-    struct status_vote v;
-    char err[256], token[EVENT_TOKEN_LEN], body[512];
+    const struct read_job *j = &r->read;
+    char token[EVENT_TOKEN_LEN], body[512];
 
-    if (!status_has_db(r->srv->status))
-        return not_configured(r, "DATABASE_URL (or --database-url)");
-    if (status_vote(r->srv->status, r->reply.user_id, r->reply.candidate_id, &v, err,
-                    sizeof(err)) != 0)
-        return unavailable(r, "database unavailable; retry", err);
     event_token(r->reply.user_id, r->reply.candidate_id, token, sizeof(token));
-    if (v.state == STATUS_RECORDED)
+    if (j->state == READ_RECORDED)
         snprintf(body, sizeof(body),
                  "{\"status\":\"recorded\",\"token\":\"%s\",\"event_id\":\"%s\","
                  "\"created_at\":\"%s\"}\n",
-                 token, v.event_id, v.created_at);
+                 token, j->vote.event_id, j->vote.created_at);
     else
-        snprintf(body, sizeof(body), "{\"status\":\"%s\",\"token\":\"%s\"}\n", names[v.state],
+        snprintf(body, sizeof(body), "{\"status\":\"%s\",\"token\":\"%s\"}\n", names[j->state],
                  token);
-    return send_text(r, codes[v.state], body, "application/json");
+    return send_text(r, codes[j->state], body, "application/json");
+}
+
+static enum MHD_Result answer_stats(struct request *r)
+{
+    char body[512];
+    size_t n = 0;
+
+    n += (size_t)snprintf(body, sizeof(body), "{");
+    for (size_t i = 0; i < GATE_NSTATS; i++)
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "\"%s\":%" PRId64 ",", gate_stat_names[i],
+                              r->read.stats[i]);
+    snprintf(body + n, sizeof(body) - n, "\"accepted\":%" PRId64 "}\n",
+             (int64_t)atomic_load(&r->srv->accepted));
+    return send_text(r, MHD_HTTP_OK, body, "application/json");
+}
+
+/* The connection was resumed with a status read's answer. */
+static enum MHD_Result answer_read(struct request *r)
+{
+    enum MHD_Result ret;
+
+    if (r->read.shutting_down)
+        return shutting_down(r);
+    if (r->read.failed)
+        return unavailable(r, r->read.what, r->read.why);
+    switch (r->read.kind) {
+    case READ_VOTE:
+        return answer_vote_status(r);
+    case READ_STATS:
+        return answer_stats(r);
+    case READ_TALLIES:
+        break;
+    }
+    ret = send_text(r, MHD_HTTP_OK, r->read.tallies, "application/json");
+    free(r->read.tallies);
+    r->read.tallies = NULL;
+    return ret;
+}
+
+static enum MHD_Result handle_status(struct request *r)
+{
+    if (!reads_has_db(r->srv->reads))
+        return not_configured(r, "DATABASE_URL (or --database-url)");
+    return start_read(r, READ_VOTE);
 }
 
 static enum MHD_Result handle_tallies(struct request *r)
 {
-    char err[256], *json = NULL;
+    char *json;
     enum MHD_Result ret;
 
-    if (!status_has_db(r->srv->status))
+    if (!reads_has_db(r->srv->reads))
         return not_configured(r, "DATABASE_URL (or --database-url)");
-    if (status_tallies(r->srv->status, &json, err, sizeof(err)) != 0)
-        return unavailable(r, "database unavailable; retry", err);
+    if (!reads_tallies_cached(r->srv->reads, &json))
+        return start_read(r, READ_TALLIES);
     ret = send_text(r, MHD_HTTP_OK, json, "application/json");
     free(json);
     return ret;
@@ -577,21 +670,9 @@ static enum MHD_Result handle_tallies(struct request *r)
 
 static enum MHD_Result handle_stats(struct request *r)
 {
-    int64_t v[STATUS_NSTATS];
-    char err[256], body[512];
-    size_t n = 0;
-
-    if (!status_has_redis(r->srv->status))
+    if (!reads_has_redis(r->srv->reads))
         return not_configured(r, "REDIS_URL (or --redis-url)");
-    if (status_stats(r->srv->status, v, err, sizeof(err)) != 0)
-        return unavailable(r, "Redis unavailable; retry", err);
-    n += (size_t)snprintf(body, sizeof(body), "{");
-    for (size_t i = 0; i < STATUS_NSTATS; i++)
-        n += (size_t)snprintf(body + n, sizeof(body) - n, "\"%s\":%" PRId64 ",",
-                              status_stat_names[i], v[i]);
-    snprintf(body + n, sizeof(body) - n, "\"accepted\":%" PRId64 "}\n",
-             (int64_t)atomic_load(&r->srv->accepted));
-    return send_text(r, MHD_HTTP_OK, body, "application/json");
+    return start_read(r, READ_STATS);
 }
 
 static enum MHD_Result handle_page(struct request *r)
@@ -650,6 +731,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
+    if (r->state == REQ_READ_DONE)
+        return answer_read(r);
     if (r->state != REQ_BODY)
         return answer_vote(r);
     if (*upload_data_size > 0) {
@@ -792,7 +875,8 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     s->metrics = metrics;
     s->max_body = (size_t)o->max_body;
     s->timeout_ms = o->delivery_timeout_ms;
-    s->status = o->status;
+    s->reads = o->reads;
+    s->idem = o->idem;
     s->idem_window_ms = o->idem_window_ms > 0 ? o->idem_window_ms : 86400000;
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->running = 1;
@@ -892,6 +976,7 @@ void http_stop(struct http_server *s)
     if (s->has_prober)
         pthread_join(s->prober, NULL);
     s->has_timer = s->has_prober = 0;
+    reads_stop(s->reads); /* every status read answered, its connection resumed */
     while (atomic_load(&s->resuming) > 0) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);

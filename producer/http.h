@@ -14,10 +14,12 @@
  * at most opts.per_ip_limit connections, and a body takes memory as it
  * arrives, never its declared size up front.
  *
- * With opts.status, the server also answers GET /votes/{user_id}/{candidate_id},
- * /tallies and /stats (page.c's GET / shows them) and honours Idempotency-Key
- * on POST /votes (idem.h). Those calls are short synchronous lookups on the
- * MHD thread, bounded by status.c's timeouts.
+ * The server also answers GET /votes/{user_id}/{candidate_id}, /tallies and
+ * /stats (page.c's GET / shows them) through opts.reads: the read runs on
+ * reads.h's own threads and connections while the connection is suspended,
+ * so no MHD thread ever waits on a status query. With opts.idem it honours
+ * Idempotency-Key on POST /votes (idem.h): one Redis round trip on the MHD
+ * thread, on a connection of its own.
  *
  * Shutdown never leaves a connection suspended for MHD_stop_daemon() (which
  * aborts the process if it finds one): once the drain begins, no request is
@@ -40,14 +42,16 @@
 struct api_candidates;
 struct http_server;
 struct metrics;
+struct idem;
 struct publisher;
-struct status;
+struct reads;
 
 struct http_opts {
     const char *listen; /* HOST:PORT */
     int64_t max_body;
     int64_t delivery_timeout_ms;
-    struct status *status;  /* PostgreSQL/Redis lookups; not owned */
+    struct reads *reads;    /* status reads (reads.h); not owned */
+    struct idem *idem;      /* Idempotency-Key in Redis; NULL: the header is ignored */
     int64_t idem_window_ms; /* how long an accepted Idempotency-Key is remembered */
     const struct api_candidates *candidates; /* copied; NULL: any candidate id */
     int64_t request_timeout_ms;              /* a whole request must arrive in this long */

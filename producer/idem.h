@@ -1,6 +1,6 @@
 /*
- * idem.h - Idempotency-Key for POST /votes: the values kept in Redis and the
- * decision they lead to, as pure functions (the Redis calls are in status.c).
+ * idem.h - Idempotency-Key for POST /votes: the values kept in Redis, the
+ * decision they lead to (pure functions), and the Redis calls themselves.
  *
  * Following the IETF httpapi idempotency-key draft, a client that sends the
  * same key again gets the same answer, and no second event is published.
@@ -25,6 +25,18 @@
  *   idem_inflight_value(hex, event_id, buf, n)  the value claimed with SET NX
  *   idem_done_value(hex, body, buf, n)          the value stored after the 202
  *   idem_decide(old, hex, legacy_or_null, &body, &len)   what to answer when the key existed
+ *
+ * The Redis side has its own connection (redisconn.h), under a mutex shared
+ * by the HTTP threads: it is on the vote path, so no status read ever holds
+ * it. Claiming is one `SET <prefix>idem:<key> <value> NX PX <ttl> GET`;
+ * settling and releasing are compare-and-set / compare-and-delete scripts,
+ * so a request only ever changes its own value.
+ *
+ *   im = idem_new(redis_url, prefix, err, sizeof err);
+ *   idem_claim(im, key, value, ttl_ms, old, sizeof old, &existed, err, sizeof err)
+ *   idem_settle(im, key, expect, value, ttl_ms)    "inflight ..." -> "done ..."
+ *   idem_release(im, key, expect)                  delete "inflight ..." (ours only)
+ *   idem_free(im);
  */
 #ifndef TADAK_IDEM_H
 #define TADAK_IDEM_H
@@ -47,5 +59,15 @@ int idem_inflight_value(const char *hex, const char *event_id, char *buf, size_t
 int idem_done_value(const char *hex, const char *body, char *buf, size_t size);
 enum idem_verdict idem_decide(const char *old, const char *hex, const char *legacy_hex,
                               const char **body, size_t *len);
+
+struct idem;
+
+struct idem *idem_new(const char *redis_url, const char *prefix, char *errstr, size_t errsize);
+void idem_free(struct idem *im);
+int idem_claim(struct idem *im, const char *key, const char *value, int64_t ttl_ms, char *old,
+               size_t oldsize, int *existed, char *errstr, size_t errsize);
+int idem_settle(struct idem *im, const char *key, const char *expect, const char *value,
+                int64_t ttl_ms);
+int idem_release(struct idem *im, const char *key, const char *expect);
 
 #endif

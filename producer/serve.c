@@ -12,10 +12,11 @@
 #include "api.h"
 #include "config.h"
 #include "http.h"
+#include "idem.h"
 #include "log.h"
 #include "metrics.h"
 #include "publisher.h"
-#include "status.h"
+#include "reads.h"
 #include "util.h"
 
 #include <signal.h>
@@ -28,7 +29,7 @@
 struct serve_cfg {
     const char *listen, *topic, *brokers, *log_level, *ack_log;
     const char *database_url, *redis_url, *key_prefix, *candidates;
-    int64_t max_body, delivery_timeout_ms, idem_window_s, request_timeout_s, per_ip;
+    int64_t max_body, delivery_timeout_ms, idem_window_s, request_timeout_s, per_ip, tallies_top;
     struct config_kv extra;
 };
 
@@ -72,6 +73,9 @@ static const struct config_opt serve_opts[] = {
     {"candidates", 0, "TADAK_CANDIDATES", CONFIG_STR, NULL, 0, 0,
      offsetof(struct serve_cfg, candidates),
      "Candidate ids on the ballot, e.g. 1-4,7 (others: 400 unknown_candidate; unset: any)"},
+    {"tallies-top", 0, "TADAK_TALLIES_TOP", CONFIG_INT, "100", 1, 100000,
+     offsetof(struct serve_cfg, tallies_top),
+     "GET /tallies lists this many candidates, most votes first (with the total of all)"},
     CONFIG_END};
 
 static volatile sig_atomic_t stop_requested;
@@ -138,7 +142,8 @@ int serve_main(int argc, char **argv)
     struct metrics *metrics = NULL;
     struct publisher *pub = NULL;
     struct http_server *http = NULL;
-    struct status *st = NULL;
+    struct reads *reads = NULL;
+    struct idem *idem = NULL;
     struct api_candidates cands;
     char err[512];
     int rc = 2;
@@ -152,13 +157,17 @@ int serve_main(int argc, char **argv)
                                 cfg.ack_log, /*poller*/ 1, /*bulk*/ 0};
     if (!(pub = publisher_new(&po, metrics, err, sizeof(err))))
         goto fail;
-    struct status_opts so = {cfg.database_url, cfg.redis_url, cfg.key_prefix};
-    if (!(st = status_new(&so, err, sizeof(err))))
+    struct reads_opts ro = {cfg.database_url, cfg.redis_url, cfg.key_prefix, cfg.tallies_top};
+    if (!(reads = reads_new(&ro, metrics, err, sizeof(err))))
+        goto fail;
+    if (cfg.redis_url && *cfg.redis_url &&
+        !(idem = idem_new(cfg.redis_url, cfg.key_prefix, err, sizeof(err))))
         goto fail;
     struct http_opts ho = {cfg.listen,
                            cfg.max_body,
                            cfg.delivery_timeout_ms,
-                           st,
+                           reads,
+                           idem,
                            cfg.idem_window_s * 1000,
                            &cands,
                            cfg.request_timeout_s * 1000,
@@ -166,8 +175,8 @@ int serve_main(int argc, char **argv)
     if (!(http = http_start(&ho, pub, metrics, err, sizeof(err))))
         goto fail;
     log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s", cfg.listen,
-             cfg.topic, cfg.brokers, status_has_db(st) ? "yes" : "no",
-             status_has_redis(st) ? "yes" : "no");
+             cfg.topic, cfg.brokers, reads_has_db(reads) ? "yes" : "no",
+             reads_has_redis(reads) ? "yes" : "no");
 
     while (!stop_requested)
         nap_ms(100);
@@ -191,7 +200,8 @@ fail:
 out:
     publisher_free(pub);
     http_free(http);
-    status_free(st);
+    reads_free(reads);
+    idem_free(idem);
     metrics_free(metrics);
     config_free(serve_opts, &cfg);
     return rc;

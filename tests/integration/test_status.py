@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 import uuid
 
 import psycopg
@@ -145,20 +146,107 @@ def test_status_routing(serve):
     assert (status, doc["status"]) == (404, "unknown")
 
 
+EMPTY_TALLIES = {"tallies": [], "total": 0, "candidates": 0}
+
+
+def tallies_queries(port):
+    """The producer's count of tallies queries sent to PostgreSQL."""
+    text = request(port, "GET", "/metrics")[2].decode()
+    return int(re.search(r"^tadak_tallies_queries_total (\d+)$", text, re.M)[1])
+
+
 def test_tallies(serve, schema_db):
-    assert get_json(serve.port, "/tallies") == (200, {"tallies": [], "total": 0})
+    assert get_json(serve.port, "/tallies") == (200, EMPTY_TALLIES)
     for user, cand in [(1, 1), (2, 1), (3, 1), (1, 2), (1, 4), (2, 4)]:
         insert_vote(schema_db, user, cand)
-    assert get_json(serve.port, "/tallies") == (200, {
-        "tallies": [{"candidate_id": 1, "votes": 3}, {"candidate_id": 2, "votes": 1},
-                    {"candidate_id": 4, "votes": 2}],
-        "total": 6})
+    # Served from a cache at most a second old: the new rows show within a second or two.
+    doc = wait_for(lambda: (lambda r: r[1] if r[1]["total"] == 6 else None)(
+        get_json(serve.port, "/tallies")), timeout=5, what="tallies refreshed")
+    assert doc == {"tallies": [{"candidate_id": 1, "votes": 3}, {"candidate_id": 4, "votes": 2},
+                               {"candidate_id": 2, "votes": 1}],
+                   "total": 6, "candidates": 3}
+
+
+def test_tallies_top_n_and_one_query_a_second(bins, env, tmp_path, topic, schema_db):
+    """The answer is bounded (top N by votes, the total over all) and however many
+    clients ask, PostgreSQL gets at most one tallies query a second."""
+    for cand, n in [(1, 1), (2, 5), (3, 2), (4, 4), (5, 3)]:
+        for user in range(n):
+            insert_vote(schema_db, 100 + user, cand)
+    s = Serve(bins, env, tmp_path, topic, schema_db.url, extra=("--tallies-top", "3"))
+    try:
+        assert get_json(s.port, "/tallies") == (200, {
+            "tallies": [{"candidate_id": 2, "votes": 5}, {"candidate_id": 4, "votes": 4},
+                        {"candidate_id": 5, "votes": 3}],
+            "total": 15, "candidates": 5})
+        before, t0 = tallies_queries(s.port), time.monotonic()
+        errors = []
+
+        def hammer():
+            for _ in range(40):
+                status, doc = get_json(s.port, "/tallies")
+                if status != 200 or doc["total"] != 15:
+                    errors.append((status, doc))
+
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        queries = tallies_queries(s.port) - before
+        assert not errors, errors[:3]
+        assert queries <= int(elapsed) + 1, (queries, elapsed)
+    finally:
+        assert s.stop() == 0
+
+
+def test_voting_never_waits_on_status_reads(bins, env, tmp_path, topic, schema_db):
+    """Status reads stuck in PostgreSQL (the table locked: every read waits for
+    the 2 s statement timeout) while clients keep asking: votes are still
+    answered at once, because no HTTP thread runs a status query."""
+    s = Serve(bins, env, tmp_path, topic, schema_db.url, env["REDIS_URL"])
+    stop = threading.Event()
+    reads = []
+
+    def reader(path):
+        while not stop.is_set():
+            reads.append(request(s.port, "GET", path)[0])
+
+    try:
+        assert post_vote(s.port, 899, 1)[0] == 202  # the topic exists, its leader is known
+        with psycopg.connect(schema_db.url) as locker:
+            locker.execute("LOCK TABLE votes IN ACCESS EXCLUSIVE MODE")
+            threads = [threading.Thread(target=reader, args=(p,))
+                       for p in ["/tallies", "/votes/1/1", "/tallies", "/votes/2/2"] * 2]
+            for t in threads:
+                t.start()
+            # The reads are stuck behind the lock before the first vote is sent.
+            waiting = ("select count(*) from pg_stat_activity where datname = current_database() "
+                       "and application_name = 'tadak-producer' and wait_event_type = 'Lock'")
+            wait_for(lambda: schema_db.rows(waiting)[0][0] > 0, 10,
+                     "a status read waiting for the table lock")
+            latencies = []
+            for i in range(20):
+                t0 = time.monotonic()
+                status, _, _ = post_vote(s.port, 900 + i, 1)
+                latencies.append(time.monotonic() - t0)
+                assert status == 202
+            locker.rollback()
+        stop.set()
+        for t in threads:
+            t.join()
+        assert max(latencies) < 0.5, latencies
+        assert set(reads) <= {200, 404, 503}, set(reads)
+    finally:
+        stop.set()
+        assert s.stop() == 0
 
 
 def test_tallies_before_the_table_exists(bins, env, tmp_path, topic, db):
     s = Serve(bins, env, tmp_path, topic, db.url)
     try:
-        assert get_json(s.port, "/tallies") == (200, {"tallies": [], "total": 0})
+        assert get_json(s.port, "/tallies") == (200, EMPTY_TALLIES)
         assert get_json(s.port, "/votes/1/1")[1]["status"] == "unknown"
     finally:
         assert s.stop() == 0
@@ -377,7 +465,7 @@ def test_vote_to_recorded_through_a_consumer(serve, bins, env, schema_db, prefix
             get_json(serve.port, "/votes/41/4")), timeout=60, what="vote recorded")
         assert doc["event_id"] == d["event_id"]
         assert get_json(serve.port, "/tallies")[1] == {
-            "tallies": [{"candidate_id": 4, "votes": 1}], "total": 1}
+            "tallies": [{"candidate_id": 4, "votes": 1}], "total": 1, "candidates": 1}
     finally:
         consumer.send_signal(signal.SIGTERM)
         _, err = consumer.communicate(timeout=30)

@@ -1,0 +1,88 @@
+/*
+ * reads.h - the producer's status reads, served off the voting path:
+ * GET /votes/{user_id}/{candidate_id}, /tallies and /stats.
+ *
+ * A vote must never wait for a status read, so the HTTP threads never query
+ * PostgreSQL or Redis for one. They hand the read to this module's worker
+ * threads (READS_THREADS, each with its own PostgreSQL session through
+ * store.h and its own Redis connection through a gate reader) and suspend
+ * the connection; the worker runs the read and calls the job's completion,
+ * which resumes it. The queue is bounded (READS_QUEUE_MAX): a read that
+ * finds it full fails at once (503), it never waits for room.
+ *
+ * /tallies comes from a cache. A request that finds an answer younger than
+ * READS_TALLIES_TTL_MS gets it from reads_tallies_cached() in the HTTP
+ * thread, without a query; otherwise a worker refreshes it, one refresh at a
+ * time, so PostgreSQL sees at most one tallies query per TTL whatever the
+ * request rate (a failed refresh is remembered for the TTL too). The answer
+ * is bounded: the top N candidates by votes (opts.tallies_top), with the
+ * total of votes and the number of candidates.
+ *
+ * A store that is down costs a fast failure: a worker whose session broke
+ * tries to reconnect at most once a second (Redis: redisconn's policy).
+ * libpq gets connect_timeout=2 and statement_timeout=2 s, Redis a 1 s
+ * connect and command timeout, so a read is answered within seconds.
+ *
+ *   rd = reads_new(&opts, metrics, err, sizeof err);
+ *   reads_has_db(rd) / reads_has_redis(rd)       configured?
+ *   reads_tallies_cached(rd, &json)               1 + malloc'd copy when fresh
+ *   reads_submit(rd, &job)                        0 queued / -1 full or stopping
+ *   reads_stop(rd)        answer what is queued (job->failed, shutting down),
+ *                         finish the jobs in hand, join the workers
+ *   reads_free(rd)
+ */
+#ifndef TADAK_READS_H
+#define TADAK_READS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gate.h"
+#include "store.h"
+
+#define READS_THREADS        2
+#define READS_QUEUE_MAX      256
+#define READS_TALLIES_TTL_MS 1000
+#define READS_TOP_DEFAULT    100
+
+struct metrics;
+struct reads;
+
+struct reads_opts {
+    const char *database_url; /* NULL or "": no PostgreSQL */
+    const char *redis_url;    /* NULL or "": no Redis */
+    const char *key_prefix;   /* the consumers' --key-prefix */
+    int64_t tallies_top;      /* candidates in a /tallies answer */
+};
+
+enum read_kind { READ_VOTE, READ_TALLIES, READ_STATS };
+enum read_vote_state { READ_RECORDED, READ_PENDING, READ_UNKNOWN };
+
+/* One read, owned by the caller (embed it in the request). */
+struct read_job {
+    void (*fn)(struct read_job *job); /* called once, from a worker or reads_stop */
+    enum read_kind kind;
+    int64_t user_id, candidate_id; /* READ_VOTE */
+
+    /* The answer. failed: what (general terms, for the client) and why (the log's). */
+    int failed;
+    int shutting_down; /* failed because reads_stop ran */
+    const char *what;
+    char why[256];
+    enum read_vote_state state; /* READ_VOTE */
+    struct store_vote vote;     /* READ_VOTE, READ_RECORDED */
+    char *tallies;              /* READ_TALLIES: malloc'd JSON, the caller frees it */
+    int64_t stats[GATE_NSTATS]; /* READ_STATS */
+    struct read_job *next;      /* the queue's */
+};
+
+struct reads *reads_new(const struct reads_opts *o, struct metrics *metrics, char *errstr,
+                        size_t errsize);
+void reads_free(struct reads *rd);
+int reads_has_db(const struct reads *rd);
+int reads_has_redis(const struct reads *rd);
+int reads_tallies_cached(struct reads *rd, char **json);
+int reads_submit(struct reads *rd, struct read_job *job);
+void reads_stop(struct reads *rd);
+
+#endif
