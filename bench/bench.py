@@ -417,7 +417,7 @@ def parse_duration_ms(s):
 
 def run_wrk(port, conns, seconds):
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
+        ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
          str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}/votes"],
         check=True, capture_output=True, text=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -454,6 +454,49 @@ def bench_http(stack, run_id, levels, runs, seconds):
         except subprocess.TimeoutExpired:
             p.kill()
     return res, rss
+
+
+def bench_reads(stack, run_id, rows, seconds):
+    """One voter's POST /votes latency, alone and beside 8 clients looping
+    GET /tallies on a table of `rows` rows (1,000 candidates). Returns
+    {"alone_p99_ms", "beside_p99_ms", "alone_p50_ms", "beside_p50_ms",
+    "tallies_per_s", "tallies_query_ms"}."""
+    db = f"bench_{run_id}_reads"
+    url = stack.create_db(db, (ROOT / "sql" / "schema.sql").read_text())
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("insert into votes (token, user_id, candidate_id, event_id) "
+                     "select 'vote_lock:' || g || ':' || (g %% 1000 + 1), g, g %% 1000 + 1, "
+                     "gen_random_uuid() from generate_series(1, %s) g", (rows,))
+        conn.execute("vacuum analyze votes")
+        t0 = time.monotonic()
+        conn.execute("select candidate_id, count(*) from votes group by 1").fetchall()
+        query_ms = (time.monotonic() - t0) * 1000
+    port = free_port()
+    p = subprocess.Popen(
+        [str(BIN / "tadak-producer"), "serve", "--listen", f"127.0.0.1:{port}", "-b",
+         stack.brokers, "-t", f"bench-{run_id}-reads", "--database-url", url,
+         "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        run_wrk(port, 4, 2)  # the topic exists and the connection to the broker is warm
+        alone = run_wrk(port, 1, seconds)
+        bg = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{seconds + 4}s",
+                               f"http://127.0.0.1:{port}/tallies"],
+                              stdout=subprocess.PIPE, text=True)
+        wait_http(f"http://127.0.0.1:{port}/tallies")  # the loopers' first answer is cached
+        beside = run_wrk(port, 1, seconds)
+        out = bg.communicate(timeout=seconds + 60)[0]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        stack.drop_db(db)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {"alone_p50_ms": alone["p50_ms"], "alone_p99_ms": alone["p99_ms"],
+            "beside_p50_ms": beside["p50_ms"], "beside_p99_ms": beside["p99_ms"],
+            "tallies_per_s": float(rps.group(1)) if rps else None, "tallies_query_ms": query_ms}
 
 
 # ------------------------------------------------------------ report
@@ -557,6 +600,17 @@ def report(args, run_id, when, R):
         row(f"HTTP, {c} connections: latency p50", summary([p["p50_ms"] for p in H[c]]), " ms")
         row(f"HTTP, {c} connections: latency p99", summary([p["p99_ms"] for p in H[c]]), " ms")
     row("HTTP: producer peak RSS", summary([R["http_rss"]]) if R["http_rss"] else None, " MiB")
+    RD = R.get("reads") or []
+    if RD:
+        row("POST /votes p99, 1 voter alone (1M-row table)",
+            summary([x["alone_p99_ms"] for x in RD]), " ms")
+        row("POST /votes p99, 1 voter beside 8 clients looping GET /tallies",
+            summary([x["beside_p99_ms"] for x in RD]), " ms",
+            summary([x["alone_p99_ms"] for x in RD]), "alone")
+        row("GET /tallies answered (8 loopers, from the 1 s cache)",
+            summary([x["tallies_per_s"] for x in RD if x["tallies_per_s"]]), "/s")
+        row("the tallies query itself on 1M rows (GROUP BY)",
+            summary([x["tallies_query_ms"] for x in RD]), " ms")
     E = R.get("e2e") or []
     if E:
         row(f"end to end at {fmt(E[0]['rate'])} votes/s: p50", summary([e["p50_ms"] for e in E]),
@@ -592,6 +646,9 @@ def report(args, run_id, when, R):
         "http_requests_per_s": med(summary([p["requests_per_s"] for p in H[best_c]]))
         if best_c else None,
         "http_best_connections": best_c,
+        "post_p99_ms_alone": med(summary([x["alone_p99_ms"] for x in RD])) if RD else None,
+        "post_p99_ms_beside_tallies": med(summary([x["beside_p99_ms"] for x in RD]))
+        if RD else None,
         "e2e_rate_per_s": E[0]["rate"] if E else None,
         "e2e_p50_ms": med(summary([e["p50_ms"] for e in E])) if E else None,
         "e2e_p99_ms": med(summary([e["p99_ms"] for e in E])) if E else None,
@@ -648,6 +705,9 @@ def main():
     ap.add_argument("--pg-seconds", type=int, default=10)
     ap.add_argument("--e2e-seconds", type=int, default=20)
     ap.add_argument("--e2e-only", action="store_true", help="only the end-to-end point")
+    ap.add_argument("--reads-only", action="store_true",
+                    help="only the point of votes beside status reads")
+    ap.add_argument("--reads-seconds", type=int, default=10)
     args = ap.parse_args()
     for tool in ("pgbench", "redis-benchmark", "wrk"):
         if not shutil.which(tool):
@@ -656,6 +716,10 @@ def main():
         if not b.exists():
             die(f"{b} missing: run `make bench`")
 
+    if args.reads_only:
+        print(json.dumps(bench_reads(Stack(), dt.datetime.now().strftime("%H%M%S") +
+                                     uuid.uuid4().hex[:4], 1_000_000, args.reads_seconds)))
+        return
     if args.e2e_only:
         e = bench_e2e(Stack(), dt.datetime.now().strftime("%H%M%S") + uuid.uuid4().hex[:4],
                       5000, args.e2e_seconds)
@@ -703,6 +767,12 @@ def main():
     if not args.skip_http:
         R["http"], R["http_rss"] = bench_http(stack, run_id, (16, 64, 256), args.runs,
                                               args.http_seconds)
+        R["reads"] = []
+        for r in range(args.runs):
+            log(f"round {r + 1}/{args.runs}: votes beside status reads (1M rows)")
+            R["reads"].append(bench_reads(stack, f"{run_id}{r}", n1, args.reads_seconds))
+            log(f"  POST p99 {R['reads'][-1]['alone_p99_ms']} ms alone, "
+                f"{R['reads'][-1]['beside_p99_ms']} ms beside /tallies")
     # End to end at half the HTTP rate the stack sustains (5000/s without the HTTP point).
     best = max((statistics.median(p["requests_per_s"] for p in pts) for pts in R["http"].values()),
                default=10000)
