@@ -199,37 +199,40 @@ int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *e
     return event_parse_strict(buf, len, out, err, detail, detailsize);
 }
 
-int event_parse_strict(const char *buf, size_t len, struct vote *out, enum event_err *err,
-                       char *detail, size_t detailsize)
+/*
+ * The strict-object check: buf is one JSON object and nothing else, by
+ * jsoncheck's strict grammar (which also fills *strict) and then json-c's.
+ * The object, or NULL with err and detail set.
+ */
+static json_object *strict_object(const char *buf, size_t len, struct jsoncheck_strict *strict,
+                                  enum event_err *err, char *detail, size_t detailsize)
 {
-    struct jsoncheck_strict strict;
     json_tokener *tok = NULL;
-    json_object *obj = NULL, *f;
+    json_object *obj = NULL;
     enum json_tokener_error jerr;
-    size_t end, consumed;
-    int rc = -1;
+    size_t end, consumed = len;
 
-    memset(out, 0, sizeof(*out));
-    *err = EVENT_OK;
-    if (detail && detailsize)
-        detail[0] = '\0';
-    if (len == 0)
-        return fail(err, EVENT_ERR_EMPTY, detail, detailsize, "%s", "the body is empty");
-    if (len > EVENT_MAX_BYTES)
-        return fail(err, EVENT_ERR_TOO_LARGE, detail, detailsize, "%s",
-                    "the message is larger than 1 MiB");
-
-    if (jsoncheck_ex(buf, len, EVENT_MAX_DEPTH, &strict, detail, detailsize) != 0) {
+    if (len == 0) {
+        fail(err, EVENT_ERR_EMPTY, detail, detailsize, "%s", "the body is empty");
+        goto reject;
+    }
+    if (len > EVENT_MAX_BYTES) {
+        fail(err, EVENT_ERR_TOO_LARGE, detail, detailsize, "%s",
+             "the message is larger than 1 MiB");
+        goto reject;
+    }
+    if (jsoncheck_ex(buf, len, EVENT_MAX_DEPTH, strict, detail, detailsize) != 0) {
         *err = EVENT_ERR_INVALID_JSON;
-        return -1;
+        goto reject;
     }
     tok = json_tokener_new_ex(EVENT_MAX_DEPTH + 1);
-    if (!tok)
-        return fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s", "parser unavailable");
+    if (!tok) {
+        fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s", "parser unavailable");
+        goto reject;
+    }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     obj = json_tokener_parse_ex(tok, buf, (int)len);
     jerr = json_tokener_get_error(tok);
-    consumed = len;
     if (!obj && jerr == json_tokener_continue) {
         /* A bare top-level number only ends at end of input: say so with a NUL. */
         obj = json_tokener_parse_ex(tok, "", 1);
@@ -238,12 +241,10 @@ int event_parse_strict(const char *buf, size_t len, struct vote *out, enum event
         consumed = json_tokener_get_parse_end(tok);
     }
     if (!obj || jerr != json_tokener_success) {
-        if (jerr == json_tokener_continue)
-            fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s", "unexpected end of input");
-        else
-            fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s",
-                 json_tokener_error_desc(jerr));
-        goto out;
+        fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s",
+             jerr == json_tokener_continue ? "unexpected end of input"
+                                           : json_tokener_error_desc(jerr));
+        goto reject;
     }
     /* Only whitespace may follow the value. */
     for (end = consumed; end < len; end++) {
@@ -251,58 +252,91 @@ int event_parse_strict(const char *buf, size_t len, struct vote *out, enum event
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
             fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s",
                  "unexpected bytes after the JSON value");
-            goto out;
+            goto reject;
         }
     }
     if (!json_object_is_type(obj, json_type_object)) {
         fail(err, EVENT_ERR_NOT_OBJECT, detail, detailsize, "%s",
              "a vote must be a JSON object like {\"user_id\":1,\"candidate_id\":2}");
-        goto out;
+        goto reject;
     }
+    json_tokener_free(tok);
+    return obj;
+reject:
+    json_object_put(obj);
+    if (tok) /* json-c's free does not take NULL */
+        json_tokener_free(tok);
+    return NULL;
+}
+
+/* The vote's fields from a strict object: ids, then event_id, token and ts when present. */
+static int read_fields(json_object *obj, struct vote *out, enum event_err *err, char *detail,
+                       size_t detailsize)
+{
+    json_object *f;
+
     if (get_id(obj, "user_id", &out->user_id, err, detail, detailsize) != 0 ||
         get_id(obj, "candidate_id", &out->candidate_id, err, detail, detailsize) != 0)
-        goto out;
+        return -1;
     event_token(out->user_id, out->candidate_id, out->token, sizeof(out->token));
 
     /* Strings are compared whole: "<uuid>\u0000junk" is not that UUID. */
     if (json_object_object_get_ex(obj, "event_id", &f) && f != NULL) {
         const char *s = whole_string(f);
-        if (!s || !event_id_valid(s)) {
-            fail(err, EVENT_ERR_EVENT_ID, detail, detailsize, "%s",
-                 "\"event_id\" must be a UUID string");
-            goto out;
-        }
+        if (!s || !event_id_valid(s))
+            return fail(err, EVENT_ERR_EVENT_ID, detail, detailsize, "%s",
+                        "\"event_id\" must be a UUID string");
         util_strlcpy(out->event_id, s, sizeof(out->event_id));
     }
     if (json_object_object_get_ex(obj, "token", &f) && f != NULL) {
         const char *s = whole_string(f);
-        if (!s || strcmp(s, out->token) != 0) {
-            fail(err, EVENT_ERR_TOKEN, detail, detailsize, "\"token\" must equal \"%s\"",
-                 out->token);
-            goto out;
-        }
+        if (!s || strcmp(s, out->token) != 0)
+            return fail(err, EVENT_ERR_TOKEN, detail, detailsize, "\"token\" must equal \"%s\"",
+                        out->token);
     }
-    if (get_ts(obj, &out->ts_ms, err, detail, detailsize) != 0)
-        goto out;
-    /* Last, so that what older rules rejected keeps its error name. */
-    if (strict.dup_key_at != JSONCHECK_NONE &&
-        (strict.nul_at == JSONCHECK_NONE || strict.dup_key_at < strict.nul_at)) {
+    return get_ts(obj, &out->ts_ms, err, detail, detailsize);
+}
+
+/*
+ * The rules stricter than RFC 8259 (event.h): checked last, so that what
+ * older rules rejected keeps its error name.
+ */
+static int strict_rules(const struct jsoncheck_strict *strict, enum event_err *err, char *detail,
+                        size_t detailsize)
+{
+    if (strict->dup_key_at != JSONCHECK_NONE &&
+        (strict->nul_at == JSONCHECK_NONE || strict->dup_key_at < strict->nul_at)) {
         *err = EVENT_ERR_DUP_KEY;
         if (detail && detailsize)
             snprintf(detail, detailsize, "an object holds the key at byte %zu twice",
-                     strict.dup_key_at);
-        goto out;
+                     strict->dup_key_at);
+        return -1;
     }
-    if (strict.nul_at != JSONCHECK_NONE) {
+    if (strict->nul_at != JSONCHECK_NONE) {
         *err = EVENT_ERR_NUL;
         if (detail && detailsize)
-            snprintf(detail, detailsize, "the string at byte %zu holds \\u0000", strict.nul_at);
-        goto out;
+            snprintf(detail, detailsize, "the string at byte %zu holds \\u0000", strict->nul_at);
+        return -1;
     }
-    rc = 0;
-out:
+    return 0;
+}
+
+int event_parse_strict(const char *buf, size_t len, struct vote *out, enum event_err *err,
+                       char *detail, size_t detailsize)
+{
+    struct jsoncheck_strict strict;
+    json_object *obj;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    *err = EVENT_OK;
+    if (detail && detailsize)
+        detail[0] = '\0';
+    obj = strict_object(buf, len, &strict, err, detail, detailsize);
+    if (obj && read_fields(obj, out, err, detail, detailsize) == 0 &&
+        strict_rules(&strict, err, detail, detailsize) == 0)
+        rc = 0;
     json_object_put(obj);
-    json_tokener_free(tok);
     return rc;
 }
 
