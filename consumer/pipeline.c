@@ -703,25 +703,14 @@ static void flight_send(struct pipeline *p, int64_t now)
     p->fill.n = 0;
 }
 
-static int pipeline_round(struct pipeline *p)
+/*
+ * Step 2: parse what was polled. A vote without an event_id (a client other
+ * than tadak-producer) gets one derived from its topic/partition/offset, so
+ * reading it again yields the same event.
+ */
+static void parse_new(struct pipeline *p)
 {
-    size_t i, got, nvotes = 0, ncand = 0, ndups = 0;
-    int64_t now, started;
-    int gate_up;
-
-    /* 1. Poll: new messages join those held from earlier rounds. */
-    if (poll_batch(p, &got) != 0)
-        return -1;
-    started = now = util_now_ms();
-    if (got)
-        p->active_at = now;
-
-    /*
-     * 2. Parse: a vote, or poison. A vote without an event_id (a client other
-     * than tadak-producer) gets one derived from its topic/partition/offset,
-     * so reading it again yields the same event.
-     */
-    for (i = 0; i < p->n; i++) {
+    for (size_t i = 0; i < p->n; i++) {
         struct item *it = p->items[i];
         if (it->state != ITEM_NEW)
             continue;
@@ -734,19 +723,25 @@ static int pipeline_round(struct pipeline *p)
             event_derive_id(p->o->topic, it->msg->partition, it->msg->offset, it->vote.event_id);
         it->state = ITEM_VOTE;
     }
+}
 
-    /* 3. Dead-letter poison at once; it settles when the DLQ acknowledges it (step 9). */
-    for (i = 0; i < p->n; i++)
+/* Step 3: produce a dead letter for every poison message due. */
+static void dead_letter_poison(struct pipeline *p, int64_t now)
+{
+    for (size_t i = 0; i < p->n; i++)
         if (p->items[i]->state == ITEM_POISON && due(p->items[i], now))
             send_dead_letter(p, p->items[i], now);
+}
 
-    /*
-     * 4. Dedupe: a token this process already saw recorded (by our INSERT,
-     * PostgreSQL's conflict or Redis' "D") is settled now, without Redis;
-     * a token whose INSERT is in flight waits for its result (the in-flight
-     * rule, see the top of the file); within the batch the first event of a
-     * token (poll order) wins.
-     */
+/*
+ * Step 4: sort the votes due into duplicates (p->dups: in the done cache,
+ * or a later copy within the round), candidates for the gate (p->cand and
+ * p->gitems), and those left waiting for the INSERT in flight.
+ */
+static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups)
+{
+    size_t i, nvotes = 0, nc = 0, nd = 0;
+
     for (i = 0; i < p->n; i++)
         nvotes += p->items[i]->state == ITEM_VOTE && due(p->items[i], now);
     tokenset_reset(&p->seen, nvotes + p->flight.n);
@@ -758,27 +753,50 @@ static int pipeline_round(struct pipeline *p)
         if (it->state != ITEM_VOTE || !due(it, now))
             continue;
         if (donecache_has(p->done, it->vote.token, now)) {
-            p->dups[ndups++] = i;
+            p->dups[nd++] = i;
             continue;
         }
         if ((v = tokenset_verdict(&p->seen, it->vote.token, i)) == TOKEN_IN_FLIGHT)
             continue; /* held: asked again once the INSERT in flight is read */
         if (v == TOKEN_REPEAT) {
-            p->dups[ndups++] = i;
+            p->dups[nd++] = i;
             continue;
         }
         it->gate.token = it->vote.token;
         it->gate.event_id = it->vote.event_id;
-        p->gitems[ncand] = &it->gate;
-        p->cand[ncand++] = i;
+        p->gitems[nc] = &it->gate;
+        p->cand[nc++] = i;
     }
+    *ncand = nc;
+    *ndups = nd;
+}
 
-    /* 5. Gate: one pipelined Redis round trip, a lock per token. */
+/* A vote whose lock is ours joins the rows of this round's INSERT. */
+static void fill_add(struct pipeline *p, struct item *it)
+{
+    p->fill.rows[p->fill.n] = (struct store_row){
+        .token = it->vote.token,
+        .user_id = it->vote.user_id,
+        .candidate_id = it->vote.candidate_id,
+        .event_id = it->vote.event_id,
+        .partition = it->msg->partition,
+        .offset = it->msg->offset,
+    };
+    p->fill.its[p->fill.n++] = it;
+}
+
+/*
+ * Step 5: lock the candidates' tokens in one Redis round trip, settle the
+ * duplicates step 4 found, and act on each candidate's answer.
+ */
+static void pass_gate(struct pipeline *p, size_t ncand, size_t ndups, int64_t now)
+{
+    size_t i;
+
     if (ncand > 0)
         p->gate_up = gate_acquire(p->gate, p->gitems, ncand) == 0;
-    gate_up = p->gate_up;
     for (i = 0; i < ndups; i++)
-        settle(p, p->items[p->dups[i]], gate_up ? OUT_DUP_REDIS : OUT_DUP_DB);
+        settle(p, p->items[p->dups[i]], p->gate_up ? OUT_DUP_REDIS : OUT_DUP_DB);
     for (i = 0; i < ncand; i++) {
         struct item *it = p->items[p->cand[i]];
         switch (it->gate.action) {
@@ -792,18 +810,41 @@ static int pipeline_round(struct pipeline *p)
             break;
         case GATE_OURS:
         case GATE_OPEN:
-            p->fill.rows[p->fill.n] = (struct store_row){
-                .token = it->vote.token,
-                .user_id = it->vote.user_id,
-                .candidate_id = it->vote.candidate_id,
-                .event_id = it->vote.event_id,
-                .partition = it->msg->partition,
-                .offset = it->msg->offset,
-            };
-            p->fill.its[p->fill.n++] = it;
+            fill_add(p, it);
             break;
         }
     }
+}
+
+static int pipeline_round(struct pipeline *p)
+{
+    size_t got, ncand, ndups;
+    int64_t now, started;
+
+    /* 1. Poll: new messages join those held from earlier rounds. */
+    if (poll_batch(p, &got) != 0)
+        return -1;
+    started = now = util_now_ms();
+    if (got)
+        p->active_at = now;
+
+    /* 2. Parse: a vote (with an event_id, derived if it had none), or poison. */
+    parse_new(p);
+
+    /* 3. Dead-letter poison at once; it settles when the DLQ acknowledges it (step 9). */
+    dead_letter_poison(p, now);
+
+    /*
+     * 4. Dedupe: a token this process already saw recorded (by our INSERT,
+     * PostgreSQL's conflict or Redis' "D") is settled now, without Redis;
+     * a token whose INSERT is in flight waits for its result (the in-flight
+     * rule, see the top of the file); within the batch the first event of a
+     * token (poll order) wins.
+     */
+    dedupe(p, now, &ncand, &ndups);
+
+    /* 5. Gate: one pipelined Redis round trip, a lock per token. */
+    pass_gate(p, ncand, ndups, now);
 
     /*
      * 6-8. Store, overlapped: read the INSERT in flight, settle its rows and
