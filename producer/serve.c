@@ -17,14 +17,13 @@
 #include "metrics.h"
 #include "publisher.h"
 #include "reads.h"
+#include "shutdown.h"
 #include "util.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 struct serve_cfg {
     const char *listen, *topic, *brokers, *log_level, *ack_log;
@@ -78,28 +77,6 @@ static const struct config_opt serve_opts[] = {
      "GET /tallies lists this many candidates, most votes first (with the total of all)"},
     CONFIG_END};
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (stop_requested)
-        _exit(1); /* second signal: no more patience */
-    stop_requested = 1;
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
 static void nap_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -151,7 +128,10 @@ int serve_main(int argc, char **argv)
     memset(&cfg, 0, sizeof(cfg));
     if (load_config(&cfg, &cands, argc, argv, &rc) != 0)
         goto out;
-    install_signals();
+    if (shutdown_install() != 0) {
+        snprintf(err, sizeof(err), "cannot install the signal handlers");
+        goto fail;
+    }
     metrics = metrics_new();
     struct publisher_opts po = {cfg.brokers, cfg.topic,    &cfg.extra, cfg.delivery_timeout_ms,
                                 cfg.ack_log, /*poller*/ 1, /*bulk*/ 0};
@@ -178,7 +158,7 @@ int serve_main(int argc, char **argv)
              cfg.topic, cfg.brokers, reads_has_db(reads) ? "yes" : "no",
              reads_has_redis(reads) ? "yes" : "no");
 
-    while (!stop_requested)
+    while (!shutdown_requested())
         nap_ms(100);
 
     log_info("shutting down", "in_flight=%lld", (long long)http_active(http));

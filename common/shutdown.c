@@ -1,6 +1,7 @@
 /*
- * shutdown.c - see shutdown.h. The handler only sets a flag (and _exit()s,
- * which is async-signal-safe, on the second signal).
+ * shutdown.c - the SIGINT/SIGTERM flag of both programs. See shutdown.h.
+ * The handler only sets a flag (and _exit()s, which is async-signal-safe,
+ * on the second signal).
  */
 #include "shutdown.h"
 
@@ -14,7 +15,7 @@ static void on_signal(int sig)
 {
     (void)sig;
     if (stop_requested)
-        _exit(130);
+        _exit(SHUTDOWN_EXIT_STATUS);
     stop_requested = 1;
 }
 
@@ -29,7 +30,7 @@ int shutdown_install(void)
         return -1;
     /*
      * hiredis writes with plain write(): a Redis that vanished mid-burst must
-     * be an EPIPE the gate handles (Redis down), not a signal that kills us.
+     * be an EPIPE its caller handles (Redis down), not a signal that kills us.
      */
     sa.sa_handler = SIG_IGN;
     if (sigaction(SIGPIPE, &sa, NULL) != 0)
