@@ -3,6 +3,7 @@
  * See config.h for the table format and precedence.
  */
 #include "config.h"
+#include "log.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -78,6 +79,14 @@ static int set_value(const struct config_opt *o, void *dst, const char *val, con
         return 0;
     case CONFIG_KV:
         return kv_add((struct config_kv *)field(dst, o), val, errstr, errsize);
+    case CONFIG_LOG_LEVEL:
+        if (log_parse_level(val, (enum log_level *)field(dst, o)) != 0) {
+            snprintf(errstr, errsize,
+                     "%s %s: unknown log level \"%s\" (error, warn, info or debug)", origin,
+                     o->name, val);
+            return -1;
+        }
+        return 0;
     }
     return -1;
 }
@@ -166,7 +175,11 @@ int config_load(const struct config_opt *table, void *dst, int argc, char **argv
 
 void config_usage(FILE *out, const struct config_opt *table, const char *synopsis)
 {
-    static const char *const metavar[] = {"TEXT", "N", "", "KEY=VALUE"};
+    static const char *const metavar[] = {[CONFIG_STR] = "TEXT",
+                                          [CONFIG_INT] = "N",
+                                          [CONFIG_BOOL] = "",
+                                          [CONFIG_KV] = "KEY=VALUE",
+                                          [CONFIG_LOG_LEVEL] = "TEXT"};
 
     fprintf(out, "%s\n\nOptions:\n", synopsis);
     for (const struct config_opt *o = table; o->name; o++) {

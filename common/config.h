@@ -22,10 +22,12 @@
 #include <stdio.h>
 
 enum config_type {
-    CONFIG_STR,  /* const char *: points into argv/environ/default, not owned */
-    CONFIG_INT,  /* int64_t, checked against [min, max] */
-    CONFIG_BOOL, /* int: a bare flag sets 1; env takes 1/0/true/false/yes/no */
-    CONFIG_KV,   /* struct config_kv: repeatable "key=value" (e.g. -X) */
+    CONFIG_STR,       /* const char *: points into argv/environ/default, not owned */
+    CONFIG_INT,       /* int64_t, checked against [min, max] */
+    CONFIG_BOOL,      /* int: a bare flag sets 1; env takes 1/0/true/false/yes/no */
+    CONFIG_KV,        /* struct config_kv: repeatable "key=value" (e.g. -X) */
+    CONFIG_LOG_LEVEL, /* enum log_level: error, warn, info or debug (log_parse_level);
+                         config_load() only parses it, the caller calls log_set_level() */
 };
 
 /* Repeatable key=value settings; owned, released by config_free(). */

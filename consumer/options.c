@@ -56,7 +56,7 @@ static const struct config_opt table[] = {
      "librdkafka setting key=value (repeatable)"},
     {"metrics", 0, NULL, CONFIG_STR, NULL, 0, 0, O(metrics),
      "Serve Prometheus metrics on HOST:PORT"},
-    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_STR, "info", 0, 0, O(log_level),
+    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, O(log_level),
      "error, warn, info or debug"},
     CONFIG_END,
 };
@@ -68,7 +68,6 @@ static const char synopsis[] =
 int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, size_t errsize)
 {
     char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
-    enum log_level lvl;
     int npos = 0, rc;
 
     memset(o, 0, sizeof(*o));
@@ -84,11 +83,7 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
         snprintf(errstr, errsize, "unexpected argument \"%s\" (try --help)", pos[0]);
         goto out;
     }
-    if (log_parse_level(o->log_level, &lvl) != 0) {
-        snprintf(errstr, errsize, "unknown log level \"%s\"", o->log_level);
-        goto out;
-    }
-    log_set_level(lvl);
+    log_set_level(o->log_level);
     if (!o->dlq_topic || !*o->dlq_topic) {
         snprintf(o->dlq_default, sizeof(o->dlq_default), "%s.dlq", o->topic);
         o->dlq_topic = o->dlq_default;

@@ -9,6 +9,7 @@
 #define TADAK_OPTIONS_H
 
 #include "config.h"
+#include "log.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +25,7 @@ struct consumer_opts {
     int from_beginning;
     struct config_kv extra; /* -X key=value for librdkafka */
     const char *metrics;    /* HOST:PORT or NULL */
-    const char *log_level;
+    enum log_level log_level;
     int migrate_only; /* the "migrate" subcommand */
     char dlq_default[512];
 };

@@ -23,7 +23,8 @@
 #include <string.h>
 
 struct cli_cfg {
-    const char *brokers, *topic, *log_level, *ack_log;
+    const char *brokers, *topic, *ack_log;
+    enum log_level log_level;
     struct config_kv extra;
     int64_t delivery_timeout_ms;
     int64_t user, candidate, repeat;
@@ -46,7 +47,7 @@ static const struct config_opt common_opts[] = {
     {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct cli_cfg, extra),
      "librdkafka setting, repeatable (e.g. -X linger.ms=50); also from the environment as "
      "TADAK_KAFKA_<KEY>, e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
-    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_STR, "info", 0, 0,
+    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
      offsetof(struct cli_cfg, log_level), "error, warn, info or debug"},
     {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, offsetof(struct cli_cfg, ack_log),
      "Append one JSON line per acknowledged event to this file"},
@@ -110,7 +111,6 @@ static int cli_setup(const struct config_opt *own, const char *synopsis, struct 
 {
     struct config_opt table[CLI_MAX_OPTS];
     char err[512];
-    enum log_level lvl;
     int r;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -121,16 +121,12 @@ static int cli_setup(const struct config_opt *own, const char *synopsis, struct 
         *rc = 0;
         return -1;
     }
-    if (r == 0 && log_parse_level(cfg->log_level, &lvl) != 0) {
-        snprintf(err, sizeof(err), "unknown log level \"%s\"", cfg->log_level);
-        r = -1;
-    }
     if (r != 0) {
         fprintf(stderr, "tadak-producer %s: %s\n", argv[0], err);
         *rc = 2;
         return -1;
     }
-    log_set_level(lvl);
+    log_set_level(cfg->log_level);
     return 0;
 }
 

@@ -26,7 +26,8 @@
 #include <time.h>
 
 struct serve_cfg {
-    const char *listen, *topic, *brokers, *log_level, *ack_log;
+    const char *listen, *topic, *brokers, *ack_log;
+    enum log_level log_level;
     const char *database_url, *redis_url, *key_prefix, *candidates;
     int64_t max_body, delivery_timeout_ms, idem_window_s, request_timeout_s, per_ip, tallies_top;
     struct config_kv extra;
@@ -47,7 +48,7 @@ static const struct config_opt serve_opts[] = {
     {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct serve_cfg, extra),
      "librdkafka setting, repeatable (e.g. -X linger.ms=1); also from the environment as "
      "TADAK_KAFKA_<KEY>, e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
-    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_STR, "info", 0, 0,
+    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
      offsetof(struct serve_cfg, log_level), "error, warn, info or debug"},
     {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, offsetof(struct serve_cfg, ack_log),
      "Append one JSON line per acknowledged event to this file"},
@@ -88,7 +89,6 @@ static int load_config(struct serve_cfg *cfg, struct api_candidates *cands, int 
 {
     char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
     char err[512];
-    enum log_level lvl = LOG_INFO;
     int npos = 0, r;
 
     r = config_load(serve_opts, cfg, argc - 1, argv + 1, pos, &npos, err, sizeof(err));
@@ -100,15 +100,14 @@ static int load_config(struct serve_cfg *cfg, struct api_candidates *cands, int 
                      "/votes/U/C,\n/tallies, /stats, /healthz, /readyz, /metrics.");
     if (r == 0 && npos > 0)
         snprintf(err, sizeof(err), "unexpected argument \"%s\"", pos[0]), r = -1;
-    if (r == 0 && log_parse_level(cfg->log_level, &lvl) != 0)
-        snprintf(err, sizeof(err), "unknown log level \"%s\"", cfg->log_level), r = -1;
     memset(cands, 0, sizeof(*cands));
     if (r == 0 && cfg->candidates && api_candidates_parse(cfg->candidates, cands, err, sizeof(err)))
         r = -1;
     if (r < 0)
         fprintf(stderr, "tadak-producer serve: %s\n", err);
     free(pos);
-    log_set_level(lvl);
+    if (r == 0)
+        log_set_level(cfg->log_level);
     *rc = r == 1 ? 0 : 2;
     return r;
 }

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "log.h"
 
 struct cfg {
     const char *topic;
@@ -108,6 +109,62 @@ static void test_usage_lists_every_option(void **state)
     assert_non_null(strstr(buf, "(default 500)"));
 }
 
+struct lvl_cfg {
+    enum log_level level;
+};
+
+static const struct config_opt lvl_opts[] = {
+    {"log-level", 0, "TEST_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
+     offsetof(struct lvl_cfg, level), "error, warn, info or debug"},
+    CONFIG_END,
+};
+
+static int load_level(struct lvl_cfg *c, int argc, char **argv, char *err, size_t n)
+{
+    char *pos[4];
+    int npos;
+
+    memset(c, 0xff, sizeof(*c)); /* the default must be set, not left over */
+    return config_load(lvl_opts, c, argc, argv, pos, &npos, err, n);
+}
+
+static void test_log_level_type(void **state)
+{
+    struct lvl_cfg c;
+    char err[256] = "";
+    char *debug[] = {(char[]){"--log-level"}, (char[]){"DEBUG"}};
+    char *bad[] = {(char[]){"--log-level=loud"}};
+    char buf[1024] = {0};
+    FILE *f;
+
+    (void)state;
+    unsetenv("TEST_LOG_LEVEL");
+    assert_int_equal(load_level(&c, 0, NULL, err, sizeof(err)), 0);
+    assert_int_equal(c.level, LOG_INFO);
+    setenv("TEST_LOG_LEVEL", "warn", 1);
+    assert_int_equal(load_level(&c, 0, NULL, err, sizeof(err)), 0);
+    assert_int_equal(c.level, LOG_WARN);
+    assert_int_equal(load_level(&c, 2, debug, err, sizeof(err)), 0);
+    assert_int_equal(c.level, LOG_DEBUG); /* the flag beats the environment, any case */
+    setenv("TEST_LOG_LEVEL", "error", 1);
+    assert_int_equal(load_level(&c, 0, NULL, err, sizeof(err)), 0);
+    assert_int_equal(c.level, LOG_ERROR);
+    assert_int_equal(load_level(&c, 1, bad, err, sizeof(err)), -1);
+    assert_string_equal(
+        err, "option log-level: unknown log level \"loud\" (error, warn, info or debug)");
+    setenv("TEST_LOG_LEVEL", "chatty", 1);
+    assert_int_equal(load_level(&c, 0, NULL, err, sizeof(err)), -1);
+    assert_string_equal(
+        err, "TEST_LOG_LEVEL log-level: unknown log level \"chatty\" (error, warn, info or debug)");
+    unsetenv("TEST_LOG_LEVEL");
+
+    f = fmemopen(buf, sizeof(buf) - 1, "w");
+    config_usage(f, lvl_opts, "usage: test");
+    fclose(f);
+    assert_non_null(strstr(buf, "    --log-level TEXT "));
+    assert_non_null(strstr(buf, "[env TEST_LOG_LEVEL] (default info)"));
+}
+
 static void test_hostport(void **state)
 {
     char host[64];
@@ -128,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_errors_are_explained),
         cmocka_unit_test(test_usage_lists_every_option),
         cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_log_level_type),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
