@@ -8,7 +8,7 @@
  * consumer goes on (that wait was a sixth of a batch's time, see bench/). A
  * small FIFO says what each owed reply is ("pending"); the next call reads
  * them first, and Redis keeps the order, so the next SET NX GET sees the
- * "D" markers.
+ * done markers.
  *
  * The connection and its reconnect policy are redisconn's (redisconn.h):
  * any I/O error drops it and marks Redis down, reconnecting is tried at most
@@ -129,8 +129,10 @@ enum gate_action gate_decide(const char *old, size_t len, const char *owner)
 
     if (old == NULL)
         return GATE_OURS; /* nil: SET NX succeeded, the lock is ours */
+    if (len == sizeof(GATE_DONE_VALUE) - 1 && memcmp(old, GATE_DONE_VALUE, len) == 0)
+        return GATE_DUPLICATE;
     if (len >= 1 && old[0] == 'D' && (len == 1 || old[1] == ' '))
-        return GATE_DUPLICATE; /* "D", or "D <event_id>" as earlier versions wrote it */
+        return GATE_DUPLICATE; /* "D", or "D <event_id>", as earlier versions wrote it */
     if (len >= 2 && old[0] == 'P' && old[1] == ' ') {
         /* "P <owner> ..." is ours only on a whole-word match of the owner. */
         if (len >= 2 + olen && memcmp(old + 2, owner, olen) == 0 &&
@@ -752,14 +754,14 @@ static size_t gate_release_chunk(struct gate *g, struct gate_item *const *items,
 }
 
 /*
- * Mark recorded tokens done: a plain `SET key D PX window` each, pipelined,
+ * Mark recorded tokens done: a plain `SET key 1 PX window` each, pipelined,
  * not waited for. It needs no compare-and-set: the caller marks only tokens
- * PostgreSQL has just confirmed are recorded, so "D" is true whoever holds
+ * PostgreSQL has just confirmed are recorded, so the marker is true whoever holds
  * the key (a lock of another owner that expired onto ours, or one that is
- * still recording the same vote: its own compare-and-set then finds "D" and
- * does nothing). This is what a script call per chunk cost before, at about
- * a fifth of the Redis time. Items whose gate answer was GATE_OPEN are
- * marked too, so their later copies stop in Redis.
+ * still recording the same vote: its own marker is the same, its release a
+ * compare-and-delete that finds the marker and does nothing). This is what a script call per chunk
+ * cost before, at about a fifth of the Redis time. Items whose gate answer was GATE_OPEN are marked
+ * too, so their later copies stop in Redis.
  */
 int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n)
 {
@@ -926,7 +928,7 @@ int gate_peek(struct gate *g, const char *token, enum gate_state *state, char *e
         return -1;
     if (r->type == REDIS_REPLY_STRING && r->len >= 2 && r->str[0] == 'P' && r->str[1] == ' ')
         *state = GATE_STATE_PENDING;
-    else if (r->type == REDIS_REPLY_STRING && r->len >= 1 && r->str[0] == GATE_DONE_VALUE[0])
+    else if (r->type == REDIS_REPLY_STRING && gate_decide(r->str, r->len, "") == GATE_DUPLICATE)
         *state = GATE_STATE_DONE;
     freeReplyObject(r);
     return 0;

@@ -6,15 +6,22 @@
  *   "P <owner> <event_id>"   a consumer (owner) is recording the vote now;
  *                            the key expires after the lock TTL, so a dead
  *                            consumer cannot block the token forever
- *   "D <event_id>"           the vote is recorded; kept for the dedupe window
+ *   "1"                      the vote is recorded (the done marker); kept
+ *                            for the dedupe window. A small integer, so
+ *                            Redis stores one shared object for every
+ *                            marker instead of a string per key (32 B a
+ *                            token less; not with an LRU/LFU maxmemory
+ *                            policy). "D" and "D <event_id>", written by
+ *                            earlier versions, still read as done.
  *
  * A batch takes its locks in one pipelined round trip of
- * `SET key "P owner id" NX PX ttl GET` (Redis >= 7) and settles them with a
- * compare-and-set script (up to 100 keys a call): only the owner of a "P"
- * value may turn it into "D" (done) or delete it (release). Marking done
- * does not wait for Redis' answer; the next call on the gate reads it. There is no
- * unconditional DEL anywhere, so a consumer whose lock expired can never
- * destroy the lock or the marker of another.
+ * `SET key "P owner id" NX PX ttl GET` (Redis >= 7). A recorded token is
+ * marked done with a plain pipelined `SET key 1 PX window` (PostgreSQL has
+ * just said the vote is recorded, so the marker is true whoever holds the
+ * key); a lock we give up is released with a compare-and-delete script (up
+ * to 100 keys a call), so a consumer whose lock expired can never destroy
+ * the lock of another. Marking done does not wait for Redis' answer; the
+ * next call on the gate reads it.
  *
  * Owner liveness: every consumer keeps <prefix>tadak:alive:<id> = <owner>
  * alive with a short TTL (GATE_ALIVE_TTL_MS, refreshed by gate_heartbeat
@@ -52,7 +59,7 @@
  * part: no owner, no alive key, no namespace claim, nothing written.
  *
  *   g = gate_reader(url, prefix, command_ms, err, sizeof err);
- *   gate_peek(g, token, &state, err, sizeof err)   none / pending ("P") / done ("D")
+ *   gate_peek(g, token, &state, err, sizeof err)   none / pending ("P") / done
  *   gate_read_stats(g, vals, err, sizeof err)      the stats hash, GATE_NSTATS fields
  */
 #ifndef TADAK_GATE_H
@@ -66,7 +73,7 @@
 
 enum gate_action {
     GATE_OURS,      /* we hold the lock: record the vote, then mark it done */
-    GATE_DUPLICATE, /* "D": the vote is already recorded, skip it */
+    GATE_DUPLICATE, /* the done marker: the vote is already recorded, skip it */
     GATE_BUSY,      /* another owner holds the lock: retry later, settle nothing */
     GATE_OPEN,      /* no usable answer (Redis down, foreign value): PostgreSQL decides */
 };
@@ -81,7 +88,7 @@ struct gate_item {
 
 struct gate;
 
-#define GATE_DONE_VALUE   "D"
+#define GATE_DONE_VALUE   "1"
 #define GATE_ALIVE_TTL_MS 5000
 #define GATE_HEARTBEAT_MS 1000
 #define GATE_DATABASE_KEY "tadak:database"
@@ -148,7 +155,7 @@ extern const char *const gate_stat_names[GATE_NSTATS];
 enum gate_state {
     GATE_STATE_NONE,    /* no key: never seen, or its marker expired */
     GATE_STATE_PENDING, /* "P ...": a consumer is recording it now */
-    GATE_STATE_DONE,    /* "D": recorded */
+    GATE_STATE_DONE,    /* the done marker: recorded */
 };
 
 /* A gate that only reads; its calls block for at most command_ms. */

@@ -62,7 +62,7 @@ def test_dead_owner_lock_is_taken_over(bins, env, topic, db, prefix, redis_clien
     assert s["inserted"] == 1 and s["retries"] == 0
     assert db.count(f"token = '{token(1, 1)}'") == 1
     assert "took over locks of dead owners" in err and "count=1" in err
-    assert redis_client.get(key) == b"D"
+    assert redis_client.get(key) == b"1"
 
 
 def test_live_owner_lock_still_waits(bins, env, topic, db, prefix, redis_client, tmp_path):
@@ -93,7 +93,7 @@ def test_live_owner_lock_still_waits(bins, env, topic, db, prefix, redis_client,
         s, err = finish_logged(proc)
     assert s["inserted"] == 21 and s["retries"] >= 4
     assert "took over" not in err
-    assert redis_client.get(key) == b"D"
+    assert redis_client.get(key) == b"1"
 
 
 def test_restart_same_instance_takes_own_locks(bins, env, topic, db, prefix, redis_client):
@@ -108,7 +108,7 @@ def test_restart_same_instance_takes_own_locks(bins, env, topic, db, prefix, red
     assert time.monotonic() - t0 < 30  # not after the 60 s TTL of either key
     assert s["inserted"] == 1 and s["retries"] == 0
     assert "took over locks of dead owners" in err
-    assert redis_client.get(key) == b"D"
+    assert redis_client.get(key) == b"1"
     # The successor took the alive key over (and may have retired it at exit).
     now = redis_client.get(alive)
     assert now is None or (now.startswith(b"inst-a@") and now != old.encode())

@@ -29,7 +29,8 @@ static void test_nil_means_we_took_the_lock(void **state)
 static void test_done_marker_is_a_duplicate(void **state)
 {
     (void)state;
-    assert_int_equal(decide("D"), GATE_DUPLICATE); /* what gate_mark_done writes */
+    assert_int_equal(decide("1"), GATE_DUPLICATE); /* what gate_mark_done writes */
+    assert_int_equal(decide("D"), GATE_DUPLICATE); /* what earlier versions wrote */
     assert_int_equal(decide("D 3000e370-2202-5a5c-8e6f-874e518ef9a8"), GATE_DUPLICATE);
     assert_int_equal(decide("D x"), GATE_DUPLICATE);
 }
@@ -56,7 +57,6 @@ static void test_foreign_values_go_to_postgresql(void **state)
 {
     (void)state;
     assert_int_equal(decide(""), GATE_OPEN);
-    assert_int_equal(decide("1"), GATE_OPEN);
     assert_int_equal(decide("P"), GATE_OPEN);
     assert_int_equal(decide("DONE"), GATE_OPEN);
     assert_int_equal(decide("p " OWNER " e"), GATE_OPEN);
@@ -68,7 +68,10 @@ static void test_length_is_respected(void **state)
     const char buf[] = "P " OWNER "XYZ";
     (void)state;
     assert_int_equal(gate_decide(buf, strlen("P " OWNER), OWNER), GATE_OURS);
-    /* "D" alone is the done marker; "Dx" is not. */
+    /* "1" alone is the done marker; "12" is not. "D" alone is the old marker; "Dx" is not. */
+    assert_int_equal(gate_decide("1 xyz", 1, OWNER), GATE_DUPLICATE);
+    assert_int_equal(decide("12"), GATE_OPEN);
+    assert_int_equal(decide("0"), GATE_OPEN);
     assert_int_equal(gate_decide("D xyz", 1, OWNER), GATE_DUPLICATE);
     assert_int_equal(gate_decide("Dxyz", 2, OWNER), GATE_OPEN);
 }
