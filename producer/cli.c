@@ -2,17 +2,17 @@
  * cli.c - send, replay and load: publish votes from the command line.
  * See cli.h for the interface.
  *
- * The three subcommands share one shape: load the option table, open a
- * publisher (delivery reports served on this thread), publish, flush, and
- * account for every message: acked + failed == sent once the flush is done,
- * because librdkafka's own message timeout fails what the broker never
- * acknowledged.
+ * The three subcommands share one shape: load their options (options.h),
+ * open a publisher (delivery reports served on this thread), publish,
+ * flush, and account for every message: acked + failed == sent once the
+ * flush is done, because librdkafka's own message timeout fails what the
+ * broker never acknowledged.
  */
 #include "cli.h"
-#include "config.h"
 #include "event.h"
 #include "loadgen.h"
 #include "log.h"
+#include "options.h"
 #include "publisher.h"
 #include "util.h"
 
@@ -22,78 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct cli_cfg {
-    const char *brokers, *topic, *ack_log;
-    enum log_level log_level;
-    struct config_kv extra;
-    int64_t delivery_timeout_ms;
-    int64_t user, candidate, repeat;
-    int64_t users, dup, rate, seed, candidates;
-};
-
 /* Counts delivery reports; they arrive on this thread (publisher_poll/flush). */
 struct cli_tally {
     struct publish_done done; /* first member: the report finds us through it */
     int64_t sent, acked, failed, bad_lines;
     int64_t produce_failed, report_failed;
 };
-
-/* Rows every subcommand shares; cli_table() appends them to its own. */
-static const struct config_opt common_opts[] = {
-    {"brokers", 'b', "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, "127.0.0.1:9092", 0, 0,
-     offsetof(struct cli_cfg, brokers), "Kafka bootstrap servers"},
-    {"topic", 't', "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, offsetof(struct cli_cfg, topic),
-     "Kafka topic to publish to"},
-    {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct cli_cfg, extra),
-     "librdkafka setting, repeatable (e.g. -X linger.ms=50); also from the environment as "
-     "TADAK_KAFKA_<KEY>, e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
-    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
-     offsetof(struct cli_cfg, log_level), "error, warn, info or debug"},
-    {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, offsetof(struct cli_cfg, ack_log),
-     "Append one JSON line per acknowledged event to this file"},
-    {"delivery-timeout-ms", 0, "TADAK_DELIVERY_TIMEOUT_MS", CONFIG_INT, "30000", 100, 3600000,
-     offsetof(struct cli_cfg, delivery_timeout_ms),
-     "Give up on a message the broker has not acknowledged after this long"},
-    CONFIG_END};
-
-static const struct config_opt send_opts[] = {
-    {"user", 'u', NULL, CONFIG_INT, NULL, 1, INT64_MAX, offsetof(struct cli_cfg, user),
-     "Voting user id (required)"},
-    {"candidate", 'c', NULL, CONFIG_INT, NULL, 1, INT64_MAX, offsetof(struct cli_cfg, candidate),
-     "Candidate id (required)"},
-    {"repeat", 'n', NULL, CONFIG_INT, "1", 1, 100000000, offsetof(struct cli_cfg, repeat),
-     "Send N copies (distinct event ids, one token): a click burst"},
-    CONFIG_END};
-
-static const struct config_opt replay_opts[] = {CONFIG_END};
-
-static const struct config_opt load_opts[] = {
-    {"users", 'N', NULL, CONFIG_INT, NULL, 1, UINT32_MAX, offsetof(struct cli_cfg, users),
-     "Number of distinct voters (required)"},
-    {"dup-factor", 'D', NULL, CONFIG_INT, "1", 1, 1000000, offsetof(struct cli_cfg, dup),
-     "Copies of every vote"},
-    {"rate", 'r', NULL, CONFIG_INT, "0", 0, 100000000, offsetof(struct cli_cfg, rate),
-     "Events per second, 0 = as fast as possible"},
-    {"seed", 's', NULL, CONFIG_INT, "1", 0, INT64_MAX, offsetof(struct cli_cfg, seed),
-     "Seed of the shuffle and of the candidate choice"},
-    {"candidates", 'k', NULL, CONFIG_INT, "5", 1, 1000000, offsetof(struct cli_cfg, candidates),
-     "Number of candidates"},
-    CONFIG_END};
-
-#define CLI_MAX_OPTS 24
-
-/* own rows + common rows + CONFIG_END into out[CLI_MAX_OPTS]. */
-static void cli_table(const struct config_opt *own, struct config_opt *out)
-{
-    size_t n = 0;
-    static const struct config_opt end = CONFIG_END;
-
-    for (; own->name && n < CLI_MAX_OPTS - 1; own++)
-        out[n++] = *own;
-    for (const struct config_opt *c = common_opts; c->name && n < CLI_MAX_OPTS - 1; c++)
-        out[n++] = *c;
-    out[n] = end;
-}
 
 static void tally_report(struct publish_done *done, const struct publish_report *r)
 {
@@ -105,32 +39,21 @@ static void tally_report(struct publish_done *done, const struct publish_report 
         t->report_failed++;
 }
 
-/* Parse options; returns 0 to go on, otherwise *rc holds the exit status. */
-static int cli_setup(const struct config_opt *own, const char *synopsis, struct cli_cfg *cfg,
-                     int argc, char **argv, char **pos, int *npos, int *rc)
+/* Load cmd's options: 0 to go on, otherwise *rc holds the exit status. */
+static int cli_setup(enum producer_cmd cmd, struct producer_opts *o, int argc, char **argv, int *rc)
 {
-    struct config_opt table[CLI_MAX_OPTS];
     char err[512];
-    int r;
+    int r = producer_opts_load(o, cmd, argc, argv, err, sizeof(err));
 
-    memset(cfg, 0, sizeof(*cfg));
-    cli_table(own, table);
-    r = config_load(table, cfg, argc - 1, argv + 1, pos, npos, err, sizeof(err));
-    if (r == 1) {
-        config_usage(stdout, table, synopsis);
-        *rc = 0;
-        return -1;
-    }
-    if (r != 0) {
+    if (r == 0)
+        return 0;
+    if (r < 0)
         fprintf(stderr, "tadak-producer %s: %s\n", argv[0], err);
-        *rc = 2;
-        return -1;
-    }
-    log_set_level(cfg->log_level);
-    return 0;
+    *rc = r > 0 ? 0 : 2;
+    return -1;
 }
 
-static struct publisher *cli_publisher(const struct cli_cfg *cfg, int bulk)
+static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk)
 {
     struct publisher_opts o = {cfg->brokers, cfg->topic,   &cfg->extra, cfg->delivery_timeout_ms,
                                cfg->ack_log, /*poller*/ 0, bulk};
@@ -181,22 +104,13 @@ static int cli_finish(struct publisher *p, struct cli_tally *t, int with_bad_lin
 
 int cli_send(int argc, char **argv)
 {
-    static const char synopsis[] =
-        "usage: tadak-producer send --user U --candidate C [--repeat N] [options]\n\n"
-        "Publish one vote (or a burst of N copies with one token) and wait for the broker.";
-    struct cli_cfg cfg;
+    struct producer_opts cfg;
     struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
     struct publisher *p;
-    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
-    int npos = 0, rc = 2;
+    int rc = 2;
 
-    if (cli_setup(send_opts, synopsis, &cfg, argc, argv, pos, &npos, &rc) != 0)
+    if (cli_setup(PRODUCER_SEND, &cfg, argc, argv, &rc) != 0)
         goto out;
-    if (cfg.user == 0 || cfg.candidate == 0 || npos > 0) {
-        fprintf(stderr, "tadak-producer send: --user and --candidate are required, no "
-                        "positional arguments (try --help)\n");
-        goto out;
-    }
     if (!(p = cli_publisher(&cfg, 0)))
         goto out;
     for (int64_t i = 0; i < cfg.repeat; i++) {
@@ -208,8 +122,7 @@ int cli_send(int argc, char **argv)
     }
     rc = cli_finish(p, &t, 0);
 out:
-    config_free(common_opts, &cfg); /* only -X owns memory */
-    free(pos);
+    producer_opts_free(&cfg);
     return rc;
 }
 
@@ -250,31 +163,20 @@ static int is_blank(const char *s, size_t n)
 
 int cli_replay(int argc, char **argv)
 {
-    static const char synopsis[] =
-        "usage: tadak-producer replay FILE|- [options]\n\n"
-        "Publish one vote per JSON line ({\"user_id\":U,\"candidate_id\":C}, optionally\n"
-        "\"event_id\", \"token\", \"ts\"). Bad lines (and lines over 1 MiB, never held in\n"
-        "memory) are reported on stderr and skipped; the exit status is 1 if any line\n"
-        "was bad, any delivery failed or the input could not be read (the log names the line).";
-    struct cli_cfg cfg;
+    struct producer_opts cfg;
     struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
     struct publisher *p = NULL;
-    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
     FILE *in = NULL;
     char *line = xmalloc(EVENT_MAX_BYTES); /* the longest line a vote can be */
     size_t len;
     int64_t lineno = 0;
-    int npos = 0, rc = 2, got, too_long;
+    int rc = 2, got, too_long;
 
-    if (cli_setup(replay_opts, synopsis, &cfg, argc, argv, pos, &npos, &rc) != 0)
+    if (cli_setup(PRODUCER_REPLAY, &cfg, argc, argv, &rc) != 0)
         goto out;
-    if (npos != 1) {
-        fprintf(stderr, "tadak-producer replay: expected one FILE (or - for stdin)\n");
-        goto out;
-    }
-    in = strcmp(pos[0], "-") == 0 ? stdin : fopen(pos[0], "r");
+    in = strcmp(cfg.pos[0], "-") == 0 ? stdin : fopen(cfg.pos[0], "r");
     if (!in) {
-        fprintf(stderr, "tadak-producer replay: cannot open %s\n", pos[0]);
+        fprintf(stderr, "tadak-producer replay: cannot open %s\n", cfg.pos[0]);
         goto out;
     }
     if (!(p = cli_publisher(&cfg, 0)))
@@ -309,7 +211,7 @@ int cli_replay(int argc, char **argv)
         publisher_poll(p, 0);
     }
     if (got < 0) /* EIO, a directory, ...: say where, and never exit 0 */
-        log_error("read error", "file=%s line=%" PRId64 " error=\"%s\"", pos[0], lineno + 1,
+        log_error("read error", "file=%s line=%" PRId64 " error=\"%s\"", cfg.pos[0], lineno + 1,
                   strerror(errno));
     rc = cli_finish(p, &t, 1);
     if (got < 0 && rc == 0)
@@ -318,8 +220,7 @@ out:
     if (in && in != stdin)
         fclose(in);
     free(line);
-    config_free(common_opts, &cfg); /* only -X owns memory */
-    free(pos);
+    producer_opts_free(&cfg);
     return rc;
 }
 
@@ -334,31 +235,19 @@ static void load_pace(struct publisher *p, int64_t start_ms, uint64_t i, int64_t
 
 int cli_load(int argc, char **argv)
 {
-    static const char synopsis[] =
-        "usage: tadak-producer load --users N [--dup-factor D] [--rate R] [--seed S] "
-        "[--candidates K] [options]\n\n"
-        "Publish a deterministic, shuffled stream of N x D votes: user i (1..N) votes once\n"
-        "for a seeded candidate, each vote sent D times. The same seed gives the same\n"
-        "sequence of tokens.";
-    struct cli_cfg cfg;
+    struct producer_opts cfg;
     struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
     struct publisher *p = NULL;
     struct loadgen *g = NULL;
-    char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
     char err[256];
     int64_t start;
     uint64_t i = 0;
-    int npos = 0, rc = 2;
+    int rc = 2;
 
-    if (cli_setup(load_opts, synopsis, &cfg, argc, argv, pos, &npos, &rc) != 0)
+    if (cli_setup(PRODUCER_LOAD, &cfg, argc, argv, &rc) != 0)
         goto out;
-    if (cfg.users == 0 || npos > 0) {
-        fprintf(stderr, "tadak-producer load: --users is required, no positional arguments "
-                        "(try --help)\n");
-        goto out;
-    }
     g = loadgen_new((uint64_t)cfg.users, (uint64_t)cfg.dup, (uint64_t)cfg.seed,
-                    (uint64_t)cfg.candidates, err, sizeof(err));
+                    (uint64_t)cfg.candidate_count, err, sizeof(err));
     if (!g) {
         fprintf(stderr, "tadak-producer load: %s\n", err);
         goto out;
@@ -381,7 +270,6 @@ int cli_load(int argc, char **argv)
     rc = cli_finish(p, &t, 0);
 out:
     loadgen_free(g);
-    config_free(common_opts, &cfg); /* only -X owns memory */
-    free(pos);
+    producer_opts_free(&cfg);
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * serve.h - `tadak-producer serve`: the HTTP frontend's lifecycle.
  *
- * Loads the serve option table, starts the publisher (with its delivery
+ * Loads its options (options.h), starts the publisher (with its delivery
  * report thread) and the HTTP server, waits for SIGINT/SIGTERM, then drains:
  * stop accepting, answer what is in flight, flush Kafka, exit 0. A second
  * signal exits at once with status 130 (shutdown.h). argv[0] is the

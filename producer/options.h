@@ -1,0 +1,63 @@
+/*
+ * options.h - tadak-producer's settings: the config tables of `serve` and of
+ * the CLI subcommands (send, replay, load) and the struct they fill. See
+ * common/config.h for the table format.
+ *
+ * The rows every command has (brokers, topic, -X, log-level, ack-log) are
+ * defined once and joined to each command's own rows, so a default or a
+ * help text cannot differ between `serve` and the CLI. Loading also checks
+ * what the table cannot (positional arguments, required flags, the
+ * --candidates ballot), sets the log level and prints --help; README's
+ * "Configuration reference" says what --help says (tests/integration/test_docs.py).
+ *
+ *   rc = producer_opts_load(&o, PRODUCER_SEND, argc, argv, err, sizeof err);
+ *        0 ok, 1 --help was shown, -1 error (reason in err)
+ *   producer_opts_free(&o);
+ *
+ * argv[0] is the subcommand name, as main.c passes it.
+ */
+#ifndef TADAK_PRODUCER_OPTIONS_H
+#define TADAK_PRODUCER_OPTIONS_H
+
+#include "api.h"
+#include "config.h"
+#include "log.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PRODUCER_OPTS_MAX 32 /* rows in one command's table, CONFIG_END included */
+
+enum producer_cmd { PRODUCER_SERVE, PRODUCER_SEND, PRODUCER_REPLAY, PRODUCER_LOAD };
+
+struct producer_opts {
+    /* Every command: the shared rows. */
+    const char *brokers, *topic, *ack_log;
+    struct config_kv extra; /* -X key=value for librdkafka */
+    enum log_level log_level;
+    int64_t delivery_timeout_ms; /* serve's default and range are not the CLI's */
+
+    /* serve */
+    const char *listen, *database_url, *redis_url, *key_prefix;
+    const char *candidates;       /* the ballot as given, e.g. "1-4,7", or NULL */
+    struct api_candidates ballot; /* candidates parsed; n == 0: any id */
+    int64_t max_body, idem_window_s, request_timeout_s, per_ip, tallies_top;
+
+    /* send */
+    int64_t user, candidate, repeat;
+
+    /* load */
+    int64_t users, dup, rate, seed, candidate_count;
+
+    /* replay: FILE (or -) is pos[0] */
+    char **pos;
+    int npos;
+
+    struct config_opt table[PRODUCER_OPTS_MAX]; /* the command's rows, for config_free() */
+};
+
+int producer_opts_load(struct producer_opts *o, enum producer_cmd cmd, int argc, char **argv,
+                       char *errstr, size_t errsize);
+void producer_opts_free(struct producer_opts *o);
+
+#endif
