@@ -1,5 +1,5 @@
 /*
- * api.c - routes, request checks and response bodies. See api.h.
+ * api.c - routes, request checks and the JSON answers. See api.h.
  */
 #include "api.h"
 #include "util.h"
@@ -257,6 +257,75 @@ int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *
                      "\"partition\":%" PRId32 ",\"offset\":%" PRId64 "}\n",
                      v->event_id, v->token, partition, offset);
     return (n < 0 || (size_t)n >= size) ? -1 : n;
+}
+
+/* ---- answers built here, so that every body has one author --------------- */
+
+void api_health(struct api_reply *r)
+{
+    r->status = 200;
+    util_strlcpy(r->body, "{\"status\":\"ok\"}\n", sizeof(r->body));
+}
+
+void api_ready(struct api_reply *r, int ready)
+{
+    if (!ready) {
+        api_error(r, 503, "not_ready", "no Kafka broker answered a metadata request");
+        return;
+    }
+    r->status = 200;
+    util_strlcpy(r->body, "{\"status\":\"ready\"}\n", sizeof(r->body));
+}
+
+int api_vote_status(struct api_reply *r, enum api_vote_state state, const char *token,
+                    const char *event_id, const char *created_at)
+{
+    static const char *const names[] = {
+        [API_RECORDED] = "recorded", [API_PENDING] = "pending", [API_UNKNOWN] = "unknown"};
+    static const int codes[] = {[API_RECORDED] = 200, [API_PENDING] = 202, [API_UNKNOWN] = 404};
+    char tok[EVENT_TOKEN_LEN * 6], id[EVENT_ID_LEN * 6], at[API_CREATED_AT_MAX * 6];
+    int n;
+
+    /* Ours (the token) or PostgreSQL's (a uuid, a formatted time): escaped all the same. */
+    if (api_json_escape(token, tok, sizeof(tok)) < 0)
+        return -1;
+    if (state == API_RECORDED) {
+        if (api_json_escape(event_id, id, sizeof(id)) < 0 ||
+            api_json_escape(created_at, at, sizeof(at)) < 0)
+            return -1;
+        n = snprintf(r->body, sizeof(r->body),
+                     "{\"status\":\"recorded\",\"token\":\"%s\",\"event_id\":\"%s\","
+                     "\"created_at\":\"%s\"}\n",
+                     tok, id, at);
+    } else {
+        n = snprintf(r->body, sizeof(r->body), "{\"status\":\"%s\",\"token\":\"%s\"}\n",
+                     names[state], tok);
+    }
+    if (n < 0 || (size_t)n >= sizeof(r->body))
+        return -1;
+    r->status = codes[state];
+    return 0;
+}
+
+int api_stats(struct api_reply *r, const char *const *names, const int64_t *values, size_t n,
+              int64_t accepted)
+{
+    size_t len = 0;
+    int k;
+
+    r->body[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        k = snprintf(r->body + len, sizeof(r->body) - len, "\"%s\":%" PRId64 ",", names[i],
+                     values[i]);
+        if (k < 0 || (size_t)k >= sizeof(r->body) - len)
+            return -1;
+        len += (size_t)k;
+    }
+    k = snprintf(r->body + len, sizeof(r->body) - len, "\"accepted\":%" PRId64 "}\n", accepted);
+    if (k < 0 || (size_t)k >= sizeof(r->body) - len)
+        return -1;
+    r->status = 200;
+    return 0;
 }
 
 /* ---- --candidates -------------------------------------------------------- */

@@ -5,7 +5,8 @@
  * functions, so cmocka can test every status code: the routes table
  * {method, path, action}, the header checks (404, 405 with Allow, 415 for
  * a missing or non-JSON Content-Type, 413 from Content-Length), vote validation (400 via
- * event_parse, 413 from the streamed byte count) and the JSON bodies of every answer.
+ * event_parse, 413 from the streamed byte count) and the JSON body of every answer
+ * (but /tallies', which reads.c keeps ready-made in its cache).
  *
  *   api_begin(method, path, content_type, content_length, max_body, &reply)
  *       at header time: 1 = reply is final (answer now), 0 = read the body
@@ -21,8 +22,18 @@
  *   api_error_id(&reply, status, error, detail, id)   the same with "request_id" (5xx:
  *       the detail says what failed in general terms, the log has the cause under id)
  *   api_accepted(&vote, partition, offset, buf, size)   the 202 body
+ *   api_health(&reply)                          GET /healthz: 200 {"status":"ok"}
+ *   api_ready(&reply, ready)                    GET /readyz: 200 {"status":"ready"} or 503
+ *   api_vote_status(&reply, state, token, event_id, created_at)
+ *       GET /votes/{u}/{c}: 200 recorded (with event_id, created_at), 202 pending,
+ *       404 unknown; 0, or -1 if it does not fit the reply
+ *   api_stats(&reply, names, values, n, accepted)   GET /stats: the n counters + "accepted"
+
  *   api_vote_path(path, &user, &candidate, &reply)   GET /votes/{user_id}/{candidate_id}:
  *       1 = ids parsed, 0 = not that shape, -1 = reply is a 400
+ *
+ * The builders of a 2xx answer set reply.status and reply.body only, never
+ * reply.action (the server's caching headers follow the action).
  */
 #ifndef TADAK_API_H
 #define TADAK_API_H
@@ -45,6 +56,7 @@ enum api_action {
 };
 
 #define API_IDEM_KEY_MAX     255 /* longest Idempotency-Key accepted */
+#define API_CREATED_AT_MAX   40  /* a vote's created_at, as PostgreSQL formats it */
 #define API_CANDIDATE_RANGES 64  /* ranges in a --candidates list */
 
 /* The configured candidates: sorted, merged ranges of ids. */
@@ -53,6 +65,13 @@ struct api_candidates {
     struct {
         int64_t lo, hi;
     } r[API_CANDIDATE_RANGES];
+};
+
+/* What GET /votes/{user_id}/{candidate_id} found. */
+enum api_vote_state {
+    API_RECORDED, /* the row is in PostgreSQL */
+    API_PENDING,  /* a consumer holds the token's Redis lock */
+    API_UNKNOWN,  /* neither */
 };
 
 struct api_reply {
@@ -77,6 +96,12 @@ void api_error(struct api_reply *r, int status, const char *error, const char *d
 void api_error_id(struct api_reply *r, int status, const char *error, const char *detail,
                   const char *request_id);
 int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *buf, size_t size);
+void api_health(struct api_reply *r);
+void api_ready(struct api_reply *r, int ready);
+int api_vote_status(struct api_reply *r, enum api_vote_state state, const char *token,
+                    const char *event_id, const char *created_at);
+int api_stats(struct api_reply *r, const char *const *names, const int64_t *values, size_t n,
+              int64_t accepted);
 int api_json_escape(const char *s, char *buf, size_t size);
 int api_idempotency_key(const char *header, struct api_reply *r);
 int api_vote_path(const char *path, int64_t *user_id, int64_t *candidate_id, struct api_reply *r);

@@ -191,6 +191,101 @@ static void test_accepted_body(void **state)
     assert_int_equal(api_accepted(&v, 3, 42, buf, 20), -1);
 }
 
+static void test_accepted_body_exact(void **state)
+{
+    struct vote v = {100, 1, 0, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", "vote_lock:100:1"};
+    char buf[512];
+    int n;
+
+    (void)state;
+    n = api_accepted(&v, 3, 42, buf, sizeof(buf));
+    assert_int_equal(n, (int)strlen(buf));
+    assert_string_equal(buf, "{\"status\":\"accepted\",\"event_id\":"
+                             "\"0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70\",\"token\":"
+                             "\"vote_lock:100:1\",\"partition\":3,\"offset\":42}\n");
+}
+
+static void test_health_and_ready_bodies(void **state)
+{
+    struct api_reply r;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.action = API_HEALTH;
+    api_health(&r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}\n");
+    assert_int_equal(r.action, API_HEALTH); /* a 2xx builder leaves the action alone */
+
+    r.action = API_READY;
+    api_ready(&r, 1);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ready\"}\n");
+    assert_int_equal(r.action, API_READY);
+    api_ready(&r, 0);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.body, "{\"error\":\"not_ready\",\"detail\":\"no Kafka broker "
+                                "answered a metadata request\"}\n");
+}
+
+static void test_vote_status_bodies(void **state)
+{
+    struct api_reply r;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.action = API_STATUS;
+    assert_int_equal(api_vote_status(&r, API_RECORDED, "vote_lock:100:1",
+                                     "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70",
+                                     "2026-11-29T10:50:45.884797Z"),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"recorded\",\"token\":\"vote_lock:100:1\","
+                                "\"event_id\":\"0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70\","
+                                "\"created_at\":\"2026-11-29T10:50:45.884797Z\"}\n");
+    assert_int_equal(r.action, API_STATUS);
+
+    /* Only recorded votes have an event id and a time: the others ignore them. */
+    assert_int_equal(api_vote_status(&r, API_PENDING, "vote_lock:7:2", "x", "y"), 0);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"status\":\"pending\",\"token\":\"vote_lock:7:2\"}\n");
+    assert_int_equal(api_vote_status(&r, API_UNKNOWN, "vote_lock:7:3", NULL, NULL), 0);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(r.body, "{\"status\":\"unknown\",\"token\":\"vote_lock:7:3\"}\n");
+
+    /* Whatever a row holds stays inside its string. */
+    assert_int_equal(api_vote_status(&r, API_RECORDED, "t", "a\"b", "c\\d\n"), 0);
+    assert_string_equal(r.body, "{\"status\":\"recorded\",\"token\":\"t\",\"event_id\":"
+                                "\"a\\\"b\",\"created_at\":\"c\\\\d\\u000a\"}\n");
+}
+
+static void test_stats_body(void **state)
+{
+    static const char *const names[] = {"consumed", "inserted", "dup_redis"};
+    static const int64_t values[] = {10010, 2002, -1};
+    char longname[700];
+    const char *const many[] = {longname};
+    struct api_reply r;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.action = API_STATS;
+    assert_int_equal(api_stats(&r, names, values, 3, 10005), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"consumed\":10010,\"inserted\":2002,\"dup_redis\":-1,"
+                                "\"accepted\":10005}\n");
+    assert_int_equal(r.action, API_STATS);
+    assert_int_equal(api_stats(&r, names, values, 0, 0), 0);
+    assert_string_equal(r.body, "{\"accepted\":0}\n");
+
+    /* Too long for the reply: an error, never a cut-off body. */
+    memset(longname, 'n', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    r.status = 0;
+    assert_int_equal(api_stats(&r, many, values, 1, 0), -1);
+    assert_int_equal(r.status, 0);
+}
+
 static void test_error_detail_is_escaped(void **state)
 {
     struct api_reply r;
@@ -388,6 +483,10 @@ int main(void)
         cmocka_unit_test(test_vote_bodies),
         cmocka_unit_test(test_streamed_overflow),
         cmocka_unit_test(test_accepted_body),
+        cmocka_unit_test(test_accepted_body_exact),
+        cmocka_unit_test(test_health_and_ready_bodies),
+        cmocka_unit_test(test_vote_status_bodies),
+        cmocka_unit_test(test_stats_body),
         cmocka_unit_test(test_error_detail_is_escaped),
         cmocka_unit_test(test_vote_path),
         cmocka_unit_test(test_idempotency_key_header),
