@@ -1,40 +1,32 @@
 /*
- * http.c - libmicrohttpd server for the vote API. See http.h.
+ * http.c - the HTTP frontend's server: libmicrohttpd, each request's life,
+ * the timer and the readiness prober. See http.h; the routes are in
+ * routes.c (routes.h is what the two share).
  *
- * Life of a vote request (struct request, one per HTTP request):
+ * Life of a request (struct request, one per HTTP request):
  *
  *   headers   api_begin(): 404/405/415/413 answered at once, else read on
  *   body      bytes appended up to max_body (the buffer grows with them,
  *             a declared Content-Length reserves nothing); more is counted
  *             only; all of it must arrive by the guard's deadline (guard.h)
- *   complete  api_vote() -> 400/413, or publish + suspend the connection
- *   resumed   by the delivery report (REPORTED) or the timer (TIMED_OUT)
- *   answered  202 / 503; MHD's completion callback drops the last ref
- *
- * A status read (GET /votes/{u}/{c}, /tallies, /stats) never queries on an
- * MHD thread: "complete" hands it to reads.h's workers and suspends the
- * connection (REQ_READING) until the worker's answer resumes it
- * (REQ_READ_DONE); a fresh cached /tallies is answered at once.
- *
- * With an Idempotency-Key (and Redis), "complete" first claims the key with
- * SET NX; a key already there is answered from it (202 replay, 409, 422) and
- * nothing is published. The 202 turns the claim into "done" for the window,
- * a 503 releases it (compare-and-delete) so the client's retry can proceed.
+ *   complete  routes_serve(): answered at once, or handed over (a vote to
+ *             the publisher, a status read to reads.h) and suspended
+ *   resumed   by the delivery report (REQ_REPORTED), the timer
+ *             (REQ_TIMED_OUT) or the read's answer (REQ_READ_DONE):
+ *             routes_resume() answers
+ *   answered  MHD's completion callback drops the last reference
  *
  * The server lock guards request state, reference counts and the pending
- * list. Every suspended request has the same timeout, so the pending list
- * is ordered by deadline and the timer only ever looks at its head.
+ * list. Every suspended vote has the same timeout, so the pending list is
+ * ordered by deadline and the timer only ever looks at its head.
  */
 #include "http.h"
-#include "api.h"
 #include "config.h"
 #include "guard.h"
-#include "idem.h"
 #include "log.h"
 #include "metrics.h"
 #include "page.h"
-#include "publisher.h"
-#include "reads.h"
+#include "routes.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -60,50 +52,12 @@
 #define HTTP_CONN_TIMEOUT_S   10  /* at least; longer if the delivery timeout is */
 #define HTTP_READY_EVERY_MS   1000
 #define HTTP_READY_TIMEOUT_MS 1000
-#define HTTP_IDEM_MARGIN_MS   5000 /* an in-flight claim outlives the delivery timeout by this */
-#define HTTP_REQUEST_ID_LEN   17   /* 16 hex digits + NUL */
-
-enum req_state {
-    REQ_BODY,      /* reading the request */
-    REQ_WAITING,   /* suspended, event handed to the publisher */
-    REQ_REPORTED,  /* delivery report arrived in time */
-    REQ_TIMED_OUT, /* no report within the delivery timeout (or shutdown) */
-    REQ_READING,   /* suspended, a status read handed to reads.h */
-    REQ_READ_DONE, /* its answer is in read */
-};
-
-struct request {
-    struct publish_done done; /* first member: the delivery report finds us by it */
-    struct http_server *srv;
-    struct MHD_Connection *conn;
-    const char *method, *url; /* libmicrohttpd's, valid until the request completes */
-    struct api_reply reply;
-    enum req_state state; /* under srv->lock from REQ_WAITING on */
-    int refs;             /* under srv->lock: the connection + a pending report */
-    char *body;
-    size_t len, cap; /* cap grows with the body: never max_body up front */
-    int overflow;
-    struct guard_conn *gc; /* the connection's request deadline */
-    int64_t deadline_ms;
-    struct request *prev, *next; /* pending list, REQ_WAITING only */
-    int report_err;
-    char report_errname[96];
-    int32_t partition;
-    int64_t offset;
-    int idem_claimed;                    /* we hold the in-flight claim of reply.idem_key */
-    int replayed;                        /* answering from a stored Idempotency-Key result */
-    char idem_hash[IDEM_HASH_HEX];       /* of the body */
-    char idem_value[IDEM_HASH_HEX + 64]; /* the in-flight value we claimed */
-    struct read_job read;                /* a status read's question and answer */
-};
+#define HTTP_REQUEST_ID_LEN   17 /* 16 hex digits + NUL */
 
 struct http_server {
     struct MHD_Daemon *daemon;
     MHD_socket quiesced_fd; /* closed at once: only marks that quiesce happened */
-    struct publisher *pub;
-    struct metrics *metrics;
-    size_t max_body;
-    int64_t timeout_ms;
+    struct http_routes routes;
 
     pthread_mutex_t lock;
     pthread_cond_t wake;     /* CLOCK_MONOTONIC: new head of the pending list, or stop */
@@ -112,19 +66,11 @@ struct http_server {
     int running;
     pthread_t timer, prober;
     int has_timer, has_prober;
-    atomic_int ready;
     atomic_int draining; /* set under lock: no request is suspended once it is */
     atomic_int resuming; /* MHD_resume_connection() calls decided but not yet made */
     _Atomic int64_t active;
-    _Atomic int64_t accepted; /* 202s given for new events (not replays) */
-    atomic_int idem_warned;
     uint32_t id_prefix;          /* random per process: ids of two producers differ */
     _Atomic uint32_t id_counter; /* request ids: prefix + counter */
-    struct reads *reads;         /* status reads; not owned */
-    struct idem *idem;           /* Idempotency-Key in Redis, NULL without Redis; not owned */
-    int64_t idem_window_ms;
-    struct api_candidates candidates; /* n == 0: any id */
-    char *page;                       /* GET /, with the candidates' buttons */
 
     struct guard *guard; /* whole-request deadlines */
     unsigned int per_ip_limit;
@@ -138,13 +84,12 @@ static void count_request(struct http_server *s, const char *route, int status)
     char labels[96];
 
     snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, status);
-    metric_add(metrics_counter(s->metrics, "tadak_http_requests_total", labels,
+    metric_add(metrics_counter(s->routes.metrics, "tadak_http_requests_total", labels,
                                "HTTP requests by route and status"),
                1);
 }
 
-static enum MHD_Result send_text(struct request *r, int status, const char *body,
-                                 const char *content_type)
+enum MHD_Result http_send(struct request *r, int status, const char *body, const char *content_type)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -177,9 +122,9 @@ static enum MHD_Result send_text(struct request *r, int status, const char *body
     return ret;
 }
 
-static enum MHD_Result send_reply(struct request *r)
+enum MHD_Result http_send_reply(struct request *r)
 {
-    return send_text(r, r->reply.status, r->reply.body, "application/json");
+    return http_send(r, r->reply.status, r->reply.body, "application/json");
 }
 
 /*
@@ -187,7 +132,7 @@ static enum MHD_Result send_reply(struct request *r)
  * in general terms and a request id; the cause (libpq's or hiredis' words,
  * with host names and roles in them) goes only to the log, under that id.
  */
-static enum MHD_Result unavailable(struct request *r, const char *what, const char *why)
+enum MHD_Result http_unavailable(struct request *r, const char *what, const char *why)
 {
     struct http_server *s = r->srv;
     char id[HTTP_REQUEST_ID_LEN];
@@ -197,7 +142,13 @@ static enum MHD_Result unavailable(struct request *r, const char *what, const ch
     log_warn("request failed", "request_id=%s route=%s status=503 detail=\"%s\" error=\"%s\"", id,
              r->reply.route, what, why);
     api_error_id(&r->reply, 503, "unavailable", what, id);
-    return send_reply(r);
+    return http_send_reply(r);
+}
+
+enum MHD_Result http_shutting_down(struct request *r)
+{
+    api_error(&r->reply, 503, "shutting_down", "this server is shutting down; retry");
+    return http_send_reply(r);
 }
 
 /* ---- request lifetime --------------------------------------------------- */
@@ -223,8 +174,8 @@ static void body_append(struct request *r, const char *data, size_t n)
 
     while (cap < want)
         cap *= 2;
-    if (cap > r->srv->max_body)
-        cap = r->srv->max_body; /* want <= max_body: the caller checked */
+    if (cap > r->rt->max_body)
+        cap = r->rt->max_body; /* want <= max_body: the caller checked */
     if (cap != r->cap) {
         r->body = xrealloc(r->body, cap);
         metric_add(r->srv->m_body_bytes, (int64_t)(cap - r->cap));
@@ -297,6 +248,60 @@ static void on_delivery(struct publish_done *done, const struct publish_report *
     }
     if (free_it)
         request_free(r);
+}
+
+/* Runs on a reads.h worker (or in reads_stop): the answer is in r->read. */
+static void on_read(struct read_job *job)
+{
+    struct request *r = (struct request *)((char *)job - offsetof(struct request, read));
+    struct http_server *s = r->srv;
+    struct MHD_Connection *conn = r->conn;
+    int free_it;
+
+    pthread_mutex_lock(&s->lock);
+    r->state = REQ_READ_DONE;
+    atomic_fetch_add(&s->resuming, 1);
+    /* Suspended, the connection cannot complete: its reference is not the last. */
+    request_unref_locked(r, &free_it);
+    pthread_mutex_unlock(&s->lock);
+    MHD_resume_connection(conn);
+    atomic_fetch_sub(&s->resuming, 1);
+}
+
+int http_suspend(struct request *r, enum req_state state,
+                 int (*start)(struct request *r, char *err, size_t errsize), char *err,
+                 size_t errsize)
+{
+    struct http_server *s = r->srv;
+
+    pthread_mutex_lock(&s->lock);
+    if (atomic_load(&s->draining)) { /* nothing may be suspended once the drain began */
+        pthread_mutex_unlock(&s->lock);
+        return 1;
+    }
+    if (start(r, err, errsize) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    r->refs++; /* the completion's, dropped by on_delivery or on_read */
+    r->state = state;
+    if (state == REQ_WAITING) {
+        r->deadline_ms = util_now_ms() + s->routes.timeout_ms;
+        pending_append(s, r);
+    }
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+enum req_state http_vote_state(struct request *r)
+{
+    enum req_state state;
+
+    pthread_mutex_lock(&r->srv->lock);
+    state = r->state;
+    pthread_mutex_unlock(&r->srv->lock);
+    return state;
 }
 
 /* Detach every pending request whose deadline passed (all, with now < 0). */
@@ -373,8 +378,8 @@ static void *prober_main(void *arg)
     int running = 1;
 
     while (running) {
-        int ok = publisher_probe(s->pub, HTTP_READY_TIMEOUT_MS);
-        if (atomic_exchange(&s->ready, ok) != ok)
+        int ok = publisher_probe(s->routes.pub, HTTP_READY_TIMEOUT_MS);
+        if (atomic_exchange(&s->routes.ready, ok) != ok)
             log_info(ok ? "broker reachable" : "broker unreachable", "ready=%d", ok);
         pthread_mutex_lock(&s->lock);
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -386,305 +391,6 @@ static void *prober_main(void *arg)
     }
     return NULL;
 }
-
-/* ---- Idempotency-Key ---------------------------------------------------- */
-
-/* Claim the key, or answer from it: 1 = answered (*ret set), 0 = publish. */
-static int idem_begin(struct request *r, enum MHD_Result *ret)
-{
-    struct http_server *s = r->srv;
-    char old[1024], err[256], legacy[IDEM_LEGACY_HEX];
-    const char *body;
-    size_t len;
-    int existed;
-
-    if (!r->reply.idem_key[0])
-        return 0;
-    if (!s->idem) {
-        if (!atomic_exchange(&s->idem_warned, 1))
-            log_warn("Idempotency-Key ignored: no Redis configured",
-                     "hint=\"set REDIS_URL or --redis-url\"");
-        return 0;
-    }
-    idem_hash_hex(r->body, r->len, r->idem_hash);
-    idem_inflight_value(r->idem_hash, r->reply.vote.event_id, r->idem_value, sizeof(r->idem_value));
-    if (idem_claim(s->idem, r->reply.idem_key, r->idem_value, s->timeout_ms + HTTP_IDEM_MARGIN_MS,
-                   old, sizeof(old), &existed, err, sizeof(err)) != 0) {
-        *ret = unavailable(r, "the Idempotency-Key store (Redis) is unavailable; retry", err);
-        return 1;
-    }
-    if (!existed) {
-        r->idem_claimed = 1;
-        return 0;
-    }
-    idem_legacy_hex(r->body, r->len, legacy); /* values stored by the previous version */
-    switch (idem_decide(old, r->idem_hash, legacy, &body, &len)) {
-    case IDEM_REPLAY:
-        r->replayed = 1;
-        *ret = send_text(r, MHD_HTTP_ACCEPTED, body, "application/json");
-        return 1;
-    case IDEM_IN_PROGRESS:
-        api_error(&r->reply, 409, "request_in_progress",
-                  "a request with this Idempotency-Key is still being processed; retry later");
-        break;
-    case IDEM_MISMATCH:
-        api_error(&r->reply, 422, "idempotency_key_reused",
-                  "this Idempotency-Key was already used with a different request body");
-        break;
-    }
-    *ret = send_reply(r);
-    return 1;
-}
-
-/* The request's fate is known: keep its 202 for the window, or free the key. */
-static void idem_finish(struct request *r, const char *accepted_body)
-{
-    struct http_server *s = r->srv;
-    char done[1024];
-
-    if (!r->idem_claimed)
-        return;
-    r->idem_claimed = 0;
-    if (accepted_body && idem_done_value(r->idem_hash, accepted_body, done, sizeof(done)) > 0)
-        idem_settle(s->idem, r->reply.idem_key, r->idem_value, done, s->idem_window_ms);
-    else
-        idem_release(s->idem, r->reply.idem_key, r->idem_value);
-}
-
-/* ---- route handlers ----------------------------------------------------- */
-
-static enum MHD_Result shutting_down(struct request *r)
-{
-    api_error(&r->reply, 503, "shutting_down", "this server is shutting down; retry");
-    return send_reply(r);
-}
-
-static enum MHD_Result handle_vote(struct request *r)
-{
-    struct http_server *s = r->srv;
-    char err[256];
-    enum MHD_Result ret;
-
-    if (api_vote(r->body, r->len, r->overflow, s->max_body, &s->candidates, &r->reply))
-        return send_reply(r);
-    event_new_id(r->reply.vote.event_id);
-    r->reply.vote.ts_ms = util_wall_ms();
-    if (idem_begin(r, &ret))
-        return ret;
-
-    /* Hold the lock across send + suspend: the report must find us suspended. */
-    pthread_mutex_lock(&s->lock);
-    if (atomic_load(&s->draining)) { /* nothing may be suspended once the drain began */
-        pthread_mutex_unlock(&s->lock);
-        idem_finish(r, NULL);
-        return shutting_down(r);
-    }
-    if (publisher_send(s->pub, &r->reply.vote, &r->done, PUBLISH_NOWAIT, err, sizeof(err)) != 0) {
-        pthread_mutex_unlock(&s->lock);
-        idem_finish(r, NULL);
-        return unavailable(r, "the vote could not be queued for Kafka; retry", err);
-    }
-    r->refs++;
-    r->state = REQ_WAITING;
-    r->deadline_ms = util_now_ms() + s->timeout_ms;
-    pending_append(s, r);
-    MHD_suspend_connection(r->conn);
-    pthread_mutex_unlock(&s->lock);
-    return MHD_YES;
-}
-
-/* The connection was resumed: the vote's fate is known (or its time is up). */
-static enum MHD_Result answer_vote(struct request *r)
-{
-    struct http_server *s = r->srv;
-    char body[512], why[160];
-    enum req_state state;
-
-    pthread_mutex_lock(&s->lock);
-    state = r->state;
-    pthread_mutex_unlock(&s->lock);
-    if (state == REQ_REPORTED && r->report_err == 0 &&
-        api_accepted(&r->reply.vote, r->partition, r->offset, body, sizeof(body)) > 0) {
-        atomic_fetch_add(&s->accepted, 1);
-        idem_finish(r, body);
-        return send_text(r, MHD_HTTP_ACCEPTED, body, "application/json");
-    }
-    idem_finish(r, NULL);
-    if (state == REQ_REPORTED)
-        return unavailable(r, "Kafka did not accept the vote; retry", r->report_errname);
-    snprintf(why, sizeof(why), "no delivery report within %" PRId64 " ms", s->timeout_ms);
-    return unavailable(r, "Kafka did not acknowledge the vote in time; retry", why);
-}
-
-static enum MHD_Result handle_health(struct request *r)
-{
-    return send_text(r, MHD_HTTP_OK, "{\"status\":\"ok\"}\n", "application/json");
-}
-
-static enum MHD_Result handle_ready(struct request *r)
-{
-    if (atomic_load(&r->srv->ready))
-        return send_text(r, MHD_HTTP_OK, "{\"status\":\"ready\"}\n", "application/json");
-    api_error(&r->reply, 503, "not_ready", "no Kafka broker answered a metadata request");
-    return send_reply(r);
-}
-
-static enum MHD_Result handle_metrics(struct request *r)
-{
-    char *text = metrics_render(r->srv->metrics);
-    enum MHD_Result ret = send_text(r, MHD_HTTP_OK, text, "text/plain; version=0.0.4");
-
-    free(text);
-    return ret;
-}
-
-static enum MHD_Result not_configured(struct request *r, const char *what)
-{
-    char detail[160];
-
-    snprintf(detail, sizeof(detail), "set %s to enable this route", what);
-    api_error(&r->reply, 503, "not_configured", detail);
-    return send_reply(r);
-}
-
-/* Runs on a reads.h worker (or in reads_stop): the answer is in r->read. */
-static void on_read(struct read_job *job)
-{
-    struct request *r = (struct request *)((char *)job - offsetof(struct request, read));
-    struct http_server *s = r->srv;
-    struct MHD_Connection *conn = r->conn;
-    int free_it;
-
-    pthread_mutex_lock(&s->lock);
-    r->state = REQ_READ_DONE;
-    atomic_fetch_add(&s->resuming, 1);
-    /* Suspended, the connection cannot complete: its reference is not the last. */
-    request_unref_locked(r, &free_it);
-    pthread_mutex_unlock(&s->lock);
-    MHD_resume_connection(conn);
-    atomic_fetch_sub(&s->resuming, 1);
-}
-
-/* Hand a status read to the workers and suspend until on_read resumes us. */
-static enum MHD_Result start_read(struct request *r, enum read_kind kind)
-{
-    struct http_server *s = r->srv;
-
-    r->read.fn = on_read;
-    r->read.kind = kind;
-    r->read.user_id = r->reply.user_id;
-    r->read.candidate_id = r->reply.candidate_id;
-    /* Hold the lock across submit + suspend: the answer must find us suspended. */
-    pthread_mutex_lock(&s->lock);
-    if (atomic_load(&s->draining)) {
-        pthread_mutex_unlock(&s->lock);
-        return shutting_down(r);
-    }
-    if (reads_submit(s->reads, &r->read) != 0) {
-        pthread_mutex_unlock(&s->lock);
-        return unavailable(r, "too many status reads at once; retry", "read queue full");
-    }
-    r->refs++;
-    r->state = REQ_READING;
-    MHD_suspend_connection(r->conn);
-    pthread_mutex_unlock(&s->lock);
-    return MHD_YES;
-}
-
-static enum MHD_Result answer_vote_status(struct request *r)
-{
-    static const char *const names[] = {"recorded", "pending", "unknown"};
-    static const int codes[] = {MHD_HTTP_OK, MHD_HTTP_ACCEPTED, MHD_HTTP_NOT_FOUND};
-    const struct read_job *j = &r->read;
-    char token[EVENT_TOKEN_LEN], body[512];
-
-    event_token(r->reply.user_id, r->reply.candidate_id, token, sizeof(token));
-    if (j->state == READ_RECORDED)
-        snprintf(body, sizeof(body),
-                 "{\"status\":\"recorded\",\"token\":\"%s\",\"event_id\":\"%s\","
-                 "\"created_at\":\"%s\"}\n",
-                 token, j->vote.event_id, j->vote.created_at);
-    else
-        snprintf(body, sizeof(body), "{\"status\":\"%s\",\"token\":\"%s\"}\n", names[j->state],
-                 token);
-    return send_text(r, codes[j->state], body, "application/json");
-}
-
-static enum MHD_Result answer_stats(struct request *r)
-{
-    char body[512];
-    size_t n = 0;
-
-    n += (size_t)snprintf(body, sizeof(body), "{");
-    for (size_t i = 0; i < GATE_NSTATS; i++)
-        n += (size_t)snprintf(body + n, sizeof(body) - n, "\"%s\":%" PRId64 ",", gate_stat_names[i],
-                              r->read.stats[i]);
-    snprintf(body + n, sizeof(body) - n, "\"accepted\":%" PRId64 "}\n",
-             (int64_t)atomic_load(&r->srv->accepted));
-    return send_text(r, MHD_HTTP_OK, body, "application/json");
-}
-
-/* The connection was resumed with a status read's answer. */
-static enum MHD_Result answer_read(struct request *r)
-{
-    enum MHD_Result ret;
-
-    if (r->read.shutting_down)
-        return shutting_down(r);
-    if (r->read.failed)
-        return unavailable(r, r->read.what, r->read.why);
-    switch (r->read.kind) {
-    case READ_VOTE:
-        return answer_vote_status(r);
-    case READ_STATS:
-        return answer_stats(r);
-    case READ_TALLIES:
-        break;
-    }
-    ret = send_text(r, MHD_HTTP_OK, r->read.tallies, "application/json");
-    free(r->read.tallies);
-    r->read.tallies = NULL;
-    return ret;
-}
-
-static enum MHD_Result handle_status(struct request *r)
-{
-    if (!reads_has_db(r->srv->reads))
-        return not_configured(r, "DATABASE_URL (or --database-url)");
-    return start_read(r, READ_VOTE);
-}
-
-static enum MHD_Result handle_tallies(struct request *r)
-{
-    char *json;
-    enum MHD_Result ret;
-
-    if (!reads_has_db(r->srv->reads))
-        return not_configured(r, "DATABASE_URL (or --database-url)");
-    if (!reads_tallies_cached(r->srv->reads, &json))
-        return start_read(r, READ_TALLIES);
-    ret = send_text(r, MHD_HTTP_OK, json, "application/json");
-    free(json);
-    return ret;
-}
-
-static enum MHD_Result handle_stats(struct request *r)
-{
-    if (!reads_has_redis(r->srv->reads))
-        return not_configured(r, "REDIS_URL (or --redis-url)");
-    return start_read(r, READ_STATS);
-}
-
-static enum MHD_Result handle_page(struct request *r)
-{
-    return send_text(r, MHD_HTTP_OK, r->srv->page, "text/html; charset=utf-8");
-}
-
-static enum MHD_Result (*const handlers[])(struct request *) = {
-    [API_VOTE] = handle_vote,       [API_HEALTH] = handle_health, [API_READY] = handle_ready,
-    [API_METRICS] = handle_metrics, [API_PAGE] = handle_page,     [API_STATUS] = handle_status,
-    [API_TALLIES] = handle_tallies, [API_STATS] = handle_stats,
-};
 
 /* ---- libmicrohttpd callbacks -------------------------------------------- */
 
@@ -707,7 +413,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r) {
         r = xcalloc(1, sizeof(*r));
         r->done.fn = on_delivery;
+        r->read.fn = on_read;
         r->srv = s;
+        r->rt = &s->routes;
         r->conn = conn;
         r->method = method;
         r->url = url;
@@ -720,25 +428,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 method, url,
                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
-                s->max_body, &r->reply))
-            return send_reply(r);
+                s->routes.max_body, &r->reply))
+            return http_send_reply(r);
         if (atomic_load(&s->draining))
-            return shutting_down(r);
+            return http_shutting_down(r);
         if (r->reply.action == API_VOTE) {
             const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
             if (key && api_idempotency_key(key, &r->reply))
-                return send_reply(r);
+                return http_send_reply(r);
         }
         return MHD_YES;
     }
-    if (r->state == REQ_READ_DONE)
-        return answer_read(r);
     if (r->state != REQ_BODY)
-        return answer_vote(r);
+        return routes_resume(r);
     if (*upload_data_size > 0) {
         /* Keep at most max_body bytes; beyond that only remember it overflowed. */
         if (r->reply.action == API_VOTE && !r->overflow) {
-            if (r->len + *upload_data_size > s->max_body)
+            if (r->len + *upload_data_size > s->routes.max_body)
                 r->overflow = 1;
             else
                 body_append(r, upload_data, *upload_data_size);
@@ -749,7 +455,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->reply.action == API_RESPOND)
         return MHD_YES;          /* answered at header time already */
     guard_busy(s->guard, r->gc); /* all of it arrived in time: serve it */
-    return handlers[r->reply.action](r);
+    return routes_serve(r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -871,22 +577,23 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     if (conn_timeout_s < HTTP_CONN_TIMEOUT_S)
         conn_timeout_s = HTTP_CONN_TIMEOUT_S;
 
-    s->pub = pub;
-    s->metrics = metrics;
-    s->max_body = (size_t)o->max_body;
-    s->timeout_ms = o->delivery_timeout_ms;
-    s->reads = o->reads;
-    s->idem = o->idem;
-    s->idem_window_ms = o->idem_window_ms > 0 ? o->idem_window_ms : 86400000;
+    s->routes.pub = pub;
+    s->routes.metrics = metrics;
+    s->routes.max_body = (size_t)o->max_body;
+    s->routes.timeout_ms = o->delivery_timeout_ms;
+    s->routes.reads = o->reads;
+    s->routes.idem = o->idem;
+    s->routes.idem_window_ms = o->idem_window_ms > 0 ? o->idem_window_ms : 86400000;
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->running = 1;
     if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
         s->id_prefix = (uint32_t)util_wall_ms() ^ (uint32_t)getpid();
     if (o->candidates)
-        s->candidates = *o->candidates;
+        s->routes.candidates = *o->candidates;
     {
         int64_t ids[PAGE_MAX_CANDIDATES];
-        s->page = page_render(ids, api_candidates_list(&s->candidates, ids, PAGE_MAX_CANDIDATES));
+        s->routes.page =
+            page_render(ids, api_candidates_list(&s->routes.candidates, ids, PAGE_MAX_CANDIDATES));
     }
     s->m_timeouts = metrics_counter(metrics, "tadak_http_delivery_timeouts_total", "",
                                     "Votes answered 503 because no delivery report came in time");
@@ -976,7 +683,7 @@ void http_stop(struct http_server *s)
     if (s->has_prober)
         pthread_join(s->prober, NULL);
     s->has_timer = s->has_prober = 0;
-    reads_stop(s->reads); /* every status read answered, its connection resumed */
+    reads_stop(s->routes.reads); /* every status read answered, its connection resumed */
     while (atomic_load(&s->resuming) > 0) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -993,7 +700,7 @@ void http_free(struct http_server *s)
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->stopping);
     pthread_mutex_destroy(&s->lock);
-    free(s->page);
+    free(s->routes.page);
     guard_free(s->guard);
     free(s);
 }

@@ -1,5 +1,6 @@
 /*
  * http.h - the HTTP frontend: libmicrohttpd in front of the publisher.
+ * http.c runs the server, routes.c answers each route (routes.h joins them).
  *
  * Two MHD worker threads (epoll) serve every connection; no thread ever
  * blocks on Kafka. A vote's connection is suspended once its event is
