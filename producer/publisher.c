@@ -6,6 +6,16 @@
  * acknowledged only when librdkafka says the broker has it (acks=all), and
  * the ack log line is flushed before the caller's completion runs, so a
  * client never sees 202 for a vote the ack log does not hold.
+ *
+ * A fatal error (librdkafka 2.0.2's idempotent producer raises one now and
+ * then after a leader change) leaves an rd_kafka_t that refuses every
+ * message for good. The rd_kafka_t therefore lives in a struct producer that
+ * can be replaced whole: the thread serving delivery reports builds a new one
+ * from a copy of the same configuration, swaps it in under a write lock, then
+ * purges the old one and serves its reports, so every message it still held
+ * gets its one completion (an error), and only then destroys it. Users of the
+ * current producer hold a reference, taken under the read lock, for as long as
+ * they touch it: a handle is never destroyed under them.
  */
 #include "publisher.h"
 #include "kafka.h"
@@ -25,10 +35,28 @@
 
 /* librdkafka gives up this long after the HTTP layer already answered 503. */
 #define PUBLISHER_TIMEOUT_MARGIN_MS 1000
+/* A rebuild that failed (rd_kafka_new refused) is tried again this much later. */
+#define PUBLISHER_REBUILD_RETRY_MS 1000
 
-struct publisher {
+/* One rd_kafka_t and its topic handle: replaced whole after a fatal error. */
+struct producer {
+    struct publisher *pub;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
+    atomic_int fatal;       /* error_cb saw RD_KAFKA_RESP_ERR__FATAL */
+    atomic_int users;       /* references taken by producer_get() */
+    _Atomic int64_t failed; /* reports with an error */
+};
+
+struct publisher {
+    rd_kafka_conf_t *conf; /* the template every producer is built from */
+    char *topic;
+    pthread_rwlock_t swap; /* read: take a reference to cur; write: replace cur */
+    struct producer *cur;  /* replaced only by the thread serving reports */
+    atomic_int fatal_unseen;
+    _Atomic int64_t rebuilds;
+    int64_t next_rebuild_ms;
+
     FILE *ack_log;
     pthread_mutex_t ack_lock;
 
@@ -38,7 +66,7 @@ struct publisher {
     _Atomic int64_t in_flight;
     int flush_ms;
 
-    struct metric *m_latency, *m_in_flight, *m_failures, *m_acked;
+    struct metric *m_latency, *m_in_flight, *m_failures, *m_acked, *m_rebuilds;
 };
 
 static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -69,7 +97,8 @@ static void ack_log_write(struct publisher *p, const rd_kafka_message_t *m)
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    struct publisher *p = opaque;
+    struct producer *k = opaque;
+    struct publisher *p = k->pub;
     struct publish_done *done = m->_private;
     struct publish_report r;
     int64_t lat_us = rd_kafka_message_latency(m);
@@ -86,6 +115,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         if (p->m_latency && lat_us >= 0)
             metric_observe(p->m_latency, (double)lat_us / 1e6);
     } else {
+        atomic_fetch_add(&k->failed, 1);
         if (p->m_failures)
             metric_add(p->m_failures, 1);
         log_warn("delivery failed", "error=\"%s\" partition=%" PRId32, rd_kafka_err2str(m->err),
@@ -102,13 +132,28 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     done->fn(done, &r);
 }
 
-static void *poller_main(void *arg)
+/*
+ * Runs wherever reports are served. A fatal error is logged once, with
+ * librdkafka's real cause; the thread serving reports then rebuilds. Other
+ * errors are logged as librdkafka logs them when no error_cb is set.
+ */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    struct publisher *p = arg;
+    struct producer *k = opaque;
+    char cause[512] = "";
+    rd_kafka_resp_err_t orig;
 
-    while (atomic_load(&p->running))
-        rd_kafka_poll(p->rk, 100);
-    return NULL;
+    if (err != RD_KAFKA_RESP_ERR__FATAL) {
+        log_error("librdkafka", "facility=ERROR detail=\"%s: %s: %s\"", rd_kafka_name(rk),
+                  rd_kafka_err2str((rd_kafka_resp_err_t)err), reason);
+        return;
+    }
+    if (atomic_exchange(&k->fatal, 1))
+        return;
+    atomic_store(&k->pub->fatal_unseen, 1);
+    orig = rd_kafka_fatal_error(rk, cause, sizeof(cause));
+    log_error("kafka producer fatal error", "error=%s detail=\"%s\" action=rebuild",
+              rd_kafka_err2name(orig), cause);
 }
 
 static int configure(rd_kafka_conf_t *conf, const struct publisher_opts *o, char *errstr,
@@ -141,14 +186,148 @@ static int configure(rd_kafka_conf_t *conf, const struct publisher_opts *o, char
     return 0;
 }
 
+/* A producer built from a copy of the template: the first, or a replacement. */
+static struct producer *producer_new(struct publisher *p, char *errstr, size_t errsize)
+{
+    struct producer *k = xcalloc(1, sizeof(*k));
+    rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf);
+    char why[512];
+
+    k->pub = p;
+    rd_kafka_conf_set_opaque(conf, k); /* reports and errors find their producer */
+    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!k->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errsize, "cannot create Kafka producer: %s", why);
+        free(k);
+        return NULL;
+    }
+    conf = NULL; /* now owned by rk */
+    k->rkt = rd_kafka_topic_new(k->rk, p->topic, NULL);
+    if (!k->rkt) {
+        snprintf(errstr, errsize, "cannot create topic handle %s: %s", p->topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        rd_kafka_destroy(k->rk);
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+/* The current producer, safe to use until producer_put(). */
+static struct producer *producer_get(struct publisher *p)
+{
+    struct producer *k;
+
+    pthread_rwlock_rdlock(&p->swap);
+    k = p->cur;
+    atomic_fetch_add(&k->users, 1);
+    pthread_rwlock_unlock(&p->swap);
+    return k;
+}
+
+static void producer_put(struct producer *k)
+{
+    atomic_fetch_sub(&k->users, 1);
+}
+
+static int producer_is_fatal(struct producer *k)
+{
+    char cause[256];
+
+    return atomic_load(&k->fatal) || rd_kafka_fatal_error(k->rk, cause, sizeof(cause)) != 0;
+}
+
+/*
+ * Fail whatever k still holds through its report, then destroy it: a
+ * message rd_kafka_destroy() dropped would leave its caller waiting. A send
+ * that took its reference before the swap may still add one, so purge again
+ * until nobody holds a reference. Returns the messages failed here.
+ */
+static int64_t producer_retire(struct producer *k, int wait_ms)
+{
+    int64_t deadline = util_now_ms() + wait_ms;
+    int64_t before = atomic_load(&k->failed), failed;
+
+    for (;;) {
+        int users = atomic_load(&k->users);
+        int outq = rd_kafka_outq_len(k->rk);
+
+        if (users == 0 && outq == 0)
+            break;
+        if (users == 0 && util_now_ms() > deadline) {
+            log_error("kafka producer destroyed with reports pending", "outq=%d", outq);
+            break;
+        }
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(k->rk, 10); /* serves the purged messages' reports */
+    }
+    failed = atomic_load(&k->failed) - before;
+    rd_kafka_topic_destroy(k->rkt);
+    rd_kafka_destroy(k->rk);
+    free(k);
+    return failed;
+}
+
+/* Replace a fatal producer; only the thread serving reports calls this. */
+static void publisher_rebuild(struct publisher *p)
+{
+    struct producer *old = p->cur, *k;
+    int64_t t0 = util_now_ms(), failed, n;
+    char err[512];
+
+    if (t0 < p->next_rebuild_ms)
+        return;
+    if (!(k = producer_new(p, err, sizeof(err)))) {
+        p->next_rebuild_ms = t0 + PUBLISHER_REBUILD_RETRY_MS;
+        log_error("kafka producer rebuild failed", "error=\"%s\" retry_ms=%d", err,
+                  PUBLISHER_REBUILD_RETRY_MS);
+        return;
+    }
+    pthread_rwlock_wrlock(&p->swap);
+    p->cur = k; /* every new send goes to k from here on */
+    pthread_rwlock_unlock(&p->swap);
+    failed = producer_retire(old, p->flush_ms);
+    n = atomic_fetch_add(&p->rebuilds, 1) + 1;
+    if (p->m_rebuilds)
+        metric_add(p->m_rebuilds, 1);
+    log_info("kafka producer rebuilt", "rebuilds=%" PRId64 " failed=%" PRId64 " ms=%" PRId64, n,
+             failed, util_now_ms() - t0);
+}
+
+/* The CLI has no poller thread: whoever serves its reports rebuilds. */
+static void rebuild_if_fatal(struct publisher *p)
+{
+    if (!p->has_poller && atomic_load(&p->cur->fatal))
+        publisher_rebuild(p);
+}
+
+static void *poller_main(void *arg)
+{
+    struct publisher *p = arg;
+
+    /* p->cur without the lock: this thread is the only one to replace it. */
+    while (atomic_load(&p->running)) {
+        rd_kafka_poll(p->cur->rk, 100);
+        if (atomic_load(&p->cur->fatal))
+            publisher_rebuild(p);
+    }
+    return NULL;
+}
+
 struct publisher *publisher_new(const struct publisher_opts *o, struct metrics *metrics,
                                 char *errstr, size_t errsize)
 {
     struct publisher *p = xcalloc(1, sizeof(*p));
-    rd_kafka_conf_t *conf = NULL;
-    char why[512];
+    pthread_rwlockattr_t attr;
 
     pthread_mutex_init(&p->ack_lock, NULL);
+    /* A steady stream of sends must not keep a swap waiting. */
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&p->swap, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    p->topic = xstrdup(o->topic);
     p->flush_ms = (int)(o->delivery_timeout_ms + PUBLISHER_TIMEOUT_MARGIN_MS);
     if (o->ack_log) {
         p->ack_log = fopen(o->ack_log, "a");
@@ -168,25 +347,17 @@ struct publisher *publisher_new(const struct publisher_opts *o, struct metrics *
                                         "Messages the broker did not acknowledge");
         p->m_acked = metrics_counter(metrics, "tadak_delivery_acked_total", "",
                                      "Messages acknowledged by the broker");
+        p->m_rebuilds = metrics_counter(metrics, "tadak_kafka_producer_rebuilds_total", "",
+                                        "Kafka producers replaced after a fatal error");
     }
 
-    conf = kafka_conf_new(o->brokers, errstr, errsize);
-    if (!conf || configure(conf, o, errstr, errsize) != 0)
+    p->conf = kafka_conf_new(o->brokers, errstr, errsize);
+    if (!p->conf || configure(p->conf, o, errstr, errsize) != 0)
         goto fail;
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    rd_kafka_conf_set_opaque(conf, p);
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
-    if (!p->rk) {
-        snprintf(errstr, errsize, "cannot create Kafka producer: %s", why);
+    rd_kafka_conf_set_dr_msg_cb(p->conf, dr_msg_cb);
+    rd_kafka_conf_set_error_cb(p->conf, error_cb);
+    if (!(p->cur = producer_new(p, errstr, errsize)))
         goto fail;
-    }
-    conf = NULL; /* now owned by rk */
-    p->rkt = rd_kafka_topic_new(p->rk, o->topic, NULL);
-    if (!p->rkt) {
-        snprintf(errstr, errsize, "cannot create topic handle %s: %s", o->topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        goto fail;
-    }
     if (o->poller) {
         atomic_store(&p->running, 1);
         if (pthread_create(&p->poller, NULL, poller_main, p) != 0) {
@@ -197,8 +368,6 @@ struct publisher *publisher_new(const struct publisher_opts *o, struct metrics *
     }
     return p;
 fail:
-    if (conf)
-        rd_kafka_conf_destroy(conf);
     publisher_free(p);
     return NULL;
 }
@@ -208,25 +377,31 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_don
 {
     char payload[512];
     int n = event_encode(v, payload, sizeof(payload));
+    struct producer *k;
 
     if (n < 0) {
         snprintf(errstr, errsize, "event does not fit the encoding buffer");
         return -1;
     }
+    rebuild_if_fatal(p);
+    k = producer_get(p);
     /* Count first: the delivery report may run before rd_kafka_produce returns. */
     atomic_fetch_add(&p->in_flight, 1);
     if (p->m_in_flight)
         metric_add(p->m_in_flight, 1);
     for (;;) {
-        if (rd_kafka_produce(p->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload, (size_t)n,
-                             v->token, strlen(v->token), done) == 0)
+        if (rd_kafka_produce(k->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload, (size_t)n,
+                             v->token, strlen(v->token), done) == 0) {
+            producer_put(k);
             return 0;
+        }
         rd_kafka_resp_err_t err = rd_kafka_last_error();
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && mode == PUBLISH_WAIT) {
             /* Serving delivery reports makes room in the queue. */
-            rd_kafka_poll(p->rk, 10);
+            rd_kafka_poll(k->rk, 10);
             continue;
         }
+        producer_put(k);
         atomic_fetch_sub(&p->in_flight, 1);
         if (p->m_in_flight)
             metric_add(p->m_in_flight, -1);
@@ -239,21 +414,42 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_don
 
 void publisher_poll(struct publisher *p, int timeout_ms)
 {
-    rd_kafka_poll(p->rk, timeout_ms);
+    struct producer *k = producer_get(p);
+
+    rd_kafka_poll(k->rk, timeout_ms);
+    producer_put(k);
+    rebuild_if_fatal(p);
 }
 
 int publisher_flush(struct publisher *p, int timeout_ms)
 {
-    rd_kafka_flush(p->rk, timeout_ms);
-    return rd_kafka_outq_len(p->rk);
+    struct producer *k = producer_get(p);
+    int left;
+
+    rd_kafka_flush(k->rk, timeout_ms);
+    producer_put(k);
+    rebuild_if_fatal(p); /* the old producer's messages are reported failed */
+    k = producer_get(p);
+    left = rd_kafka_outq_len(k->rk);
+    producer_put(k);
+    return left;
 }
 
 int publisher_probe(struct publisher *p, int timeout_ms)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, p->rkt, &md, timeout_ms);
-    int ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0;
+    struct producer *k;
+    int ok = 0;
 
+    /* Once per fatal error, however quickly the rebuild went: a prober sees it. */
+    if (atomic_exchange(&p->fatal_unseen, 0))
+        return 0;
+    k = producer_get(p);
+    if (!producer_is_fatal(k)) {
+        rd_kafka_resp_err_t err = rd_kafka_metadata(k->rk, 0, k->rkt, &md, timeout_ms);
+        ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0;
+    }
+    producer_put(k);
     if (md)
         rd_kafka_metadata_destroy(md);
     return ok;
@@ -264,6 +460,21 @@ int64_t publisher_in_flight(const struct publisher *p)
     return atomic_load(&((struct publisher *)p)->in_flight);
 }
 
+int publisher_test_fatal(struct publisher *p)
+{
+    struct producer *k = producer_get(p);
+    rd_kafka_resp_err_t err = rd_kafka_test_fatal_error(
+        k->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by a test");
+
+    producer_put(k);
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
+int64_t publisher_rebuilds(const struct publisher *p)
+{
+    return atomic_load(&((struct publisher *)p)->rebuilds);
+}
+
 void publisher_free(struct publisher *p)
 {
     if (!p)
@@ -272,20 +483,17 @@ void publisher_free(struct publisher *p)
         atomic_store(&p->running, 0);
         pthread_join(p->poller, NULL);
     }
-    if (p->rk) {
+    if (p->cur) {
         /* Whatever could not be delivered is failed through its report, not dropped. */
-        rd_kafka_flush(p->rk, p->flush_ms);
-        if (rd_kafka_outq_len(p->rk) > 0) {
-            rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-            rd_kafka_flush(p->rk, 1000);
-        }
+        rd_kafka_flush(p->cur->rk, p->flush_ms);
+        producer_retire(p->cur, 1000);
     }
-    if (p->rkt)
-        rd_kafka_topic_destroy(p->rkt);
-    if (p->rk)
-        rd_kafka_destroy(p->rk);
+    if (p->conf)
+        rd_kafka_conf_destroy(p->conf);
     if (p->ack_log)
         fclose(p->ack_log);
+    pthread_rwlock_destroy(&p->swap);
     pthread_mutex_destroy(&p->ack_lock);
+    free(p->topic);
     free(p);
 }

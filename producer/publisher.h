@@ -17,6 +17,28 @@
  * (opts.poller = 1, used by `serve`) or by whoever calls publisher_poll()
  * and publisher_flush() (the CLI, single-threaded).
  *
+ * A fatal error (librdkafka's idempotent producer can raise one after a
+ * partition leader change: "Local: Inconsistent state", a fenced producer
+ * epoch, a sequence desynchronization) leaves its rd_kafka_t refusing every
+ * message for good. The publisher recovers by itself:
+ *   - the fatal error is logged once, as one line with librdkafka's real cause
+ *     (rd_kafka_fatal_error): msg="kafka producer fatal error" error=... ;
+ *   - publisher_probe() answers 0 while the producer is fatal, and once more
+ *     at its first call after the recovery, so a once-a-second prober
+ *     (/readyz) reports every fatal error even when the rebuild takes
+ *     milliseconds; sends meanwhile fail at once (the HTTP layer answers 503);
+ *   - the thread serving reports (the poller, or the caller of publisher_poll,
+ *     publisher_flush or publisher_send without one) builds a new rd_kafka_t
+ *     from the same configuration and swaps it in for new sends, then purges
+ *     the old one: every message it still held gets its one completion, with
+ *     an error (librdkafka's "Purged in queue/in flight", or the fatal error),
+ *     and the old handle is destroyed only once nobody uses it;
+ *   - msg="kafka producer rebuilt" is logged and the counter
+ *     tadak_kafka_producer_rebuilds_total goes up by one.
+ * A failed vote may still have reached Kafka; its retry gets a new event from
+ * a new producer id, so the two copies share only their token, and the
+ * consumers record a token once.
+ *
  * librdkafka's message.timeout.ms is the delivery timeout plus a margin, so
  * librdkafka itself gives up on a message rather than retrying forever.
  * Settings are applied in this order, the last one winning: tadak's own,
@@ -26,6 +48,7 @@
  *   publisher_send(p, &vote, &req->done, PUBLISH_NOWAIT, err, sizeof err);   0 / -1
  *   publisher_flush(p, timeout_ms);   remaining messages after the wait
  *   publisher_probe(p, timeout_ms);   1 if a broker answered a metadata request
+ *                                     (0 while fatal, see above)
  *   publisher_free(p);                stops the poller, flushes, purges the rest
  */
 #ifndef TADAK_PUBLISHER_H
@@ -79,5 +102,13 @@ int publisher_flush(struct publisher *p, int timeout_ms);
 int publisher_probe(struct publisher *p, int timeout_ms);
 int64_t publisher_in_flight(const struct publisher *p);
 void publisher_free(struct publisher *p);
+
+/*
+ * For the tests: raise a fatal error in the current producer the way
+ * librdkafka would (rd_kafka_test_fatal_error, cause OUT_OF_ORDER_SEQUENCE_NUMBER),
+ * 0 / -1 if one was raised already; and the number of recoveries so far.
+ */
+int publisher_test_fatal(struct publisher *p);
+int64_t publisher_rebuilds(const struct publisher *p);
 
 #endif
