@@ -22,21 +22,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Counts delivery reports; they arrive on this thread (publisher_poll/flush). */
-struct cli_tally {
+/*
+ * What became of the messages a subcommand published: the numbers of its
+ * summary line. Delivery reports arrive on this thread (publisher_poll,
+ * publisher_send waiting for room, publisher_free's flush).
+ */
+struct cli_counts {
     struct publish_done done; /* first member: the report finds us through it */
     int64_t sent, acked, failed, bad_lines;
     int64_t produce_failed, report_failed;
 };
 
-static void tally_report(struct publish_done *done, const struct publish_report *r)
+static void count_report(struct publish_done *done, const struct publish_report *r)
 {
-    struct cli_tally *t = (struct cli_tally *)done;
+    struct cli_counts *c = (struct cli_counts *)done;
 
     if (r->err == 0)
-        t->acked++;
+        c->acked++;
     else
-        t->report_failed++;
+        c->report_failed++;
 }
 
 /* Load cmd's options: 0 to go on, otherwise *rc holds the exit status. */
@@ -66,46 +70,46 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
     return p;
 }
 
-static int cli_publish(struct publisher *p, struct cli_tally *t, const struct vote *v)
+static int cli_publish(struct publisher *p, struct cli_counts *c, const struct vote *v)
 {
     char err[256];
 
-    if (publisher_send(p, v, &t->done, PUBLISH_WAIT, err, sizeof(err)) != 0) {
+    if (publisher_send(p, v, &c->done, PUBLISH_WAIT, err, sizeof(err)) != 0) {
         log_error("publish failed", "token=%s error=\"%s\"", v->token, err);
-        t->produce_failed++;
+        c->produce_failed++;
         return -1;
     }
-    t->sent++;
+    c->sent++;
     return 0;
 }
 
 /* Wait for every report, print the summary, free; returns the exit status. */
-static int cli_finish(struct publisher *p, struct cli_tally *t, int with_bad_lines)
+static int cli_finish(struct publisher *p, struct cli_counts *c, int with_bad_lines)
 {
     int64_t unresolved;
 
     publisher_free(p); /* flushes; what stays undelivered is purged and reported failed */
-    unresolved = t->sent - t->acked - t->report_failed;
+    unresolved = c->sent - c->acked - c->report_failed;
     if (unresolved > 0) {
         log_error("messages without a delivery report", "count=%" PRId64, unresolved);
-        t->report_failed += unresolved;
+        c->report_failed += unresolved;
     }
-    t->failed = t->produce_failed + t->report_failed;
+    c->failed = c->produce_failed + c->report_failed;
     if (with_bad_lines)
         printf("{\"sent\":%" PRId64 ",\"acked\":%" PRId64 ",\"failed\":%" PRId64
                ",\"bad_lines\":%" PRId64 "}\n",
-               t->sent, t->acked, t->failed, t->bad_lines);
+               c->sent, c->acked, c->failed, c->bad_lines);
     else
-        printf("{\"sent\":%" PRId64 ",\"acked\":%" PRId64 ",\"failed\":%" PRId64 "}\n", t->sent,
-               t->acked, t->failed);
+        printf("{\"sent\":%" PRId64 ",\"acked\":%" PRId64 ",\"failed\":%" PRId64 "}\n", c->sent,
+               c->acked, c->failed);
     fflush(stdout);
-    return (t->failed > 0 || t->bad_lines > 0) ? 1 : 0;
+    return (c->failed > 0 || c->bad_lines > 0) ? 1 : 0;
 }
 
 int cli_send(int argc, char **argv)
 {
     struct producer_opts cfg;
-    struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
+    struct cli_counts c = {{count_report}, 0, 0, 0, 0, 0, 0};
     struct publisher *p;
     int rc = 2;
 
@@ -117,10 +121,10 @@ int cli_send(int argc, char **argv)
         struct vote v = {cfg.user, cfg.candidate, util_wall_ms(), "", ""};
         event_new_id(v.event_id);
         event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
-        cli_publish(p, &t, &v);
+        cli_publish(p, &c, &v);
         publisher_poll(p, 0);
     }
-    rc = cli_finish(p, &t, 0);
+    rc = cli_finish(p, &c, 0);
 out:
     producer_opts_free(&cfg);
     return rc;
@@ -164,7 +168,7 @@ static int is_blank(const char *s, size_t n)
 int cli_replay(int argc, char **argv)
 {
     struct producer_opts cfg;
-    struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
+    struct cli_counts c = {{count_report}, 0, 0, 0, 0, 0, 0};
     struct publisher *p = NULL;
     FILE *in = NULL;
     char *line = xmalloc(EVENT_MAX_BYTES); /* the longest line a vote can be */
@@ -190,7 +194,7 @@ int cli_replay(int argc, char **argv)
         if (too_long) {
             log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
                      event_err_name(EVENT_ERR_TOO_LARGE), "the line is longer than 1 MiB");
-            t.bad_lines++;
+            c.bad_lines++;
             continue;
         }
         if (is_blank(line, len))
@@ -200,20 +204,20 @@ int cli_replay(int argc, char **argv)
         if (event_parse(line, len, &v, &err, detail, sizeof(detail)) != 0) {
             log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
                      event_err_name(err), detail);
-            t.bad_lines++;
+            c.bad_lines++;
             continue;
         }
         if (v.event_id[0] == '\0')
             event_new_id(v.event_id);
         if (v.ts_ms == 0)
             v.ts_ms = util_wall_ms();
-        cli_publish(p, &t, &v);
+        cli_publish(p, &c, &v);
         publisher_poll(p, 0);
     }
     if (got < 0) /* EIO, a directory, ...: say where, and never exit 0 */
         log_error("read error", "file=%s line=%" PRId64 " error=\"%s\"", cfg.pos[0], lineno + 1,
                   strerror(errno));
-    rc = cli_finish(p, &t, 1);
+    rc = cli_finish(p, &c, 1);
     if (got < 0 && rc == 0)
         rc = 1;
 out:
@@ -236,7 +240,7 @@ static void load_pace(struct publisher *p, int64_t start_ms, uint64_t i, int64_t
 int cli_load(int argc, char **argv)
 {
     struct producer_opts cfg;
-    struct cli_tally t = {{tally_report}, 0, 0, 0, 0, 0, 0};
+    struct cli_counts c = {{count_report}, 0, 0, 0, 0, 0, 0};
     struct publisher *p = NULL;
     struct loadgen *g = NULL;
     char err[256];
@@ -261,13 +265,13 @@ int cli_load(int argc, char **argv)
         v.ts_ms = util_wall_ms();
         event_new_id(v.event_id);
         event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
-        cli_publish(p, &t, &v);
+        cli_publish(p, &c, &v);
         if ((i & 1023) == 0)
             publisher_poll(p, 0);
     }
     log_info("load published", "events=%" PRIu64 " ms=%" PRId64, loadgen_count(g),
              util_now_ms() - start);
-    rc = cli_finish(p, &t, 0);
+    rc = cli_finish(p, &c, 0);
 out:
     loadgen_free(g);
     producer_opts_free(&cfg);
