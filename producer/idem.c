@@ -30,9 +30,6 @@ struct idem {
     char prefix[IDEM_PREFIX_MAX];
 };
 
-#define FNV_OFFSET 14695981039346656037ULL
-#define FNV_PRIME  1099511628211ULL
-
 void idem_hash_hex(const char *body, size_t len, char hex[IDEM_HASH_HEX])
 {
     static const char digits[] = "0123456789abcdef";
@@ -51,13 +48,8 @@ void idem_hash_hex(const char *body, size_t len, char hex[IDEM_HASH_HEX])
 
 void idem_legacy_hex(const char *body, size_t len, char hex[IDEM_LEGACY_HEX])
 {
-    uint64_t h = FNV_OFFSET;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)body[i];
-        h *= FNV_PRIME;
-    }
-    snprintf(hex, IDEM_LEGACY_HEX, "%016" PRIx64, h);
+    /* The standard FNV-1a 64 (offset basis 14695981039346656037), as the old values used. */
+    snprintf(hex, IDEM_LEGACY_HEX, "%016" PRIx64, util_fnv1a64(body ? body : "", len));
 }
 
 static int fits(int n, size_t size)
