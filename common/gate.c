@@ -88,7 +88,7 @@ enum pend_kind {
 struct pend {
     enum pend_kind kind;
     size_t n; /* replies left (1 for PEND_STATS) */
-    int64_t deltas[GATE_STATS_FIELDS_MAX];
+    int64_t deltas[GATE_NSTATS];
 };
 
 struct gate {
@@ -113,7 +113,7 @@ struct gate {
     struct pend *pending;
     size_t qcap, qhead, qlen;
     int reload_scripts; /* a pending reply said NOSCRIPT */
-    int64_t stats_sent[GATE_STATS_FIELDS_MAX], stats_confirmed[GATE_STATS_FIELDS_MAX];
+    int64_t stats_sent[GATE_NSTATS], stats_confirmed[GATE_NSTATS];
 
     /* gate_release's scratch: one chunk's keys and argument vector. */
     char keys[GATE_SETTLE_CHUNK][GATE_KEY_MAX];
@@ -309,7 +309,7 @@ static int gate_connect(struct gate *g)
 /* A stats burst's EXEC answered: applied (an array) or not at all (nil, an error). */
 static void stats_reply(struct gate *g, const int64_t *deltas, int applied)
 {
-    for (size_t i = 0; i < GATE_STATS_FIELDS_MAX; i++) {
+    for (size_t i = 0; i < GATE_NSTATS; i++) {
         if (applied)
             g->stats_confirmed[i] += deltas[i];
         else
@@ -857,14 +857,15 @@ uint64_t gate_takeovers(const struct gate *g)
     return g->takeovers;
 }
 
-int gate_count(struct gate *g, const char *const *fields, const int64_t *totals, size_t n)
+const char *const gate_stat_names[GATE_NSTATS] = {"consumed", "inserted", "dup_redis", "dup_db",
+                                                  "dead_lettered"};
+
+int gate_add_stats(struct gate *g, const int64_t totals[GATE_NSTATS])
 {
     char key[GATE_KEY_MAX];
-    int64_t deltas[GATE_STATS_FIELDS_MAX] = {0};
-    size_t i, changed = 0;
+    int64_t deltas[GATE_NSTATS] = {0};
+    size_t i, n = GATE_NSTATS, changed = 0;
 
-    if (n > GATE_STATS_FIELDS_MAX)
-        return -1;
     for (i = 0; i < n; i++)
         changed += totals[i] != g->stats_sent[i];
     if (changed == 0)
@@ -880,7 +881,8 @@ int gate_count(struct gate *g, const char *const *fields, const int64_t *totals,
     redisAppendCommand(g->c, "MULTI");
     for (i = 0; i < n; i++)
         if (deltas[i] != 0)
-            redisAppendCommand(g->c, "HINCRBY %s %s %lld", key, fields[i], (long long)deltas[i]);
+            redisAppendCommand(g->c, "HINCRBY %s %s %lld", key, gate_stat_names[i],
+                               (long long)deltas[i]);
     redisAppendCommand(g->c, "EXEC");
     /* Replies are read by a later call (gate_drain): +OK, QUEUED..., then the EXEC. */
     if (gate_flush(g) != 0)
@@ -893,9 +895,6 @@ int gate_count(struct gate *g, const char *const *fields, const int64_t *totals,
 }
 
 /* ------------------------------------------------------------ readers */
-
-const char *const gate_stat_names[GATE_NSTATS] = {"consumed", "inserted", "dup_redis", "dup_db",
-                                                  "dead_lettered"};
 
 /* One command of a reader, waited for: its reply, or NULL with errstr set. */
 static redisReply *gate_read(struct gate *g, char *errstr, size_t errsize, const char *fmt, ...)

@@ -52,7 +52,7 @@
  *   gate_release(g, items, n)     delete "P ours" for items we hold
  *   gate_heartbeat(g)             keep our alive key (at most one write a second)
  *   gate_retire(g)                delete our alive key (clean exit)
- *   gate_count(g, fields, totals, n)   stats hash, see below
+ *   gate_add_stats(g, totals)     stats hash, see below
  *   gate_decide(old, len, owner)  the pure reply -> action table
  *
  * Readers (the producer's status routes) open the same keys without taking
@@ -113,8 +113,8 @@ void gate_retire(struct gate *g);
 uint64_t gate_takeovers(const struct gate *g); /* locks of dead owners taken over so far */
 
 /*
- * totals[i] is this process' running total of field fields[i] (n <= 8,
- * the same fields in every call). The gate adds to the hash
+ * totals[i] is this process' running total of gate_stat_names[i]. The gate
+ * adds to the hash
  * <prefix>tadak:stats what Redis has not confirmed yet, as one MULTI/EXEC
  * burst whose reply a later call reads: a field counts as published only
  * on that reply, and a burst lost with the connection is sent again, so
@@ -124,9 +124,7 @@ uint64_t gate_takeovers(const struct gate *g); /* locks of dead owners taken ove
  * counters for the producer's GET /stats, not part of the guarantee: -1
  * when Redis is down (the next call catches up).
  */
-#define GATE_STATS_KEY        "tadak:stats"
-#define GATE_STATS_FIELDS_MAX 8
-int gate_count(struct gate *g, const char *const *fields, const int64_t *totals, size_t n);
+#define GATE_STATS_KEY "tadak:stats"
 
 /*
  * The decision table. old is the previous value returned by SET ... GET
@@ -151,6 +149,7 @@ enum gate_stat {
     GATE_NSTATS
 };
 extern const char *const gate_stat_names[GATE_NSTATS];
+int gate_add_stats(struct gate *g, const int64_t totals[GATE_NSTATS]);
 
 enum gate_state {
     GATE_STATE_NONE,    /* no key: never seen, or its marker expired */

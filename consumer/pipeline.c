@@ -52,7 +52,7 @@
  * batches.
  *
  * After every round that settled something, the new counts are added to the
- * Redis hash <prefix>tadak:stats (gate_count, one pipelined round trip), which
+ * Redis hash <prefix>tadak:stats (gate_add_stats, one pipelined round trip), which
  * the producer serves as GET /stats for the vote page; Redis being down only
  * delays them to a later round.
  */
@@ -195,16 +195,17 @@ static void settle(struct pipeline *p, struct item *it, enum outcome out)
 }
 
 /* Bring <prefix>tadak:stats up to this process' totals (best effort, see gate.h). */
-static void publish_stats(struct pipeline *p)
+/* This process' running totals, for the stats hash behind the producer's GET /stats. */
+static void share_counts(struct pipeline *p)
 {
-    static const char *const fields[1 + OUT_COUNT] = {"consumed", "inserted", "dup_redis", "dup_db",
-                                                      "dead_lettered"};
-    int64_t now[1 + OUT_COUNT];
+    int64_t totals[GATE_NSTATS];
 
-    now[0] = metric_value(p->consumed);
-    for (int i = 0; i < OUT_COUNT; i++)
-        now[1 + i] = metric_value(p->outcome[i]);
-    gate_count(p->gate, fields, now, 1 + OUT_COUNT);
+    totals[GATE_STAT_CONSUMED] = metric_value(p->consumed);
+    totals[GATE_STAT_INSERTED] = metric_value(p->outcome[OUT_INSERTED]);
+    totals[GATE_STAT_DUP_REDIS] = metric_value(p->outcome[OUT_DUP_REDIS]);
+    totals[GATE_STAT_DUP_DB] = metric_value(p->outcome[OUT_DUP_DB]);
+    totals[GATE_STAT_DEAD_LETTERED] = metric_value(p->outcome[OUT_DEAD_LETTERED]);
+    gate_add_stats(p->gate, totals);
 }
 
 /* Not settled and not ours any more (partition revoked, shutdown). */
@@ -865,7 +866,7 @@ static int pipeline_round(struct pipeline *p)
     store_offsets(p);
     compact(p);
     update_paused(p);
-    publish_stats(p);
+    share_counts(p);
     if (p->fatal)
         return -1;
 
