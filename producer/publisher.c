@@ -455,11 +455,6 @@ int publisher_probe(struct publisher *p, int timeout_ms)
     return ok;
 }
 
-int64_t publisher_in_flight(const struct publisher *p)
-{
-    return atomic_load(&((struct publisher *)p)->in_flight);
-}
-
 int publisher_test_fatal(struct publisher *p)
 {
     struct producer *k = producer_get(p);

@@ -100,7 +100,6 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_don
 void publisher_poll(struct publisher *p, int timeout_ms);
 int publisher_flush(struct publisher *p, int timeout_ms);
 int publisher_probe(struct publisher *p, int timeout_ms);
-int64_t publisher_in_flight(const struct publisher *p);
 void publisher_free(struct publisher *p);
 
 /*
