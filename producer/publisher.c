@@ -63,7 +63,6 @@ struct publisher {
     pthread_t poller;
     int has_poller;
     atomic_int running;
-    _Atomic int64_t in_flight;
     int flush_ms;
 
     struct metric *m_latency, *m_in_flight, *m_failures, *m_acked, *m_rebuilds;
@@ -104,7 +103,6 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     int64_t lat_us = rd_kafka_message_latency(m);
 
     (void)rk;
-    atomic_fetch_sub(&p->in_flight, 1);
     if (p->m_in_flight)
         metric_add(p->m_in_flight, -1);
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -386,7 +384,6 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_don
     rebuild_if_fatal(p);
     k = producer_get(p);
     /* Count first: the delivery report may run before rd_kafka_produce returns. */
-    atomic_fetch_add(&p->in_flight, 1);
     if (p->m_in_flight)
         metric_add(p->m_in_flight, 1);
     for (;;) {
@@ -402,7 +399,6 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_don
             continue;
         }
         producer_put(k);
-        atomic_fetch_sub(&p->in_flight, 1);
         if (p->m_in_flight)
             metric_add(p->m_in_flight, -1);
         if (p->m_failures)
