@@ -7,10 +7,11 @@
  *
  * Each publishes straight to Kafka in the event format of `serve`, waits for
  * every delivery report and prints {"sent":N,"acked":N,"failed":N} on
- * stdout. Exit status: 0 all acknowledged, 1 a delivery failed or (replay) a
- * line was bad or the input could not be read, 2 a usage or setup error.
- * replay reads a line into a fixed 1 MiB buffer: a longer one is a bad line,
- * skipped as it streams by. argv[0] is the subcommand name.
+ * stdout (replay adds "bad_lines":N). Exit status: 0 all acknowledged, 1 a
+ * delivery failed or (replay) a line was bad or the input could not be
+ * read, 2 a usage or setup error. replay reads a line into a fixed 1 MiB
+ * buffer: a longer one is a bad line, skipped as it streams by. Their
+ * options are in options.h; argv[0] is the subcommand name.
  */
 #ifndef TADAK_CLI_H
 #define TADAK_CLI_H

@@ -11,8 +11,8 @@
  * Applied before the -X settings, and a key given with -X is not taken from
  * the environment at all: the command line wins. A name that is no
  * librdkafka setting (TADAK_KAFKA_PORT belongs to scripts/stack) is skipped
- * with a warning; a value librdkafka refuses stops start-up, and the error
- * names the variable but never repeats the value.
+ * with a debug line; a value librdkafka refuses stops start-up, and the
+ * error names the variable but never repeats the value.
  *
  *   kafkaenv_key("TADAK_KAFKA_SASL_PASSWORD=x", key, sizeof key)   1 + "sasl.password", or 0
  *   kafkaenv_apply(conf, environ, &extra_or_null, err, sizeof err) settings applied, or -1
