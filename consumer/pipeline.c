@@ -137,6 +137,8 @@ struct pipeline {
     struct gate *gate;
     struct store *store;
     rd_kafka_t *rk;
+    rd_kafka_queue_t *cq;        /* the consumer queue, popped a batch at a time */
+    rd_kafka_message_t **polled; /* poll_batch's scratch: batch-size entries */
     struct dlq *dlq;
     struct offsets *offsets;
     struct tokenset seen;
@@ -537,31 +539,32 @@ static int poll_batch(struct pipeline *p, size_t *got)
     if (p->flight.n)
         deadline = now;
     grow(p, p->n + (size_t)p->o->batch_size);
+    /* A batch per call: one queue lock for many messages, not one each. */
     while (*got < (size_t)p->o->batch_size && !shutdown_requested() && !p->fatal) {
         int timeout = deadline > now ? (int)(deadline - now) : 0;
-        m = rd_kafka_consumer_poll(p->rk, timeout);
-        if (!m) {
-            now = util_now_ms();
-            if (now >= deadline)
-                break;
-            continue;
+        ssize_t k = rd_kafka_consume_batch_queue(p->cq, timeout, p->polled,
+                                                 (size_t)p->o->batch_size - *got);
+
+        now = util_now_ms();
+        for (ssize_t j = 0; j < k; j++) {
+            m = p->polled[j];
+            if (m->err) {
+                message_error(p, m);
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (offsets_track(p->offsets, m->partition, m->offset) != 0) {
+                rd_kafka_message_destroy(m); /* delivered again; the first copy is held */
+                continue;
+            }
+            p->items[p->n] = item_new(p);
+            p->items[p->n]->msg = m;
+            p->items[p->n]->state = ITEM_NEW;
+            p->n++;
+            (*got)++;
         }
-        if ((*got & 63) == 63) /* a full queue drains without waiting: read the clock seldom */
-            now = util_now_ms();
-        if (m->err) {
-            message_error(p, m);
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (offsets_track(p->offsets, m->partition, m->offset) != 0) {
-            rd_kafka_message_destroy(m); /* delivered again; the first copy is held */
-            continue;
-        }
-        p->items[p->n] = item_new(p);
-        p->items[p->n]->msg = m;
-        p->items[p->n]->state = ITEM_NEW;
-        p->n++;
-        (*got)++;
+        if (k <= 0 && now >= deadline)
+            break;
     }
     return p->fatal ? -1 : 0;
 }
@@ -1004,6 +1007,8 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->rk = consumer_new(p, errstr, errsize);
     if (!p->rk)
         goto fail;
+    p->cq = rd_kafka_queue_get_consumer(p->rk);
+    p->polled = xcalloc((size_t)o->batch_size, sizeof(*p->polled));
     p->started_at = p->active_at = p->unassigned_since = util_now_ms();
     return p;
 fail:
@@ -1174,6 +1179,8 @@ int pipeline_run(struct pipeline *p)
     store_offsets(p);
     if (!p->kafka_fatal)
         commit_sync(p);
+    rd_kafka_queue_destroy(p->cq); /* before the close, which serves the consumer queue */
+    p->cq = NULL;
     rd_kafka_consumer_close(p->rk);
     gate_retire(p->gate);
     return rc;
@@ -1197,6 +1204,9 @@ void pipeline_free(struct pipeline *p)
     for (size_t i = 0; i < p->n; i++)
         if (p->items[i]->state != ITEM_DONE)
             drop(p->items[i]);
+    if (p->cq)
+        rd_kafka_queue_destroy(p->cq);
+    free(p->polled);
     if (p->rk)
         rd_kafka_destroy(p->rk);
     dlq_free(p->dlq);
