@@ -68,9 +68,6 @@ struct publisher {
     struct metric *m_latency, *m_in_flight, *m_failures, *m_acked, *m_rebuilds;
 };
 
-static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                        0.1,   0.25,   0.5,   1,    2.5,   5};
-
 /* Append "{...event...,"partition":P,"offset":O}" and flush: correctness over speed. */
 static void ack_log_write(struct publisher *p, const rd_kafka_message_t *m)
 {
@@ -336,9 +333,8 @@ struct publisher *publisher_new(const struct publisher_opts *o, struct metrics *
         setvbuf(p->ack_log, NULL, _IOLBF, 0);
     }
     if (metrics) {
-        p->m_latency = metrics_histogram(metrics, "tadak_produce_latency_seconds", "",
-                                         "Time from produce to broker acknowledgement",
-                                         latency_bounds, UTIL_ARRAY_LEN(latency_bounds));
+        p->m_latency = metrics_latency_histogram(metrics, "tadak_produce_latency_seconds", "",
+                                                 "Time from produce to broker acknowledgement");
         p->m_in_flight = metrics_gauge(metrics, "tadak_produce_in_flight", "",
                                        "Messages waiting for their delivery report");
         p->m_failures = metrics_counter(metrics, "tadak_delivery_failures_total", "",
