@@ -26,6 +26,7 @@
  */
 #include "store.h"
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 #include <errno.h>
@@ -62,19 +63,14 @@ static const char insert_sql[] =
     "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::int[], "
     "$6::bigint[]) ON CONFLICT (token) DO NOTHING RETURNING token";
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
 struct store {
     char *url;
     int64_t statement_timeout_ms;
     enum store_failure failure;
     PGconn *conn;
-    struct buf cols[6];
-    size_t *order; /* row indices sorted by token, to match RETURNING */
-    size_t sent;   /* rows of the insert in flight (store_insert_send), 0: none */
+    struct strbuf cols[6]; /* the six array literals of the batch in the making */
+    size_t *order;         /* row indices sorted by token, to match RETURNING */
+    size_t sent;           /* rows of the insert in flight (store_insert_send), 0: none */
     size_t order_cap;
 };
 
@@ -83,42 +79,25 @@ const char *store_schema(void)
     return schema_sql;
 }
 
-static void buf_reserve(struct buf *b, size_t more)
-{
-    if (b->len + more + 1 > b->cap) {
-        b->cap = (b->len + more + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-}
-
-static void buf_putc(struct buf *b, char c)
-{
-    buf_reserve(b, 1);
-    b->p[b->len++] = c;
-    b->p[b->len] = '\0';
-}
-
 /* An array element in double quotes; " and \ escaped as array syntax wants. */
-static void buf_quoted(struct buf *b, const char *s)
+static void put_quoted(struct strbuf *b, const char *s)
 {
-    buf_reserve(b, 2 * strlen(s) + 2);
-    b->p[b->len++] = '"';
+    strbuf_reserve(b, 2 * strlen(s) + 2);
+    b->s[b->len++] = '"';
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
-            b->p[b->len++] = '\\';
-        b->p[b->len++] = *s;
+            b->s[b->len++] = '\\';
+        b->s[b->len++] = *s;
     }
-    b->p[b->len++] = '"';
-    b->p[b->len] = '\0';
+    b->s[b->len++] = '"';
+    b->s[b->len] = '\0';
 }
 
-static void buf_int(struct buf *b, int64_t v)
+static void put_int(struct strbuf *b, int64_t v)
 {
     char num[24];
     int n = snprintf(num, sizeof(num), "%" PRId64, v);
-    buf_reserve(b, (size_t)n);
-    memcpy(b->p + b->len, num, (size_t)n + 1);
-    b->len += (size_t)n;
+    strbuf_append(b, num, (size_t)n);
 }
 
 struct store *store_new(const char *url, int64_t statement_timeout_ms)
@@ -179,7 +158,7 @@ void store_free(struct store *s)
     if (s->conn)
         PQfinish(s->conn);
     for (size_t i = 0; i < UTIL_ARRAY_LEN(s->cols); i++)
-        free(s->cols[i].p);
+        free(s->cols[i].s);
     free(s->order);
     free(s->url);
     free(s);
@@ -430,6 +409,33 @@ static int cmp_token(const void *a, const void *b, void *ctx)
     return strcmp(rows[*(const size_t *)a].token, rows[*(const size_t *)b].token);
 }
 
+void store_sort_rows(const struct store_row *rows, size_t n, size_t *order)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, n, sizeof(*order), cmp_token, (void *)rows);
+}
+
+/* Match a returned token to its row: bsearch the indices sorted at send. */
+int store_mark_returned(struct store_row *rows, const size_t *order, size_t n, const char *token)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(rows[order[mid]].token, token);
+        if (d == 0) {
+            rows[order[mid]].inserted = 1;
+            return 0;
+        }
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
 int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *errstr,
                       size_t errsize)
 {
@@ -451,29 +457,27 @@ int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *e
         s->order_cap = n;
         s->order = xrealloc(s->order, n * sizeof(*s->order));
     }
-    for (i = 0; i < n; i++)
-        s->order[i] = i;
-    qsort_r(s->order, n, sizeof(*s->order), cmp_token, rows);
+    store_sort_rows(rows, n, s->order);
 
     for (c = 0; c < 6; c++) {
         s->cols[c].len = 0;
-        buf_putc(&s->cols[c], '{');
+        strbuf_putc(&s->cols[c], '{');
     }
     for (i = 0; i < n; i++) {
         const struct store_row *row = &rows[s->order[i]];
         if (i > 0)
             for (c = 0; c < 6; c++)
-                buf_putc(&s->cols[c], ',');
-        buf_quoted(&s->cols[0], row->token);
-        buf_int(&s->cols[1], row->user_id);
-        buf_int(&s->cols[2], row->candidate_id);
-        buf_quoted(&s->cols[3], row->event_id);
-        buf_int(&s->cols[4], row->partition);
-        buf_int(&s->cols[5], row->offset);
+                strbuf_putc(&s->cols[c], ',');
+        put_quoted(&s->cols[0], row->token);
+        put_int(&s->cols[1], row->user_id);
+        put_int(&s->cols[2], row->candidate_id);
+        put_quoted(&s->cols[3], row->event_id);
+        put_int(&s->cols[4], row->partition);
+        put_int(&s->cols[5], row->offset);
     }
     for (c = 0; c < 6; c++) {
-        buf_putc(&s->cols[c], '}');
-        params[c] = s->cols[c].p;
+        strbuf_putc(&s->cols[c], '}');
+        params[c] = s->cols[c].s;
     }
     if (!PQsendQueryParams(s->conn, insert_sql, 6, NULL, params, NULL, NULL, 0)) {
         check(s, NULL, "batch insert not sent", errstr, errsize);
@@ -503,23 +507,8 @@ int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *e
     if (check(s, r, "batch insert failed", errstr, errsize) != 0)
         goto out;
 
-    /* Match the returned tokens to rows: bsearch the indices sorted at send. */
-    for (int t = 0; t < PQntuples(r); t++) {
-        const char *tok = PQgetvalue(r, t, 0);
-        size_t lo = 0, hi = n;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            int d = strcmp(rows[s->order[mid]].token, tok);
-            if (d == 0) {
-                rows[s->order[mid]].inserted = 1;
-                break;
-            }
-            if (d < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-    }
+    for (int t = 0; t < PQntuples(r); t++)
+        store_mark_returned(rows, s->order, n, PQgetvalue(r, t, 0));
     rc = 0;
 out:
     PQclear(r);

@@ -119,6 +119,14 @@ int store_tallies(struct store *s, size_t limit, struct store_tally *out, size_t
                   int64_t *candidates, char *errstr, size_t errsize);
 int store_connected(const struct store *s);
 
+/*
+ * The two halves of matching RETURNING to rows, exposed for the tests:
+ * order[] (n entries) gets the row indices in token order; a returned
+ * token then marks its row inserted (0), or matches none (-1).
+ */
+void store_sort_rows(const struct store_row *rows, size_t n, size_t *order);
+int store_mark_returned(struct store_row *rows, const size_t *order, size_t n, const char *token);
+
 /* The failure class of a SQLSTATE (five characters, or NULL: no server answer). */
 enum store_failure store_classify_sqlstate(const char *sqlstate, int *reconnect);
 

@@ -117,10 +117,42 @@ static void test_unreachable_server_is_transient(void **state)
     store_free(s);
 }
 
+/* RETURNING hands back tokens in no particular order: each must mark exactly its own row. */
+static void test_returned_tokens_mark_their_rows(void **state)
+{
+    struct store_row rows[] = {
+        {.token = "vote_lock:2:1"},  {.token = "vote_lock:1:10"}, {.token = "vote_lock:1:1"},
+        {.token = "vote_lock:10:1"}, {.token = "vote_lock:1:2"},
+    };
+    size_t n = sizeof(rows) / sizeof(rows[0]), order[sizeof(rows) / sizeof(rows[0])];
+    /* Byte order (strcmp), the same in every consumer: '0' < ':', so 10:1 < 1:1. */
+    static const size_t sorted[] = {3, 2, 1, 4, 0}; /* 10:1 1:1 1:10 1:2 2:1 */
+
+    (void)state;
+    store_sort_rows(rows, n, order);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(order[i], sorted[i]);
+    assert_int_equal(store_mark_returned(rows, order, n, "vote_lock:1:10"), 0);
+    assert_int_equal(store_mark_returned(rows, order, n, "vote_lock:2:1"), 0);
+    assert_int_equal(store_mark_returned(rows, order, n, "vote_lock:1:"), -1); /* a prefix */
+    assert_int_equal(store_mark_returned(rows, order, n, "vote_lock:3:1"), -1);
+    assert_int_equal(rows[0].inserted, 1);
+    assert_int_equal(rows[1].inserted, 1);
+    assert_int_equal(rows[2].inserted, 0);
+    assert_int_equal(rows[3].inserted, 0);
+    assert_int_equal(rows[4].inserted, 0);
+    /* Every row of a batch marks: the first, the last and the middle of the order. */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(store_mark_returned(rows, order, n, rows[i].token), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rows[i].inserted, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedded_schema_matches_file),
+        cmocka_unit_test(test_returned_tokens_mark_their_rows),
         cmocka_unit_test(test_schema_is_idempotent_and_unique),
         cmocka_unit_test(test_sqlstate_classes),
         cmocka_unit_test(test_unreachable_server_is_transient),
