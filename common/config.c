@@ -6,6 +6,9 @@
 #include "log.h"
 #include "util.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -226,5 +229,27 @@ int config_split_hostport(const char *s, char *host, size_t hostsize, int *port)
     memcpy(host, s, (size_t)(colon - s));
     host[colon - s] = '\0';
     *port = (int)p;
+    return 0;
+}
+
+int config_parse_listen(const char *hostport, const char *what, struct sockaddr_in *sa,
+                        char *errstr, size_t errsize)
+{
+    char host[256];
+    int port;
+
+    if (config_split_hostport(hostport, host, sizeof(host), &port) != 0) {
+        snprintf(errstr, errsize, "%s address \"%s\" is not HOST:PORT", what, hostport);
+        return -1;
+    }
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        util_strlcpy(host, "127.0.0.1", sizeof(host));
+    if (inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) != 1) {
+        snprintf(errstr, errsize, "%s host \"%s\" is not an IPv4 address", what, host);
+        return -1;
+    }
     return 0;
 }

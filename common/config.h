@@ -61,4 +61,13 @@ void config_free(const struct config_opt *table, void *dst);
 /* Split "host:port" (port required); host copied into host[hostsize]. */
 int config_split_hostport(const char *s, char *host, size_t hostsize, int *port);
 
+/*
+ * A listen address, HOST:PORT, as an IPv4 socket address: "localhost" is
+ * 127.0.0.1, an empty host every interface. what names it in the error
+ * ("listen", "metrics").
+ */
+struct sockaddr_in;
+int config_parse_listen(const char *hostport, const char *what, struct sockaddr_in *sa,
+                        char *errstr, size_t errsize);
+
 #endif

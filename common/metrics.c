@@ -233,24 +233,12 @@ static enum MHD_Result serve_metrics(void *cls, struct MHD_Connection *conn, con
 int metrics_serve(struct metrics *m, const char *hostport, char *errstr, size_t errsize)
 {
     struct sockaddr_in sa;
-    char host[256];
-    int port;
 
-    if (config_split_hostport(hostport, host, sizeof(host), &port) != 0) {
-        snprintf(errstr, errsize, "metrics address \"%s\" is not HOST:PORT", hostport);
+    if (config_parse_listen(hostport, "metrics", &sa, errstr, errsize) != 0)
         return -1;
-    }
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa.sin_addr) !=
-        1) {
-        snprintf(errstr, errsize, "metrics host \"%s\" is not an IPv4 address", host);
-        return -1;
-    }
-    m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
-                                NULL, NULL, serve_metrics, m, MHD_OPTION_SOCK_ADDR,
-                                (struct sockaddr *)&sa, MHD_OPTION_END);
+    m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                                ntohs(sa.sin_port), NULL, NULL, serve_metrics, m,
+                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
     if (!m->httpd) {
         snprintf(errstr, errsize, "cannot listen on %s for metrics", hostport);
         return -1;

@@ -544,27 +544,6 @@ static unsigned int conn_limit(void)
     return (unsigned int)(rl.rlim_cur - HTTP_FD_RESERVE);
 }
 
-static int parse_listen(const char *hostport, struct sockaddr_in *sa, char *errstr, size_t errsize)
-{
-    char host[256];
-    int port;
-
-    if (config_split_hostport(hostport, host, sizeof(host), &port) != 0) {
-        snprintf(errstr, errsize, "listen address \"%s\" is not HOST:PORT", hostport);
-        return -1;
-    }
-    memset(sa, 0, sizeof(*sa));
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    if (strcmp(host, "localhost") == 0)
-        util_strlcpy(host, "127.0.0.1", sizeof(host));
-    if (inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) != 1) {
-        snprintf(errstr, errsize, "listen host \"%s\" is not an IPv4 address", host);
-        return -1;
-    }
-    return 0;
-}
-
 struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
                                struct metrics *metrics, char *errstr, size_t errsize)
 {
@@ -610,7 +589,7 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     pthread_cond_init(&s->stopping, &ca);
     pthread_condattr_destroy(&ca);
 
-    if (parse_listen(o->listen, &sa, errstr, errsize) != 0)
+    if (config_parse_listen(o->listen, "listen", &sa, errstr, errsize) != 0)
         goto fail;
     if (pthread_create(&s->timer, NULL, timer_main, s) != 0) {
         snprintf(errstr, errsize, "cannot start the timeout thread");

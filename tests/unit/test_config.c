@@ -11,6 +11,9 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "config.h"
 #include "log.h"
 
@@ -176,6 +179,20 @@ static void test_hostport(void **state)
     assert_int_equal(port, 8000);
     assert_int_equal(config_split_hostport("nohost", host, sizeof(host), &port), -1);
     assert_int_equal(config_split_hostport("h:99999", host, sizeof(host), &port), -1);
+    {
+        struct sockaddr_in sa;
+        char err[128];
+        assert_int_equal(config_parse_listen("localhost:8000", "listen", &sa, err, sizeof(err)), 0);
+        assert_int_equal(ntohl(sa.sin_addr.s_addr), 0x7f000001);
+        assert_int_equal(ntohs(sa.sin_port), 8000);
+        assert_int_equal(config_parse_listen(":9100", "metrics", &sa, err, sizeof(err)), 0);
+        assert_int_equal(sa.sin_addr.s_addr, htonl(INADDR_ANY));
+        assert_int_equal(config_parse_listen("db.internal:1", "metrics", &sa, err, sizeof(err)),
+                         -1);
+        assert_string_equal(err, "metrics host \"db.internal\" is not an IPv4 address");
+        assert_int_equal(config_parse_listen("8000", "listen", &sa, err, sizeof(err)), -1);
+        assert_string_equal(err, "listen address \"8000\" is not HOST:PORT");
+    }
 }
 
 int main(void)

@@ -90,8 +90,8 @@ static void test_latency_buckets(void **state)
 static void test_serve_refuses_bad_addresses(void **state)
 {
     static const char *const bad[] = {
-        "9100",         "127.0.0.1",     "127.0.0.1:",       "127.0.0.1:65536",
-        "127.0.0.1:-1", "127.0.0.1:91x", "example.com:9100", ":9100"};
+        "9100",         "127.0.0.1",     "127.0.0.1:",      "127.0.0.1:65536",
+        "127.0.0.1:-1", "127.0.0.1:91x", "example.com:9100"}; /* ":9100" is every interface */
     struct metrics *m = metrics_new();
     char err[256];
 
