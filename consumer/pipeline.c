@@ -7,7 +7,7 @@
  *   2. parse     each message is a vote or poison
  *   3. DLQ       poison goes to the dead-letter topic (settled on its ack)
  *   4. dedupe    a token this process saw recorded is a duplicate at once
- *                (donecache.h); a token in the INSERT in flight waits;
+ *                (recorded.h); a token in the INSERT in flight waits;
  *                within the batch the first event wins
  *   5. gate      one Redis round trip: a lock per token (or "done", or busy)
  *   6. collect   read the result of the INSERT sent last round; settle its
@@ -26,7 +26,7 @@
  *
  * The in-flight rule: a token is in at most one INSERT at a time. A later
  * copy of a token whose INSERT is in flight is held, unsettled, until that
- * INSERT's result is read (step 6); it then meets the done cache and settles
+ * INSERT's result is read (step 6); it then meets the recorded cache and settles
  * as a duplicate, or, if the INSERT failed, it is the token's next try.
  * Messages in the INSERT in flight are settled only by its result: a
  * rebalance or a shutdown reads that result first, so the offsets handed
@@ -44,7 +44,7 @@
  * Counting: every settled message is "consumed" and exactly one of
  * inserted, dup_redis, dup_db, dead_lettered. Two kinds of duplicate are
  * decided here, before Redis: a later copy of a token within the same batch,
- * and a token in the done cache (recorded, as PostgreSQL or Redis told this
+ * and a token in the recorded cache (recorded, as PostgreSQL or Redis told this
  * process earlier). Both count as dup_redis - stopped before PostgreSQL -
  * when Redis answered the last batch that asked it, and as dup_db when it
  * did not (without Redis, only PostgreSQL's UNIQUE would have caught them).
@@ -58,7 +58,7 @@
  */
 #include "pipeline.h"
 #include "dlq.h"
-#include "donecache.h"
+#include "recorded.h"
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
@@ -98,8 +98,8 @@
 #define PREFETCH_BATCHES 20
 #define PREFETCH_MIN_KB  8192
 /* Done cache, per generation (two of them): ~98k tokens, 3 MiB at most. */
-#define DONE_SLOTS      131072
-#define DONE_POOL_BYTES (2u << 20)
+#define RECORDED_SLOTS      131072
+#define RECORDED_POOL_BYTES (2u << 20)
 
 enum item_state {
     ITEM_NEW,      /* polled, not parsed yet */
@@ -142,7 +142,7 @@ struct pipeline {
     struct dlq *dlq;
     struct offsets *offsets;
     struct tokenset seen;
-    struct donecache *done; /* tokens known to be recorded */
+    struct recorded *recorded; /* tokens known to be recorded */
 
     struct item **items; /* held + new, in poll order; an item never moves */
     size_t n, cap;
@@ -679,7 +679,7 @@ static void flight_collect(struct pipeline *p, int64_t now)
     if (p->gate_up)
         gate_mark_done(p->gate, p->gitems, b->n);
     for (i = 0; i < b->n; i++) {
-        donecache_add(p->done, b->rows[i].token, now);
+        recorded_add(p->recorded, b->rows[i].token, now);
         settle(p, b->its[i], b->rows[i].inserted ? OUT_INSERTED : OUT_DUP_DB);
     }
     b->n = 0;
@@ -738,7 +738,7 @@ static void dead_letter_poison(struct pipeline *p, int64_t now)
 }
 
 /*
- * Step 4: sort the votes due into duplicates (p->dups: in the done cache,
+ * Step 4: sort the votes due into duplicates (p->dups: in the recorded cache,
  * or a later copy within the round), candidates for the gate (p->cand and
  * p->gitems), and those left waiting for the INSERT in flight.
  */
@@ -756,7 +756,7 @@ static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups
         enum token_verdict v;
         if (it->state != ITEM_VOTE || !due(it, now))
             continue;
-        if (donecache_has(p->done, it->vote.token, now)) {
+        if (recorded_has(p->recorded, it->vote.token, now)) {
             p->dups[nd++] = i;
             continue;
         }
@@ -805,7 +805,7 @@ static void pass_gate(struct pipeline *p, size_t ncand, size_t ndups, int64_t no
         struct item *it = p->items[p->cand[i]];
         switch (it->gate.action) {
         case GATE_DUPLICATE:
-            donecache_add(p->done, it->vote.token, now);
+            recorded_add(p->recorded, it->vote.token, now);
             settle(p, it, OUT_DUP_REDIS);
             break;
         case GATE_BUSY: /* being recorded elsewhere: neither drop nor insert, ask again */
@@ -988,7 +988,7 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->store = store;
     p->metrics = metrics;
     p->offsets = offsets_new();
-    p->done = donecache_new(DONE_SLOTS, DONE_POOL_BYTES, o->dedupe_window_s * 1000);
+    p->recorded = recorded_new(RECORDED_SLOTS, RECORDED_POOL_BYTES, o->dedupe_window_s * 1000);
     p->consumed = metrics_counter(metrics, "tadak_consumer_consumed_total", "",
                                   "Messages consumed and settled");
     p->retries = metrics_counter(metrics, "tadak_consumer_retries_total", "",
@@ -1212,7 +1212,7 @@ void pipeline_free(struct pipeline *p)
     dlq_free(p->dlq);
     offsets_free(p->offsets);
     tokenset_free(&p->seen);
-    donecache_free(p->done);
+    recorded_free(p->recorded);
     for (size_t i = 0; i < p->n; i++)
         free(p->items[i]);
     for (size_t i = 0; i < p->nspare; i++)

@@ -12,7 +12,7 @@
  *   TOKEN_FIRST      the first copy this round: it goes to the gate
  *   TOKEN_REPEAT     a later copy of a token of this round: a duplicate
  *   TOKEN_IN_FLIGHT  its token is in the INSERT in flight: it waits for that
- *                    INSERT's result (then it meets the done cache, or, if the
+ *                    INSERT's result (then it meets the recorded cache, or, if the
  *                    INSERT failed, it may be the token's first copy again)
  *
  *   tokenset_mark_in_flight(ts, token)

@@ -1,5 +1,5 @@
 /*
- * donecache.c - see donecache.h.
+ * recorded.c - see recorded.h.
  *
  * A generation is an open-addressing table (linear probing) of slots, each
  * a 32-bit tag of the token's FNV-1a hash and the token's offset + 1 in the
@@ -11,7 +11,7 @@
  * consulted past window_ms: a generation stops taking tokens half a window
  * after it started, and is dropped a window after it started.
  */
-#include "donecache.h"
+#include "recorded.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -29,7 +29,7 @@ struct gen {
     int64_t started;
 };
 
-struct donecache {
+struct recorded {
     struct gen g[2]; /* g[0] current, g[1] previous */
     size_t nslots, max_count, pool_bytes;
     int64_t window_ms;
@@ -49,7 +49,7 @@ static void gen_clear(struct gen *g, size_t nslots, int64_t now)
     g->started = now;
 }
 
-static void rotate(struct donecache *dc, int64_t now)
+static void rotate(struct recorded *dc, int64_t now)
 {
     struct gen t = dc->g[1];
 
@@ -59,7 +59,7 @@ static void rotate(struct donecache *dc, int64_t now)
 }
 
 /* Keep every entry younger than the window. */
-static void expire(struct donecache *dc, int64_t now)
+static void expire(struct recorded *dc, int64_t now)
 {
     if (now - dc->g[0].started >= dc->window_ms / 2)
         rotate(dc, now);
@@ -67,7 +67,7 @@ static void expire(struct donecache *dc, int64_t now)
         gen_clear(&dc->g[1], dc->nslots, now);
 }
 
-static int gen_has(const struct donecache *dc, const struct gen *g, const char *token, uint64_t h)
+static int gen_has(const struct recorded *dc, const struct gen *g, const char *token, uint64_t h)
 {
     size_t mask = dc->nslots - 1, i = (size_t)(h >> 32) & mask;
     uint32_t tag = (uint32_t)h;
@@ -83,9 +83,9 @@ static int gen_has(const struct donecache *dc, const struct gen *g, const char *
     }
 }
 
-struct donecache *donecache_new(size_t slots, size_t pool_bytes, int64_t window_ms)
+struct recorded *recorded_new(size_t slots, size_t pool_bytes, int64_t window_ms)
 {
-    struct donecache *dc = xcalloc(1, sizeof(*dc));
+    struct recorded *dc = xcalloc(1, sizeof(*dc));
 
     dc->nslots = 16;
     while (dc->nslots < slots)
@@ -100,7 +100,7 @@ struct donecache *donecache_new(size_t slots, size_t pool_bytes, int64_t window_
     return dc;
 }
 
-int donecache_has(struct donecache *dc, const char *token, int64_t now_ms)
+int recorded_has(struct recorded *dc, const char *token, int64_t now_ms)
 {
     size_t len;
     uint64_t h = hash(token, &len);
@@ -109,7 +109,7 @@ int donecache_has(struct donecache *dc, const char *token, int64_t now_ms)
     return gen_has(dc, &dc->g[0], token, h) || gen_has(dc, &dc->g[1], token, h);
 }
 
-void donecache_add(struct donecache *dc, const char *token, int64_t now_ms)
+void recorded_add(struct recorded *dc, const char *token, int64_t now_ms)
 {
     size_t len, mask = dc->nslots - 1, i;
     uint64_t h = hash(token, &len);
@@ -130,12 +130,12 @@ void donecache_add(struct donecache *dc, const char *token, int64_t now_ms)
     g->count++;
 }
 
-size_t donecache_count(const struct donecache *dc)
+size_t recorded_count(const struct recorded *dc)
 {
     return dc->g[0].count + dc->g[1].count;
 }
 
-void donecache_free(struct donecache *dc)
+void recorded_free(struct recorded *dc)
 {
     if (!dc)
         return;
