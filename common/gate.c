@@ -361,10 +361,10 @@ static int gate_ready(struct gate *g)
 /* Write out what was appended; say what its replies are with gate_expect. */
 static int gate_flush(struct gate *g)
 {
-    int done = 0;
+    int written = 0;
 
-    while (!done)
-        if (redisBufferWrite(g->c, &done) != REDIS_OK) {
+    while (!written)
+        if (redisBufferWrite(g->c, &written) != REDIS_OK) {
             gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "write failed");
             return -1;
         }

@@ -28,14 +28,14 @@
  * publisher_send waiting for room, publisher_free's flush).
  */
 struct cli_counts {
-    struct publish_done done; /* first member: the report finds us through it */
+    struct publish_completion completion; /* first member: the report finds us through it */
     int64_t sent, acked, failed, bad_lines;
     int64_t produce_failed, report_failed;
 };
 
-static void count_report(struct publish_done *done, const struct publish_report *r)
+static void count_report(struct publish_completion *cb, const struct publish_report *r)
 {
-    struct cli_counts *c = (struct cli_counts *)done;
+    struct cli_counts *c = (struct cli_counts *)cb;
 
     if (r->err == 0)
         c->acked++;
@@ -74,7 +74,7 @@ static int cli_publish(struct publisher *p, struct cli_counts *c, const struct v
 {
     char err[256];
 
-    if (publisher_send(p, v, &c->done, PUBLISH_WAIT, err, sizeof(err)) != 0) {
+    if (publisher_send(p, v, &c->completion, PUBLISH_WAIT, err, sizeof(err)) != 0) {
         log_error("publish failed", "token=%s error=\"%s\"", v->token, err);
         c->produce_failed++;
         return -1;

@@ -218,9 +218,9 @@ static void pending_append(struct http_server *s, struct request *r)
  */
 
 /* Runs on the publisher's delivery report thread. */
-static void on_delivery(struct publish_done *done, const struct publish_report *rep)
+static void on_delivery(struct publish_completion *cb, const struct publish_report *rep)
 {
-    struct request *r = (struct request *)done;
+    struct request *r = (struct request *)cb;
     struct http_server *s = r->srv;
     struct MHD_Connection *resume = NULL;
     int free_it;
@@ -412,7 +412,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     if (!r) {
         r = xcalloc(1, sizeof(*r));
-        r->done.fn = on_delivery;
+        r->completion.fn = on_delivery;
         r->read.fn = on_read;
         r->srv = s;
         r->rt = &s->routes;

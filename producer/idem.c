@@ -62,7 +62,7 @@ int idem_inflight_value(const char *hex, const char *event_id, char *buf, size_t
     return fits(snprintf(buf, size, "inflight %s %s", hex, event_id), size);
 }
 
-int idem_done_value(const char *hex, const char *body, char *buf, size_t size)
+int idem_accepted_value(const char *hex, const char *body, char *buf, size_t size)
 {
     return fits(snprintf(buf, size, "done %s %s", hex, body), size);
 }

@@ -23,7 +23,7 @@
  *   idem_hash_hex(body, len, hex)               hex[IDEM_HASH_HEX], SHA-256
  *   idem_legacy_hex(body, len, hex)             hex[IDEM_LEGACY_HEX], FNV-1a 64
  *   idem_inflight_value(hex, event_id, buf, n)  the value claimed with SET NX
- *   idem_done_value(hex, body, buf, n)          the value stored after the 202
+ *   idem_accepted_value(hex, body, buf, n)          the value stored after the 202
  *   idem_decide(old, hex, legacy_or_null, &body, &len)   what to answer when the key existed
  *
  * The Redis side has its own connection (redisconn.h), under a mutex shared
@@ -56,7 +56,7 @@ enum idem_verdict {
 void idem_hash_hex(const char *body, size_t len, char hex[IDEM_HASH_HEX]);
 void idem_legacy_hex(const char *body, size_t len, char hex[IDEM_LEGACY_HEX]);
 int idem_inflight_value(const char *hex, const char *event_id, char *buf, size_t size);
-int idem_done_value(const char *hex, const char *body, char *buf, size_t size);
+int idem_accepted_value(const char *hex, const char *body, char *buf, size_t size);
 enum idem_verdict idem_decide(const char *old, const char *hex, const char *legacy_hex,
                               const char **body, size_t *len);
 

@@ -95,7 +95,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     struct producer *k = opaque;
     struct publisher *p = k->pub;
-    struct publish_done *done = m->_private;
+    struct publish_completion *cb = m->_private;
     struct publish_report r;
     int64_t lat_us = rd_kafka_message_latency(m);
 
@@ -116,7 +116,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         log_warn("delivery failed", "error=\"%s\" partition=%" PRId32, rd_kafka_err2str(m->err),
                  m->partition);
     }
-    if (!done || !done->fn)
+    if (!cb || !cb->fn)
         return;
     r.err = (int)m->err;
     r.errname = rd_kafka_err2str(m->err);
@@ -124,7 +124,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     r.offset = m->offset;
     r.payload = m->payload;
     r.len = m->len;
-    done->fn(done, &r);
+    cb->fn(cb, &r);
 }
 
 /*
@@ -366,7 +366,7 @@ fail:
     return NULL;
 }
 
-int publisher_send(struct publisher *p, const struct vote *v, struct publish_done *done,
+int publisher_send(struct publisher *p, const struct vote *v, struct publish_completion *cb,
                    enum publish_mode mode, char *errstr, size_t errsize)
 {
     char payload[512];
@@ -384,7 +384,7 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_don
         metric_add(p->m_in_flight, 1);
     for (;;) {
         if (rd_kafka_produce(k->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload, (size_t)n,
-                             v->token, strlen(v->token), done) == 0) {
+                             v->token, strlen(v->token), cb) == 0) {
             producer_put(k);
             return 0;
         }

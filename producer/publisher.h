@@ -7,9 +7,9 @@
  * a replay of the same vote all land on the same partition.
  *
  * The caller learns the fate of each message through a completion it owns:
- * a struct publish_done embedded (as first member, or via offsetof) in its
+ * a struct publish_completion embedded (as first member, or via offsetof) in its
  * own per-request state and passed to publisher_send(). The publisher calls
- * done->fn exactly once per message it accepted, from the thread serving
+ * its fn exactly once per message it accepted, from the thread serving
  * delivery reports, after the optional ack log line has been written. No
  * allocation happens per message on the publisher side.
  *
@@ -45,7 +45,7 @@
  * TADAK_KAFKA_* from the environment (kafkaenv.h), then opts.extra (-X).
  *
  *   struct publisher *p = publisher_new(&opts, metrics_or_null, err, sizeof err);
- *   publisher_send(p, &vote, &req->done, PUBLISH_NOWAIT, err, sizeof err);   0 / -1
+ *   publisher_send(p, &vote, &req->completion, PUBLISH_NOWAIT, err, sizeof err);   0 / -1
  *   publisher_flush(p, timeout_ms);   remaining messages after the wait
  *   publisher_probe(p, timeout_ms);   1 if a broker answered a metadata request
  *                                     (0 while fatal, see above)
@@ -74,8 +74,8 @@ struct publish_report {
 };
 
 /* A completion owned by the caller; fn is called once per accepted message. */
-struct publish_done {
-    void (*fn)(struct publish_done *done, const struct publish_report *report);
+struct publish_completion {
+    void (*fn)(struct publish_completion *cb, const struct publish_report *report);
 };
 
 struct publisher_opts {
@@ -95,7 +95,7 @@ enum publish_mode {
 
 struct publisher *publisher_new(const struct publisher_opts *opts, struct metrics *metrics,
                                 char *errstr, size_t errsize);
-int publisher_send(struct publisher *p, const struct vote *v, struct publish_done *done,
+int publisher_send(struct publisher *p, const struct vote *v, struct publish_completion *cb,
                    enum publish_mode mode, char *errstr, size_t errsize);
 void publisher_poll(struct publisher *p, int timeout_ms);
 int publisher_flush(struct publisher *p, int timeout_ms);

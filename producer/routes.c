@@ -92,7 +92,8 @@ static void idem_finish(struct request *r, const char *accepted_body)
     if (!r->idem_claimed)
         return;
     r->idem_claimed = 0;
-    if (accepted_body && idem_done_value(r->idem_hash, accepted_body, stored, sizeof(stored)) > 0)
+    if (accepted_body &&
+        idem_accepted_value(r->idem_hash, accepted_body, stored, sizeof(stored)) > 0)
         idem_settle(rt->idem, r->reply.idem_key, r->idem_value, stored, rt->idem_window_ms);
     else
         idem_release(rt->idem, r->reply.idem_key, r->idem_value);
@@ -103,7 +104,7 @@ static void idem_finish(struct request *r, const char *accepted_body)
 /* Under the server lock (http_suspend): the report must find us suspended. */
 static int start_publish(struct request *r, char *err, size_t errsize)
 {
-    return publisher_send(r->rt->pub, &r->reply.vote, &r->done, PUBLISH_NOWAIT, err, errsize);
+    return publisher_send(r->rt->pub, &r->reply.vote, &r->completion, PUBLISH_NOWAIT, err, errsize);
 }
 
 static enum MHD_Result handle_vote(struct request *r)

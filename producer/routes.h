@@ -60,7 +60,7 @@ struct http_routes {
 
 /* One HTTP request, from its headers to MHD's completion callback. */
 struct request {
-    struct publish_done done; /* first member: the delivery report finds us by it */
+    struct publish_completion completion; /* first member: the delivery report finds us by it */
     struct http_server *srv;
     struct http_routes *rt;
     struct MHD_Connection *conn;

@@ -45,10 +45,10 @@ static void test_values(void **state)
     assert_true(idem_inflight_value(h, "e-1", buf, sizeof(buf)) > 0);
     snprintf(want, sizeof(want), "inflight %s e-1", h);
     assert_string_equal(buf, want);
-    assert_true(idem_done_value(h, "{\"status\":\"accepted\"}\n", buf, sizeof(buf)) > 0);
+    assert_true(idem_accepted_value(h, "{\"status\":\"accepted\"}\n", buf, sizeof(buf)) > 0);
     snprintf(want, sizeof(want), "done %s {\"status\":\"accepted\"}\n", h);
     assert_string_equal(buf, want);
-    assert_int_equal(idem_done_value(h, "{\"a\":1}", small, sizeof(small)), -1);
+    assert_int_equal(idem_accepted_value(h, "{\"a\":1}", small, sizeof(small)), -1);
 }
 
 static void test_decide(void **state)

@@ -42,14 +42,14 @@ struct cluster {
 
 /* One message's completions: how many, and the last error. */
 struct tracked {
-    struct publish_done done; /* first member: the report finds us by it */
+    struct publish_completion completion; /* first member: the report finds us by it */
     atomic_int calls;
     atomic_int err;
 };
 
-static void on_done(struct publish_done *done, const struct publish_report *r)
+static void on_done(struct publish_completion *cb, const struct publish_report *r)
 {
-    struct tracked *t = (struct tracked *)done;
+    struct tracked *t = (struct tracked *)cb;
 
     atomic_store(&t->err, r->err);
     atomic_fetch_add(&t->calls, 1);
@@ -110,10 +110,10 @@ static void send_vote(struct publisher *p, int64_t user, struct tracked *t)
     v.ts_ms = util_wall_ms();
     event_new_id(v.event_id);
     event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
-    t->done.fn = on_done;
+    t->completion.fn = on_done;
     atomic_store(&t->calls, 0);
     atomic_store(&t->err, -1);
-    if (publisher_send(p, &v, &t->done, PUBLISH_NOWAIT, err, sizeof(err)) != 0)
+    if (publisher_send(p, &v, &t->completion, PUBLISH_NOWAIT, err, sizeof(err)) != 0)
         fail_msg("publisher_send: %s", err);
 }
 
