@@ -12,7 +12,7 @@
 
 CC      ?= cc
 PKGS    := rdkafka hiredis libpq json-c libmicrohttpd uuid libcrypto
-WARN    := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow -Wno-format-zero-length
+WARN    := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Icommon $(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm

@@ -384,13 +384,28 @@ static void put_tail(struct line *l, const char *f, va_list *ap)
     }
 }
 
+static void emit(enum log_level level, const char *msg, const char *kvfmt, va_list *ap);
+
 void log_emit(enum log_level level, const char *msg, const char *kvfmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, kvfmt);
+    emit(level, msg, kvfmt, &ap);
+    va_end(ap);
+}
+
+void log_emit_msg(enum log_level level, const char *msg)
+{
+    emit(level, msg, NULL, NULL);
+}
+
+static void emit(enum log_level level, const char *msg, const char *kvfmt, va_list *ap)
 {
     struct line l;
     struct timeval tv;
     struct tm tm;
     int w;
-    va_list ap;
 
     l.full = 0;
     l.limit = LOG_LINE_MAX - LOG_RESERVE;
@@ -403,11 +418,9 @@ void log_emit(enum log_level level, const char *msg, const char *kvfmt, ...)
     put_escaped(&l, msg, strlen(msg)); /* at most LOG_VALUE_MAX: always fits */
     put(&l, "\"", 1);
     l.safe = l.n;
-    if (kvfmt && *kvfmt) {
+    if (kvfmt && *kvfmt && ap) {
         put(&l, " ", 1);
-        va_start(ap, kvfmt);
-        put_tail(&l, kvfmt, &ap);
-        va_end(ap);
+        put_tail(&l, kvfmt, ap);
     }
     l.buf[l.n++] = '\n';
     fwrite(l.buf, 1, l.n, stderr);

@@ -5,7 +5,8 @@
  *
  * The macros test the level before anything is formatted, so a debug line
  * in a hot loop costs one comparison when debug is off. The second macro
- * argument is a printf format for the key=value tail ("" when there is none).
+ * argument, when there is one, is a printf format for the key=value tail:
+ * log_info("consumer stopped") has none.
  *
  * No value can forge or break a record: the format's literal text (keys,
  * '=', quotes) is trusted, every converted value is escaped - in place
@@ -27,16 +28,30 @@ void log_set_level(enum log_level level);
 int log_parse_level(const char *name, enum log_level *out);
 void log_emit(enum log_level level, const char *msg, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));
+void log_emit_msg(enum log_level level, const char *msg); /* a record without a tail */
 
-#define log_at(lvl, msg, ...)                                                                      \
+#define log_at(lvl, ...)                                                                           \
     do {                                                                                           \
         if ((int)(lvl) <= log_level_current)                                                       \
-            log_emit((lvl), (msg), __VA_ARGS__);                                                   \
+            LOG_CHOOSE_(__VA_ARGS__, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,         \
+                        LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,    \
+                        LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,    \
+                        LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,    \
+                        LOG_MSG_, LOG_NONE_)                                                       \
+            (lvl, __VA_ARGS__);                                                                    \
     } while (0)
 
-#define log_error(msg, ...) log_at(LOG_ERROR, msg, __VA_ARGS__)
-#define log_warn(msg, ...)  log_at(LOG_WARN, msg, __VA_ARGS__)
-#define log_info(msg, ...)  log_at(LOG_INFO, msg, __VA_ARGS__)
-#define log_debug(msg, ...) log_at(LOG_DEBUG, msg, __VA_ARGS__)
+/* A message alone, or a message, a tail format and its values (up to 29). */
+#define LOG_MSG_(lvl, msg)     log_emit_msg((lvl), (msg))
+#define LOG_KV_(lvl, msg, ...) log_emit((lvl), (msg), __VA_ARGS__)
+#define LOG_CHOOSE_(a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17,    \
+                    a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31, name,    \
+                    ...)                                                                           \
+    name
+
+#define log_error(...) log_at(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_at(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_at(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_at(LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -37,7 +37,7 @@ int main(int argc, char **argv)
      * must mean "stop cleanly", not the default action of killing us.
      */
     if (shutdown_install() != 0) {
-        log_error("cannot install signal handlers", "");
+        log_error("cannot install signal handlers");
         goto out;
     }
     store = store_new(o.database_url, o.statement_timeout_ms);

@@ -372,7 +372,7 @@ static void test_long_values_keep_the_line_whole(void **state)
 
 static void emit_message(void *arg)
 {
-    log_info((const char *)arg, "");
+    log_info((const char *)arg);
 }
 
 static void test_message_is_escaped(void **state)
