@@ -754,14 +754,15 @@ static size_t gate_release_chunk(struct gate *g, struct gate_item *const *items,
 }
 
 /*
- * Mark recorded tokens done: a plain `SET key 1 PX window` each, pipelined,
- * not waited for. It needs no compare-and-set: the caller marks only tokens
- * PostgreSQL has just confirmed are recorded, so the marker is true whoever holds
- * the key (a lock of another owner that expired onto ours, or one that is
- * still recording the same vote: its own marker is the same, its release a
- * compare-and-delete that finds the marker and does nothing). This is what a script call per chunk
- * cost before, at about a fifth of the Redis time. Items whose gate answer was GATE_OPEN are marked
- * too, so their later copies stop in Redis.
+ * Mark recorded tokens done: a plain `SET key 1 PX window` each,
+ * pipelined, not waited for. It needs no compare-and-set: the caller marks
+ * only tokens PostgreSQL has just confirmed are recorded, so the marker is
+ * true whoever holds the key (a lock of another owner that expired onto
+ * ours, or one still recording the same vote: its marker is the same, and
+ * its release, a compare-and-delete, finds the marker and does nothing).
+ * A script call per chunk cost about five times the Redis time. Items whose
+ * gate answer was GATE_OPEN are marked too, so their later copies stop in
+ * Redis.
  */
 int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n)
 {

@@ -48,7 +48,7 @@
  *   g = gate_new(url, prefix, instance_id, db_identity, lock_ttl_ms, window_ms,
  *                err, sizeof err);
  *   gate_acquire(g, items, n)     fills items[i]->action; -1 when Redis is down
- *   gate_mark_done(g, items, n)   "P ours" -> "D id" for items we hold (sent, not awaited)
+ *   gate_mark_done(g, items, n)   the done marker for recorded items (sent, not awaited)
  *   gate_release(g, items, n)     delete "P ours" for items we hold
  *   gate_heartbeat(g)             keep our alive key (at most one write a second)
  *   gate_retire(g)                delete our alive key (clean exit)
