@@ -210,38 +210,49 @@ static void put_value(struct line *l, const char *s, size_t len, int in_quotes)
 
 /* ---- the format --------------------------------------------------------- */
 
-/*
- * One conversion of the format at f (just after the '%'): format its
- * argument into the line. Returns the position after the conversion.
- */
-static const char *put_conversion(struct line *l, const char *f, va_list *ap, int in_quotes)
-{
-    char spec[48], tmp[400];
-    size_t sn = 0;
-    int lng = 0, width = -1, prec = -1, n = 0; /* lng: 0 int, 1 l, 2 ll, 3 j, 4 z, 5 t, 6 L */
+/* A conversion's spec, copied for snprintf, and what the argument is. */
+struct spec {
+    char text[48]; /* "%" flags width .precision length conversion */
+    size_t n;
+    int lng;  /* 0 int, 1 l, 2 ll, 3 j, 4 z, 5 t, 6 L */
+    int prec; /* -1: none */
+};
 
-    spec[sn++] = '%';
-    while (*f && strchr("-+ #0'", *f) && sn < 8)
-        spec[sn++] = *f++;
+/*
+ * Read flags, width, precision and length at f (just after the '%') into
+ * sp, taking '*' arguments from ap. Returns the conversion character's
+ * position (at the NUL for a format cut short).
+ */
+static const char *read_spec(const char *f, va_list *ap, struct spec *sp)
+{
+    int width;
+
+    sp->n = 0;
+    sp->lng = 0;
+    sp->prec = -1;
+    sp->text[sp->n++] = '%';
+    while (*f && strchr("-+ #0'", *f) && sp->n < 8)
+        sp->text[sp->n++] = *f++;
     if (*f == '*') {
         width = va_arg(*ap, int);
-        sn += (size_t)snprintf(spec + sn, sizeof(spec) - sn, "%d", width);
+        sp->n += (size_t)snprintf(sp->text + sp->n, sizeof(sp->text) - sp->n, "%d", width);
         f++;
     } else {
-        while (*f >= '0' && *f <= '9' && sn < 16)
-            spec[sn++] = *f++;
+        while (*f >= '0' && *f <= '9' && sp->n < 16)
+            sp->text[sp->n++] = *f++;
     }
     if (*f == '.') {
-        spec[sn++] = *f++;
+        sp->text[sp->n++] = *f++;
         if (*f == '*') {
-            prec = va_arg(*ap, int);
-            sn += (size_t)snprintf(spec + sn, sizeof(spec) - sn, "%d", prec < 0 ? 0 : prec);
+            sp->prec = va_arg(*ap, int);
+            sp->n += (size_t)snprintf(sp->text + sp->n, sizeof(sp->text) - sp->n, "%d",
+                                      sp->prec < 0 ? 0 : sp->prec);
             f++;
         } else {
-            prec = 0;
-            while (*f >= '0' && *f <= '9' && sn < 28) {
-                prec = prec * 10 + (*f - '0');
-                spec[sn++] = *f++;
+            sp->prec = 0;
+            while (*f >= '0' && *f <= '9' && sp->n < 28) {
+                sp->prec = sp->prec * 10 + (*f - '0');
+                sp->text[sp->n++] = *f++;
             }
         }
     }
@@ -249,68 +260,63 @@ static const char *put_conversion(struct line *l, const char *f, va_list *ap, in
         if (*f == 'h')
             continue; /* promoted to int anyway */
         if (*f == 'l')
-            lng = lng == 1 ? 2 : 1;
+            sp->lng = sp->lng == 1 ? 2 : 1;
         else if (*f == 'q')
-            lng = 2;
+            sp->lng = 2;
         else if (*f == 'j')
-            lng = 3;
+            sp->lng = 3;
         else if (*f == 'z')
-            lng = 4;
+            sp->lng = 4;
         else if (*f == 't')
-            lng = 5;
+            sp->lng = 5;
         else if (*f == 'L')
-            lng = 6;
+            sp->lng = 6;
         else
             break;
-        spec[sn++] = *f;
+        sp->text[sp->n++] = *f;
     }
-    if (*f == '\0')
-        return f;
-    spec[sn++] = *f;
-    spec[sn] = '\0';
+    if (*f) {
+        sp->text[sp->n++] = *f;
+        sp->text[sp->n] = '\0';
+    }
+    return f;
+}
 
-    switch (*f) {
-    case 's': {
-        const char *s = va_arg(*ap, const char *);
-        size_t len;
-        if (!s)
-            s = "(null)";
-        len = prec >= 0 ? strnlen(s, (size_t)prec) : strlen(s);
-        put_value(l, s, len, in_quotes);
-        return f + 1;
-    }
+/* A non-string argument of conversion c, formatted into tmp; its length. */
+static int format_arg(const struct spec *sp, char c, va_list *ap, char *tmp, size_t size)
+{
+    const char *spec = sp->text;
+    int lng = sp->lng;
+
+    switch (c) {
     case 'd':
     case 'i':
         if (lng == 1)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, long));
-        else if (lng == 2)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, long long));
-        else if (lng == 3)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, intmax_t));
-        else if (lng == 4)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, ssize_t));
-        else if (lng == 5)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, ptrdiff_t));
-        else
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, int));
-        break;
+            return snprintf(tmp, size, spec, va_arg(*ap, long));
+        if (lng == 2)
+            return snprintf(tmp, size, spec, va_arg(*ap, long long));
+        if (lng == 3)
+            return snprintf(tmp, size, spec, va_arg(*ap, intmax_t));
+        if (lng == 4)
+            return snprintf(tmp, size, spec, va_arg(*ap, ssize_t));
+        if (lng == 5)
+            return snprintf(tmp, size, spec, va_arg(*ap, ptrdiff_t));
+        return snprintf(tmp, size, spec, va_arg(*ap, int));
     case 'u':
     case 'o':
     case 'x':
     case 'X':
         if (lng == 1)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, unsigned long));
-        else if (lng == 2)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, unsigned long long));
-        else if (lng == 3)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, uintmax_t));
-        else if (lng == 4)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, size_t));
-        else if (lng == 5)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, ptrdiff_t));
-        else
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, unsigned int));
-        break;
+            return snprintf(tmp, size, spec, va_arg(*ap, unsigned long));
+        if (lng == 2)
+            return snprintf(tmp, size, spec, va_arg(*ap, unsigned long long));
+        if (lng == 3)
+            return snprintf(tmp, size, spec, va_arg(*ap, uintmax_t));
+        if (lng == 4)
+            return snprintf(tmp, size, spec, va_arg(*ap, size_t));
+        if (lng == 5)
+            return snprintf(tmp, size, spec, va_arg(*ap, ptrdiff_t));
+        return snprintf(tmp, size, spec, va_arg(*ap, unsigned int));
     case 'f':
     case 'F':
     case 'e':
@@ -320,20 +326,40 @@ static const char *put_conversion(struct line *l, const char *f, va_list *ap, in
     case 'a':
     case 'A':
         if (lng == 6)
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, long double));
-        else
-            n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, double));
-        break;
+            return snprintf(tmp, size, spec, va_arg(*ap, long double));
+        return snprintf(tmp, size, spec, va_arg(*ap, double));
     case 'c':
-        n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, int));
-        break;
+        return snprintf(tmp, size, spec, va_arg(*ap, int));
     case 'p':
-        n = snprintf(tmp, sizeof(tmp), spec, va_arg(*ap, void *));
-        break;
+        return snprintf(tmp, size, spec, va_arg(*ap, void *));
     default: /* unknown (or %n): print it as text, consume nothing */
-        n = snprintf(tmp, sizeof(tmp), "%s", spec);
-        break;
+        return snprintf(tmp, size, "%s", spec);
     }
+}
+
+/*
+ * One conversion of the format at f (just after the '%'): format its
+ * argument into the line. Returns the position after the conversion.
+ */
+static const char *put_conversion(struct line *l, const char *f, va_list *ap, int in_quotes)
+{
+    struct spec sp;
+    char tmp[400];
+    int n;
+
+    f = read_spec(f, ap, &sp);
+    if (*f == '\0')
+        return f;
+    if (*f == 's') {
+        const char *s = va_arg(*ap, const char *);
+        size_t len;
+        if (!s)
+            s = "(null)";
+        len = sp.prec >= 0 ? strnlen(s, (size_t)sp.prec) : strlen(s);
+        put_value(l, s, len, in_quotes);
+        return f + 1;
+    }
+    n = format_arg(&sp, *f, ap, tmp, sizeof(tmp));
     if (n < 0)
         n = 0;
     if ((size_t)n >= sizeof(tmp))
