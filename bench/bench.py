@@ -32,6 +32,7 @@ Redis: everything the benchmark writes goes to database BENCH_REDIS_DB
 left running.
 """
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -433,15 +434,29 @@ def run_wrk(port, conns, seconds):
             "p99_ms": parse_duration_ms(p99.group(1)), "non_202": int(bad.group(1))}
 
 
-def bench_http(stack, run_id, levels, runs, seconds):
+@contextlib.contextmanager
+def serve(stack, topic, *extra):
+    """`tadak-producer serve` on a free port, warm (the topic exists, the
+    broker connection is up); yields (port, process); SIGTERM at the end."""
     port = free_port()
     p = subprocess.Popen(
         [str(BIN / "tadak-producer"), "serve", "--listen", f"127.0.0.1:{port}", "-b",
-         stack.brokers, "-t", f"bench-{run_id}-http", "--log-level", "warn"],
+         stack.brokers, "-t", topic, "--log-level", "warn", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        run_wrk(port, 16, 2)  # the topic exists and the connection to the broker is warm
+        run_wrk(port, 4, 2)
+        yield port, p
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def bench_http(stack, run_id, levels, runs, seconds):
+    with serve(stack, f"bench-{run_id}-http") as (port, p):
         res = {}
         for c in levels:
             pts = []
@@ -450,12 +465,6 @@ def bench_http(stack, run_id, levels, runs, seconds):
                 pts.append(run_wrk(port, c, seconds))
             res[c] = pts
         rss = peak_rss_mib(p.pid)
-    finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
     return res, rss
 
 
@@ -474,27 +483,16 @@ def bench_reads(stack, run_id, rows, seconds):
         t0 = time.monotonic()
         conn.execute("select candidate_id, count(*) from votes group by 1").fetchall()
         query_ms = (time.monotonic() - t0) * 1000
-    port = free_port()
-    p = subprocess.Popen(
-        [str(BIN / "tadak-producer"), "serve", "--listen", f"127.0.0.1:{port}", "-b",
-         stack.brokers, "-t", f"bench-{run_id}-reads", "--database-url", url,
-         "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        run_wrk(port, 4, 2)  # the topic exists and the connection to the broker is warm
-        alone = run_wrk(port, 1, seconds)
-        bg = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{seconds + 4}s",
-                               f"http://127.0.0.1:{port}/tallies"],
-                              stdout=subprocess.PIPE, text=True)
-        wait_http(f"http://127.0.0.1:{port}/tallies")  # the loopers' first answer is cached
-        beside = run_wrk(port, 1, seconds)
-        out = bg.communicate(timeout=seconds + 60)[0]
+        with serve(stack, f"bench-{run_id}-reads", "--database-url", url) as (port, _):
+            alone = run_wrk(port, 1, seconds)
+            bg = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{seconds + 4}s",
+                                   f"http://127.0.0.1:{port}/tallies"],
+                                  stdout=subprocess.PIPE, text=True)
+            wait_http(f"http://127.0.0.1:{port}/tallies")  # the loopers' first answer is cached
+            beside = run_wrk(port, 1, seconds)
+            out = bg.communicate(timeout=seconds + 60)[0]
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
         stack.drop_db(db)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     return {"alone_p50_ms": alone["p50_ms"], "alone_p99_ms": alone["p99_ms"],

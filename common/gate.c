@@ -650,9 +650,24 @@ again:
     return taken;
 }
 
+/*
+ * Append one `SET <prefix><token> <val> PX <px>` (with NX GET when lock:
+ * take it only if free, and say what was there). 1 when appended.
+ */
+static int append_set(struct gate *g, const char *token, const char *val, size_t vlen,
+                      const char *px, size_t pxlen, int lock)
+{
+    char key[GATE_KEY_MAX];
+    size_t klen = gate_key(g, token, key, sizeof(key));
+    const char *argv[7] = {"SET", key, val, "PX", px, "NX", "GET"};
+    size_t argvlen[7] = {3, klen, vlen, 2, pxlen, 2, 3};
+
+    return redisAppendCommandArgv(g->c, lock ? 7 : 5, argv, argvlen) == REDIS_OK;
+}
+
 int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    char key[GATE_KEY_MAX], val[GATE_VALUE_MAX], ttl[24];
+    char val[GATE_VALUE_MAX], ttl[24];
     size_t i, got = 0, busy = 0;
     int taken, tlen = snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
 
@@ -662,13 +677,9 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
         return 0;
     if (gate_ready(g) != 0)
         return -1;
-    for (i = 0; i < n; i++) {
-        size_t klen = gate_key(g, items[i]->token, key, sizeof(key));
-        size_t vlen = gate_lock_value(g, items[i]->event_id, val);
-        const char *argv[7] = {"SET", key, val, "NX", "PX", ttl, "GET"};
-        size_t argvlen[7] = {3, klen, vlen, 2, 2, (size_t)tlen, 3};
-        redisAppendCommandArgv(g->c, 7, argv, argvlen);
-    }
+    for (i = 0; i < n; i++)
+        append_set(g, items[i]->token, val, gate_lock_value(g, items[i]->event_id, val), ttl,
+                   (size_t)tlen, 1);
     for (; got < n; got++) {
         struct gate_item *it = items[got];
         redisReply *r = NULL;
@@ -766,7 +777,7 @@ static size_t gate_release_chunk(struct gate *g, struct gate_item *const *items,
  */
 int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    char key[GATE_KEY_MAX], window[32];
+    char window[32];
     size_t i, sent = 0;
     int wlen = snprintf(window, sizeof(window), "%lld", (long long)g->window_ms);
 
@@ -774,12 +785,9 @@ int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n)
         return 0;
     if (gate_ready(g) != 0)
         return -1;
-    for (i = 0; i < n; i++) {
-        size_t klen = gate_key(g, items[i]->token, key, sizeof(key));
-        const char *argv[5] = {"SET", key, GATE_DONE_VALUE, "PX", window};
-        size_t argvlen[5] = {3, klen, sizeof(GATE_DONE_VALUE) - 1, 2, (size_t)wlen};
-        sent += redisAppendCommandArgv(g->c, 5, argv, argvlen) == REDIS_OK;
-    }
+    for (i = 0; i < n; i++)
+        sent += append_set(g, items[i]->token, GATE_DONE_VALUE, sizeof(GATE_DONE_VALUE) - 1, window,
+                           (size_t)wlen, 0);
     if (gate_flush(g) != 0)
         return -1;
     gate_expect(g, PEND_PLAIN, sent, NULL);
