@@ -43,7 +43,8 @@ struct producer {
     struct publisher *pub;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
-    atomic_int fatal;       /* error_cb saw RD_KAFKA_RESP_ERR__FATAL */
+    atomic_int fatal;       /* error_cb saw RD_KAFKA_RESP_ERR__FATAL, or a send did */
+    atomic_int logged;      /* the fatal error has its log line */
     atomic_int users;       /* references taken by producer_get() */
     _Atomic int64_t failed; /* reports with an error */
 };
@@ -143,8 +144,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                   rd_kafka_err2str((rd_kafka_resp_err_t)err), reason);
         return;
     }
-    if (atomic_exchange(&k->fatal, 1))
+    if (atomic_exchange(&k->logged, 1))
         return;
+    atomic_store(&k->fatal, 1);
     atomic_store(&k->pub->fatal_unseen, 1);
     orig = rd_kafka_fatal_error(rk, cause, sizeof(cause));
     log_error("kafka producer fatal error", "error=%s detail=\"%s\" action=rebuild",
@@ -370,7 +372,7 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_com
                    enum publish_mode mode, char *errstr, size_t errsize)
 {
     char payload[512];
-    int n = event_encode(v, payload, sizeof(payload));
+    int n = event_encode(v, payload, sizeof(payload)), retried = 0;
     struct producer *k;
 
     if (n < 0) {
@@ -392,6 +394,15 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_com
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && mode == PUBLISH_WAIT) {
             /* Serving delivery reports makes room in the queue. */
             rd_kafka_poll(k->rk, 10);
+            continue;
+        }
+        if (err == RD_KAFKA_RESP_ERR__FATAL && !p->has_poller && !retried) {
+            /* Nothing was queued: rebuild here (no poller does) and send once more. */
+            atomic_store(&k->fatal, 1);
+            producer_put(k);
+            publisher_rebuild(p);
+            k = producer_get(p);
+            retried = 1;
             continue;
         }
         producer_put(k);

@@ -26,13 +26,16 @@
  *   - publisher_probe() answers 0 while the producer is fatal, and once more
  *     at its first call after the recovery, so a once-a-second prober
  *     (/readyz) reports every fatal error even when the rebuild takes
- *     milliseconds; sends meanwhile fail at once (the HTTP layer answers 503);
+ *     milliseconds; with a poller, sends meanwhile fail at once (the HTTP
+ *     layer answers 503);
  *   - the thread serving reports (the poller, or the caller of publisher_poll,
  *     publisher_flush or publisher_send without one) builds a new rd_kafka_t
  *     from the same configuration and swaps it in for new sends, then purges
  *     the old one: every message it still held gets its one completion, with
  *     an error (librdkafka's "Purged in queue/in flight", or the fatal error),
- *     and the old handle is destroyed only once nobody uses it;
+ *     and the old handle is destroyed only once nobody uses it. Without a
+ *     poller, a send refused by the fatal producer (nothing was queued) is
+ *     sent again on the new one;
  *   - msg="kafka producer rebuilt" is logged and the counter
  *     tadak_kafka_producer_rebuilds_total goes up by one.
  * A failed vote may still have reached Kafka; its retry gets a new event from

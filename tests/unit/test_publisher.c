@@ -251,12 +251,30 @@ static void test_without_poller_the_caller_recovers(void **state)
     assert_int_equal(atomic_load(&after.calls), 1);
 }
 
+/* ...and a send that finds the producer fatal rebuilds it and goes to the new one. */
+static void test_without_poller_a_send_recovers(void **state)
+{
+    struct cluster *c = *state;
+    struct publisher *p = open_publisher(c, NULL, 0);
+    struct tracked after;
+
+    warm_up(p, 0);
+    assert_int_equal(publisher_test_fatal(p), 0);
+    send_vote(p, 400, &after); /* nothing polled in between: the send meets the error */
+    assert_int_equal(publisher_rebuilds(p), 1);
+    wait_done(p, 0, &after, "the vote sent on the fatal producer");
+    assert_int_equal(atomic_load(&after.err), 0);
+    publisher_free(p);
+    assert_int_equal(atomic_load(&after.calls), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fatal_error_is_not_ready_then_recovers),
         cmocka_unit_test(test_held_messages_fail_once_and_later_votes_pass),
         cmocka_unit_test(test_without_poller_the_caller_recovers),
+        cmocka_unit_test(test_without_poller_a_send_recovers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
