@@ -270,7 +270,8 @@ void api_health(struct api_reply *r)
 void api_ready(struct api_reply *r, int ready)
 {
     if (!ready) {
-        api_error(r, 503, "not_ready", "no Kafka broker answered a metadata request");
+        api_error(r, 503, "not_ready",
+                  "Kafka is not reachable, or the producer is being rebuilt; retry");
         return;
     }
     r->status = 200;

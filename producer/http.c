@@ -380,7 +380,7 @@ static void *prober_main(void *arg)
     while (running) {
         int ok = publisher_probe(s->routes.pub, HTTP_READY_TIMEOUT_MS);
         if (atomic_exchange(&s->routes.ready, ok) != ok)
-            log_info(ok ? "broker reachable" : "broker unreachable", "ready=%d", ok);
+            log_info(ok ? "kafka ready" : "kafka not ready", "ready=%d", ok);
         pthread_mutex_lock(&s->lock);
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += HTTP_READY_EVERY_MS / 1000;

@@ -224,8 +224,8 @@ static void test_health_and_ready_bodies(void **state)
     assert_int_equal(r.action, API_READY);
     api_ready(&r, 0);
     assert_int_equal(r.status, 503);
-    assert_string_equal(r.body, "{\"error\":\"not_ready\",\"detail\":\"no Kafka broker "
-                                "answered a metadata request\"}\n");
+    assert_string_equal(r.body, "{\"error\":\"not_ready\",\"detail\":\"Kafka is not reachable, "
+                                "or the producer is being rebuilt; retry\"}\n");
 }
 
 static void test_vote_status_bodies(void **state)
