@@ -22,7 +22,7 @@ static const struct config_opt table[] = {
     {"group", 0, "TADAK_GROUP", CONFIG_STR, "tadak", 0, 0, O(group), "Kafka consumer group"},
     {"dlq-topic", 0, "TADAK_DLQ_TOPIC", CONFIG_STR, NULL, 0, 0, O(dlq_topic),
      "Dead-letter topic for invalid messages (default <topic>.dlq)"},
-    {"batch-size", 0, "TADAK_BATCH_SIZE", CONFIG_INT, "500", 1, 100000, O(batch_size),
+    {"batch-size", 0, "TADAK_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, O(batch_size),
      "Most messages per batch"},
     {"batch-wait-ms", 0, "TADAK_BATCH_WAIT_MS", CONFIG_INT, "100", 0, 60000, O(batch_wait_ms),
      "Longest wait to fill a batch"},
