@@ -2,9 +2,11 @@
  * kafka.c - see kafka.h.
  */
 #include "kafka.h"
+#include "kafkaenv.h"
 #include "log.h"
 
 #include <stdio.h>
+#include <unistd.h> /* environ */
 
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -45,7 +47,10 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char
 int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config_kv *extra, char *errstr,
                      size_t errsize)
 {
-    for (size_t i = 0; i < extra->n; i++)
+    /* TADAK_KAFKA_* first (secrets off the command line), then -X, which wins. */
+    if (kafkaenv_apply(conf, environ, extra, errstr, errsize) < 0)
+        return -1;
+    for (size_t i = 0; extra && i < extra->n; i++)
         if (kafka_conf_set(conf, extra->keys[i], extra->vals[i], errstr, errsize) != 0)
             return -1;
     return 0;

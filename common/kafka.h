@@ -3,13 +3,15 @@
  *
  * Both binaries build their rd_kafka_conf_t the same way: bootstrap servers
  * from KAFKA_BOOTSTRAP_SERVERS (or the flag), the program's own required
- * settings, then any number of kcat-style "-X key=value" overrides (SASL,
- * SSL, tuning) so tadak can join an existing cluster without code changes.
+ * settings, then TADAK_KAFKA_<KEY> from the environment (kafkaenv.h: secrets
+ * need not be on a command line), then any number of kcat-style
+ * "-X key=value" overrides (SASL, SSL, tuning), which win, so tadak can
+ * join an existing cluster without code changes.
  * librdkafka's own log lines are routed into tadak's logfmt.
  *
  *   conf = kafka_conf_new(bootstrap, errstr, sizeof errstr);
  *   kafka_conf_set(conf, "acks", "all", errstr, sizeof errstr);
- *   kafka_conf_apply(conf, &cfg.extra, errstr, sizeof errstr);   -X pairs
+ *   kafka_conf_apply(conf, &cfg.extra_or_null, errstr, sizeof errstr);   env, then -X
  */
 #ifndef TADAK_KAFKA_H
 #define TADAK_KAFKA_H

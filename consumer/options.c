@@ -53,7 +53,8 @@ static const struct config_opt table[] = {
      O(statement_timeout_ms),
      "PostgreSQL statement timeout; a batch that times out is held and retried like an outage"},
     {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, O(extra),
-     "librdkafka setting key=value (repeatable)"},
+     "librdkafka setting key=value (repeatable); also from the environment as TADAK_KAFKA_<KEY>, "
+     "e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
     {"metrics", 0, NULL, CONFIG_STR, NULL, 0, 0, O(metrics),
      "Serve Prometheus metrics on HOST:PORT"},
     {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, O(log_level),

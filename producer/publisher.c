@@ -19,7 +19,6 @@
  */
 #include "publisher.h"
 #include "kafka.h"
-#include "kafkaenv.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -181,9 +180,7 @@ static int configure(rd_kafka_conf_t *conf, const struct publisher_opts *o, char
         if (kafka_conf_set(conf, rows[i].key, rows[i].val, errstr, errsize) != 0)
             return -1;
     /* TADAK_KAFKA_* (secrets off the command line), then -X, which wins. */
-    if (kafkaenv_apply(conf, environ, o->extra, errstr, errsize) < 0)
-        return -1;
-    if (o->extra && kafka_conf_apply(conf, o->extra, errstr, errsize) != 0)
+    if (kafka_conf_apply(conf, o->extra, errstr, errsize) != 0)
         return -1;
     return 0;
 }

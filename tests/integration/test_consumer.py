@@ -546,6 +546,24 @@ def test_bad_usage(bins):
     assert p.returncode == 0 and "--idle-exit" in p.stdout and "TADAK_KEY_PREFIX" in p.stdout
 
 
+def test_kafka_settings_from_the_environment(bins, env, topic, db, prefix):
+    """TADAK_KAFKA_<KEY> reaches the consumer's librdkafka as it does the
+    producer's (secrets stay off the command line); a refused value is
+    named, never echoed."""
+    p = run(consumer_args(bins, env, topic, db, prefix),
+            env={"TADAK_KAFKA_SESSION_TIMEOUT_MS": "hunter2"}, timeout=60)
+    assert p.returncode != 0 and "TADAK_KAFKA_SESSION_TIMEOUT_MS" in p.stderr, p.stderr[-2000:]
+    assert "hunter2" not in p.stderr + p.stdout
+    produce(env, topic, [vote(1, 1)])
+    p = run(consumer_args(bins, env, topic, db, prefix, extra=("--log-level", "debug")),
+            env={"TADAK_KAFKA_DEBUG": "cgrp"}, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    group_debug = [ln for ln in p.stderr.splitlines()
+                   if 'msg="librdkafka"' in ln and f"g_{topic}" in ln]
+    assert group_debug, p.stderr[-2000:]  # librdkafka's own group debug lines: the setting took
+    assert summary_of(p.stdout)["inserted"] == 1
+
+
 def test_metrics(bins, env, topic, db, prefix, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
