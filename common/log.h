@@ -33,17 +33,17 @@ void log_emit_msg(enum log_level level, const char *msg); /* a record without a 
 #define log_at(lvl, ...)                                                                           \
     do {                                                                                           \
         if ((int)(lvl) <= log_level_current)                                                       \
-            LOG_CHOOSE_(__VA_ARGS__, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,         \
-                        LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,    \
-                        LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,    \
-                        LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,    \
-                        LOG_MSG_, LOG_NONE_)                                                       \
-            (lvl, __VA_ARGS__);                                                                    \
+            LOG_PICK_(__VA_ARGS__)(lvl, __VA_ARGS__);                                              \
     } while (0)
 
 /* A message alone, or a message, a tail format and its values (up to 29). */
 #define LOG_MSG_(lvl, msg)     log_emit_msg((lvl), (msg))
 #define LOG_KV_(lvl, msg, ...) log_emit((lvl), (msg), __VA_ARGS__)
+#define LOG_PICK_(...)                                                                             \
+    LOG_CHOOSE_(__VA_ARGS__, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,        \
+                LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,   \
+                LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_,   \
+                LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_KV_, LOG_MSG_, LOG_NONE_)
 #define LOG_CHOOSE_(a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17,    \
                     a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31, name,    \
                     ...)                                                                           \

@@ -3,8 +3,8 @@
  *
  * Allocation failure is the one thing that aborts in tadak: xmalloc() and
  * friends never return NULL, so callers do not carry an error path for it.
- * Number parsing goes through util_parse_i64(), which checks what atoi()
- * silently ignores (trailing junk, overflow, empty input).
+ * Number parsing goes through util_parse_i64(), which refuses what the
+ * libc shortcuts silently accept (trailing junk, overflow, empty input).
  *
  *   void *xmalloc(size_t n);  void *xcalloc(size_t n, size_t sz);
  *   void *xrealloc(void *p, size_t n);  char *xstrdup(const char *s);

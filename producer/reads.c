@@ -137,7 +137,7 @@ static int cache_lookup_locked(struct reads *rd, char **json, struct read_job *j
 static void read_tallies(struct worker *w, struct read_job *job)
 {
     struct reads *rd = w->rd;
-    struct store_tally *t = xcalloc(rd->top, sizeof(*t));
+    struct store_tally *t = NULL;
     int64_t total, candidates;
     struct store *s;
     size_t n;
@@ -149,6 +149,7 @@ static void read_tallies(struct worker *w, struct read_job *job)
     hit = cache_lookup_locked(rd, &job->tallies, job); /* another worker may just have read it */
     pthread_mutex_unlock(&rd->cache_lock);
     if (hit == 0) {
+        t = xcalloc(rd->top, sizeof(*t)); /* only for a query: a hit copies the cache */
         if ((s = db(w, job)) != NULL)
             metric_add(rd->m_queries, 1);
         if (!s || store_tallies(s, rd->top, t, &n, &total, &candidates, job->why,

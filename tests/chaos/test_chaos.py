@@ -252,6 +252,7 @@ class VoteClient:
         self.deadline = time.monotonic() + deadline_s
         self.lock = threading.Lock()
         self.next = 0
+        self.stopped = False
         self.statuses = {}
         self.accepted = []  # the 202 bodies
         self.errors = []
@@ -268,18 +269,21 @@ class VoteClient:
             return len(self.accepted)
 
     def _take(self):
+        """The index of the next vote, when its time has come; None when done."""
         with self.lock:
-            if self.next >= len(self.votes) or time.monotonic() > self.deadline:
+            if self.stopped or self.next >= len(self.votes) or \
+                    time.monotonic() > self.deadline:
                 return None
             i = self.next
             self.next += 1
         due = self.t0 + i / self.rate
         if due > time.monotonic():
             time.sleep(due - time.monotonic())
-        return self.votes[i]
+        return i
 
     def _work(self):
-        while (v := self._take()) is not None:
+        while (i := self._take()) is not None:
+            v = self.votes[i]
             body = json.dumps({"user_id": v[0], "candidate_id": v[1]}).encode()
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             try:

@@ -36,8 +36,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from conftest import CLUSTER_NODES, FULL, SANITIZER_MARKERS, count_lines, pause, unique, wait_for
-from test_chaos import (FINISH_S, JOIN_S, acked_tokens, assert_clean_exit, free_port, http_ok,
-                        joined, start_serve)
+from test_chaos import (FINISH_S, JOIN_S, VoteClient, acked_tokens, assert_clean_exit, free_port,
+                        http_ok, joined, start_serve)
 
 DELIVERY_TIMEOUT_S = 5.0  # start_serve's --delivery-timeout-ms
 # A 503 belongs to an election when it is answered between the kill and the
@@ -172,7 +172,7 @@ full_only = pytest.mark.skipif(not FULL, reason="full set only (make chaos): the
 
 # ---------------------------------------------------------------- clients
 
-class RetryingClient:
+class RetryingClient(VoteClient):
     """POSTs votes in list order at a steady pace (rate per second over
     `workers` threads) until stop(), and each vote, on a 503, again after its
     Retry-After until it is accepted (or the deadline passes). Every attempt
@@ -180,26 +180,11 @@ class RetryingClient:
     be placed on the scenario's timeline."""
 
     def __init__(self, port, votes, rate, workers, deadline_s):
-        self.port, self.votes, self.rate = port, votes, rate
-        self.deadline = time.monotonic() + deadline_s
-        self.lock = threading.Lock()
-        self.next = 0
-        self.stopped = self.aborted = False
+        super().__init__(port, votes, rate, workers, deadline_s)
+        self.aborted = False
         self.attempts = []  # (vote index, sent, answered, status, retry-after)
         self.gave_up = []   # votes still refused after MAX_ATTEMPTS
         self.accepted = {}  # vote index -> the 202 body
-        self.errors = []
-        self.t0 = time.monotonic()
-        self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
-
-    def start(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def ok(self):
-        with self.lock:
-            return len(self.accepted)
 
     def ok_after(self, t):
         """202s for requests sent at or after monotonic time t."""
@@ -213,18 +198,6 @@ class RetryingClient:
             self.stopped = True
             self.aborted = self.aborted or abort
             return self.votes[:self.next]
-
-    def _take(self):
-        with self.lock:
-            if self.stopped or self.next >= len(self.votes) or \
-                    time.monotonic() > self.deadline:
-                return None
-            i = self.next
-            self.next += 1
-        due = self.t0 + i / self.rate
-        if due > time.monotonic():
-            time.sleep(due - time.monotonic())
-        return i
 
     def _post(self, i):
         user, cand = self.votes[i]
@@ -243,6 +216,7 @@ class RetryingClient:
             conn.close()
         with self.lock:
             self.attempts.append((i, sent, time.monotonic(), status, retry))
+            self.statuses[status] = self.statuses.get(status, 0) + 1
             if status == 202:
                 self.accepted[i] = json.loads(data)
         return status, retry
@@ -258,15 +232,6 @@ class RetryingClient:
             else:
                 with self.lock:
                     self.gave_up.append(i)
-
-    def join(self, timeout):
-        end = time.monotonic() + timeout
-        for t in self.threads:
-            t.join(max(0.0, end - time.monotonic()))
-        return not any(t.is_alive() for t in self.threads)
-
-    def statuses(self):
-        return dict(Counter(a[3] for a in self.attempts))
 
     def retried(self):
         """Indexes of votes that got a 503 and were then accepted on a retry."""
@@ -553,7 +518,7 @@ def http_failover(s, z, pick_victims, name_extra):
     e2e = e2e_seconds(s, acks, ordered.acks)
 
     client.dump(s.tmp / "timeline.jsonl", marks)
-    statuses = client.statuses()
+    statuses = dict(client.statuses)
     costly = windows + fatal.windows()  # a fatal error costs 503s like an election
     late = [a for a in client.attempts
             if a[3] == 503 and not any(lo <= a[2] <= hi for lo, hi in costly)]
@@ -768,13 +733,13 @@ def test_min_isr_violated(cluster_scenario):
              f"during_503={n503} recovery_s={recovery_s:.1f} retried={len(retried)} "
              f"max_e2e_s={e2e[-1]:.1f} "
              f"unacked_in_log={landed} log_dup_events={log['log_dup_events']} "
-             f"status={json.dumps(client.statuses(), separators=(',', ':'))} "
+             f"status={json.dumps(client.statuses, separators=(',', ':'))} "
              f"readyz_not_ready_s={ready.not_ready_s(t_violated, t_back):.1f}"
              + fatal.summary())
     assert not wrong, f"202 while only one replica was up: {wrong[:5]}"
     assert n503 > 0, "no request was answered while two nodes were down"
     assert not client.errors, client.errors[:5]
-    assert set(client.statuses()) <= {202, 503}, client.statuses()
+    assert set(client.statuses) <= {202, 503}, client.statuses
     fatal.check()
     assert len(client.accepted) == len(votes)
     assert retried, "no vote was retried after a 503"
