@@ -38,6 +38,44 @@ static int kv_add(struct config_kv *kv, const char *text, char *errstr, size_t e
     return 0;
 }
 
+/* One flag adds one item; the environment (or default) adds each comma-separated one. */
+static int list_add(struct config_list *l, const char *text, int from_flag, char *errstr,
+                    size_t errsize)
+{
+    if (from_flag && !l->from_flags) {
+        for (size_t i = 0; i < l->n; i++)
+            free(l->items[i]);
+        l->n = 0;
+        l->from_flags = 1;
+    }
+    for (const char *p = text;;) {
+        const char *end = from_flag ? p + strlen(p) : strchr(p, ',');
+        size_t n;
+
+        if (!end)
+            end = p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        n = (size_t)(end - p);
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n == 0 && (from_flag || *end == ',')) {
+            snprintf(errstr, errsize, "an empty item in \"%s\"", text);
+            return -1;
+        }
+        if (n > 0) {
+            l->items = xrealloc(l->items, (l->n + 1) * sizeof(*l->items));
+            l->items[l->n] = xmalloc(n + 1);
+            memcpy(l->items[l->n], p, n);
+            l->items[l->n][n] = '\0';
+            l->n++;
+        }
+        if (*end != ',')
+            return 0;
+        p = end + 1;
+    }
+}
+
 static int parse_bool(const char *s, int *out)
 {
     static const char *const yes[] = {"1", "true", "yes", "on"};
@@ -56,6 +94,7 @@ static int parse_bool(const char *s, int *out)
 static int set_value(const struct config_opt *o, void *dst, const char *val, const char *origin,
                      char *errstr, size_t errsize)
 {
+    char why[160];
     int64_t v;
 
     switch (o->type) {
@@ -82,6 +121,12 @@ static int set_value(const struct config_opt *o, void *dst, const char *val, con
         return 0;
     case CONFIG_KV:
         return kv_add((struct config_kv *)field(dst, o), val, errstr, errsize);
+    case CONFIG_LIST:
+        if (list_add((struct config_list *)field(dst, o), val, strcmp(origin, "option") == 0,
+                     why, sizeof(why)) == 0)
+            return 0;
+        snprintf(errstr, errsize, "%s %s: %s", origin, o->name, why);
+        return -1;
     case CONFIG_LOG_LEVEL:
         if (log_parse_level(val, (enum log_level *)field(dst, o)) != 0) {
             snprintf(errstr, errsize,
@@ -120,6 +165,8 @@ int config_load(const struct config_opt *table, void *dst, int argc, char **argv
     for (o = table; o->name; o++) {
         if (o->type == CONFIG_KV)
             memset(field(dst, o), 0, sizeof(struct config_kv));
+        if (o->type == CONFIG_LIST)
+            memset(field(dst, o), 0, sizeof(struct config_list));
         if (o->def && set_value(o, dst, o->def, "default", errstr, errsize) != 0)
             return -1;
         if (!o->def && o->type == CONFIG_STR)
@@ -182,7 +229,8 @@ void config_usage(FILE *out, const struct config_opt *table, const char *synopsi
                                           [CONFIG_INT] = "N",
                                           [CONFIG_BOOL] = "",
                                           [CONFIG_KV] = "KEY=VALUE",
-                                          [CONFIG_LOG_LEVEL] = "TEXT"};
+                                          [CONFIG_LOG_LEVEL] = "TEXT",
+                                          [CONFIG_LIST] = "TEXT"};
 
     fprintf(out, "%s\n\nOptions:\n", synopsis);
     for (const struct config_opt *o = table; o->name; o++) {
@@ -205,6 +253,14 @@ void config_usage(FILE *out, const struct config_opt *table, const char *synopsi
 void config_free(const struct config_opt *table, void *dst)
 {
     for (const struct config_opt *o = table; o->name; o++) {
+        if (o->type == CONFIG_LIST) {
+            struct config_list *l = field(dst, o);
+            for (size_t i = 0; i < l->n; i++)
+                free(l->items[i]);
+            free(l->items);
+            memset(l, 0, sizeof(*l));
+            continue;
+        }
         if (o->type != CONFIG_KV)
             continue;
         struct config_kv *kv = field(dst, o);

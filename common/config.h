@@ -28,6 +28,8 @@ enum config_type {
     CONFIG_KV,        /* struct config_kv: repeatable "key=value" (e.g. -X) */
     CONFIG_LOG_LEVEL, /* enum log_level: error, warn, info or debug (log_parse_level);
                          config_load() only parses it, the caller calls log_set_level() */
+    CONFIG_LIST,      /* struct config_list: a repeatable flag; its environment variable
+                         and default are comma separated; the flags, if any, replace both */
 };
 
 /* Repeatable key=value settings; owned, released by config_free(). */
@@ -35,6 +37,13 @@ struct config_kv {
     size_t n;
     char **keys;
     char **vals;
+};
+
+/* A repeatable setting's items, owned, released by config_free(). */
+struct config_list {
+    size_t n;
+    char **items;
+    int from_flags; /* config_load()'s: a flag has replaced the environment's items */
 };
 
 struct config_opt {

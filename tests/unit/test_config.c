@@ -168,6 +168,44 @@ static void test_log_level_type(void **state)
     assert_non_null(strstr(buf, "[env TEST_LOG_LEVEL] (default info)"));
 }
 
+/* A repeatable flag: the environment's comma-separated items, replaced by the flags. */
+static void test_list_type(void **state)
+{
+    static const struct config_opt lopts[] = {
+        {"origin", 0, "TEST_ORIGINS", CONFIG_LIST, NULL, 0, 0, 0, "Origins"}, CONFIG_END};
+    struct config_list l;
+    char err[256], *pos[4];
+    int npos;
+    char *two[] = {(char[]){"--origin"}, (char[]){"https://a.example"},
+                   (char[]){"--origin=https://b.example, x"}};
+    char *empty[] = {(char[]){"--origin="}};
+
+    (void)state;
+    setenv("TEST_ORIGINS", " https://env.example ,https://env2.example", 1);
+    assert_int_equal(config_load(lopts, &l, 0, NULL, pos, &npos, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0], "https://env.example");
+    assert_string_equal(l.items[1], "https://env2.example");
+    config_free(lopts, &l);
+    assert_int_equal(l.n, 0);
+
+    /* Flags replace the environment; a flag's value is one item, commas and all. */
+    assert_int_equal(config_load(lopts, &l, 3, two, pos, &npos, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0], "https://a.example");
+    assert_string_equal(l.items[1], "https://b.example, x");
+    config_free(lopts, &l);
+
+    setenv("TEST_ORIGINS", "https://a.example,,https://b.example", 1);
+    assert_int_equal(config_load(lopts, &l, 0, NULL, pos, &npos, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "TEST_ORIGINS origin: an empty item"));
+    config_free(lopts, &l);
+    unsetenv("TEST_ORIGINS");
+    assert_int_equal(config_load(lopts, &l, 1, empty, pos, &npos, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "empty item"));
+    config_free(lopts, &l);
+}
+
 static void test_hostport(void **state)
 {
     char host[64];
@@ -202,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_errors_are_explained),
         cmocka_unit_test(test_usage_lists_every_option),
         cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_list_type),
         cmocka_unit_test(test_log_level_type),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
