@@ -269,14 +269,21 @@ reject:
     return NULL;
 }
 
-/* The vote's fields from a strict object: ids, then event_id, token and ts when present. */
-static int read_fields(json_object *obj, struct vote *out, enum event_err *err, char *detail,
-                       size_t detailsize)
+/*
+ * The vote's fields from a strict object: ids, then event_id, token and ts
+ * when present. With user > 0 (the caller knows the voter) "user_id" may be
+ * left out and is then user.
+ */
+static int read_fields(json_object *obj, int64_t user, struct vote *out, enum event_err *err,
+                       char *detail, size_t detailsize)
 {
     json_object *f;
 
-    if (get_id(obj, "user_id", &out->user_id, err, detail, detailsize) != 0 ||
-        get_id(obj, "candidate_id", &out->candidate_id, err, detail, detailsize) != 0)
+    if (user > 0 && !json_object_object_get_ex(obj, "user_id", NULL))
+        out->user_id = user;
+    else if (get_id(obj, "user_id", &out->user_id, err, detail, detailsize) != 0)
+        return -1;
+    if (get_id(obj, "candidate_id", &out->candidate_id, err, detail, detailsize) != 0)
         return -1;
     event_token(out->user_id, out->candidate_id, out->token, sizeof(out->token));
 
@@ -324,6 +331,12 @@ static int strict_rules(const struct jsoncheck_strict *strict, enum event_err *e
 int event_parse_strict(const char *buf, size_t len, struct vote *out, enum event_err *err,
                        char *detail, size_t detailsize)
 {
+    return event_parse_for(buf, len, 0, out, err, detail, detailsize);
+}
+
+int event_parse_for(const char *buf, size_t len, int64_t user, struct vote *out,
+                    enum event_err *err, char *detail, size_t detailsize)
+{
     struct jsoncheck_strict strict;
     json_object *obj;
     int rc = -1;
@@ -333,7 +346,7 @@ int event_parse_strict(const char *buf, size_t len, struct vote *out, enum event
     if (detail && detailsize)
         detail[0] = '\0';
     obj = strict_object(buf, len, &strict, err, detail, detailsize);
-    if (obj && read_fields(obj, out, err, detail, detailsize) == 0 &&
+    if (obj && read_fields(obj, user, out, err, detail, detailsize) == 0 &&
         strict_rules(&strict, err, detail, detailsize) == 0)
         rc = 0;
     json_object_put(obj);

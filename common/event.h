@@ -18,6 +18,8 @@
  * older error name. The same codec serves HTTP, `replay` and the consumer.
  *
  *   event_parse(buf, len, &vote, &err, detail, sizeof detail)   0 / -1
+ *   event_parse_for(buf, len, user, &vote, ...)   the same for a known voter
+ *       (a verified token's): "user_id" may be left out and is then user
  *   event_encode(&vote, buf, size)       bytes written (excl. NUL) or -1
  *   event_token(u, c, buf, size)         the token
  *   event_new_id(buf)                    a random UUID (libuuid)
@@ -68,6 +70,8 @@ int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *e
 int event_parse_canonical(const char *buf, size_t len, struct vote *out);
 int event_parse_strict(const char *buf, size_t len, struct vote *out, enum event_err *err,
                        char *detail, size_t detailsize);
+int event_parse_for(const char *buf, size_t len, int64_t user, struct vote *out,
+                    enum event_err *err, char *detail, size_t detailsize);
 const char *event_err_name(enum event_err err);
 int event_encode(const struct vote *v, char *buf, size_t size);
 void event_token(int64_t user_id, int64_t candidate_id, char *buf, size_t size);

@@ -249,6 +249,35 @@ static void test_canonical_fast_path(void **state)
         assert_int_equal(event_parse_canonical(near_misses[i], strlen(near_misses[i]), &fast), 0);
 }
 
+/* A known voter: "user_id" may be left out; present, it is read (the caller compares). */
+static void test_parse_for_known_user(void **state)
+{
+    static const char omitted[] = "{\"candidate_id\":3}";
+    static const char given[] = "{\"user_id\":9,\"candidate_id\":3}";
+    static const char bad_type[] = "{\"user_id\":\"x\",\"candidate_id\":3}";
+    struct vote v;
+    enum event_err err;
+    char detail[128];
+
+    (void)state;
+    assert_int_equal(
+        event_parse_for(omitted, strlen(omitted), 42, &v, &err, detail, sizeof(detail)), 0);
+    assert_int_equal(v.user_id, 42);
+    assert_string_equal(v.token, "vote_lock:42:3");
+    assert_int_equal(event_parse_for(given, strlen(given), 42, &v, &err, detail, sizeof(detail)),
+                     0);
+    assert_int_equal(v.user_id, 9);
+    assert_int_equal(
+        event_parse_for(bad_type, strlen(bad_type), 42, &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(err, EVENT_ERR_TYPE);
+    /* Without a known voter the field stays required. */
+    assert_int_equal(event_parse_for(omitted, strlen(omitted), 0, &v, &err, detail, sizeof(detail)),
+                     -1);
+    assert_int_equal(err, EVENT_ERR_MISSING);
+    assert_int_equal(event_parse(omitted, strlen(omitted), &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(err, EVENT_ERR_MISSING);
+}
+
 static void test_ids(void **state)
 {
     char a[EVENT_ID_LEN], b[EVENT_ID_LEN], c[EVENT_ID_LEN];
@@ -295,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_encode_roundtrip),
         cmocka_unit_test(test_canonical_fast_path),
         cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_parse_for_known_user),
         cmocka_unit_test(test_json_test_suite_corpus),
     };
     return cmocka_run_group_tests_name("event", tests, NULL, NULL);
