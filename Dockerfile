@@ -11,7 +11,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         build-essential pkg-config \
         librdkafka-dev libhiredis-dev libpq-dev libjson-c-dev \
-        libmicrohttpd-dev uuid-dev libssl-dev \
+        libmicrohttpd-dev uuid-dev libssl-dev libjwt-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,7 +23,7 @@ FROM debian:bookworm-slim AS runtime
 # curl is only for the container healthchecks (GET /healthz, /metrics).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        librdkafka1 libhiredis0.14 libpq5 libjson-c5 libmicrohttpd12 libuuid1 libssl3 \
+        librdkafka1 libhiredis0.14 libpq5 libjson-c5 libmicrohttpd12 libuuid1 libssl3 libjwt0 \
         ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin tadak

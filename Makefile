@@ -11,7 +11,7 @@
 #   make format / format-check / clean
 
 CC      ?= cc
-PKGS    := rdkafka hiredis libpq json-c libmicrohttpd uuid libcrypto
+PKGS    := rdkafka hiredis libpq json-c libmicrohttpd uuid libcrypto libjwt
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Icommon $(shell pkg-config --cflags $(PKGS))

@@ -1,0 +1,313 @@
+/*
+ * auth.c - Bearer tokens checked with libjwt; the claims read with json-c.
+ * See auth.h.
+ */
+#include "auth.h"
+#include "util.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define AUTH_KEY_MAX    65536 /* a PEM public key is a few hundred bytes */
+#define AUTH_SECRET_MIN 32    /* RFC 7518 3.2: an HS256 key of at least 256 bits */
+
+struct auth {
+    unsigned char *key; /* the PEM text or the HS256 secret */
+    int keylen;
+    jwt_alg_t alg;
+    char *issuer, *audience, *user_claim;
+    int64_t leeway_s;
+};
+
+int auth_configured(const struct auth_opts *o)
+{
+    return (o->key_file && *o->key_file) || (o->secret_env && *o->secret_env);
+}
+
+/* The PEM file's bytes, and the alg its key type implies: 0, or -1 with errstr. */
+static int load_key(struct auth *a, const char *path, char *errstr, size_t errsize)
+{
+    FILE *f = fopen(path, "rb");
+    EVP_PKEY *pkey = NULL;
+    BIO *bio = NULL;
+    size_t n = 0;
+    int rc = -1;
+
+    if (!f) {
+        snprintf(errstr, errsize, "--jwt-key %s: %s", path, strerror(errno));
+        return -1;
+    }
+    a->key = xmalloc(AUTH_KEY_MAX + 1);
+    n = fread(a->key, 1, AUTH_KEY_MAX + 1, f);
+    fclose(f);
+    if (n == 0 || n > AUTH_KEY_MAX) {
+        snprintf(errstr, errsize, "--jwt-key %s: empty, or larger than %d bytes", path,
+                 AUTH_KEY_MAX);
+        return -1;
+    }
+    a->key[n] = '\0';
+    a->keylen = (int)n;
+    bio = BIO_new_mem_buf(a->key, (int)n);
+    pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    if (!pkey) {
+        snprintf(errstr, errsize, "--jwt-key %s: not a PEM public key (BEGIN PUBLIC KEY)", path);
+        goto out;
+    }
+    if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA) {
+        a->alg = JWT_ALG_RS256;
+        rc = 0;
+    } else if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC) {
+        char group[64] = "";
+        size_t glen = 0;
+        if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), &glen) == 1 &&
+            (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0)) {
+            a->alg = JWT_ALG_ES256;
+            rc = 0;
+        } else {
+            snprintf(errstr, errsize, "--jwt-key %s: an EC key must be on P-256 (ES256), not %s",
+                     path, group[0] ? group : "this curve");
+        }
+    } else {
+        snprintf(errstr, errsize, "--jwt-key %s: an RSA (RS256) or EC P-256 (ES256) key is needed",
+                 path);
+    }
+out:
+    EVP_PKEY_free(pkey);
+    BIO_free(bio);
+    return rc;
+}
+
+struct auth *auth_new(const struct auth_opts *o, char *errstr, size_t errsize)
+{
+    struct auth *a = xcalloc(1, sizeof(*a));
+    int has_key = o->key_file && *o->key_file, has_secret = o->secret_env && *o->secret_env;
+
+    if (has_key == has_secret) {
+        snprintf(errstr, errsize, "give one of --jwt-key and --jwt-secret-env");
+        goto fail;
+    }
+    if (has_key && load_key(a, o->key_file, errstr, errsize) != 0)
+        goto fail;
+    if (has_secret) {
+        const char *secret = getenv(o->secret_env);
+        size_t n = secret ? strlen(secret) : 0;
+        if (n < AUTH_SECRET_MIN) {
+            snprintf(errstr, errsize,
+                     "--jwt-secret-env %s: the variable must hold an HS256 secret of at least %d "
+                     "bytes (%s); try: openssl rand -hex 32",
+                     o->secret_env, AUTH_SECRET_MIN, secret ? "it is shorter" : "it is unset");
+            goto fail;
+        }
+        a->key = (unsigned char *)xstrdup(secret);
+        a->keylen = (int)n;
+        a->alg = JWT_ALG_HS256;
+    }
+    a->issuer = o->issuer && *o->issuer ? xstrdup(o->issuer) : NULL;
+    a->audience = o->audience && *o->audience ? xstrdup(o->audience) : NULL;
+    a->user_claim = xstrdup(o->user_claim && *o->user_claim ? o->user_claim : "sub");
+    a->leeway_s = o->leeway_s;
+    return a;
+fail:
+    auth_free(a);
+    return NULL;
+}
+
+const char *auth_alg(const struct auth *a)
+{
+    return jwt_alg_str(a->alg);
+}
+
+void auth_free(struct auth *a)
+{
+    if (!a)
+        return;
+    if (a->key)
+        memset(a->key, 0, (size_t)a->keylen);
+    free(a->key);
+    free(a->issuer);
+    free(a->audience);
+    free(a->user_claim);
+    free(a);
+}
+
+/* ---- verification ---------------------------------------------------------- */
+
+/* "Bearer <token>": the token, or NULL. Only the compact form's alphabet passes. */
+static const char *bearer_token(const char *h)
+{
+    size_t dots = 0, n;
+
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    n = strlen(h); /* libmicrohttpd trims the value's trailing blanks */
+    if (n == 0 || n > AUTH_TOKEN_MAX)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (c == '.')
+            dots++;
+        else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_'))
+            return NULL;
+    }
+    return dots == 2 ? h : NULL;
+}
+
+static enum auth_result invalid(char *why, size_t whysize, const char *text)
+{
+    util_strlcpy(why, text, whysize);
+    return AUTH_INVALID;
+}
+
+/* A NumericDate claim: 1 present (in *out), 0 absent, -1 not a number. */
+static int numeric_date(json_object *claims, const char *name, int64_t *out)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(claims, name, &v) || !v)
+        return 0;
+    if (json_object_is_type(v, json_type_int)) {
+        *out = json_object_get_int64(v);
+        return 1;
+    }
+    if (json_object_is_type(v, json_type_double)) {
+        double d = json_object_get_double(v);
+        if (d > -9.2e18 && d < 9.2e18) {
+            *out = (int64_t)d;
+            return 1;
+        }
+    }
+    return -1;
+}
+
+static int string_is(json_object *v, const char *want)
+{
+    return v && json_object_is_type(v, json_type_string) &&
+           strcmp(json_object_get_string(v), want) == 0;
+}
+
+/* "aud" is one string or an array of them (RFC 7519 4.1.3). */
+static int audience_has(json_object *claims, const char *want)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(claims, "aud", &v) || !v)
+        return 0;
+    if (json_object_is_type(v, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(v); i++)
+            if (string_is(json_object_array_get_idx(v, i), want))
+                return 1;
+        return 0;
+    }
+    return string_is(v, want);
+}
+
+/* The user claim as a user_id: an integer or a decimal string in 1..2^63-1. */
+static int user_of(json_object *claims, const char *claim, int64_t *user)
+{
+    json_object *v;
+    const char *text;
+
+    if (!json_object_object_get_ex(claims, claim, &v) || !v)
+        return -1;
+    if (json_object_is_type(v, json_type_string))
+        text = json_object_get_string(v);
+    else if (json_object_is_type(v, json_type_int))
+        text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN); /* exact, unclamped */
+    else
+        return -1;
+    for (const char *c = text; *c; c++)
+        if (*c < '0' || *c > '9')
+            return -1;
+    return util_parse_i64(text, user) == 0 && *user >= 1 ? 0 : -1;
+}
+
+static enum auth_result check_claims(const struct auth *a, json_object *claims, int64_t now_s,
+                                     int64_t *user_id, char *why, size_t whysize)
+{
+    int64_t exp = 0, nbf = 0;
+    json_object *iss;
+    char text[160];
+
+    switch (numeric_date(claims, "exp", &exp)) {
+    case 0:
+        return invalid(why, whysize, "the token has no \"exp\" (expiry)");
+    case -1:
+        return invalid(why, whysize, "the token's \"exp\" is not a number");
+    default:
+        if (now_s - a->leeway_s >= exp)
+            return invalid(why, whysize, "the token has expired");
+    }
+    switch (numeric_date(claims, "nbf", &nbf)) {
+    case -1:
+        return invalid(why, whysize, "the token's \"nbf\" is not a number");
+    case 1:
+        if (now_s + a->leeway_s < nbf)
+            return invalid(why, whysize, "the token is not valid yet (nbf)");
+        break;
+    default:
+        break;
+    }
+    if (a->issuer &&
+        (!json_object_object_get_ex(claims, "iss", &iss) || !string_is(iss, a->issuer)))
+        return invalid(why, whysize, "the token's issuer (iss) is not the configured one");
+    if (a->audience && !audience_has(claims, a->audience))
+        return invalid(why, whysize, "the token is not for this audience (aud)");
+    if (user_of(claims, a->user_claim, user_id) != 0) {
+        snprintf(text, sizeof(text),
+                 "the token's \"%s\" claim must be a user id in 1..9223372036854775807",
+                 a->user_claim);
+        return invalid(why, whysize, text);
+    }
+    return AUTH_OK;
+}
+
+enum auth_result auth_verify(const struct auth *a, const char *authorization, int64_t now_s,
+                             int64_t *user_id, char *why, size_t whysize)
+{
+    const char *token;
+    jwt_t *jwt = NULL;
+    char *grants = NULL;
+    json_object *claims = NULL;
+    enum auth_result rc;
+
+    *user_id = 0;
+    if (!authorization || !*authorization) {
+        util_strlcpy(why, "an Authorization: Bearer token is required", whysize);
+        return AUTH_MISSING;
+    }
+    if (!(token = bearer_token(authorization)))
+        return invalid(why, whysize, "the Authorization header is not \"Bearer <JWT>\"");
+    if (jwt_decode(&jwt, token, a->key, a->keylen) != 0 || !jwt)
+        return invalid(why, whysize, "the token is malformed or its signature does not verify");
+    if (jwt_get_alg(jwt) != a->alg) {
+        char text[96];
+        snprintf(text, sizeof(text), "the token's alg must be %s", jwt_alg_str(a->alg));
+        rc = invalid(why, whysize, text);
+        goto out;
+    }
+    grants = jwt_get_grants_json(jwt, NULL);
+    claims = grants ? json_tokener_parse(grants) : NULL;
+    if (!claims || !json_object_is_type(claims, json_type_object)) {
+        rc = invalid(why, whysize, "the token's claims are not a JSON object");
+        goto out;
+    }
+    rc = check_claims(a, claims, now_s, user_id, why, whysize);
+out:
+    json_object_put(claims);
+    free(grants);
+    jwt_free(jwt);
+    if (rc != AUTH_OK)
+        *user_id = 0;
+    return rc;
+}

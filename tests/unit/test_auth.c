@@ -1,0 +1,268 @@
+/*
+ * test_auth.c - Bearer tokens: HS256, RS256 and ES256 tokens made here
+ * with libjwt (keys from OpenSSL) are accepted; every way a token can be
+ * wrong (missing, malformed, badly signed, expired, not yet valid, wrong
+ * iss or aud, another alg, alg none, an HS256 token signed with the public
+ * key, a bad user claim) is refused with its reason.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "auth.h"
+
+#define NOW     1800000000
+#define SECRET  "0123456789abcdef0123456789abcdef-test"
+#define ISSUER  "https://id.example"
+#define AUD     "tadak"
+#define SUB_BIG "9223372036854775807"
+
+struct keypair {
+    char priv[4096], pub[4096];
+    char path[64]; /* the public key as a file, for --jwt-key */
+};
+
+static struct keypair rsa, ec, ec384;
+
+static void bio_text(BIO *b, char *out, size_t size)
+{
+    int n = BIO_read(b, out, (int)size - 1);
+    out[n > 0 ? n : 0] = '\0';
+}
+
+static void make_keys(struct keypair *k, EVP_PKEY *p, const char *name)
+{
+    BIO *priv = BIO_new(BIO_s_mem()), *pub = BIO_new(BIO_s_mem());
+    FILE *f;
+
+    assert_non_null(p);
+    assert_int_equal(PEM_write_bio_PrivateKey(priv, p, NULL, NULL, 0, NULL, NULL), 1);
+    assert_int_equal(PEM_write_bio_PUBKEY(pub, p), 1);
+    bio_text(priv, k->priv, sizeof(k->priv));
+    bio_text(pub, k->pub, sizeof(k->pub));
+    snprintf(k->path, sizeof(k->path), "/tmp/tadak-test-auth-%d-%s.pem", (int)getpid(), name);
+    f = fopen(k->path, "w");
+    assert_non_null(f);
+    fputs(k->pub, f);
+    fclose(f);
+    BIO_free(priv);
+    BIO_free(pub);
+    EVP_PKEY_free(p);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    make_keys(&rsa, EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048), "rsa");
+    make_keys(&ec, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), "ec");
+    make_keys(&ec384, EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384"), "ec384");
+    setenv("TEST_JWT_SECRET", SECRET, 1);
+    setenv("TEST_JWT_SHORT", "too-short", 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(rsa.path);
+    unlink(ec.path);
+    unlink(ec384.path);
+    return 0;
+}
+
+/* A token: alg and key, then claims as JSON (libjwt adds nothing else). */
+static char *token(jwt_alg_t alg, const char *key, const char *claims)
+{
+    jwt_t *j = NULL;
+    char *out;
+
+    assert_int_equal(jwt_new(&j), 0);
+    assert_int_equal(jwt_add_grants_json(j, claims), 0);
+    assert_int_equal(jwt_set_alg(j, alg, (const unsigned char *)key, key ? (int)strlen(key) : 0),
+                     0);
+    out = jwt_encode_str(j);
+    assert_non_null(out);
+    jwt_free(j);
+    return out;
+}
+
+static struct auth *make(const char *key_file, const char *secret_env)
+{
+    struct auth_opts o = {key_file, secret_env, ISSUER, AUD, NULL, 30};
+    char err[256];
+    struct auth *a = auth_new(&o, err, sizeof(err));
+
+    if (!a)
+        fail_msg("auth_new: %s", err);
+    return a;
+}
+
+/* Verify "Bearer <tok>": the result, *user and why. */
+static enum auth_result verify(struct auth *a, const char *tok, int64_t *user, char *why,
+                               size_t whysize)
+{
+    char header[8300];
+
+    snprintf(header, sizeof(header), "Bearer %s", tok);
+    return auth_verify(a, header, NOW, user, why, whysize);
+}
+
+#define GOOD "\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"exp\":1800000600"
+
+static void test_valid_tokens_of_each_alg(void **state)
+{
+    struct {
+        const char *key_file, *secret_env;
+        jwt_alg_t alg;
+        const char *sign_with, *claims;
+        int64_t user;
+    } cases[] = {
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET, "{\"sub\":\"42\"," GOOD "}", 42},
+        {rsa.path, NULL, JWT_ALG_RS256, rsa.priv, "{\"sub\":7," GOOD "}", 7},
+        {ec.path, NULL, JWT_ALG_ES256, ec.priv, "{\"sub\":\"" SUB_BIG "\"," GOOD "}", INT64_MAX},
+        /* aud as an array; exp within the leeway; nbf within it too */
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET,
+         "{\"sub\":\"5\",\"iss\":\"" ISSUER "\",\"aud\":[\"x\",\"" AUD
+         "\"],\"exp\":1799999990,\"nbf\":1800000020}",
+         5},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct auth *a = make(cases[i].key_file, cases[i].secret_env);
+        char *tok = token(cases[i].alg, cases[i].sign_with, cases[i].claims);
+        char why[160] = "";
+        int64_t user = 0;
+
+        assert_string_equal(auth_alg(a), jwt_alg_str(cases[i].alg));
+        if (verify(a, tok, &user, why, sizeof(why)) != AUTH_OK)
+            fail_msg("case %zu refused: %s", i, why);
+        assert_int_equal(user, cases[i].user);
+        free(tok);
+        auth_free(a);
+    }
+}
+
+static void test_every_rejection_says_why(void **state)
+{
+    const char *other = "another-secret-of-at-least-32-bytes!!";
+    struct {
+        const char *key_file, *secret_env; /* the server's configuration */
+        jwt_alg_t alg;
+        const char *sign_with, *claims, *why;
+    } cases[] = {
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_NONE, NULL, "{\"sub\":\"1\"," GOOD "}", "signature"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, other, "{\"sub\":\"1\"," GOOD "}", "signature"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET,
+         "{\"sub\":\"1\",\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"exp\":1799999900}",
+         "expired"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET,
+         "{\"sub\":\"1\",\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\"}", "no \"exp\""},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET,
+         "{\"sub\":\"1\",\"nbf\":1800000100," GOOD "}", "not valid yet"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET,
+         "{\"sub\":\"1\",\"iss\":\"https://evil.example\",\"aud\":\"" AUD "\",\"exp\":1800000600}",
+         "issuer"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET,
+         "{\"sub\":\"1\",\"iss\":\"" ISSUER "\",\"aud\":[\"other\"],\"exp\":1800000600}",
+         "audience"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET, "{\"sub\":\"0\"," GOOD "}", "user id"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET, "{\"sub\":\"-3\"," GOOD "}", "user id"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET, "{\"sub\":\"alice\"," GOOD "}", "user id"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET,
+         "{\"sub\":\"9223372036854775808\"," GOOD "}", "user id"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET, "{\"sub\":1.5," GOOD "}", "user id"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET, "{" GOOD "}", "user id"},
+        /* an RS256 server: an ES256 token, an HS256 token whose secret is the public key */
+        {rsa.path, NULL, JWT_ALG_ES256, ec.priv, "{\"sub\":\"1\"," GOOD "}", "signature"},
+        {rsa.path, NULL, JWT_ALG_HS256, rsa.pub, "{\"sub\":\"1\"," GOOD "}", "alg must be RS256"},
+        {rsa.path, NULL, JWT_ALG_NONE, NULL, "{\"sub\":\"1\"," GOOD "}", "signature"},
+        /* an HS256 server: an RS256 token */
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_RS256, rsa.priv, "{\"sub\":\"1\"," GOOD "}", "signature"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct auth *a = make(cases[i].key_file, cases[i].secret_env);
+        char *tok = token(cases[i].alg, cases[i].sign_with, cases[i].claims);
+        char why[160] = "";
+        int64_t user = 99;
+
+        if (verify(a, tok, &user, why, sizeof(why)) != AUTH_INVALID)
+            fail_msg("case %zu accepted", i);
+        if (!strstr(why, cases[i].why))
+            fail_msg("case %zu: \"%s\" does not say \"%s\"", i, why, cases[i].why);
+        assert_int_equal(user, 0);
+        free(tok);
+        auth_free(a);
+    }
+}
+
+static void test_header_shapes(void **state)
+{
+    struct auth *a = make(NULL, "TEST_JWT_SECRET");
+    char *tok = token(JWT_ALG_HS256, SECRET, "{\"sub\":\"8\"," GOOD "}");
+    char header[2048], why[160];
+    int64_t user;
+    const char *bad[] = {"Basic dXNlcjpwYXNz", "Bearer",         "Bearer ",         "Bearer a.b",
+                         "Bearer a b.c.d",     "Bearer a.b.c.d", "Bearer !!.??.##", "Bearer a.b.c"};
+
+    (void)state;
+    assert_int_equal(auth_verify(a, NULL, NOW, &user, why, sizeof(why)), AUTH_MISSING);
+    assert_int_equal(auth_verify(a, "", NOW, &user, why, sizeof(why)), AUTH_MISSING);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (auth_verify(a, bad[i], NOW, &user, why, sizeof(why)) != AUTH_INVALID)
+            fail_msg("\"%s\" was not refused", bad[i]);
+    snprintf(header, sizeof(header), "bearer   %s", tok); /* scheme in any case, spaces */
+    assert_int_equal(auth_verify(a, header, NOW, &user, why, sizeof(why)), AUTH_OK);
+    assert_int_equal(user, 8);
+    /* the same token a second after its expiry plus the leeway */
+    assert_int_equal(auth_verify(a, header, 1800000600 + 30, &user, why, sizeof(why)),
+                     AUTH_INVALID);
+    free(tok);
+    auth_free(a);
+}
+
+static void test_configuration_errors(void **state)
+{
+    struct {
+        struct auth_opts o;
+        const char *err;
+    } cases[] = {
+        {{NULL, NULL, NULL, NULL, NULL, 0}, "one of"},
+        {{rsa.path, "TEST_JWT_SECRET", NULL, NULL, NULL, 0}, "one of"},
+        {{NULL, "TEST_JWT_SHORT", NULL, NULL, NULL, 0}, "at least 32 bytes"},
+        {{NULL, "TEST_JWT_UNSET_VARIABLE", NULL, NULL, NULL, 0}, "unset"},
+        {{"/nonexistent/key.pem", NULL, NULL, NULL, NULL, 0}, "No such file"},
+        {{ec384.path, NULL, NULL, NULL, NULL, 0}, "P-256"},
+        {{"/etc/hostname", NULL, NULL, NULL, NULL, 0}, "not a PEM public key"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[256] = "";
+        struct auth *a = auth_new(&cases[i].o, err, sizeof(err));
+        assert_null(a);
+        if (!strstr(err, cases[i].err))
+            fail_msg("case %zu: \"%s\" does not say \"%s\"", i, err, cases[i].err);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_tokens_of_each_alg),
+        cmocka_unit_test(test_every_rejection_says_why),
+        cmocka_unit_test(test_header_shapes),
+        cmocka_unit_test(test_configuration_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
