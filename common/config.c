@@ -122,8 +122,8 @@ static int set_value(const struct config_opt *o, void *dst, const char *val, con
     case CONFIG_KV:
         return kv_add((struct config_kv *)field(dst, o), val, errstr, errsize);
     case CONFIG_LIST:
-        if (list_add((struct config_list *)field(dst, o), val, strcmp(origin, "option") == 0,
-                     why, sizeof(why)) == 0)
+        if (list_add((struct config_list *)field(dst, o), val, strcmp(origin, "option") == 0, why,
+                     sizeof(why)) == 0)
             return 0;
         snprintf(errstr, errsize, "%s %s: %s", origin, o->name, why);
         return -1;
@@ -225,12 +225,9 @@ int config_load(const struct config_opt *table, void *dst, int argc, char **argv
 
 void config_usage(FILE *out, const struct config_opt *table, const char *synopsis)
 {
-    static const char *const metavar[] = {[CONFIG_STR] = "TEXT",
-                                          [CONFIG_INT] = "N",
-                                          [CONFIG_BOOL] = "",
-                                          [CONFIG_KV] = "KEY=VALUE",
-                                          [CONFIG_LOG_LEVEL] = "TEXT",
-                                          [CONFIG_LIST] = "TEXT"};
+    static const char *const metavar[] = {
+        [CONFIG_STR] = "TEXT",     [CONFIG_INT] = "N",          [CONFIG_BOOL] = "",
+        [CONFIG_KV] = "KEY=VALUE", [CONFIG_LOG_LEVEL] = "TEXT", [CONFIG_LIST] = "TEXT"};
 
     fprintf(out, "%s\n\nOptions:\n", synopsis);
     for (const struct config_opt *o = table; o->name; o++) {

@@ -69,9 +69,9 @@ int api_vote_path(const char *path, int64_t *user_id, int64_t *candidate_id, str
     return 1;
 }
 
-int api_idempotency_key(const char *header, struct api_reply *r)
+int api_idempotency_key(const char *header, int64_t user, struct api_reply *r)
 {
-    size_t n = strlen(header);
+    size_t n = strlen(header), at = 0;
 
     /* The draft sends the key as a structured-field string: "…"; bare keys are common too. */
     if (n >= 2 && header[0] == '"' && header[n - 1] == '"')
@@ -81,8 +81,11 @@ int api_idempotency_key(const char *header, struct api_reply *r)
     for (size_t i = 0; i < n; i++)
         if (header[i] < 0x20 || header[i] > 0x7e || header[i] == '"')
             goto bad;
-    memcpy(r->idem_key, header, n);
-    r->idem_key[n] = '\0';
+    /* Two users' keys never meet: a key is only ever its own user's. */
+    if (user > 0)
+        at = (size_t)snprintf(r->idem_key, sizeof(r->idem_key), "u%" PRId64 ":", user);
+    memcpy(r->idem_key + at, header, n);
+    r->idem_key[at + n] = '\0';
     return 0;
 bad:
     api_error(r, 400, "invalid_idempotency_key",
@@ -223,7 +226,7 @@ int api_begin(const char *method, const char *path, const char *content_type,
 }
 
 int api_vote(const char *body, size_t len, int overflow, size_t max_body,
-             const struct api_candidates *candidates, struct api_reply *r)
+             const struct api_candidates *candidates, int64_t user, struct api_reply *r)
 {
     enum event_err err;
     char detail[256];
@@ -233,8 +236,14 @@ int api_vote(const char *body, size_t len, int overflow, size_t max_body,
         api_error(r, 413, "too_large", detail);
         return 1;
     }
-    if (event_parse(body ? body : "", len, &r->vote, &err, detail, sizeof(detail)) != 0) {
+    if ((user > 0
+             ? event_parse_for(body ? body : "", len, user, &r->vote, &err, detail, sizeof(detail))
+             : event_parse(body ? body : "", len, &r->vote, &err, detail, sizeof(detail))) != 0) {
         api_error(r, 400, event_err_name(err), detail);
+        return 1;
+    }
+    if (user > 0 && r->vote.user_id != user) {
+        api_error(r, 403, "user_mismatch", "user_id must be the token's user, or left out");
         return 1;
     }
     if (!api_candidate_known(candidates, r->vote.candidate_id)) {

@@ -10,14 +10,17 @@
  *
  *   api_begin(method, path, content_type, content_length, max_body, &reply)
  *       at header time: 1 = reply is final (answer now), 0 = read the body
- *   api_vote(body, len, overflow, max_body, candidates_or_null, &reply)
+ *   api_vote(body, len, overflow, max_body, candidates_or_null, user, &reply)
  *       1 = reply is final (an error), 0 = reply.vote is ready to publish;
- *       a vote for a candidate not in the list is a 400 unknown_candidate
+ *       a vote for a candidate not in the list is a 400 unknown_candidate;
+ *       user > 0 (a verified token's): "user_id" may be left out, and one
+ *       that differs is a 403 user_mismatch
  *   api_candidates_parse("1-4,7", &c, err, n)   --candidates: 0 / -1
  *   api_candidate_known(&c_or_null, id)         1 if id is a candidate (NULL: all are)
  *   api_candidates_list(&c, ids, max)           the first max ids, ascending (the page)
- *   api_idempotency_key(header, &reply)
+ *   api_idempotency_key(header, user, &reply)
  *       POST /votes with an Idempotency-Key: 1 = 400 (bad key), 0 = reply.idem_key set
+ *       (user > 0: in that user's namespace, "u{user}:{key}")
  *   api_error(&reply, status, error, detail)       a JSON error reply
  *   api_error_id(&reply, status, error, detail, id)   the same with "request_id" (5xx:
  *       the detail says what failed in general terms, the log has the cause under id)
@@ -76,19 +79,20 @@ enum api_vote_state {
 
 struct api_reply {
     enum api_action action;
-    int status;                          /* meaningful for API_RESPOND */
-    const char *route;                   /* metrics label: the matched path, or "other" */
-    char allow[32];                      /* Allow header of a 405, else "" */
-    char body[640];                      /* JSON body of an API_RESPOND reply */
-    struct vote vote;                    /* API_VOTE, after api_vote() returned 0 */
-    int64_t user_id, candidate_id;       /* API_STATUS: the ids of the path */
-    char idem_key[API_IDEM_KEY_MAX + 1]; /* API_VOTE: the Idempotency-Key, or "" */
+    int status;                           /* meaningful for API_RESPOND */
+    const char *route;                    /* metrics label: the matched path, or "other" */
+    char allow[32];                       /* Allow header of a 405, else "" */
+    char body[640];                       /* JSON body of an API_RESPOND reply */
+    struct vote vote;                     /* API_VOTE, after api_vote() returned 0 */
+    int64_t user_id, candidate_id;        /* API_STATUS: the ids of the path */
+    char idem_key[API_IDEM_KEY_MAX + 24]; /* API_VOTE: the Idempotency-Key ("u{user}:" first
+                                             with a verified user), or "" */
 };
 
 int api_begin(const char *method, const char *path, const char *content_type,
               const char *content_length, size_t max_body, struct api_reply *r);
 int api_vote(const char *body, size_t len, int overflow, size_t max_body,
-             const struct api_candidates *candidates, struct api_reply *r);
+             const struct api_candidates *candidates, int64_t user, struct api_reply *r);
 int api_candidates_parse(const char *spec, struct api_candidates *c, char *errstr, size_t errsize);
 int api_candidate_known(const struct api_candidates *c, int64_t id);
 size_t api_candidates_list(const struct api_candidates *c, int64_t *ids, size_t max);
@@ -103,7 +107,7 @@ int api_vote_status(struct api_reply *r, enum api_vote_state state, const char *
 int api_stats(struct api_reply *r, const char *const *names, const int64_t *values, size_t n,
               int64_t accepted);
 int api_json_escape(const char *s, char *buf, size_t size);
-int api_idempotency_key(const char *header, struct api_reply *r);
+int api_idempotency_key(const char *header, int64_t user, struct api_reply *r);
 int api_vote_path(const char *path, int64_t *user_id, int64_t *candidate_id, struct api_reply *r);
 
 #endif

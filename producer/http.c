@@ -104,6 +104,7 @@ enum MHD_Result http_send(struct request *r, int status, const char *body, const
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (r->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    edge_headers(r->rt->edge, &r->edge, &r->reply, status, resp);
     /* Draining: keep-alive clients must not send their next request here. */
     if (atomic_load(&r->srv->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -424,17 +425,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->gc = connection_guard(conn);
         *con_cls = r;
         atomic_fetch_add(&s->active, 1);
-        if (api_begin(
-                method, url,
-                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
-                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
-                s->routes.max_body, &r->reply))
+        if (edge_admit(s->routes.edge, conn, method,
+                       api_begin(method, url,
+                                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_CONTENT_TYPE),
+                                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_CONTENT_LENGTH),
+                                 s->routes.max_body, &r->reply),
+                       &r->reply, &r->edge))
             return http_send_reply(r);
         if (atomic_load(&s->draining))
             return http_shutting_down(r);
         if (r->reply.action == API_VOTE) {
             const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
-            if (key && api_idempotency_key(key, &r->reply))
+            if (key && api_idempotency_key(key, r->edge.user, &r->reply))
                 return http_send_reply(r);
         }
         return MHD_YES;
@@ -562,6 +566,7 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     s->routes.timeout_ms = o->delivery_timeout_ms;
     s->routes.reads = o->reads;
     s->routes.idem = o->idem;
+    s->routes.edge = o->edge;
     s->routes.idem_window_ms = o->idem_window_ms > 0 ? o->idem_window_ms : 86400000;
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->running = 1;
@@ -572,7 +577,8 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     {
         int64_t ids[PAGE_MAX_CANDIDATES];
         s->routes.page =
-            page_render(ids, api_candidates_list(&s->routes.candidates, ids, PAGE_MAX_CANDIDATES));
+            page_render(ids, api_candidates_list(&s->routes.candidates, ids, PAGE_MAX_CANDIDATES),
+                        edge_identity(o->edge));
     }
     s->m_timeouts = metrics_counter(metrics, "tadak_http_delivery_timeouts_total", "",
                                     "Votes answered 503 because no delivery report came in time");

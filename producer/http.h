@@ -43,6 +43,7 @@
 struct api_candidates;
 struct http_server;
 struct metrics;
+struct edge;
 struct idem;
 struct publisher;
 struct reads;
@@ -57,6 +58,7 @@ struct http_opts {
     const struct api_candidates *candidates; /* copied; NULL: any candidate id */
     int64_t request_timeout_ms;              /* a whole request must arrive in this long */
     unsigned int per_ip_limit;               /* connections per client address; 0: no cap */
+    struct edge *edge; /* CORS, identity, rate limits (edge.h); not owned; NULL: all off */
 };
 
 struct http_server *http_start(const struct http_opts *opts, struct publisher *pub,

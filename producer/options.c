@@ -60,6 +60,36 @@ static const struct config_opt serve_rows[] = {
      "Candidate ids on the ballot, e.g. 1-4,7 (others: 400 unknown_candidate; unset: any)"},
     {"tallies-top", 0, "TADAK_TALLIES_TOP", CONFIG_INT, "100", 1, 100000, O(tallies_top),
      "GET /tallies lists this many candidates, most votes first (with the total of all)"},
+    /* The frontend edge: every part off unless set. */
+    {"cors-origin", 0, "TADAK_CORS_ORIGINS", CONFIG_LIST, NULL, 0, 0, O(cors_origins),
+     "Web origin allowed to call the API from a browser, e.g. https://app.example; repeatable "
+     "(env: comma separated); * allows any (unset: CORS off)"},
+    {"cors-max-age-s", 0, "TADAK_CORS_MAX_AGE_S", CONFIG_INT, "600", 0, 86400, O(cors_max_age_s),
+     "How long a browser may cache a preflight answer"},
+    {"jwt-key", 0, "TADAK_JWT_KEY", CONFIG_STR, NULL, 0, 0, O(jwt_key),
+     "PEM public key (RSA: RS256, EC P-256: ES256): POST /votes then needs Authorization: "
+     "Bearer <JWT>"},
+    {"jwt-secret-env", 0, "TADAK_JWT_SECRET_ENV", CONFIG_STR, NULL, 0, 0, O(jwt_secret_env),
+     "Name of the environment variable holding an HS256 secret (32+ bytes), instead of "
+     "--jwt-key"},
+    {"jwt-issuer", 0, "TADAK_JWT_ISSUER", CONFIG_STR, NULL, 0, 0, O(jwt_issuer),
+     "Required iss claim (unset: not checked)"},
+    {"jwt-audience", 0, "TADAK_JWT_AUDIENCE", CONFIG_STR, NULL, 0, 0, O(jwt_audience),
+     "Required aud claim, or one of its items (unset: not checked)"},
+    {"jwt-user-claim", 0, "TADAK_JWT_USER_CLAIM", CONFIG_STR, "sub", 0, 0, O(jwt_user_claim),
+     "Claim holding the voter's user_id (an integer or a decimal string)"},
+    {"jwt-leeway-s", 0, "TADAK_JWT_LEEWAY_S", CONFIG_INT, "30", 0, 3600, O(jwt_leeway_s),
+     "Clock skew allowed on exp and nbf"},
+    {"rate-limit", 0, "TADAK_RATE_LIMIT", CONFIG_STR, NULL, 0, 0, O(rate_limit),
+     "Requests per client, e.g. 20/s, 600/m (the verified user, else the address; unset: no "
+     "limit)"},
+    {"rate-burst", 0, "TADAK_RATE_BURST", CONFIG_INT, "0", 0, 1000000000, O(rate_burst),
+     "Requests a client may send at once (0: one second's worth)"},
+    {"rate-table-size", 0, "TADAK_RATE_TABLE_SIZE", CONFIG_INT, "65536", 64, 67108864,
+     O(rate_slots), "Clients the rate limit remembers (a fixed table, least recently seen out)"},
+    {"trusted-proxy", 0, "TADAK_TRUSTED_PROXIES", CONFIG_LIST, NULL, 0, 0, O(trusted_proxies),
+     "Address or CIDR of a reverse proxy whose X-Forwarded-For names the client; repeatable "
+     "(env: comma separated)"},
     CONFIG_END};
 
 /* ---- send, replay, load ------------------------------------------------------- */

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PRODUCER_OPTS_MAX 32 /* rows in one command's table, CONFIG_END included */
+#define PRODUCER_OPTS_MAX 48 /* rows in one command's table, CONFIG_END included */
 
 enum producer_cmd { PRODUCER_SERVE, PRODUCER_SEND, PRODUCER_REPLAY, PRODUCER_LOAD };
 
@@ -42,6 +42,10 @@ struct producer_opts {
     const char *candidates;       /* the ballot as given, e.g. "1-4,7", or NULL */
     struct api_candidates ballot; /* candidates parsed; n == 0: any id */
     int64_t max_body, idem_window_s, request_timeout_s, per_ip, tallies_top;
+    /* serve: the frontend edge (edge.h), each part off unless set */
+    struct config_list cors_origins, trusted_proxies;
+    int64_t cors_max_age_s, jwt_leeway_s, rate_burst, rate_slots;
+    const char *jwt_key, *jwt_secret_env, *jwt_issuer, *jwt_audience, *jwt_user_claim, *rate_limit;
 
     /* send */
     int64_t user, candidate, repeat;

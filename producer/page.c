@@ -10,6 +10,7 @@
 #include <string.h>
 
 #define PAGE_CANDIDATES_MARK "@CANDIDATES@"
+#define PAGE_IDENTITY_MARK   "@IDENTITY@"
 
 /* clang-format off */
 const char page_html[] =
@@ -45,6 +46,8 @@ const char page_html[] =
     ".stat.ok b { color:var(--ok); } .stat.warn b { color:var(--warn); }\n"
     "#log { margin:0; padding:10px 12px; background:#fff; border:1px solid var(--line); border-radius:10px; min-height:3em; font:12.5px/1.5 ui-monospace, Menlo, Consolas, monospace; white-space:pre-wrap; color:#394155; }\n"
     "#conn { font-size:12.5px; color:var(--muted); }\n"
+    ".token { margin-bottom:18px; } .token label { display:block; margin-bottom:6px; }\n"
+    ".token textarea { width:100%; font:12.5px/1.4 ui-monospace, Menlo, Consolas, monospace; border:1px solid var(--line); border-radius:8px; padding:8px; }\n"
     "@media (max-width:640px) { .grid { grid-template-columns:repeat(2, 1fr); } }\n"
     "</style>\n"
     "</head>\n"
@@ -53,6 +56,8 @@ const char page_html[] =
     "<h1>tadak <small>&mdash; Korean for the sound of a double click</small></h1>\n"
     "<p class=\"lead\">Click, double-click, triple-click: every click is a real <code>POST /votes</code>. Each user's vote for a candidate is still counted exactly once.</p>\n"
     "<div class=\"user\">You are user <b id=\"user\">-</b> <button id=\"new-user\" type=\"button\">new user</button> <span id=\"conn\"></span></div>\n"
+    "<div class=\"token\" id=\"token-box\" hidden><label for=\"token\">This server records a vote only with a signed token (a JWT) that names the voter. Paste yours here:</label>"
+    "<textarea id=\"token\" rows=\"2\" spellcheck=\"false\" placeholder=\"eyJhbGciOi...\"></textarea></div>\n"
     "<div class=\"grid\" id=\"cands\"></div>\n"
     "<h2>This page</h2>\n"
     "<div class=\"stats\">\n"
@@ -74,6 +79,7 @@ const char page_html[] =
     "<script>\n"
     "\"use strict\";\n"
     "const CANDIDATES = [" PAGE_CANDIDATES_MARK "];\n"
+    "const IDENTITY = " PAGE_IDENTITY_MARK ";\n"
     "const $ = (id) => document.getElementById(id);\n"
     "let user = 0, sent = 0, accepted = 0, failed = 0;\n"
     "const lines = [];\n"
@@ -90,12 +96,25 @@ const char page_html[] =
     "function counters() {\n"
     "  $(\"sent\").textContent = sent; $(\"accepted\").textContent = accepted; $(\"failed\").textContent = failed;\n"
     "}\n"
-    "async function vote(c) {\n"
-    "  const u = user;\n"
-    "  sent++; counters();\n"
+    "/* For the page only: the server verifies the token, this just shows whose it is. */\n"
+    "function tokenUser() {\n"
     "  try {\n"
-    "    const r = await fetch(\"/votes\", { method: \"POST\", headers: { \"Content-Type\": \"application/json\" },\n"
-    "                                      body: JSON.stringify({ user_id: u, candidate_id: c }) });\n"
+    "    const p = $(\"token\").value.trim().split(\".\")[1].replace(/-/g, \"+\").replace(/_/g, \"/\");\n"
+    "    return String(JSON.parse(atob(p)).sub);\n"
+    "  } catch (e) { return \"-\"; }\n"
+    "}\n"
+    "async function vote(c) {\n"
+    "  const headers = { \"Content-Type\": \"application/json\" };\n"
+    "  let u = user, body = { user_id: user, candidate_id: c };\n"
+    "  sent++; counters();\n"
+    "  if (IDENTITY) {\n"
+    "    const t = $(\"token\").value.trim();\n"
+    "    if (!t) { failed++; counters(); log(\"paste a token first: this server needs one for every vote\"); return; }\n"
+    "    headers.Authorization = \"Bearer \" + t;\n"
+    "    u = tokenUser(); body = { candidate_id: c };\n"
+    "  }\n"
+    "  try {\n"
+    "    const r = await fetch(\"/votes\", { method: \"POST\", headers, body: JSON.stringify(body) });\n"
     "    const doc = await r.json().catch(() => ({}));\n"
     "    if (r.status === 202) { accepted++; log(\"202 user \" + u + \" -> \" + c + \"  event \" + (doc.event_id || \"\")); }\n"
     "    else { failed++; log(r.status + \" user \" + u + \" -> \" + c + \"  \" + (doc.error || \"\")); }\n"
@@ -146,16 +165,22 @@ const char page_html[] =
     "newUser();\n"
     "build();\n"
     "$(\"new-user\").addEventListener(\"click\", newUser);\n"
+    "if (IDENTITY) {\n"
+    "  $(\"token-box\").hidden = false; $(\"new-user\").hidden = true; $(\"user\").textContent = \"-\";\n"
+    "  $(\"token\").addEventListener(\"input\", () => { $(\"user\").textContent = tokenUser(); });\n"
+    "}\n"
     "refresh();\n"
     "</script>\n"
     "</body>\n"
     "</html>\n";
 /* clang-format on */
 
-char *page_render(const int64_t *ids, size_t n)
+char *page_render(const int64_t *ids, size_t n, int identity)
 {
     static const int64_t fallback[] = {1, 2, 3, 4};
     const char *mark = strstr(page_html, PAGE_CANDIDATES_MARK);
+    const char *rest = mark + strlen(PAGE_CANDIDATES_MARK),
+               *idmark = strstr(rest, PAGE_IDENTITY_MARK);
     struct strbuf b;
 
     if (n == 0)
@@ -164,6 +189,7 @@ char *page_render(const int64_t *ids, size_t n)
     strbuf_printf(&b, "%.*s", (int)(mark - page_html), page_html);
     for (size_t i = 0; i < n; i++)
         strbuf_printf(&b, "%s%" PRId64, i ? ", " : "", ids[i]);
-    strbuf_printf(&b, "%s", mark + strlen(PAGE_CANDIDATES_MARK));
+    strbuf_printf(&b, "%.*s%s", (int)(idmark - rest), rest, identity ? "true" : "false");
+    strbuf_printf(&b, "%s", idmark + strlen(PAGE_IDENTITY_MARK));
     return b.s;
 }

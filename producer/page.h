@@ -8,8 +8,12 @@
  * Element ids the browser test relies on: vote-N, tally-N (N = 1..4), user,
  * new-user, sent, accepted, and body[data-refreshes] (counts finished polls).
  *
+ * With identity on (a JWT is required, auth.h) the page shows a field to
+ * paste a token (id token, in token-box) and sends it as Authorization:
+ * Bearer, leaving user_id to the token.
+ *
  * The buttons are the configured candidates (--candidates), or 1..4:
- *   char *html = page_render(ids, n);   malloc'd; n == 0 means 1, 2, 3, 4
+ *   char *html = page_render(ids, n, identity);   malloc'd; n == 0 means 1, 2, 3, 4
  */
 #ifndef TADAK_PAGE_H
 #define TADAK_PAGE_H
@@ -20,6 +24,6 @@
 #define PAGE_MAX_CANDIDATES 100 /* buttons on the page; a longer list is cut */
 
 extern const char page_html[];
-char *page_render(const int64_t *ids, size_t n);
+char *page_render(const int64_t *ids, size_t n, int identity);
 
 #endif

@@ -113,7 +113,8 @@ static enum MHD_Result handle_vote(struct request *r)
     char err[256];
     enum MHD_Result ret;
 
-    if (api_vote(r->body, r->len, r->overflow, rt->max_body, &rt->candidates, &r->reply))
+    if (api_vote(r->body, r->len, r->overflow, rt->max_body, &rt->candidates, r->edge.user,
+                 &r->reply))
         return http_send_reply(r);
     event_new_id(r->reply.vote.event_id);
     r->reply.vote.ts_ms = util_wall_ms();

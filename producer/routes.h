@@ -20,6 +20,7 @@
 #define TADAK_ROUTES_H
 
 #include "api.h"
+#include "edge.h"
 #include "idem.h"
 #include "publisher.h"
 #include "reads.h"
@@ -48,6 +49,7 @@ struct http_routes {
     struct metrics *metrics;
     struct reads *reads; /* status reads; not owned */
     struct idem *idem;   /* Idempotency-Key in Redis, NULL without Redis; not owned */
+    struct edge *edge;   /* CORS, identity, rate limits; not owned */
     size_t max_body;
     int64_t timeout_ms; /* the delivery timeout */
     int64_t idem_window_ms;
@@ -66,7 +68,8 @@ struct request {
     struct MHD_Connection *conn;
     const char *method, *url; /* libmicrohttpd's, valid until the request completes */
     struct api_reply reply;
-    int replayed; /* answering from a stored Idempotency-Key result */
+    struct edge_request edge; /* what the edge decided at header time */
+    int replayed;             /* answering from a stored Idempotency-Key result */
 
     /* The server's: under its lock from REQ_WAITING on. */
     enum req_state state;

@@ -9,6 +9,7 @@
  * only then free the HTTP state that late delivery reports still touch.
  */
 #include "serve.h"
+#include "edge.h"
 #include "http.h"
 #include "idem.h"
 #include "log.h"
@@ -36,6 +37,7 @@ int serve_main(int argc, char **argv)
     struct http_server *http = NULL;
     struct reads *reads = NULL;
     struct idem *idem = NULL;
+    struct edge *edge = NULL;
     char err[512];
     int rc;
 
@@ -60,6 +62,16 @@ int serve_main(int argc, char **argv)
     if (o.redis_url && *o.redis_url &&
         !(idem = idem_new(o.redis_url, o.key_prefix, err, sizeof(err))))
         goto fail;
+    struct edge_opts eo = {&o.cors_origins,
+                           o.cors_max_age_s,
+                           {o.jwt_key, o.jwt_secret_env, o.jwt_issuer, o.jwt_audience,
+                            o.jwt_user_claim, o.jwt_leeway_s},
+                           o.rate_limit,
+                           o.rate_burst,
+                           o.rate_slots,
+                           &o.trusted_proxies};
+    if (!(edge = edge_new(&eo, metrics, err, sizeof(err))))
+        goto fail;
     struct http_opts ho = {o.listen,
                            o.max_body,
                            o.delivery_timeout_ms,
@@ -68,7 +80,8 @@ int serve_main(int argc, char **argv)
                            o.idem_window_s * 1000,
                            &o.ballot,
                            o.request_timeout_s * 1000,
-                           (unsigned int)o.per_ip};
+                           (unsigned int)o.per_ip,
+                           edge};
     if (!(http = http_start(&ho, pub, metrics, err, sizeof(err))))
         goto fail;
     log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s", o.listen,
@@ -99,6 +112,7 @@ out:
     http_free(http);
     reads_free(reads);
     idem_free(idem);
+    edge_free(edge);
     metrics_free(metrics);
     producer_opts_free(&o);
     return rc;

@@ -8,7 +8,7 @@
  * Input layout: byte 0 holds flags (bit 0 Content-Type present, bit 1
  * Content-Length present, bit 2 Idempotency-Key present, bit 3 the body
  * overflowed, bits 4-5 pick max_body, bit 6 puts only candidates 1-4,7 on
- * the ballot); then five '\n'-terminated fields
+ * the ballot, bit 7 makes the voter a verified user, 42); then five '\n'-terminated fields
  * method, path, content type, content length, key (as C strings: a NUL
  * ends one early, as it would coming from libmicrohttpd); the rest is the
  * body, binary.
@@ -17,7 +17,9 @@
  * the API documents and a body that is strict, valid UTF-8 JSON
  * {"error":...,"detail":...}; a 405 names what is allowed; a body accepted
  * as a vote fits max_body, carries a token that matches its ids and no
- * client-chosen event id; the 202 body built from it is valid JSON.
+ * client-chosen event id (and, for a verified user, is that user's, its
+ * Idempotency-Key in that user's namespace); the 202 body built from it is
+ * valid JSON.
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -48,7 +50,7 @@ static void take_field(const uint8_t **p, const uint8_t *end, char *out)
 /* A final reply: documented status, strict JSON {"error":str,"detail":str}. */
 static void check_error_reply(const struct api_reply *r)
 {
-    static const int ok[] = {400, 404, 405, 413, 415};
+    static const int ok[] = {400, 403, 404, 405, 413, 415};
     char why[128];
     struct json_object *doc, *e, *d;
     int known = 0;
@@ -71,7 +73,7 @@ static void check_error_reply(const struct api_reply *r)
 }
 
 static void check_vote(const struct api_reply *r, size_t len, int overflow, size_t max_body,
-                       const struct api_candidates *ballot)
+                       const struct api_candidates *ballot, int64_t user)
 {
     char token[EVENT_TOKEN_LEN], body[512], why[128];
     struct vote v = r->vote;
@@ -80,7 +82,7 @@ static void check_vote(const struct api_reply *r, size_t len, int overflow, size
     if (overflow || len > max_body || r->action != API_VOTE)
         abort();
     if (v.user_id < 1 || v.candidate_id < 1 || v.event_id[0] != '\0' ||
-        !api_candidate_known(ballot, v.candidate_id))
+        (user > 0 && v.user_id != user) || !api_candidate_known(ballot, v.candidate_id))
         abort();
     event_token(v.user_id, v.candidate_id, token, sizeof(token));
     if (strcmp(token, v.token) != 0)
@@ -143,16 +145,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* API_RESPOND must come with a return of 1 */
     }
     if (flags & 4) {
-        if (api_idempotency_key(key, &r)) {
+        if (api_idempotency_key(key, flags & 128 ? 42 : 0, &r)) {
             check_error_reply(&r);
             return 0;
         }
-        if (strlen(r.idem_key) < 1 || strlen(r.idem_key) > API_IDEM_KEY_MAX)
+        if (strlen(r.idem_key) < 1 || strlen(r.idem_key) > API_IDEM_KEY_MAX + (flags & 128 ? 4 : 0))
+            abort();
+        if ((flags & 128) && strncmp(r.idem_key, "u42:", 4) != 0)
             abort();
     }
-    if (api_vote((const char *)p, blen, overflow, max_body, flags & 64 ? &ballot : NULL, &r))
+    if (api_vote((const char *)p, blen, overflow, max_body, flags & 64 ? &ballot : NULL,
+                 flags & 128 ? 42 : 0, &r))
         check_error_reply(&r);
     else
-        check_vote(&r, blen, overflow, max_body, flags & 64 ? &ballot : NULL);
+        check_vote(&r, blen, overflow, max_body, flags & 64 ? &ballot : NULL, flags & 128 ? 42 : 0);
     return 0;
 }

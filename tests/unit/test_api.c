@@ -136,7 +136,7 @@ static void test_vote_bodies(void **state)
     for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
         const char *b = rows[i].body;
         assert_int_equal(api_begin("POST", "/votes", "application/json", NULL, 4096, &r), 0);
-        int final = api_vote(b, strlen(b), 0, 4096, NULL, &r);
+        int final = api_vote(b, strlen(b), 0, 4096, NULL, 0, &r);
         if (rows[i].status == 0) {
             assert_int_equal(final, 0);
             assert_int_equal(r.action, API_VOTE);
@@ -159,10 +159,10 @@ static void test_streamed_overflow(void **state)
 
     (void)state;
     api_begin("POST", "/votes", "application/json", NULL, 16, &r);
-    assert_int_equal(api_vote(b, strlen(b), 0, 16, NULL, &r), 1);
+    assert_int_equal(api_vote(b, strlen(b), 0, 16, NULL, 0, &r), 1);
     assert_int_equal(r.status, 413);
     api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
-    assert_int_equal(api_vote(b, 10, 1, 4096, NULL, &r), 1);
+    assert_int_equal(api_vote(b, 10, 1, 4096, NULL, 0, &r), 1);
     assert_int_equal(r.status, 413);
     assert_error_body(r.body, "too_large");
 }
@@ -376,22 +376,47 @@ static void test_idempotency_key_header(void **state)
     (void)state;
     for (size_t i = 0; i < UTIL_ARRAY_LEN(ok); i++) {
         memset(&r, 0, sizeof(r));
-        assert_int_equal(api_idempotency_key(ok[i], &r), 0);
+        assert_int_equal(api_idempotency_key(ok[i], 0, &r), 0);
         assert_string_equal(r.idem_key, want[i]);
     }
     for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
         memset(&r, 0, sizeof(r));
-        assert_int_equal(api_idempotency_key(bad[i], &r), 1);
+        assert_int_equal(api_idempotency_key(bad[i], 0, &r), 1);
         assert_int_equal(r.status, 400);
         assert_error_body(r.body, "invalid_idempotency_key");
     }
     memset(longkey, 'k', API_IDEM_KEY_MAX);
     longkey[API_IDEM_KEY_MAX] = '\0';
-    assert_int_equal(api_idempotency_key(longkey, &r), 0);
+    assert_int_equal(api_idempotency_key(longkey, 0, &r), 0);
     assert_int_equal(strlen(r.idem_key), API_IDEM_KEY_MAX);
     longkey[API_IDEM_KEY_MAX] = 'k';
     longkey[API_IDEM_KEY_MAX + 1] = '\0';
-    assert_int_equal(api_idempotency_key(longkey, &r), 1);
+    assert_int_equal(api_idempotency_key(longkey, 0, &r), 1);
+}
+
+/* A verified voter: user_id may be left out, must match if given; keys are per user. */
+static void test_verified_user(void **state)
+{
+    static const char omitted[] = "{\"candidate_id\":3}";
+    static const char same[] = "{\"user_id\":42,\"candidate_id\":3}";
+    static const char other[] = "{\"user_id\":43,\"candidate_id\":3}";
+    struct api_reply r;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(api_vote(omitted, strlen(omitted), 0, 4096, NULL, 42, &r), 0);
+    assert_string_equal(r.vote.token, "vote_lock:42:3");
+    assert_int_equal(api_vote(same, strlen(same), 0, 4096, NULL, 42, &r), 0);
+    assert_int_equal(api_vote(other, strlen(other), 0, 4096, NULL, 42, &r), 1);
+    assert_int_equal(r.status, 403);
+    assert_non_null(strstr(r.body, "\"user_mismatch\""));
+    assert_int_equal(api_vote(omitted, strlen(omitted), 0, 4096, NULL, 0, &r), 1);
+    assert_int_equal(r.status, 400);
+
+    assert_int_equal(api_idempotency_key("k-1", 42, &r), 0);
+    assert_string_equal(r.idem_key, "u42:k-1");
+    assert_int_equal(api_idempotency_key("k-1", 0, &r), 0);
+    assert_string_equal(r.idem_key, "k-1");
 }
 
 static void test_candidates_parse(void **state)
@@ -462,17 +487,17 @@ static void test_unknown_candidate(void **state)
     (void)state;
     assert_int_equal(api_candidates_parse("1-4,7", &c, err, sizeof(err)), 0);
     api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
-    assert_int_equal(api_vote(ok, strlen(ok), 0, 4096, &c, &r), 0);
+    assert_int_equal(api_vote(ok, strlen(ok), 0, 4096, &c, 0, &r), 0);
     api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
-    assert_int_equal(api_vote(no, strlen(no), 0, 4096, &c, &r), 1);
+    assert_int_equal(api_vote(no, strlen(no), 0, 4096, &c, 0, &r), 1);
     assert_int_equal(r.status, 400);
     assert_error_body(r.body, "unknown_candidate");
     /* A vote that is not a vote at all says so first. */
     api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
-    assert_int_equal(api_vote(bad, strlen(bad), 0, 4096, &c, &r), 1);
+    assert_int_equal(api_vote(bad, strlen(bad), 0, 4096, &c, 0, &r), 1);
     assert_error_body(r.body, "out_of_range");
     api_begin("POST", "/votes", "application/json", NULL, 4096, &r);
-    assert_int_equal(api_vote(no, strlen(no), 0, 4096, NULL, &r), 0);
+    assert_int_equal(api_vote(no, strlen(no), 0, 4096, NULL, 0, &r), 0);
 }
 
 int main(void)
@@ -491,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_vote_path),
         cmocka_unit_test(test_idempotency_key_header),
         cmocka_unit_test(test_candidates_parse),
+        cmocka_unit_test(test_verified_user),
         cmocka_unit_test(test_unknown_candidate),
         cmocka_unit_test(test_error_with_request_id),
     };

@@ -1,0 +1,273 @@
+/*
+ * edge.c - CORS, identity and rate limits at header time. See edge.h.
+ */
+#include "edge.h"
+#include "clientaddr.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EDGE_MAX_PROXIES 64
+
+struct edge {
+    struct cors cors;
+    struct auth *auth;    /* NULL: identity off */
+    struct ratelimit *rl; /* NULL: no limit */
+    double rate;
+    int64_t burst;
+    struct clientaddr_cidr proxies[EDGE_MAX_PROXIES];
+    size_t nproxies;
+    struct metric *m_limited_user, *m_limited_address, *m_origin_refused;
+    struct metric *m_auth_missing, *m_auth_invalid, *m_user_mismatch;
+};
+
+static int parse_limits(struct edge *e, const struct edge_opts *o, char *errstr, size_t errsize)
+{
+    char why[160];
+
+    if (o->trusted_proxies)
+        for (size_t i = 0; i < o->trusted_proxies->n; i++) {
+            if (e->nproxies == EDGE_MAX_PROXIES) {
+                snprintf(errstr, errsize, "--trusted-proxy: at most %d", EDGE_MAX_PROXIES);
+                return -1;
+            }
+            if (clientaddr_cidr_parse(o->trusted_proxies->items[i], &e->proxies[e->nproxies++], why,
+                                      sizeof(why)) != 0) {
+                snprintf(errstr, errsize, "--trusted-proxy %s: %s", o->trusted_proxies->items[i],
+                         why);
+                return -1;
+            }
+        }
+    if (!o->rate_limit || !*o->rate_limit)
+        return 0;
+    if (ratelimit_parse_rate(o->rate_limit, &e->rate, why, sizeof(why)) != 0) {
+        snprintf(errstr, errsize, "--rate-limit %s: %s", o->rate_limit, why);
+        return -1;
+    }
+    e->burst = o->rate_burst > 0 ? o->rate_burst : (int64_t)ceil(e->rate);
+    if (e->burst < 1)
+        e->burst = 1;
+    if (!(e->rl = ratelimit_new(e->rate, e->burst, (size_t)o->rate_slots))) {
+        snprintf(errstr, errsize, "--rate-limit %s, --rate-burst %" PRId64 ": out of range",
+                 o->rate_limit, e->burst);
+        return -1;
+    }
+    return 0;
+}
+
+struct edge *edge_new(const struct edge_opts *o, struct metrics *metrics, char *errstr,
+                      size_t errsize)
+{
+    struct edge *e = xcalloc(1, sizeof(*e));
+    static const char limited[] = "tadak_http_rate_limited_total";
+    static const char limited_help[] =
+        "Requests refused 429 by the rate limit, by what was limited";
+    static const char refused[] = "tadak_http_edge_refused_total";
+    static const char refused_help[] =
+        "Requests refused by the edge: a foreign Origin, a missing or invalid token, another "
+        "user's status";
+
+    if (cors_parse(&e->cors, o->cors_origins, o->cors_max_age_s, errstr, errsize) != 0)
+        goto fail;
+    if (auth_configured(&o->auth) && !(e->auth = auth_new(&o->auth, errstr, errsize)))
+        goto fail;
+    if (parse_limits(e, o, errstr, errsize) != 0)
+        goto fail;
+    e->m_limited_user = metrics_counter(metrics, limited, "reason=\"user\"", limited_help);
+    e->m_limited_address = metrics_counter(metrics, limited, "reason=\"address\"", limited_help);
+    e->m_origin_refused =
+        metrics_counter(metrics, refused, "reason=\"origin_not_allowed\"", refused_help);
+    e->m_auth_missing = metrics_counter(metrics, refused, "reason=\"token_missing\"", refused_help);
+    e->m_auth_invalid = metrics_counter(metrics, refused, "reason=\"token_invalid\"", refused_help);
+    e->m_user_mismatch =
+        metrics_counter(metrics, refused, "reason=\"user_mismatch\"", refused_help);
+    return e;
+fail:
+    edge_free(e);
+    return NULL;
+}
+
+void edge_free(struct edge *e)
+{
+    if (!e)
+        return;
+    cors_free(&e->cors);
+    auth_free(e->auth);
+    ratelimit_free(e->rl);
+    free(e);
+}
+
+int edge_identity(const struct edge *e)
+{
+    return e && e->auth;
+}
+
+/* ---- at header time ------------------------------------------------------- */
+
+static int refuse_origin(struct edge *e, struct edge_request *er, const char *method,
+                         struct api_reply *reply)
+{
+    metric_add(e->m_origin_refused, 1);
+    /* The client's words go to log.c raw: it escapes them. */
+    log_info("origin refused", "origin=%s method=%s route=%s", er->origin, method, reply->route);
+    api_error(reply, 403, "origin_not_allowed",
+              "this origin may not call the API; the server's --cors-origin lists those that may");
+    return 1;
+}
+
+/* Take a token from key's bucket: 0 go on, 1 the reply is a 429. */
+static int limit(struct edge *e, struct edge_request *er, const void *key, size_t keylen,
+                 struct metric *m, struct api_reply *reply)
+{
+    char detail[128];
+
+    er->limited = 1;
+    if (ratelimit_take(e->rl, key, keylen, util_now_ms(), &er->rl))
+        return 0;
+    metric_add(m, 1);
+    snprintf(detail, sizeof(detail), "too many requests from this client; retry in %" PRId64 " s",
+             er->rl.retry_after_s);
+    api_error(reply, 429, "rate_limited", detail);
+    return 1;
+}
+
+static int limit_address(struct edge *e, struct MHD_Connection *conn, struct edge_request *er,
+                         struct api_reply *reply)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    unsigned char key[17];
+    struct clientaddr ca;
+
+    if (!info || clientaddr_resolve(info->client_addr,
+                                    e->nproxies ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                                              "X-Forwarded-For")
+                                                : NULL,
+                                    e->proxies, e->nproxies, &ca) != 0)
+        return 0; /* not an IP client: nothing to count it against */
+    key[0] = (unsigned char)ca.family;
+    memcpy(key + 1, ca.addr, sizeof(ca.addr));
+    return limit(e, er, key, sizeof(key), e->m_limited_address, reply);
+}
+
+static int limit_user(struct edge *e, struct edge_request *er, struct api_reply *reply)
+{
+    unsigned char key[9] = {'u'};
+
+    memcpy(key + 1, &er->user, sizeof(er->user));
+    return limit(e, er, key, sizeof(key), e->m_limited_user, reply);
+}
+
+/* A token is needed here: 0 verified (er->user set), 1 the reply is final. */
+static int identify(struct edge *e, struct MHD_Connection *conn, struct edge_request *er,
+                    struct api_reply *reply)
+{
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    enum auth_result rc = auth_verify(e->auth, h, util_wall_ms() / 1000, &er->user, er->auth_error,
+                                      sizeof(er->auth_error));
+
+    if (rc == AUTH_OK)
+        return 0;
+    metric_add(rc == AUTH_MISSING ? e->m_auth_missing : e->m_auth_invalid, 1);
+    if (e->rl && limit_address(e, conn, er, reply))
+        return 1;
+    api_error(reply, 401, "invalid_token", er->auth_error);
+    return 1;
+}
+
+int edge_admit(struct edge *e, struct MHD_Connection *conn, const char *method, int final,
+               struct api_reply *reply, struct edge_request *er)
+{
+    enum api_action a = reply->action;
+
+    memset(er, 0, sizeof(*er));
+    if (!e)
+        return final;
+    if (cors_enabled(&e->cors)) {
+        er->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+        er->cors =
+            cors_check(&e->cors, er->origin,
+                       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST));
+        if (final && reply->status == 405 && strcmp(method, "OPTIONS") == 0) {
+            if (er->cors == CORS_REFUSED)
+                return refuse_origin(e, er, method, reply);
+            er->preflight = 1;
+            reply->status = 204;
+            reply->body[0] = '\0';
+            return 1;
+        }
+    }
+    if (final)
+        return 1;
+    if (er->cors == CORS_REFUSED && strcmp(method, "POST") == 0)
+        return refuse_origin(e, er, method, reply);
+    if (a == API_HEALTH || a == API_READY || a == API_METRICS)
+        return 0;
+    if (e->auth && (a == API_VOTE || a == API_STATUS) && identify(e, conn, er, reply))
+        return 1;
+    if (e->rl && (er->user ? limit_user(e, er, reply) : limit_address(e, conn, er, reply)))
+        return 1;
+    if (er->user && a == API_STATUS && reply->user_id != er->user) {
+        metric_add(e->m_user_mismatch, 1);
+        api_error(reply, 403, "user_mismatch", "a token may read only its own user's votes");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- on every answer ------------------------------------------------------ */
+
+static void add_i64(struct MHD_Response *resp, const char *name, int64_t v)
+{
+    char text[24];
+
+    snprintf(text, sizeof(text), "%" PRId64, v);
+    MHD_add_response_header(resp, name, text);
+}
+
+void edge_headers(const struct edge *e, const struct edge_request *er,
+                  const struct api_reply *reply, int status, struct MHD_Response *resp)
+{
+    if (!e)
+        return;
+    if (cors_enabled(&e->cors))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+    if (er->preflight)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
+    if (er->cors == CORS_ALLOWED && er->origin) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN,
+                                cors_allow_origin(&e->cors, er->origin));
+        if (er->preflight) {
+            MHD_add_response_header(resp, "Access-Control-Allow-Methods", reply->allow);
+            MHD_add_response_header(resp, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+            MHD_add_response_header(resp, "Access-Control-Max-Age", e->cors.max_age);
+        } else {
+            MHD_add_response_header(resp, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+        }
+    }
+    if (er->limited) {
+        add_i64(resp, "RateLimit-Limit", er->rl.limit);
+        add_i64(resp, "RateLimit-Remaining", er->rl.remaining);
+        add_i64(resp, "RateLimit-Reset", er->rl.reset_s);
+        if (status == 429)
+            add_i64(resp, MHD_HTTP_HEADER_RETRY_AFTER, er->rl.retry_after_s);
+    }
+    if (status == 401) {
+        char value[256], why[160];
+        /* A quoted-string: the reason's own quotes become single ones. */
+        util_strlcpy(why, er->auth_error, sizeof(why));
+        for (char *c = why; *c; c++)
+            if (*c == '"' || *c == '\\')
+                *c = '\'';
+        snprintf(value, sizeof(value), "Bearer error=\"invalid_token\", error_description=\"%s\"",
+                 why);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, value);
+    }
+}
