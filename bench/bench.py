@@ -22,7 +22,11 @@ else runs on it); the ratios are what the targets are about.
              consumed to the last (polling --metrics every 50 ms), batch
              latency p50/p99 from the batch histogram, peak RSS (VmHWM),
              Redis bytes per token, dup_redis vs dup_db from the exit summary
-  HTTP       wrk + bench/post.lua against tadak-producer serve
+  HTTP       wrk + bench/post.lua against tadak-producer serve; at 64
+             connections also with the frontend edge on: identity (RS256
+             and HS256 JWTs made here, one per voter) and a rate limit per
+             address high enough to refuse nothing (its cost, not its 429s),
+             each beside the plain server measured in the same rounds
 
 Each point is measured --runs times (default 3): median and min-max.
 Results: bench/results/<date>.md, latest.md, latest.json and latest.png.
@@ -419,11 +423,12 @@ def parse_duration_ms(s):
     return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[m.group(2)]
 
 
-def run_wrk(port, conns, seconds):
+def run_wrk(port, conns, seconds, tokens=None):
+    env = dict(os.environ, TOKENS=str(tokens)) if tokens else None
     out = subprocess.run(
         ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
          str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}/votes"],
-        check=True, capture_output=True, text=True).stdout
+        check=True, capture_output=True, text=True, env=env).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
@@ -435,17 +440,18 @@ def run_wrk(port, conns, seconds):
 
 
 @contextlib.contextmanager
-def serve(stack, topic, *extra):
+def serve(stack, topic, *extra, env=None, tokens=None):
     """`tadak-producer serve` on a free port, warm (the topic exists, the
     broker connection is up); yields (port, process); SIGTERM at the end."""
     port = free_port()
     p = subprocess.Popen(
         [str(BIN / "tadak-producer"), "serve", "--listen", f"127.0.0.1:{port}", "-b",
          stack.brokers, "-t", topic, "--log-level", "warn", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, **(env or {})))
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        run_wrk(port, 4, 2)
+        run_wrk(port, 4, 2, tokens)
         yield port, p
     finally:
         p.send_signal(signal.SIGTERM)
@@ -466,6 +472,50 @@ def bench_http(stack, run_id, levels, runs, seconds):
             res[c] = pts
         rss = peak_rss_mib(p.pid)
     return res, rss
+
+
+EDGE_CONNS = 64
+EDGE_SECRET = "bench-hs256-secret-" + "x" * 32
+
+
+def edge_configs(tmp):
+    """(name, serve arguments, extra environment, token file) of each edge point."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp / "rsa.pem"
+    pem.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    exp = int(time.time()) + 86400
+    files = {}
+    for alg, k in (("RS256", key), ("HS256", EDGE_SECRET)):
+        files[alg] = tmp / f"{alg}.tokens"
+        files[alg].write_text("".join(jwt.encode({"sub": str(u), "exp": exp}, k, algorithm=alg)
+                                      + "\n" for u in range(1, 1001)))
+    return [("plain", [], None, None),
+            ("identity RS256", ["--jwt-key", str(pem)], None, files["RS256"]),
+            ("identity HS256", ["--jwt-secret-env", "BENCH_JWT_SECRET"],
+             {"BENCH_JWT_SECRET": EDGE_SECRET}, files["HS256"]),
+            ("rate limit", ["--rate-limit", "100000000/s", "--rate-burst", "100000000"], None,
+             None)]
+
+
+def bench_edge(stack, run_id, runs, seconds):
+    """POST /votes at 64 connections: plain, then with each part of the edge on."""
+    res = {}
+    with tempfile.TemporaryDirectory() as d:
+        configs = edge_configs(Path(d))
+        for r in range(runs):
+            for name, extra, env, tokens in configs:
+                log(f"http edge: {name}, run {r + 1}/{runs}")
+                with serve(stack, f"bench-{run_id}-edge", *extra, env=env,
+                           tokens=tokens) as (port, _):
+                    pt = run_wrk(port, EDGE_CONNS, seconds, tokens)
+                if pt["non_202"]:
+                    die(f"http edge {name}: {pt['non_202']} answers were not 202")
+                res.setdefault(name, []).append(pt)
+    return res
 
 
 def bench_reads(stack, run_id, rows, seconds):
@@ -601,6 +651,14 @@ def report(args, run_id, when, R):
         row(f"HTTP, {c} connections: latency p50", summary([p["p50_ms"] for p in H[c]]), " ms")
         row(f"HTTP, {c} connections: latency p99", summary([p["p99_ms"] for p in H[c]]), " ms")
     row("HTTP: producer peak RSS", summary([R["http_rss"]]) if R["http_rss"] else None, " MiB")
+    EG = R.get("edge") or {}
+    plain = summary([p["requests_per_s"] for p in EG.get("plain", [])])
+    plain_p99 = summary([p["p99_ms"] for p in EG.get("plain", [])])
+    for name in [n for n in EG if n != "plain"]:
+        row(f"HTTP POST /votes, {EDGE_CONNS} connections, {name}: requests/s",
+            summary([p["requests_per_s"] for p in EG[name]]), "/s", plain, "edge off")
+        row(f"HTTP, {EDGE_CONNS} connections, {name}: latency p99",
+            summary([p["p99_ms"] for p in EG[name]]), " ms", plain_p99, "edge off")
     RD = R.get("reads") or []
     if RD:
         row("POST /votes p99, 1 voter alone (1M-row table)",
@@ -647,6 +705,10 @@ def report(args, run_id, when, R):
         "http_requests_per_s": med(summary([p["requests_per_s"] for p in H[best_c]]))
         if best_c else None,
         "http_best_connections": best_c,
+        "http_edge_requests_per_s": {n: med(summary([p["requests_per_s"] for p in pts]))
+                                     for n, pts in EG.items()},
+        "http_edge_p99_ms": {n: med(summary([p["p99_ms"] for p in pts]))
+                             for n, pts in EG.items()},
         "post_p99_ms_alone": med(summary([x["alone_p99_ms"] for x in RD])) if RD else None,
         "post_p99_ms_beside_tallies": med(summary([x["beside_p99_ms"] for x in RD]))
         if RD else None,
@@ -709,6 +771,8 @@ def main():
     ap.add_argument("--reads-only", action="store_true",
                     help="only the point of votes beside status reads")
     ap.add_argument("--reads-seconds", type=int, default=10)
+    ap.add_argument("--edge-only", action="store_true",
+                    help="only the HTTP points with the frontend edge on")
     args = ap.parse_args()
     for tool in ("pgbench", "redis-benchmark", "wrk"):
         if not shutil.which(tool):
@@ -720,6 +784,11 @@ def main():
     if args.reads_only:
         print(json.dumps(bench_reads(Stack(), dt.datetime.now().strftime("%H%M%S") +
                                      uuid.uuid4().hex[:4], 1_000_000, args.reads_seconds)))
+        return
+    if args.edge_only:
+        rid = dt.datetime.now().strftime("%H%M%S") + uuid.uuid4().hex[:4]
+        print(json.dumps(bench_edge(Stack(), rid, args.runs, args.http_seconds)))
+        delete_topics(Stack(), [f"bench-{rid}-edge"])
         return
     if args.e2e_only:
         e = bench_e2e(Stack(), dt.datetime.now().strftime("%H%M%S") + uuid.uuid4().hex[:4],
@@ -768,6 +837,7 @@ def main():
     if not args.skip_http:
         R["http"], R["http_rss"] = bench_http(stack, run_id, (16, 64, 256), args.runs,
                                               args.http_seconds)
+        R["edge"] = bench_edge(stack, run_id, args.runs, args.http_seconds)
         R["reads"] = []
         for r in range(args.runs):
             log(f"round {r + 1}/{args.runs}: votes beside status reads (1M rows)")
@@ -782,7 +852,8 @@ def main():
         log(f"round {r + 1}/{args.runs}: end to end at {best / 2:.0f} votes/s")
         R["e2e"].append(bench_e2e(stack, f"{run_id}{r}", best / 2, args.e2e_seconds))
         log(f"  p50 {R['e2e'][-1]['p50_ms']} ms, p99 {R['e2e'][-1]['p99_ms']} ms")
-    delete_topics(stack, [t[0] for t in topics.values()] + [f"bench-{run_id}-http"])
+    delete_topics(stack, [t[0] for t in topics.values()] +
+                  [f"bench-{run_id}-http", f"bench-{run_id}-edge"])
     report(args, run_id, when, R)
 
 

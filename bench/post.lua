@@ -5,6 +5,8 @@
 -- Each request votes as a different user (a per-thread counter, offset by the
 -- thread id so threads do not overlap), for one of five candidates; set
 -- DUP=N in the environment to send every vote N times in a row (click bursts).
+-- With TOKENS=FILE (one JWT a line) each request carries the next token as
+-- Authorization: Bearer and leaves user_id to it (serve with identity on).
 -- Non-2xx answers are counted and reported at the end.
 
 local threads = {}
@@ -23,12 +25,24 @@ function init(args)
    base = id * 100000000
    wrk.method = "POST"
    wrk.headers["Content-Type"] = "application/json"
+   tokens = {}
+   local file = os.getenv("TOKENS")
+   if file then
+      for line in io.lines(file) do
+         table.insert(tokens, line)
+      end
+   end
 end
 
 function request()
    local user = base + math.floor(n / dup) + 1
    local candidate = user % 5 + 1
    n = n + 1
+   if #tokens > 0 then
+      local headers = {["Content-Type"] = "application/json",
+                       ["Authorization"] = "Bearer " .. tokens[(user + id) % #tokens + 1]}
+      return wrk.format(nil, nil, headers, string.format('{"candidate_id":%d}', candidate))
+   end
    local body = string.format('{"user_id":%d,"candidate_id":%d}', user, candidate)
    return wrk.format(nil, nil, nil, body)
 end

@@ -1,6 +1,14 @@
 /*
- * auth.c - Bearer tokens checked with libjwt; the claims read with json-c.
- * See auth.h.
+ * auth.c - Bearer tokens: libjwt splits and decodes them, OpenSSL checks
+ * the signature, json-c reads the claims. See auth.h.
+ *
+ * Why not libjwt's own check: libjwt 1.10 parses the PEM key again for
+ * every token, and OpenSSL 3's decoders make that ~0.5 ms (measured: 2,000
+ * RS256 tokens took 487 us each, 95 % of it in PEM decoding and its locks).
+ * So the key is parsed once here, and each signature is one EVP_DigestVerify
+ * (RS256, ES256: the JOSE R||S turned into DER first) or one HMAC compared
+ * in constant time (HS256). The token is decoded without a key, and its
+ * header's alg must be the configured one before anything else is read.
  */
 #include "auth.h"
 #include "util.h"
@@ -8,7 +16,11 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <jwt.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +29,12 @@
 
 #define AUTH_KEY_MAX    65536 /* a PEM public key is a few hundred bytes */
 #define AUTH_SECRET_MIN 32    /* RFC 7518 3.2: an HS256 key of at least 256 bits */
+#define AUTH_SIG_MAX    1024  /* an RSA-8192 signature; ES256's is 64 bytes */
 
 struct auth {
     unsigned char *key; /* the PEM text or the HS256 secret */
     int keylen;
+    EVP_PKEY *pkey; /* RS256, ES256: parsed once */
     jwt_alg_t alg;
     char *issuer, *audience, *user_claim;
     int64_t leeway_s;
@@ -79,7 +93,10 @@ static int load_key(struct auth *a, const char *path, char *errstr, size_t errsi
                  path);
     }
 out:
-    EVP_PKEY_free(pkey);
+    if (rc == 0)
+        a->pkey = pkey;
+    else
+        EVP_PKEY_free(pkey);
     BIO_free(bio);
     return rc;
 }
@@ -131,6 +148,7 @@ void auth_free(struct auth *a)
     if (a->key)
         memset(a->key, 0, (size_t)a->keylen);
     free(a->key);
+    EVP_PKEY_free(a->pkey);
     free(a->issuer);
     free(a->audience);
     free(a->user_claim);
@@ -272,10 +290,71 @@ static enum auth_result check_claims(const struct auth *a, json_object *claims, 
     return AUTH_OK;
 }
 
+/* base64url without padding (RFC 7515 2) into out: its length, or -1. */
+static int b64url_decode(const char *s, size_t n, unsigned char *out, size_t outsize)
+{
+    char buf[AUTH_SIG_MAX * 2];
+    size_t m = n, pad = (4 - n % 4) % 4;
+    int len;
+
+    if (n == 0 || pad == 3 || m + pad >= sizeof(buf) || (n + pad) / 4 * 3 > outsize)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
+    while (m < n + pad)
+        buf[m++] = '=';
+    len = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)m); /* counts the padding */
+    return len < 0 ? -1 : len - (int)pad;
+}
+
+/* ES256's signature is R || S, 32 bytes each; OpenSSL wants DER. Its length, or -1. */
+static int es256_der(const unsigned char *raw, int n, unsigned char *der, size_t dersize)
+{
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(raw, 32, NULL), *s = BN_bin2bn(raw + 32, 32, NULL);
+    unsigned char *p = der;
+    int len = -1;
+
+    if (n == 64 && sig && r && s && ECDSA_SIG_set0(sig, r, s) == 1) {
+        r = s = NULL; /* the signature owns them now */
+        if (i2d_ECDSA_SIG(sig, NULL) <= (int)dersize)
+            len = i2d_ECDSA_SIG(sig, &p);
+    }
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(sig);
+    return len;
+}
+
+/* The signature over token[0, dot) is the base64url after dot: 1 good, 0 not. */
+static int signature_ok(const struct auth *a, const char *token, size_t dot)
+{
+    unsigned char sig[AUTH_SIG_MAX], der[AUTH_SIG_MAX], mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    int n = b64url_decode(token + dot + 1, strlen(token + dot + 1), sig, sizeof(sig)), ok = 0;
+    EVP_MD_CTX *ctx;
+
+    if (n <= 0)
+        return 0;
+    if (a->alg == JWT_ALG_HS256)
+        return HMAC(EVP_sha256(), a->key, a->keylen, (const unsigned char *)token, dot, mac,
+                    &maclen) &&
+               maclen == (unsigned int)n && CRYPTO_memcmp(mac, sig, maclen) == 0;
+    if (a->alg == JWT_ALG_ES256 && (n = es256_der(sig, n, der, sizeof(der))) < 0)
+        return 0;
+    if (!(ctx = EVP_MD_CTX_new()))
+        return 0;
+    ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a->pkey) == 1 &&
+         EVP_DigestVerify(ctx, a->alg == JWT_ALG_ES256 ? der : sig, (size_t)n,
+                          (const unsigned char *)token, dot) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
 enum auth_result auth_verify(const struct auth *a, const char *authorization, int64_t now_s,
                              int64_t *user_id, char *why, size_t whysize)
 {
-    const char *token;
+    const char *token, *alg;
     jwt_t *jwt = NULL;
     char *grants = NULL;
     json_object *claims = NULL;
@@ -288,12 +367,18 @@ enum auth_result auth_verify(const struct auth *a, const char *authorization, in
     }
     if (!(token = bearer_token(authorization)))
         return invalid(why, whysize, "the Authorization header is not \"Bearer <JWT>\"");
-    if (jwt_decode(&jwt, token, a->key, a->keylen) != 0 || !jwt)
-        return invalid(why, whysize, "the token is malformed or its signature does not verify");
-    if (jwt_get_alg(jwt) != a->alg) {
+    /* Decoded without a key (nothing is verified yet), to read its alg first. */
+    if (jwt_decode(&jwt, token, NULL, 0) != 0 || !jwt)
+        return invalid(why, whysize, "the token is malformed");
+    alg = jwt_get_header(jwt, "alg");
+    if (!alg || strcmp(alg, jwt_alg_str(a->alg)) != 0) {
         char text[96];
         snprintf(text, sizeof(text), "the token's alg must be %s", jwt_alg_str(a->alg));
         rc = invalid(why, whysize, text);
+        goto out;
+    }
+    if (!signature_ok(a, token, (size_t)(strrchr(token, '.') - token))) {
+        rc = invalid(why, whysize, "the token's signature does not verify");
         goto out;
     }
     grants = jwt_get_grants_json(jwt, NULL);

@@ -4,15 +4,15 @@
  * Optional; on with a key: --jwt-key FILE (a PEM public key: RSA gives
  * RS256, EC P-256 gives ES256) or --jwt-secret-env NAME (an HS256 secret of
  * at least 32 bytes, read from that environment variable, never from argv).
- * Signatures are libjwt's (OpenSSL underneath); nothing here is crypto.
+ * libjwt decodes a token, OpenSSL checks its signature (auth.c says why
+ * not libjwt's own check); nothing here is hand-written crypto.
  *
  * A token is accepted when all of these hold, else auth_verify() says
  * which failed (the 401's detail; the token's content is never echoed):
  *   - the header is "Authorization: Bearer <compact JWS>"
- *   - the signature verifies with the key, and the header's alg is the
- *     configured one ("none", and HS256 signed with a public key as its
- *     secret, are refused: libjwt 1.10 checks a signature with whatever
- *     alg the token names, so the alg is compared here)
+ *   - the header's alg is the configured one ("none", and HS256 signed
+ *     with a public key as its secret, are refused), and the signature
+ *     verifies with the key
  *   - "exp" is present and not past, "nbf" (if present) not in the future,
  *     both with --jwt-leeway-s of clock skew
  *   - "iss" equals --jwt-issuer and "aud" is or contains --jwt-audience,

@@ -161,7 +161,8 @@ static void test_every_rejection_says_why(void **state)
         jwt_alg_t alg;
         const char *sign_with, *claims, *why;
     } cases[] = {
-        {NULL, "TEST_JWT_SECRET", JWT_ALG_NONE, NULL, "{\"sub\":\"1\"," GOOD "}", "signature"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_NONE, NULL, "{\"sub\":\"1\"," GOOD "}",
+         "alg must be HS256"},
         {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, other, "{\"sub\":\"1\"," GOOD "}", "signature"},
         {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET,
          "{\"sub\":\"1\",\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"exp\":1799999900}",
@@ -184,11 +185,12 @@ static void test_every_rejection_says_why(void **state)
         {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET, "{\"sub\":1.5," GOOD "}", "user id"},
         {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET, "{" GOOD "}", "user id"},
         /* an RS256 server: an ES256 token, an HS256 token whose secret is the public key */
-        {rsa.path, NULL, JWT_ALG_ES256, ec.priv, "{\"sub\":\"1\"," GOOD "}", "signature"},
+        {rsa.path, NULL, JWT_ALG_ES256, ec.priv, "{\"sub\":\"1\"," GOOD "}", "alg must be RS256"},
         {rsa.path, NULL, JWT_ALG_HS256, rsa.pub, "{\"sub\":\"1\"," GOOD "}", "alg must be RS256"},
-        {rsa.path, NULL, JWT_ALG_NONE, NULL, "{\"sub\":\"1\"," GOOD "}", "signature"},
+        {rsa.path, NULL, JWT_ALG_NONE, NULL, "{\"sub\":\"1\"," GOOD "}", "alg must be RS256"},
         /* an HS256 server: an RS256 token */
-        {NULL, "TEST_JWT_SECRET", JWT_ALG_RS256, rsa.priv, "{\"sub\":\"1\"," GOOD "}", "signature"},
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_RS256, rsa.priv, "{\"sub\":\"1\"," GOOD "}",
+         "alg must be HS256"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -205,6 +207,51 @@ static void test_every_rejection_says_why(void **state)
         free(tok);
         auth_free(a);
     }
+}
+
+/* Every alg: a signature changed in one place, cut short, or made by another key fails. */
+static void test_tampered_signatures(void **state)
+{
+    struct keypair other;
+    struct {
+        const char *key_file, *secret_env;
+        jwt_alg_t alg;
+        const char *sign_with;
+    } cases[] = {
+        {NULL, "TEST_JWT_SECRET", JWT_ALG_HS256, SECRET},
+        {rsa.path, NULL, JWT_ALG_RS256, rsa.priv},
+        {ec.path, NULL, JWT_ALG_ES256, ec.priv},
+    };
+
+    (void)state;
+    make_keys(&other, EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048), "other");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct auth *a = make(cases[i].key_file, cases[i].secret_env);
+        char *tok = token(cases[i].alg, cases[i].sign_with, "{\"sub\":\"3\"," GOOD "}");
+        size_t n = strlen(tok);
+        char why[160];
+        int64_t user;
+
+        assert_int_equal(verify(a, tok, &user, why, sizeof(why)), AUTH_OK);
+        tok[n - 5] = tok[n - 5] == 'A' ? 'B' : 'A';
+        assert_int_equal(verify(a, tok, &user, why, sizeof(why)), AUTH_INVALID);
+        assert_non_null(strstr(why, "signature"));
+        tok[n - 5] = '\0';
+        assert_int_equal(verify(a, tok, &user, why, sizeof(why)), AUTH_INVALID);
+        free(tok);
+        auth_free(a);
+    }
+    {
+        struct auth *a = make(rsa.path, NULL);
+        char *tok = token(JWT_ALG_RS256, other.priv, "{\"sub\":\"3\"," GOOD "}");
+        char why[160];
+        int64_t user;
+        assert_int_equal(verify(a, tok, &user, why, sizeof(why)), AUTH_INVALID);
+        assert_non_null(strstr(why, "signature"));
+        free(tok);
+        auth_free(a);
+    }
+    unlink(other.path);
 }
 
 static void test_header_shapes(void **state)
@@ -261,6 +308,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_tokens_of_each_alg),
         cmocka_unit_test(test_every_rejection_says_why),
+        cmocka_unit_test(test_tampered_signatures),
         cmocka_unit_test(test_header_shapes),
         cmocka_unit_test(test_configuration_errors),
     };
