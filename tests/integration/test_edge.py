@@ -185,7 +185,8 @@ def hs(**c):
 
 
 def test_jwt_hs256_votes_take_the_tokens_user(serve, env):
-    s = serve("--jwt-secret-env", SECRET_ENV, "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE)
+    s = serve("--jwt-secret-env", SECRET_ENV, "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE,
+              "--database-url", env["DATABASE_URL"])
     tok = hs(sub="42")
     status, _, body = call(s.port, "POST", "/votes", {"candidate_id": 3}, headers=bearer(tok))
     assert status == 202, body
