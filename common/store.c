@@ -515,6 +515,14 @@ out:
     return rc;
 }
 
+int store_insert_ready(struct store *s)
+{
+    if (!s->sent || !s->conn)
+        return 1;
+    /* Whatever arrived is read; a broken connection is "ready": the wait reports it. */
+    return !PQconsumeInput(s->conn) || !PQisBusy(s->conn);
+}
+
 int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *errstr,
                        size_t errsize)
 {

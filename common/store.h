@@ -35,6 +35,7 @@
  *   store_migrate(s, err, sizeof err);
  *   store_insert_batch(s, rows, n, err, sizeof err);  rows[i].inserted set
  *   store_insert_send(...) ... store_insert_wait(...)  the same, overlapped
+ *   store_insert_ready(s)                1 if store_insert_wait would not block
  *   store_last_failure(s)                TRANSIENT or PERMANENT after a -1
  *   store_ping(s, err, sizeof err)       SELECT 1: is PostgreSQL back?
  *   store_identity(s, id, sizeof id, err, sizeof err)   which database this is
@@ -89,6 +90,7 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
  */
 int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *errstr,
                       size_t errsize);
+int store_insert_ready(struct store *s);
 int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *errstr,
                       size_t errsize);
 enum store_failure store_last_failure(const struct store *s);

@@ -24,6 +24,8 @@ static const struct config_opt table[] = {
      "Dead-letter topic for invalid messages (default <topic>.dlq)"},
     {"batch-size", 0, "TADAK_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, O(batch_size),
      "Most messages per batch"},
+    {"inserts-in-flight", 0, "TADAK_INSERTS_IN_FLIGHT", CONFIG_INT, "2", 1, 2, O(inserts_in_flight),
+     "Batch INSERTs PostgreSQL may run at once, each on its own connection"},
     {"batch-wait-ms", 0, "TADAK_BATCH_WAIT_MS", CONFIG_INT, "100", 0, 60000, O(batch_wait_ms),
      "Longest wait to fill a batch"},
     {"lock-ttl-ms", 0, "TADAK_LOCK_TTL_MS", CONFIG_INT, "30000", 100, 86400000, O(lock_ttl_ms),

@@ -18,6 +18,7 @@ struct consumer_opts {
     const char *brokers, *redis_url, *database_url;
     const char *topic, *group, *dlq_topic;
     int64_t batch_size, batch_wait_ms, lock_ttl_ms, dedupe_window_s, idle_exit_s;
+    int64_t inserts_in_flight; /* 1 or 2: batches PostgreSQL runs at once */
     int64_t statement_timeout_ms, session_timeout_ms, join_timeout_s;
     const char *instance_id; /* static group membership, or NULL */
     const char *start_at;    /* earliest | latest: where a group without offsets starts */

@@ -7,30 +7,37 @@
  *   2. parse     each message is a vote or poison
  *   3. DLQ       poison goes to the dead-letter topic (settled on its ack)
  *   4. dedupe    a token this process saw recorded is a duplicate at once
- *                (recorded.h); a token in the INSERT in flight waits;
+ *                (recorded.h); a token in an INSERT in flight waits;
  *                within the batch the first event wins
  *   5. gate      one Redis round trip: a lock per token (or "done", or busy)
- *   6. collect   read the result of the INSERT sent last round; settle its
- *                rows
- *   7. mark done its tokens become "D" in Redis (sent, read with the next
+ *   6. collect   read the results of the INSERTs already answered (without
+ *                waiting); settle their rows
+ *   7. mark done their tokens become "D" in Redis (sent, read with the next
  *                gate call, in the same round trip)
  *   8. send      this round's rows go out as the next INSERT ... ON CONFLICT
- *                (token) DO NOTHING, not waited for
+ *                (token) DO NOTHING on a connection with none in flight
+ *                (when every one has one, the oldest is read first), not
+ *                waited for
  *   9. DLQ acks  dead letters the broker confirmed are settled
  *  10. offsets   stored up to the highest contiguous settled message
  *
- * The stages overlap: PostgreSQL runs batch k's INSERT while this process
- * polls, parses and gates batch k+1 (libpq's asynchronous API, one statement
- * in flight on the one connection), so neither waits for the other as long
- * as both have work (see README "Performance").
+ * The stages overlap: PostgreSQL runs up to --inserts-in-flight (2) batch
+ * INSERTs at once, each on its own connection (libpq's asynchronous API),
+ * while this process polls, parses and gates the next batch, so neither
+ * waits for the other as long as both have work (see README "Performance").
+ * A round with no rows of its own waits for every INSERT in flight.
  *
  * The in-flight rule: a token is in at most one INSERT at a time. A later
- * copy of a token whose INSERT is in flight is held, unsettled, until that
- * INSERT's result is read (step 6); it then meets the recorded cache and settles
- * as a duplicate, or, if the INSERT failed, it is the token's next try.
- * Messages in the INSERT in flight are settled only by its result: a
- * rebalance or a shutdown reads that result first, so the offsets handed
- * over cover exactly what is recorded.
+ * copy of a token whose INSERT is in flight (in either) is held, unsettled,
+ * until that INSERT's result is read (step 6); it then meets the recorded
+ * cache and settles as a duplicate, or, if the INSERT failed, it is the
+ * token's next try. So two INSERTs in flight never hold the same token and
+ * never wait on each other's rows. Messages in an INSERT in flight are
+ * settled only by its result: a rebalance or a shutdown reads every result
+ * first, so the offsets handed over cover exactly what is recorded. Results
+ * are read oldest first; offsets only move past contiguous settled
+ * messages, so an INSERT that fails while a later one succeeds holds the
+ * partition's offset until its rows are retried.
  *
  * A message is "settled" when it is recorded, known to be a duplicate, or
  * confirmed in the DLQ; only then may its partition's offset move past it
@@ -130,7 +137,11 @@ struct batch {
     struct store_row *rows;
     struct item **its;
     size_t n;
+    struct store *store; /* a flight's own connection */
+    uint64_t sent;       /* a flight's send number: the oldest is collected first */
 };
+
+#define FLIGHTS_MAX 2
 
 struct pipeline {
     const struct consumer_opts *o;
@@ -151,8 +162,11 @@ struct pipeline {
     /* Per-round scratch, sized with items. */
     size_t *cand, *dups;
     struct gate_item **gitems;
-    /* The batch being filled this round, and the one whose INSERT is in flight. */
-    struct batch fill, flight;
+    /* The batch being filled this round, and those whose INSERT is in flight. */
+    struct batch fill, flight[FLIGHTS_MAX];
+    int nflights;          /* --inserts-in-flight */
+    struct store *store2;  /* the second flight's connection, ours */
+    uint64_t flights_sent; /* send numbers */
 
     uint64_t next_seq;
     int db_down;
@@ -236,7 +250,7 @@ static void grow(struct pipeline *p, size_t want)
     p->cand = xrealloc(p->cand, p->cap * sizeof(*p->cand));
     p->dups = xrealloc(p->dups, p->cap * sizeof(*p->dups));
     p->gitems = xrealloc(p->gitems, p->cap * sizeof(*p->gitems));
-    for (struct batch *b = &p->fill; b <= &p->flight; b++) {
+    for (struct batch *b = &p->fill; b <= &p->flight[FLIGHTS_MAX - 1]; b++) {
         b->rows = xrealloc(b->rows, p->cap * sizeof(*b->rows));
         b->its = xrealloc(b->its, p->cap * sizeof(*b->its));
     }
@@ -359,7 +373,7 @@ static void commit_sync(struct pipeline *p)
         log_warn("offset commit failed", "error=%s", rd_kafka_err2name(err));
 }
 
-static void flight_collect(struct pipeline *p, int64_t now);
+static void flights_collect(struct pipeline *p, int64_t now);
 
 /* ------------------------------------------------------------ kafka callbacks */
 
@@ -393,7 +407,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_info("partitions revoked", "count=%d lost=%d", parts->cnt,
                  rd_kafka_assignment_lost(rk));
         /* Hand over what is settled; the rest will be read again by the next owner. */
-        flight_collect(p, util_now_ms());
+        flights_collect(p, util_now_ms());
         store_offsets(p);
         if (!rd_kafka_assignment_lost(rk))
             commit_sync(p);
@@ -536,8 +550,9 @@ static int poll_batch(struct pipeline *p, size_t *got)
             p->items[i]->retry_at < deadline)
             deadline = p->items[i]->retry_at > now ? p->items[i]->retry_at : now;
     /* An INSERT in flight: take what has arrived, then go and read its result. */
-    if (p->flight.n)
-        deadline = now;
+    for (int f = 0; f < p->nflights; f++)
+        if (p->flight[f].n)
+            deadline = now;
     grow(p, p->n + (size_t)p->o->batch_size);
     /* A batch per call: one queue lock for many messages, not one each. */
     while (*got < (size_t)p->o->batch_size && !shutdown_requested() && !p->fatal) {
@@ -661,15 +676,14 @@ static void db_probe(struct pipeline *p, int64_t now)
  * gate call reads the replies, in the same round trip as its own), and the
  * messages settle. A failed INSERT gives its rows back to the held items.
  */
-static void flight_collect(struct pipeline *p, int64_t now)
+static void flight_collect(struct pipeline *p, struct batch *b, int64_t now)
 {
-    struct batch *b = &p->flight;
     size_t i;
     char why[512];
 
     if (b->n == 0)
         return;
-    if (store_insert_wait(p->store, b->rows, b->n, why, sizeof(why)) != 0) {
+    if (store_insert_wait(b->store, b->rows, b->n, why, sizeof(why)) != 0) {
         db_failed(p, b, why, now);
         return;
     }
@@ -685,24 +699,66 @@ static void flight_collect(struct pipeline *p, int64_t now)
     b->n = 0;
 }
 
-/* Send this round's rows as the next INSERT; they are in flight until collected. */
+/* The flight sent longest ago, or NULL if none is in flight. */
+static struct batch *oldest_flight(struct pipeline *p)
+{
+    struct batch *old = NULL;
+
+    for (int f = 0; f < p->nflights; f++)
+        if (p->flight[f].n && (!old || p->flight[f].sent < old->sent))
+            old = &p->flight[f];
+    return old;
+}
+
+/* Every INSERT in flight, oldest first, waiting for each. */
+static void flights_collect(struct pipeline *p, int64_t now)
+{
+    struct batch *b;
+
+    while ((b = oldest_flight(p)) != NULL)
+        flight_collect(p, b, now);
+}
+
+/* The INSERTs whose results are already in, oldest first, without waiting. */
+static void flights_collect_ready(struct pipeline *p, int64_t now)
+{
+    struct batch *b;
+
+    while ((b = oldest_flight(p)) != NULL && store_insert_ready(b->store))
+        flight_collect(p, b, now);
+}
+
+/*
+ * Send this round's rows as the next INSERT, on a connection with none in
+ * flight (waiting for the oldest when every one has one); they are in
+ * flight until collected.
+ */
 static void flight_send(struct pipeline *p, int64_t now)
 {
-    struct batch tmp;
+    struct batch tmp, *free_slot = NULL;
     char why[512];
 
     if (p->fill.n == 0)
         return;
+    for (int f = 0; f < p->nflights && !free_slot; f++)
+        if (p->flight[f].n == 0)
+            free_slot = &p->flight[f];
+    if (!free_slot) {
+        free_slot = oldest_flight(p);
+        flight_collect(p, free_slot, now);
+    }
     /* Our alive key is refreshed first: the INSERT may take up to the statement timeout. */
     gate_heartbeat(p->gate);
-    if (store_insert_send(p->store, p->fill.rows, p->fill.n, why, sizeof(why)) != 0) {
+    if (store_insert_send(free_slot->store, p->fill.rows, p->fill.n, why, sizeof(why)) != 0) {
         db_failed(p, &p->fill, why, now);
         return;
     }
     for (size_t i = 0; i < p->fill.n; i++)
         p->fill.its[i]->state = ITEM_FLIGHT;
-    tmp = p->flight;
-    p->flight = p->fill;
+    tmp = *free_slot;
+    *free_slot = p->fill;
+    free_slot->store = tmp.store;
+    free_slot->sent = ++p->flights_sent;
     p->fill = tmp;
     p->fill.n = 0;
 }
@@ -748,9 +804,12 @@ static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups
 
     for (i = 0; i < p->n; i++)
         nvotes += p->items[i]->state == ITEM_VOTE && due(p->items[i], now);
-    tokenset_reset(&p->seen, nvotes + p->flight.n);
-    for (i = 0; i < p->flight.n; i++)
-        tokenset_mark_in_flight(&p->seen, p->flight.rows[i].token);
+    for (int f = 0; f < p->nflights; f++)
+        nvotes += p->flight[f].n;
+    tokenset_reset(&p->seen, nvotes);
+    for (int f = 0; f < p->nflights; f++)
+        for (i = 0; i < p->flight[f].n; i++)
+            tokenset_mark_in_flight(&p->seen, p->flight[f].rows[i].token);
     for (i = 0; i < p->n; i++) {
         struct item *it = p->items[i];
         enum token_verdict v;
@@ -857,9 +916,11 @@ static int pipeline_round(struct pipeline *p)
      * which PostgreSQL runs while the next round polls, parses and gates
      * (flight_send). Without rows, an outage is ended by a probe.
      */
-    flight_collect(p, now);
-    if (p->fill.n == 0)
+    flights_collect_ready(p, now);
+    if (p->fill.n == 0) {
+        flights_collect(p, now); /* nothing to overlap with: wait for the rest */
         db_probe(p, now);
+    }
     flight_send(p, now);
 
     /* 9. Dead letters the broker acknowledged are settled (never waits). */
@@ -986,6 +1047,12 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->o = o;
     p->gate = gate;
     p->store = store;
+    p->nflights = (int)o->inserts_in_flight;
+    if (p->nflights < 1 || p->nflights > FLIGHTS_MAX)
+        p->nflights = 1;
+    p->flight[0].store = store;
+    if (p->nflights == 2)
+        p->flight[1].store = p->store2 = store_new(o->database_url, o->statement_timeout_ms);
     p->metrics = metrics;
     p->offsets = offsets_new();
     p->recorded = recorded_new(RECORDED_SLOTS, RECORDED_POOL_BYTES, o->dedupe_window_s * 1000);
@@ -1171,7 +1238,7 @@ int pipeline_run(struct pipeline *p)
         log_error("consumer stopping after a fatal error", "topic=%s", p->o->topic);
 
     /* Hold nothing past here: unsettled messages will be read again by the next owner. */
-    flight_collect(p, util_now_ms());
+    flights_collect(p, util_now_ms());
     for (size_t i = 0; i < p->n; i++)
         if (p->items[i]->state != ITEM_DONE)
             drop(p->items[i]);
@@ -1222,10 +1289,11 @@ void pipeline_free(struct pipeline *p)
     free(p->cand);
     free(p->dups);
     free(p->gitems);
-    for (struct batch *b = &p->fill; b <= &p->flight; b++) {
+    for (struct batch *b = &p->fill; b <= &p->flight[FLIGHTS_MAX - 1]; b++) {
         free(b->rows);
         free(b->its);
     }
+    store_free(p->store2);
     free(p->parts);
     free(p->pstate);
     free(p);

@@ -1,7 +1,7 @@
 """tadak-consumer against a PostgreSQL that misbehaves without going away:
 a lock that outlasts the statement timeout, a table dropped under it, a server
-that turned read-only (a standby after a failover), and two consumers inserting
-the same tokens in opposite orders.
+that turned read-only (a standby after a failover), two consumers inserting
+the same tokens in opposite orders, and one consumer's two INSERTs at once.
 
 Each test asserts what the store's failure classes promise: a TRANSIENT failure
 is held and retried (reconnecting when only a new session can help), a
@@ -148,3 +148,36 @@ def test_reverse_order_no_deadlock(bins, env, db, prefix, tmp_path):
     assert db.count() == n
     assert a["consumed"] == n and b["consumed"] == n
     assert a["inserted"] + b["inserted"] == n
+
+
+def test_two_inserts_run_at_once(bins, env, topic, db, prefix, tmp_path):
+    """--inserts-in-flight 2 (the default): PostgreSQL runs two batches at once,
+    each on its own connection, and the in-flight rule still gives one row per
+    token when copies of a token land in consecutive batches."""
+    from conftest import run
+    p = run([bins.consumer, "migrate", "--database-url", db.url])
+    assert p.returncode == 0, p.stderr
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        # Every INSERT statement lasts a second: batches overlap if they can.
+        conn.execute("create function slow_insert() returns trigger language plpgsql as "
+                     "$$ begin perform pg_sleep(1); return null; end $$")
+        conn.execute("create trigger slow after insert on votes for each statement "
+                     "execute function slow_insert()")
+    votes = [vote(n, 1) for n in range(1, 2001)]
+    produce(env, topic, votes + votes)  # each token twice, 2,000 messages apart
+    proc = start_logged(bins, env, topic, db, prefix, tmp_path,
+                        extra=("--batch-size", "250", "--statement-timeout-ms", "10000"))
+    inserting = ("select count(*) from pg_stat_activity where datname = current_database() "
+                 "and application_name = 'tadak-consumer' and state = 'active' "
+                 "and query like 'INSERT INTO votes%'")
+    try:
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            wait_for(lambda: conn.execute(inserting).fetchone()[0] >= 2, 60,
+                     "two INSERTs running at once", interval=0.05)
+        wait_for(lambda: db.count() == 2000, 120, "every vote")
+        wait_for(lambda: committed(env, topic, f"g_{topic}") == 4000, 60, "every copy settled")
+    finally:
+        s, _ = finish_logged(proc)
+    assert tokens_in(db) == {token(n, 1) for n in range(1, 2001)}
+    assert s["consumed"] == 4000 and s["inserted"] == 2000
+    assert s["dup_redis"] + s["dup_db"] == 2000
