@@ -14,23 +14,10 @@
 //
 // Prints one JSON line with what it saw and saves OUT_DIR/SHOT.png. Needs
 // Debian's chromium and playwright-core (scripts/setup; TADAK_NODE_DIR).
-import { createRequire } from "node:module";
-import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
+import { waitFor, withPage } from "./browser.mjs";
 
 const [mode, ...args] = process.argv.slice(2);
-const require = createRequire(path.join(process.env.TADAK_NODE_DIR, "node_modules") + "/");
-const { chromium } = require("playwright-core");
-
-async function waitFor(what, fn, timeoutMs = 30000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function cross(page, [pageUrl, api, , , user]) {
   await page.goto(pageUrl, { waitUntil: "load" });
@@ -78,28 +65,10 @@ async function token(page, [api, tok]) {
            failed: Number(await page.textContent("#failed")) };
 }
 
-const outDir = args[2];
-const shot = args[3];
-const profile = path.join(outDir, `chromium-profile-${shot}`);
-rmSync(profile, { recursive: true, force: true });
-mkdirSync(profile, { recursive: true });
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 900, height: 700 },
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-let result;
-try {
-  const page = context.pages()[0] || (await context.newPage());
-  const consoleLines = [];
-  page.on("console", (m) => consoleLines.push(m.text()));
-  result = mode === "cross" ? await cross(page, args) : await token(page, args);
-  result.console = consoleLines;
+const [, , outDir, shot] = args;
+const result = await withPage(outDir, shot, async (page) => {
+  const r = mode === "cross" ? await cross(page, args) : await token(page, args);
   await page.screenshot({ path: path.join(outDir, `${shot}.png`), fullPage: true });
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+  return r;
+}, { height: 700 });
 console.log(JSON.stringify(result));

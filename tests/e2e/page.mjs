@@ -8,46 +8,19 @@
 // the page refresh twice more, and prints one JSON line with what it saw.
 // Saves OUT_DIR/page.png. Needs Debian's chromium and playwright-core
 // (scripts/setup installs both; TADAK_NODE_DIR points at the npm prefix).
-import { createRequire } from "node:module";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
+import { waitFor, withPage } from "./browser.mjs";
 
 const [base, outDir, candArg] = process.argv.slice(2);
 const cand = Number(candArg || 2);
-const nodeDir = process.env.TADAK_NODE_DIR;
-const require = createRequire(path.join(nodeDir, "node_modules") + "/");
-const { chromium } = require("playwright-core");
-
-const DEADLINE_MS = 60000;
-
-async function waitFor(what, fn, timeoutMs = DEADLINE_MS) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function stats() {
   const r = await fetch(base + "/stats", { cache: "no-store" });
   return r.ok ? r.json() : null;
 }
 
-const profile = path.join(outDir, "chromium-profile");
-rmSync(profile, { recursive: true, force: true });
-mkdirSync(profile, { recursive: true });
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 900, height: 760 },
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-let result;
-try {
-  const page = context.pages()[0] || (await context.newPage());
+const result = await withPage(outDir, "page", async (page) => {
   const posts = [];
   const answers = [];
   page.on("request", (req) => {
@@ -84,8 +57,6 @@ try {
   };
   mkdirSync(outDir, { recursive: true });
   await page.screenshot({ path: path.join(outDir, "page.png"), fullPage: true });
-  result = { user, before, after, posts: posts.length, answers, stats: s, page: pageCounters };
-} finally {
-  await context.close();
-}
+  return { user, before, after, posts: posts.length, answers, stats: s, page: pageCounters };
+});
 console.log(JSON.stringify(result));
