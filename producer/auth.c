@@ -9,6 +9,12 @@
  * (RS256, ES256: the JOSE R||S turned into DER first) or one HMAC compared
  * in constant time (HS256). The token is decoded without a key, and its
  * header's alg must be the configured one before anything else is read.
+ *
+ * A frontend sends every vote of a session with the same token, so a token
+ * that passed is remembered (its SHA-256, user, exp and nbf) in a small
+ * direct-mapped table: the same bytes again skip the decoding and the
+ * signature, never the exp and nbf checks. Only tokens that passed are
+ * kept; a failing one is checked in full every time.
  */
 #include "auth.h"
 #include "util.h"
@@ -22,6 +28,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +39,15 @@
 #define AUTH_KEY_MAX    65536 /* a PEM public key is a few hundred bytes */
 #define AUTH_SECRET_MIN 32    /* RFC 7518 3.2: an HS256 key of at least 256 bits */
 #define AUTH_SIG_MAX    1024  /* an RSA-8192 signature; ES256's is 64 bytes */
+#define AUTH_SEEN_SLOTS 4096  /* tokens remembered once verified (a power of two) */
+#define AUTH_SEEN_LOCKS 16
+
+/* A token that passed: what the checks that depend on the time need. */
+struct auth_seen {
+    unsigned char digest[SHA256_DIGEST_LENGTH]; /* of the compact token */
+    int64_t user, exp, nbf;                     /* nbf: INT64_MIN when absent */
+    int used;
+};
 
 struct auth {
     unsigned char *key; /* the PEM text or the HS256 secret */
@@ -38,6 +56,10 @@ struct auth {
     jwt_alg_t alg;
     char *issuer, *audience, *user_claim;
     int64_t leeway_s;
+    EVP_MD *sha256;         /* fetched once */
+    struct auth_seen *seen; /* AUTH_SEEN_SLOTS */
+    pthread_mutex_t locks[AUTH_SEEN_LOCKS];
+    _Atomic uint64_t hits;
 };
 
 int auth_configured(const struct auth_opts *o)
@@ -130,6 +152,13 @@ struct auth *auth_new(const struct auth_opts *o, char *errstr, size_t errsize)
     a->audience = o->audience && *o->audience ? xstrdup(o->audience) : NULL;
     a->user_claim = xstrdup(o->user_claim && *o->user_claim ? o->user_claim : "sub");
     a->leeway_s = o->leeway_s;
+    if (!(a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
+        snprintf(errstr, errsize, "OpenSSL has no SHA-256");
+        goto fail;
+    }
+    a->seen = xcalloc(AUTH_SEEN_SLOTS, sizeof(*a->seen));
+    for (size_t i = 0; i < AUTH_SEEN_LOCKS; i++)
+        pthread_mutex_init(&a->locks[i], NULL);
     return a;
 fail:
     auth_free(a);
@@ -152,7 +181,17 @@ void auth_free(struct auth *a)
     free(a->issuer);
     free(a->audience);
     free(a->user_claim);
+    EVP_MD_free(a->sha256);
+    if (a->seen)
+        for (size_t i = 0; i < AUTH_SEEN_LOCKS; i++)
+            pthread_mutex_destroy(&a->locks[i]);
+    free(a->seen);
     free(a);
+}
+
+uint64_t auth_cache_hits(const struct auth *a)
+{
+    return atomic_load(&a->hits);
 }
 
 /* ---- verification ---------------------------------------------------------- */
@@ -250,38 +289,49 @@ static int user_of(json_object *claims, const char *claim, int64_t *user)
     return util_parse_i64(text, user) == 0 && *user >= 1 ? 0 : -1;
 }
 
-static enum auth_result check_claims(const struct auth *a, json_object *claims, int64_t now_s,
-                                     int64_t *user_id, char *why, size_t whysize)
+/* exp and nbf against now, with the leeway: AUTH_OK, or why not. */
+static enum auth_result check_times(const struct auth *a, int64_t exp, int64_t nbf, int64_t now_s,
+                                    char *why, size_t whysize)
 {
-    int64_t exp = 0, nbf = 0;
+    if (now_s - a->leeway_s >= exp)
+        return invalid(why, whysize, "the token has expired");
+    if (now_s + a->leeway_s < nbf)
+        return invalid(why, whysize, "the token is not valid yet (nbf)");
+    return AUTH_OK;
+}
+
+static enum auth_result check_claims(const struct auth *a, json_object *claims, int64_t now_s,
+                                     struct auth_seen *out, char *why, size_t whysize)
+{
     json_object *iss;
     char text[160];
+    enum auth_result rc;
 
-    switch (numeric_date(claims, "exp", &exp)) {
+    switch (numeric_date(claims, "exp", &out->exp)) {
     case 0:
         return invalid(why, whysize, "the token has no \"exp\" (expiry)");
     case -1:
         return invalid(why, whysize, "the token's \"exp\" is not a number");
     default:
-        if (now_s - a->leeway_s >= exp)
-            return invalid(why, whysize, "the token has expired");
+        break;
     }
-    switch (numeric_date(claims, "nbf", &nbf)) {
+    switch (numeric_date(claims, "nbf", &out->nbf)) {
     case -1:
         return invalid(why, whysize, "the token's \"nbf\" is not a number");
-    case 1:
-        if (now_s + a->leeway_s < nbf)
-            return invalid(why, whysize, "the token is not valid yet (nbf)");
+    case 0:
+        out->nbf = INT64_MIN;
         break;
     default:
         break;
     }
+    if ((rc = check_times(a, out->exp, out->nbf, now_s, why, whysize)) != AUTH_OK)
+        return rc;
     if (a->issuer &&
         (!json_object_object_get_ex(claims, "iss", &iss) || !string_is(iss, a->issuer)))
         return invalid(why, whysize, "the token's issuer (iss) is not the configured one");
     if (a->audience && !audience_has(claims, a->audience))
         return invalid(why, whysize, "the token is not for this audience (aud)");
-    if (user_of(claims, a->user_claim, user_id) != 0) {
+    if (user_of(claims, a->user_claim, &out->user) != 0) {
         snprintf(text, sizeof(text),
                  "the token's \"%s\" claim must be a user id in 1..9223372036854775807",
                  a->user_claim);
@@ -351,22 +401,52 @@ static int signature_ok(const struct auth *a, const char *token, size_t dot)
     return ok;
 }
 
-enum auth_result auth_verify(const struct auth *a, const char *authorization, int64_t now_s,
-                             int64_t *user_id, char *why, size_t whysize)
+/* The slot of a digest, and its lock. */
+static size_t seen_slot(const unsigned char *digest)
 {
-    const char *token, *alg;
+    uint64_t v;
+
+    memcpy(&v, digest, sizeof(v));
+    return (size_t)(v & (AUTH_SEEN_SLOTS - 1));
+}
+
+/* 1 if this token passed before (its entry copied to *out), else 0. */
+static int seen_get(struct auth *a, const unsigned char *digest, struct auth_seen *out)
+{
+    size_t slot = seen_slot(digest);
+    pthread_mutex_t *lock = &a->locks[slot % AUTH_SEEN_LOCKS];
+    int found;
+
+    pthread_mutex_lock(lock);
+    found = a->seen[slot].used &&
+            CRYPTO_memcmp(a->seen[slot].digest, digest, SHA256_DIGEST_LENGTH) == 0;
+    if (found)
+        *out = a->seen[slot];
+    pthread_mutex_unlock(lock);
+    return found;
+}
+
+static void seen_put(struct auth *a, const struct auth_seen *e)
+{
+    size_t slot = seen_slot(e->digest);
+    pthread_mutex_t *lock = &a->locks[slot % AUTH_SEEN_LOCKS];
+
+    pthread_mutex_lock(lock);
+    a->seen[slot] = *e; /* whatever was there makes way */
+    a->seen[slot].used = 1;
+    pthread_mutex_unlock(lock);
+}
+
+/* Everything about a token not seen before; on success *e holds what to remember. */
+static enum auth_result verify_full(const struct auth *a, const char *token, int64_t now_s,
+                                    struct auth_seen *e, char *why, size_t whysize)
+{
+    const char *alg;
     jwt_t *jwt = NULL;
     char *grants = NULL;
     json_object *claims = NULL;
     enum auth_result rc;
 
-    *user_id = 0;
-    if (!authorization || !*authorization) {
-        util_strlcpy(why, "an Authorization: Bearer token is required", whysize);
-        return AUTH_MISSING;
-    }
-    if (!(token = bearer_token(authorization)))
-        return invalid(why, whysize, "the Authorization header is not \"Bearer <JWT>\"");
     /* Decoded without a key (nothing is verified yet), to read its alg first. */
     if (jwt_decode(&jwt, token, NULL, 0) != 0 || !jwt)
         return invalid(why, whysize, "the token is malformed");
@@ -387,12 +467,38 @@ enum auth_result auth_verify(const struct auth *a, const char *authorization, in
         rc = invalid(why, whysize, "the token's claims are not a JSON object");
         goto out;
     }
-    rc = check_claims(a, claims, now_s, user_id, why, whysize);
+    rc = check_claims(a, claims, now_s, e, why, whysize);
 out:
     json_object_put(claims);
     free(grants);
     jwt_free(jwt);
-    if (rc != AUTH_OK)
-        *user_id = 0;
+    return rc;
+}
+
+enum auth_result auth_verify(struct auth *a, const char *authorization, int64_t now_s,
+                             int64_t *user_id, char *why, size_t whysize)
+{
+    struct auth_seen e;
+    const char *token;
+    enum auth_result rc;
+
+    *user_id = 0;
+    if (!authorization || !*authorization) {
+        util_strlcpy(why, "an Authorization: Bearer token is required", whysize);
+        return AUTH_MISSING;
+    }
+    if (!(token = bearer_token(authorization)))
+        return invalid(why, whysize, "the Authorization header is not \"Bearer <JWT>\"");
+    memset(&e, 0, sizeof(e));
+    if (EVP_Digest(token, strlen(token), e.digest, NULL, a->sha256, NULL) != 1)
+        return invalid(why, whysize, "the token could not be hashed");
+    if (seen_get(a, e.digest, &e)) {
+        atomic_fetch_add(&a->hits, 1);
+        rc = check_times(a, e.exp, e.nbf, now_s, why, whysize);
+    } else if ((rc = verify_full(a, token, now_s, &e, why, whysize)) == AUTH_OK) {
+        seen_put(a, &e);
+    }
+    if (rc == AUTH_OK)
+        *user_id = e.user;
     return rc;
 }

@@ -3,7 +3,8 @@
  * with libjwt (keys from OpenSSL) are accepted; every way a token can be
  * wrong (missing, malformed, badly signed, expired, not yet valid, wrong
  * iss or aud, another alg, alg none, an HS256 token signed with the public
- * key, a bad user claim) is refused with its reason.
+ * key, a bad user claim) is refused with its reason; a token that passed is
+ * remembered but still expires.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -254,6 +255,44 @@ static void test_tampered_signatures(void **state)
     unlink(other.path);
 }
 
+/* A token that passed is remembered: checked again for exp and nbf, never trusted blindly. */
+static void test_verified_tokens_are_remembered(void **state)
+{
+    struct auth *a = make(rsa.path, NULL);
+    char *tok = token(JWT_ALG_RS256, rsa.priv, "{\"sub\":\"6\"," GOOD "}");
+    char *later = token(JWT_ALG_RS256, rsa.priv, "{\"sub\":\"7\",\"nbf\":1800000100," GOOD "}");
+    char header[8300], why[160];
+    int64_t user = 0;
+
+    (void)state;
+    snprintf(header, sizeof(header), "Bearer %s", tok);
+    assert_int_equal(auth_verify(a, header, NOW, &user, why, sizeof(why)), AUTH_OK);
+    assert_int_equal(auth_cache_hits(a), 0);
+    assert_int_equal(auth_verify(a, header, NOW + 1, &user, why, sizeof(why)), AUTH_OK);
+    assert_int_equal(user, 6);
+    assert_int_equal(auth_cache_hits(a), 1);
+    /* Remembered, and still expires. */
+    assert_int_equal(auth_verify(a, header, 1800000600 + 30, &user, why, sizeof(why)),
+                     AUTH_INVALID);
+    assert_non_null(strstr(why, "expired"));
+    assert_int_equal(user, 0);
+    assert_int_equal(auth_cache_hits(a), 2);
+    /* One byte changed is another token: checked in full, and refused. */
+    header[strlen(header) - 3] = header[strlen(header) - 3] == 'A' ? 'B' : 'A';
+    assert_int_equal(auth_verify(a, header, NOW, &user, why, sizeof(why)), AUTH_INVALID);
+    assert_int_equal(auth_cache_hits(a), 2);
+    /* A refusal is not remembered: once valid, the same token passes in full. */
+    snprintf(header, sizeof(header), "Bearer %s", later);
+    assert_int_equal(auth_verify(a, header, NOW, &user, why, sizeof(why)), AUTH_INVALID);
+    assert_non_null(strstr(why, "not valid yet"));
+    assert_int_equal(auth_verify(a, header, 1800000100, &user, why, sizeof(why)), AUTH_OK);
+    assert_int_equal(user, 7);
+    assert_int_equal(auth_cache_hits(a), 2);
+    free(tok);
+    free(later);
+    auth_free(a);
+}
+
 static void test_header_shapes(void **state)
 {
     struct auth *a = make(NULL, "TEST_JWT_SECRET");
@@ -309,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_valid_tokens_of_each_alg),
         cmocka_unit_test(test_every_rejection_says_why),
         cmocka_unit_test(test_tampered_signatures),
+        cmocka_unit_test(test_verified_tokens_are_remembered),
         cmocka_unit_test(test_header_shapes),
         cmocka_unit_test(test_configuration_errors),
     };
