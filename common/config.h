@@ -29,7 +29,7 @@ enum config_type {
     CONFIG_LOG_LEVEL, /* enum log_level: error, warn, info or debug (log_parse_level);
                          config_load() only parses it, the caller calls log_set_level() */
     CONFIG_LIST,      /* struct config_list: a repeatable flag; its environment variable
-                         and default are comma separated; the flags, if any, replace both */
+                         is comma separated, the flags (if any) replace it; no default */
 };
 
 /* Repeatable key=value settings; owned, released by config_free(). */

@@ -164,8 +164,7 @@ struct pipeline {
     struct gate_item **gitems;
     /* The batch being filled this round, and those whose INSERT is in flight. */
     struct batch fill, flight[FLIGHTS_MAX];
-    int nflights;          /* --inserts-in-flight */
-    struct store *store2;  /* the second flight's connection, ours */
+    int nflights;          /* --inserts-in-flight; flight[1]'s store is ours */
     uint64_t flights_sent; /* send numbers */
 
     uint64_t next_seq;
@@ -735,7 +734,9 @@ static void flights_collect_ready(struct pipeline *p, int64_t now)
  */
 static void flight_send(struct pipeline *p, int64_t now)
 {
-    struct batch tmp, *free_slot = NULL;
+    struct batch *free_slot = NULL;
+    struct store_row *rows;
+    struct item **its;
     char why[512];
 
     if (p->fill.n == 0)
@@ -755,11 +756,12 @@ static void flight_send(struct pipeline *p, int64_t now)
     }
     for (size_t i = 0; i < p->fill.n; i++)
         p->fill.its[i]->state = ITEM_FLIGHT;
-    tmp = *free_slot;
-    *free_slot = p->fill;
-    free_slot->store = tmp.store;
+    /* The rows change places; each flight keeps its connection. */
+    rows = free_slot->rows, its = free_slot->its;
+    free_slot->rows = p->fill.rows, free_slot->its = p->fill.its;
+    free_slot->n = p->fill.n;
     free_slot->sent = ++p->flights_sent;
-    p->fill = tmp;
+    p->fill.rows = rows, p->fill.its = its;
     p->fill.n = 0;
 }
 
@@ -1052,7 +1054,7 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
         p->nflights = 1;
     p->flight[0].store = store;
     if (p->nflights == 2)
-        p->flight[1].store = p->store2 = store_new(o->database_url, o->statement_timeout_ms);
+        p->flight[1].store = store_new(o->database_url, o->statement_timeout_ms);
     p->metrics = metrics;
     p->offsets = offsets_new();
     p->recorded = recorded_new(RECORDED_SLOTS, RECORDED_POOL_BYTES, o->dedupe_window_s * 1000);
@@ -1293,7 +1295,8 @@ void pipeline_free(struct pipeline *p)
         free(b->rows);
         free(b->its);
     }
-    store_free(p->store2);
+    if (p->nflights == 2)
+        store_free(p->flight[1].store);
     free(p->parts);
     free(p->pstate);
     free(p);

@@ -50,8 +50,8 @@ struct auth_seen {
 };
 
 struct auth {
-    unsigned char *key; /* the PEM text or the HS256 secret */
-    int keylen;
+    unsigned char *secret; /* HS256 */
+    int secretlen;
     EVP_PKEY *pkey; /* RS256, ES256: parsed once */
     jwt_alg_t alg;
     char *issuer, *audience, *user_claim;
@@ -67,12 +67,13 @@ int auth_configured(const struct auth_opts *o)
     return (o->key_file && *o->key_file) || (o->secret_env && *o->secret_env);
 }
 
-/* The PEM file's bytes, and the alg its key type implies: 0, or -1 with errstr. */
+/* The PEM file's public key, and the alg its type implies: 0, or -1 with errstr. */
 static int load_key(struct auth *a, const char *path, char *errstr, size_t errsize)
 {
     FILE *f = fopen(path, "rb");
     EVP_PKEY *pkey = NULL;
     BIO *bio = NULL;
+    char *pem;
     size_t n = 0;
     int rc = -1;
 
@@ -80,17 +81,16 @@ static int load_key(struct auth *a, const char *path, char *errstr, size_t errsi
         snprintf(errstr, errsize, "--jwt-key %s: %s", path, strerror(errno));
         return -1;
     }
-    a->key = xmalloc(AUTH_KEY_MAX + 1);
-    n = fread(a->key, 1, AUTH_KEY_MAX + 1, f);
+    pem = xmalloc(AUTH_KEY_MAX + 1);
+    n = fread(pem, 1, AUTH_KEY_MAX + 1, f);
     fclose(f);
     if (n == 0 || n > AUTH_KEY_MAX) {
         snprintf(errstr, errsize, "--jwt-key %s: empty, or larger than %d bytes", path,
                  AUTH_KEY_MAX);
+        free(pem);
         return -1;
     }
-    a->key[n] = '\0';
-    a->keylen = (int)n;
-    bio = BIO_new_mem_buf(a->key, (int)n);
+    bio = BIO_new_mem_buf(pem, (int)n);
     pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
     if (!pkey) {
         snprintf(errstr, errsize, "--jwt-key %s: not a PEM public key (BEGIN PUBLIC KEY)", path);
@@ -120,6 +120,7 @@ out:
     else
         EVP_PKEY_free(pkey);
     BIO_free(bio);
+    free(pem);
     return rc;
 }
 
@@ -144,8 +145,8 @@ struct auth *auth_new(const struct auth_opts *o, char *errstr, size_t errsize)
                      o->secret_env, AUTH_SECRET_MIN, secret ? "it is shorter" : "it is unset");
             goto fail;
         }
-        a->key = (unsigned char *)xstrdup(secret);
-        a->keylen = (int)n;
+        a->secret = (unsigned char *)xstrdup(secret);
+        a->secretlen = (int)n;
         a->alg = JWT_ALG_HS256;
     }
     a->issuer = o->issuer && *o->issuer ? xstrdup(o->issuer) : NULL;
@@ -174,9 +175,9 @@ void auth_free(struct auth *a)
 {
     if (!a)
         return;
-    if (a->key)
-        memset(a->key, 0, (size_t)a->keylen);
-    free(a->key);
+    if (a->secret)
+        memset(a->secret, 0, (size_t)a->secretlen);
+    free(a->secret);
     EVP_PKEY_free(a->pkey);
     free(a->issuer);
     free(a->audience);
@@ -387,21 +388,21 @@ static int signature_ok(const struct auth *a, const char *token, size_t dot)
     if (n <= 0)
         return 0;
     if (a->alg == JWT_ALG_HS256)
-        return HMAC(EVP_sha256(), a->key, a->keylen, (const unsigned char *)token, dot, mac,
+        return HMAC(a->sha256, a->secret, a->secretlen, (const unsigned char *)token, dot, mac,
                     &maclen) &&
                maclen == (unsigned int)n && CRYPTO_memcmp(mac, sig, maclen) == 0;
     if (a->alg == JWT_ALG_ES256 && (n = es256_der(sig, n, der, sizeof(der))) < 0)
         return 0;
     if (!(ctx = EVP_MD_CTX_new()))
         return 0;
-    ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a->pkey) == 1 &&
+    ok = EVP_DigestVerifyInit(ctx, NULL, a->sha256, NULL, a->pkey) == 1 &&
          EVP_DigestVerify(ctx, a->alg == JWT_ALG_ES256 ? der : sig, (size_t)n,
                           (const unsigned char *)token, dot) == 1;
     EVP_MD_CTX_free(ctx);
     return ok;
 }
 
-/* The slot of a digest, and its lock. */
+/* The slot of a digest (its lock is slot % AUTH_SEEN_LOCKS). */
 static size_t seen_slot(const unsigned char *digest)
 {
     uint64_t v;

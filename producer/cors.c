@@ -49,7 +49,6 @@ int cors_parse(struct cors *c, const struct config_list *origins, int64_t max_ag
                size_t errsize)
 {
     memset(c, 0, sizeof(*c));
-    c->max_age_s = max_age_s;
     snprintf(c->max_age, sizeof(c->max_age), "%" PRId64, max_age_s);
     if (!origins || origins->n == 0)
         return 0;

@@ -46,10 +46,9 @@ struct config_list;
 enum cors_verdict { CORS_NONE, CORS_ALLOWED, CORS_REFUSED };
 
 struct cors {
-    size_t n;      /* configured origins ("*" included); 0: CORS is off */
-    char **origin; /* owned copies */
-    int any;       /* "*" was configured */
-    int64_t max_age_s;
+    size_t n;         /* configured origins ("*" included); 0: CORS is off */
+    char **origin;    /* owned copies */
+    int any;          /* "*" was configured */
     char max_age[24]; /* the Access-Control-Max-Age value */
 };
 

@@ -109,6 +109,15 @@ int edge_identity(const struct edge *e)
     return e && e->auth;
 }
 
+void edge_log(const struct edge *e)
+{
+    log_info("frontend edge",
+             "cors_origins=%zu identity=%s rate_per_s=%g rate_burst=%" PRId64
+             " rate_slots=%zu trusted_proxies=%zu",
+             e->cors.n, e->auth ? auth_alg(e->auth) : "off", e->rl ? e->rate : 0.0, e->burst,
+             e->rl ? ratelimit_slots(e->rl) : (size_t)0, e->nproxies);
+}
+
 /* ---- at header time ------------------------------------------------------- */
 
 static int refuse_origin(struct edge *e, struct edge_request *er, const char *method,

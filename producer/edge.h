@@ -25,7 +25,8 @@
  * address, so guessing tokens is limited too. /healthz, /readyz and
  * /metrics are never limited (probes and scrapers must get through).
  *
- *   struct edge *e = edge_new(&opts, metrics, err, sizeof err);   logs what is on
+ *   struct edge *e = edge_new(&opts, metrics, err, sizeof err);
+ *   edge_log(e)        one line: what is on (after serve's "serving")
  *   final = api_begin(...);
  *   if (edge_admit(e, conn, method, final, &reply, &er)) answer reply now;
  *   edge_headers(e, &er, &reply, status, response);   on every answer
@@ -76,6 +77,7 @@ int edge_admit(struct edge *e, struct MHD_Connection *conn, const char *method, 
 void edge_headers(const struct edge *e, const struct edge_request *er,
                   const struct api_reply *reply, int status, struct MHD_Response *resp);
 int edge_identity(const struct edge *e);
+void edge_log(const struct edge *e);
 void edge_free(struct edge *e);
 
 #endif

@@ -409,6 +409,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct http_server *s = cls;
     struct request *r = *con_cls;
+    int final;
 
     (void)version;
     if (!r) {
@@ -425,14 +426,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->gc = connection_guard(conn);
         *con_cls = r;
         atomic_fetch_add(&s->active, 1);
-        if (edge_admit(s->routes.edge, conn, method,
-                       api_begin(method, url,
-                                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                             MHD_HTTP_HEADER_CONTENT_TYPE),
-                                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                             MHD_HTTP_HEADER_CONTENT_LENGTH),
-                                 s->routes.max_body, &r->reply),
-                       &r->reply, &r->edge))
+        final = api_begin(
+            method, url,
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
+            s->routes.max_body, &r->reply);
+        if (edge_admit(s->routes.edge, conn, method, final, &r->reply, &r->edge))
             return http_send_reply(r);
         if (atomic_load(&s->draining))
             return http_shutting_down(r);

@@ -87,6 +87,7 @@ int serve_main(int argc, char **argv)
     log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s", o.listen,
              o.topic, o.brokers, reads_has_db(reads) ? "yes" : "no",
              reads_has_redis(reads) ? "yes" : "no");
+    edge_log(edge);
 
     while (!shutdown_requested())
         nap_ms(100);
