@@ -72,6 +72,8 @@ struct store {
     size_t *order;         /* row indices sorted by token, to match RETURNING */
     size_t sent;           /* rows of the insert in flight (store_insert_send), 0: none */
     size_t order_cap;
+    char sqlstate[6];  /* of the last failure, "" when it had none */
+    char message[256]; /* PostgreSQL's primary message of the last failure, one line */
 };
 
 const char *store_schema(void)
@@ -118,37 +120,73 @@ enum store_failure store_last_failure(const struct store *s)
     return s->failure;
 }
 
+const char *store_last_sqlstate(const struct store *s)
+{
+    return s->sqlstate;
+}
+
+const char *store_last_message(const struct store *s)
+{
+    return s->message;
+}
+
 /* A SQLSTATE (five characters) or a class (its first two), and what it means for us. */
 struct failure_rule {
     const char *sqlstate;
     enum store_failure failure;
     int reconnect;
+    const char *fix; /* PERMANENT: what a human must change (NULL: the general advice) */
 };
 
-/* First match wins; anything not listed may heal by itself: TRANSIENT, same session. */
+/*
+ * First match wins; anything not listed may heal by itself: TRANSIENT, same
+ * session. ROW: PostgreSQL refused the data of some row (a CHECK, a foreign
+ * key, a trigger's RAISE, a value out of a column's range); the batch's
+ * other rows are fine, so the caller finds that row rather than retrying.
+ * A NOT NULL violation is the schema's, not a row's: every column tadak
+ * writes has a value, so the table has one tadak does not fill.
+ */
 static const struct failure_rule failure_table[] = {
-    {"08", STORE_FAIL_TRANSIENT, 1},    /* connection exception */
-    {"57P01", STORE_FAIL_TRANSIENT, 1}, /* admin_shutdown (also pg_terminate_backend) */
-    {"57P02", STORE_FAIL_TRANSIENT, 1}, /* crash_shutdown */
-    {"57P03", STORE_FAIL_TRANSIENT, 1}, /* cannot_connect_now: starting up, recovering */
-    {"25006", STORE_FAIL_TRANSIENT, 1}, /* read_only_sql_transaction: a standby now */
-    {"42", STORE_FAIL_PERMANENT, 0},    /* no such table/column, no UNIQUE, no privilege */
+    {"08", STORE_FAIL_TRANSIENT, 1, NULL},    /* connection exception */
+    {"57P01", STORE_FAIL_TRANSIENT, 1, NULL}, /* admin_shutdown (also pg_terminate_backend) */
+    {"57P02", STORE_FAIL_TRANSIENT, 1, NULL}, /* crash_shutdown */
+    {"57P03", STORE_FAIL_TRANSIENT, 1, NULL}, /* cannot_connect_now: starting up, recovering */
+    {"25006", STORE_FAIL_TRANSIENT, 1, NULL}, /* read_only_sql_transaction: a standby now */
+    {"42", STORE_FAIL_PERMANENT, 0, NULL},    /* no such table/column, no UNIQUE, no privilege */
+    /* ON CONFLICT on a DEFERRABLE unique token */
+    {"55000", STORE_FAIL_PERMANENT, 0,
+     "the UNIQUE constraint on votes.token must not be DEFERRABLE, ON CONFLICT cannot use it "
+     "(drop it and add it again without DEFERRABLE)"},
+    {"0A", STORE_FAIL_PERMANENT, 0, NULL}, /* feature_not_supported by this table */
+    /* NOT NULL on a column tadak does not write */
+    {"23502", STORE_FAIL_PERMANENT, 0,
+     "a NOT NULL column of votes that tadak does not write needs a DEFAULT"},
+    {"23", STORE_FAIL_ROW, 0, NULL},    /* CHECK, foreign key, another UNIQUE, exclusion */
+    {"22", STORE_FAIL_ROW, 0, NULL},    /* data exception: a value the column refuses */
+    {"P0001", STORE_FAIL_ROW, 0, NULL}, /* RAISE EXCEPTION in the table's trigger */
 };
+
+/* The rule a SQLSTATE falls under, or NULL: TRANSIENT, same session. */
+static const struct failure_rule *failure_rule_of(const char *sqlstate)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(failure_table); i++) {
+        const struct failure_rule *f = &failure_table[i];
+        if (strncmp(sqlstate, f->sqlstate, strlen(f->sqlstate)) == 0)
+            return f;
+    }
+    return NULL;
+}
 
 enum store_failure store_classify_sqlstate(const char *sqlstate, int *reconnect)
 {
+    const struct failure_rule *f;
+
     *reconnect = 1;
     if (!sqlstate)
         return STORE_FAIL_TRANSIENT; /* no answer from the server: the session is gone */
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(failure_table); i++) {
-        const struct failure_rule *f = &failure_table[i];
-        if (strncmp(sqlstate, f->sqlstate, strlen(f->sqlstate)) == 0) {
-            *reconnect = f->reconnect;
-            return f->failure;
-        }
-    }
-    *reconnect = 0;
-    return STORE_FAIL_TRANSIENT;
+    f = failure_rule_of(sqlstate);
+    *reconnect = f ? f->reconnect : 0;
+    return f ? f->failure : STORE_FAIL_TRANSIENT;
 }
 
 void store_free(struct store *s)
@@ -171,7 +209,7 @@ static void set_err(char *errstr, size_t errsize, const char *what, const char *
 
     if (errsize == 0)
         return;
-    snprintf(errstr, errsize, "%s: %s", what, msg);
+    snprintf(errstr, errsize, "%s%s%s", what, what[0] ? ": " : "", msg);
     for (i = 0; errstr[i]; i++) {
         char c = errstr[i] == '\n' || errstr[i] == '\r' || errstr[i] == '\t' ? ' ' : errstr[i];
         if (c != ' ' || (n > 0 && errstr[n - 1] != ' '))
@@ -199,21 +237,27 @@ static int check(struct store *s, const PGresult *r, const char *what, char *err
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const struct failure_rule *rule = state ? failure_rule_of(state) : NULL;
     char msg[1024];
     int reconnect;
 
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         s->failure = STORE_FAIL_NONE;
+        s->sqlstate[0] = s->message[0] = '\0';
         return 0;
     }
     s->failure = store_classify_sqlstate(state, &reconnect);
+    util_strlcpy(s->sqlstate, state ? state : "", sizeof(s->sqlstate));
+    set_err(s->message, sizeof(s->message), "", primary ? primary : PQerrorMessage(s->conn));
     if (!state || !primary)
         set_err(errstr, errsize, what, PQerrorMessage(s->conn));
     else if (s->failure == STORE_FAIL_PERMANENT) {
         snprintf(msg, sizeof(msg),
-                 "%s (SQLSTATE %s: the table or privileges do not fit what tadak writes; "
-                 "retrying cannot help until the database is fixed)",
-                 primary, state);
+                 "%s (SQLSTATE %s: %s; retrying cannot help until the database "
+                 "is fixed)",
+                 primary, state,
+                 rule && rule->fix ? rule->fix
+                                   : "the table or privileges do not fit what tadak writes");
         set_err(errstr, errsize, what, msg);
     } else {
         snprintf(msg, sizeof(msg), "%s (SQLSTATE %s)", primary, state);
@@ -487,6 +531,11 @@ int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *e
     return 0;
 }
 
+static int failed(const PGresult *r)
+{
+    return !r || (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK);
+}
+
 int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *errstr,
                       size_t errsize)
 {
@@ -500,10 +549,21 @@ int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *e
         return n == 0 ? 0 : -1;
     }
     s->sent = 0;
+    /*
+     * Every result, to the end: the INSERT's, then, at Sync, the implicit
+     * transaction's COMMIT, whose error (a DEFERRABLE INITIALLY DEFERRED
+     * constraint, a serialization failure at commit) is a result of its
+     * own, after rows that were never committed. Any error fails the batch.
+     */
     r = PQgetResult(s->conn);
-    /* One statement, one result: read to the end so the connection is free again. */
-    while ((extra = PQgetResult(s->conn)) != NULL)
-        PQclear(extra);
+    while ((extra = PQgetResult(s->conn)) != NULL) {
+        if (!failed(r) && failed(extra)) {
+            PQclear(r);
+            r = extra;
+        } else {
+            PQclear(extra);
+        }
+    }
     if (check(s, r, "batch insert failed", errstr, errsize) != 0)
         goto out;
 

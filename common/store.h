@@ -25,7 +25,12 @@
  * SQLSTATE, connection errors and a read-only server (after a failover)
  * reset the connection and are TRANSIENT, as is everything else that may
  * heal by itself; schema errors (class 42: missing table or column, no
- * UNIQUE constraint for ON CONFLICT, no privilege) are PERMANENT.
+ * UNIQUE constraint for ON CONFLICT, no privilege; a DEFERRABLE UNIQUE on
+ * token; a NOT NULL column tadak does not fill) are PERMANENT; a row whose
+ * data the table refuses (CHECK, foreign key, a trigger's RAISE, class 22)
+ * is ROW: the caller isolates it (store_last_sqlstate, store_last_message).
+ * Every result of a batch is read, the COMMIT's too: a constraint checked
+ * at COMMIT fails the batch like one checked at INSERT.
  *
  * Rows are sent in token order, whatever order the caller has them in, so
  * two consumers inserting overlapping tokens take their row locks in the
@@ -71,6 +76,8 @@ enum store_failure {
     STORE_FAIL_NONE,      /* the last call succeeded */
     STORE_FAIL_TRANSIENT, /* retry later: outage, timeout, read-only server, ... */
     STORE_FAIL_PERMANENT, /* retrying cannot help: the schema does not fit */
+    STORE_FAIL_ROW,       /* the data of a row was refused (CHECK, foreign key, a trigger):
+                             the other rows would go in without it */
 };
 
 struct store;
@@ -94,6 +101,9 @@ int store_insert_ready(struct store *s);
 int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *errstr,
                       size_t errsize);
 enum store_failure store_last_failure(const struct store *s);
+/* Of the last failure: its SQLSTATE ("" without a server answer) and PostgreSQL's message. */
+const char *store_last_sqlstate(const struct store *s);
+const char *store_last_message(const struct store *s);
 int store_ping(struct store *s, char *errstr, size_t errsize);
 
 /*

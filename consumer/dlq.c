@@ -87,18 +87,21 @@ void dlq_free(struct dlq *d)
 }
 
 rd_kafka_resp_err_t dlq_send(struct dlq *d, const rd_kafka_message_t *src, const char *error,
-                             const char *detail, size_t max_value, uint64_t seq)
+                             const char *detail, const char *sqlstate, size_t max_value,
+                             uint64_t seq)
 {
     const char *src_topic = rd_kafka_topic_name(src->rkt);
     size_t len = src->len > max_value ? max_value : src->len;
     char part[16], off[24], size[24];
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(6);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(7);
     rd_kafka_resp_err_t err;
 
     snprintf(part, sizeof(part), "%" PRId32, src->partition);
     snprintf(off, sizeof(off), "%" PRId64, src->offset);
     rd_kafka_header_add(hdrs, "tadak-error", -1, error, -1);
     rd_kafka_header_add(hdrs, "tadak-detail", -1, detail, -1);
+    if (sqlstate && sqlstate[0])
+        rd_kafka_header_add(hdrs, "tadak-sqlstate", -1, sqlstate, -1);
     rd_kafka_header_add(hdrs, "tadak-source-topic", -1, src_topic, -1);
     rd_kafka_header_add(hdrs, "tadak-source-partition", -1, part, -1);
     rd_kafka_header_add(hdrs, "tadak-source-offset", -1, off, -1);

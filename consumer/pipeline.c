@@ -104,6 +104,12 @@
  */
 #define PREFETCH_BATCHES 20
 #define PREFETCH_MIN_KB  8192
+/*
+ * Done markers owed to Redis (recorded while it did not answer), at most;
+ * beyond, a token's stale lock expires by its TTL. Sent OWED_CHUNK a call.
+ */
+#define OWED_MAX   65536
+#define OWED_CHUNK 256
 /* Done cache, per generation (two of them): ~98k tokens, 3 MiB at most. */
 #define RECORDED_SLOTS      131072
 #define RECORDED_POOL_BYTES (2u << 20)
@@ -124,7 +130,8 @@ struct item {
     enum item_state state;
     struct vote vote;
     enum event_err err;
-    char detail[160];
+    char sqlstate[6]; /* PostgreSQL refused the row: its SQLSTATE ("" for poison) */
+    char detail[256]; /* the parser's explanation, or PostgreSQL's message (cut) */
     int truncate_dlq; /* the DLQ refused the full value as too large */
     uint64_t seq;     /* names the dead letter in delivery reports */
     int64_t retry_at; /* monotonic ms; due when <= now */
@@ -184,6 +191,9 @@ struct pipeline {
     int fatal;       /* stop: a fatal error was logged */
     int kafka_fatal; /* ... and it was Kafka's: do not commit */
 
+    char **owed; /* tokens recorded whose done marker Redis has not taken yet */
+    size_t nowed, owed_cap;
+    int64_t owed_dropped;  /* over OWED_MAX, left to their lock TTL */
     int64_t dlq_logged_at; /* last "dead-letter topic failing" line (0: none yet) */
     int64_t dlq_unlogged;  /* failures since that line */
 
@@ -209,7 +219,6 @@ static void settle(struct pipeline *p, struct item *it, enum outcome out)
     it->state = ITEM_DONE;
 }
 
-/* Bring <prefix>tadak:stats up to this process' totals (best effort, see gate.h). */
 /* This process' running totals, for the stats hash behind the producer's GET /stats. */
 static void share_counts(struct pipeline *p)
 {
@@ -223,12 +232,57 @@ static void share_counts(struct pipeline *p)
     gate_add_stats(p->gate, totals);
 }
 
+/* A recorded token whose done marker Redis did not take: send it once Redis answers. */
+static void owed_add(struct pipeline *p, const char *token)
+{
+    if (p->nowed == OWED_MAX) {
+        if (p->owed_dropped++ == 0)
+            log_warn("too many done markers owed to redis, later ones left to the lock TTL",
+                     "owed=%zu", p->nowed);
+        return;
+    }
+    if (p->nowed == p->owed_cap) {
+        p->owed_cap = p->owed_cap ? p->owed_cap * 2 : 256;
+        p->owed = xrealloc(p->owed, p->owed_cap * sizeof(*p->owed));
+    }
+    p->owed[p->nowed++] = xstrdup(token);
+}
+
+/* Send the owed done markers, a chunk a call, while Redis takes them. */
+static void owed_flush(struct pipeline *p)
+{
+    struct gate_item items[OWED_CHUNK], *ptrs[OWED_CHUNK];
+
+    while (p->nowed) {
+        size_t n = p->nowed < OWED_CHUNK ? p->nowed : OWED_CHUNK, from = p->nowed - n;
+        for (size_t i = 0; i < n; i++) {
+            items[i] = (struct gate_item){.token = p->owed[from + i], .action = GATE_OPEN};
+            ptrs[i] = &items[i];
+        }
+        if (gate_mark_done(p->gate, ptrs, n) != 0)
+            return;
+        for (size_t i = from; i < p->nowed; i++)
+            free(p->owed[i]);
+        p->nowed = from;
+        if (!p->nowed) {
+            log_info("owed done markers written to redis", "dropped=%" PRId64, p->owed_dropped);
+            p->owed_dropped = 0;
+        }
+    }
+}
+
 /* Not settled and not ours any more (partition revoked, shutdown). */
 static void drop(struct item *it)
 {
     rd_kafka_message_destroy(it->msg);
     it->msg = NULL;
     it->state = ITEM_DONE;
+}
+
+/* The dead letter's tadak-error: the parser's verdict, or PostgreSQL's refusal. */
+static const char *item_error(const struct item *it)
+{
+    return it->sqlstate[0] ? "rejected_by_database" : event_err_name(it->err);
 }
 
 static void retry_later(struct item *it, int64_t now)
@@ -380,7 +434,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct pipeline *p = opaque;
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    const char *protocol = rd_kafka_rebalance_protocol(rk); /* NULL: none (yet) */
+    int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -519,9 +574,10 @@ static void on_dead_letter(void *arg, uint64_t seq, rd_kafka_resp_err_t err)
         return; /* its partition was revoked meanwhile */
     if (!err) {
         log_warn("invalid message dead-lettered",
-                 "partition=%" PRId32 " offset=%" PRId64 " error=%s detail=\"%s\" dlq=%s",
-                 it->msg->partition, it->msg->offset, event_err_name(it->err), it->detail,
-                 p->o->dlq_topic);
+                 "partition=%" PRId32 " offset=%" PRId64 " error=%s sqlstate=%s detail=\"%s\" "
+                 "dlq=%s",
+                 it->msg->partition, it->msg->offset, item_error(it),
+                 it->sqlstate[0] ? it->sqlstate : "none", it->detail, p->o->dlq_topic);
         settle(p, it, OUT_DEAD_LETTERED);
         return;
     }
@@ -589,11 +645,11 @@ static void send_dead_letter(struct pipeline *p, struct item *it, int64_t now)
     rd_kafka_resp_err_t err;
 
     it->seq = ++p->next_seq;
-    err = dlq_send(p->dlq, it->msg, event_err_name(it->err), it->detail, max, it->seq);
+    err = dlq_send(p->dlq, it->msg, item_error(it), it->detail, it->sqlstate, max, it->seq);
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !it->truncate_dlq) {
         it->truncate_dlq = 1;
-        err = dlq_send(p->dlq, it->msg, event_err_name(it->err), it->detail, DLQ_TRUNCATE_BYTES,
-                       it->seq);
+        err = dlq_send(p->dlq, it->msg, item_error(it), it->detail, it->sqlstate,
+                       DLQ_TRUNCATE_BYTES, it->seq);
     }
     if (err) {
         dlq_failed(p, it, err);
@@ -606,9 +662,11 @@ static void send_dead_letter(struct pipeline *p, struct item *it, int64_t now)
 /*
  * PostgreSQL refused the batch: give our locks back, pause, retry the same
  * rows later. A refusal that retrying cannot cure (the schema does not fit)
- * stops the consumer instead of retrying forever.
+ * stops the consumer instead of retrying forever. The failure is judged on
+ * the connection that failed (`store`), never on another flight's.
  */
-static void db_failed(struct pipeline *p, struct batch *b, const char *why, int64_t now)
+static void db_failed(struct pipeline *p, struct batch *b, const struct store *store,
+                      const char *why, int64_t now)
 {
     size_t nours = 0;
 
@@ -621,7 +679,7 @@ static void db_failed(struct pipeline *p, struct batch *b, const char *why, int6
     }
     b->n = 0;
     gate_release(p->gate, p->gitems, nours);
-    if (store_last_failure(p->store) == STORE_FAIL_PERMANENT) {
+    if (store_last_failure(store) == STORE_FAIL_PERMANENT) {
         log_error("postgresql refuses the batch, retrying cannot help", "error=\"%s\"", why);
         p->fatal = 1;
         return;
@@ -669,33 +727,127 @@ static void db_probe(struct pipeline *p, int64_t now)
 }
 
 /*
+ * Rows lo..lo+n-1 of b are recorded (inserted now, or their token was
+ * already there): our locks become "1" markers (sent without waiting: the
+ * next gate call reads the replies, in the same round trip as its own), the
+ * tokens join the recorded cache, the messages settle. Markers Redis cannot
+ * take now (it is down, or was when the locks were asked for and a lock set
+ * before its reply was lost would otherwise block the token on every other
+ * consumer for the lock TTL) are owed and sent once it answers (owed_flush).
+ */
+static void batch_settle(struct pipeline *p, struct batch *b, size_t lo, size_t n, int64_t now)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        p->gitems[i] = &b->its[lo + i]->gate;
+    if (gate_mark_done(p->gate, p->gitems, n) != 0)
+        for (i = 0; i < n; i++)
+            owed_add(p, b->rows[lo + i].token);
+    for (i = lo; i < lo + n; i++) {
+        recorded_add(p->recorded, b->rows[i].token, now);
+        settle(p, b->its[i], b->rows[i].inserted ? OUT_INSERTED : OUT_DUP_DB);
+    }
+}
+
+/*
+ * PostgreSQL refused this one row for its data: it becomes a dead letter
+ * (tadak-error rejected_by_database, its SQLSTATE and message), sent by the
+ * next round's step 3 and settled on the DLQ's ack. Our lock is released:
+ * the vote is not recorded.
+ */
+static void row_rejected(struct pipeline *p, struct item *it, const struct store *store,
+                         int64_t now)
+{
+    const char *state = store_last_sqlstate(store);
+    char labels[32];
+    struct gate_item *gi = &it->gate;
+
+    snprintf(labels, sizeof(labels), "sqlstate=\"%.5s\"", state);
+    metric_add(metrics_counter(p->metrics, "tadak_db_rejected_total", labels,
+                               "Rows PostgreSQL refused for their data, dead-lettered"),
+               1);
+    log_warn("postgresql refused a row, dead-lettering it",
+             "partition=%" PRId32 " offset=%" PRId64 " token=%s sqlstate=%s error=\"%s\"",
+             it->msg->partition, it->msg->offset, it->vote.token, state, store_last_message(store));
+    util_strlcpy(it->sqlstate, state[0] ? state : "XX000", sizeof(it->sqlstate));
+    util_strlcpy(it->detail, store_last_message(store), sizeof(it->detail));
+    if (it->gate.action == GATE_OURS)
+        gate_release(p->gate, &gi, 1);
+    it->state = ITEM_POISON;
+    it->retry_at = now;
+}
+
+/*
+ * Rows lo..lo+n-1 of b, whose INSERT PostgreSQL refused for the data of
+ * some row: in again as two halves, each half that is refused again in
+ * halves, until every refused row stands alone (row_rejected) and every
+ * other row is recorded. Each half is a statement (a transaction) of its
+ * own on the flight's connection, waited for: refusals are rare, and a
+ * refused row among n costs about 2 log2(n) small INSERTs. 0, or -1 when
+ * a try failed otherwise (outage, timeout, schema): the rows not yet
+ * settled or rejected are then still ITEM_FLIGHT.
+ */
+static int bisect(struct pipeline *p, struct batch *b, size_t lo, size_t n, int64_t now, char *why,
+                  size_t whysize)
+{
+    size_t half = n / 2;
+
+    if (n == 1) {
+        row_rejected(p, b->its[lo], b->store, now);
+        return 0;
+    }
+    for (size_t part = 0; part < 2; part++) {
+        size_t at = part ? lo + half : lo, len = part ? n - half : half;
+        if (store_insert_batch(b->store, b->rows + at, len, why, whysize) == 0)
+            batch_settle(p, b, at, len, now);
+        else if (store_last_failure(b->store) != STORE_FAIL_ROW ||
+                 bisect(p, b, at, len, now, why, whysize) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Keep the rows of b whose item is still in flight (unsettled), in order. */
+static void batch_keep_unsettled(struct batch *b)
+{
+    size_t w = 0;
+
+    for (size_t r = 0; r < b->n; r++) {
+        if (b->its[r]->state != ITEM_FLIGHT)
+            continue;
+        b->rows[w] = b->rows[r];
+        b->its[w++] = b->its[r];
+    }
+    b->n = w;
+}
+
+/*
  * Read the result of the INSERT in flight (PostgreSQL ran it while we polled,
- * parsed and gated the next batch). Recorded or in conflict, each row's token
- * is recorded: our locks become "D" markers (sent without waiting: the next
- * gate call reads the replies, in the same round trip as its own), and the
- * messages settle. A failed INSERT gives its rows back to the held items.
+ * parsed and gated the next batch) and settle its rows. A row refused for
+ * its data is isolated (bisect) and dead-lettered, the others recorded, no
+ * partition paused; any other failure gives the rows back to the held items.
  */
 static void flight_collect(struct pipeline *p, struct batch *b, int64_t now)
 {
-    size_t i;
     char why[512];
 
     if (b->n == 0)
         return;
-    if (store_insert_wait(b->store, b->rows, b->n, why, sizeof(why)) != 0) {
-        db_failed(p, b, why, now);
+    if (store_insert_wait(b->store, b->rows, b->n, why, sizeof(why)) == 0) {
+        db_ok(p);
+        batch_settle(p, b, 0, b->n, now);
+        b->n = 0;
         return;
     }
-    db_ok(p);
-    for (i = 0; i < b->n; i++)
-        p->gitems[i] = &b->its[i]->gate;
-    if (p->gate_up)
-        gate_mark_done(p->gate, p->gitems, b->n);
-    for (i = 0; i < b->n; i++) {
-        recorded_add(p->recorded, b->rows[i].token, now);
-        settle(p, b->its[i], b->rows[i].inserted ? OUT_INSERTED : OUT_DUP_DB);
+    if (store_last_failure(b->store) == STORE_FAIL_ROW &&
+        bisect(p, b, 0, b->n, now, why, sizeof(why)) == 0) {
+        db_ok(p);
+        b->n = 0;
+        return;
     }
-    b->n = 0;
+    batch_keep_unsettled(b);
+    db_failed(p, b, b->store, why, now);
 }
 
 /* The flight sent longest ago, or NULL if none is in flight. */
@@ -751,7 +903,7 @@ static void flight_send(struct pipeline *p, int64_t now)
     /* Our alive key is refreshed first: the INSERT may take up to the statement timeout. */
     gate_heartbeat(p->gate);
     if (store_insert_send(free_slot->store, p->fill.rows, p->fill.n, why, sizeof(why)) != 0) {
-        db_failed(p, &p->fill, why, now);
+        db_failed(p, &p->fill, free_slot->store, why, now);
         return;
     }
     for (size_t i = 0; i < p->fill.n; i++)
@@ -924,6 +1076,9 @@ static int pipeline_round(struct pipeline *p)
         db_probe(p, now);
     }
     flight_send(p, now);
+
+    /* Done markers Redis missed while it was down or its replies were lost. */
+    owed_flush(p);
 
     /* 9. Dead letters the broker acknowledged are settled (never waits). */
     dlq_poll(p->dlq, on_dead_letter, p);
@@ -1178,6 +1333,15 @@ static int pipeline_start(struct pipeline *p)
     return 0;
 }
 
+/* 1 when we asked librdkafka to pause one of our partitions. */
+static int any_paused(struct pipeline *p)
+{
+    for (int i = 0; i < p->nparts; i++)
+        if (*part_state(p, p->parts[i]) == 1)
+            return 1;
+    return 0;
+}
+
 /*
  * --idle-exit: 0 to go on, 1 to exit 0 (idle long enough with an assignment),
  * PIPELINE_NOT_JOINED when no assignment came within --join-timeout-s. Idle
@@ -1199,6 +1363,13 @@ static int idle_check(struct pipeline *p, int64_t now)
                   (now - p->unassigned_since) / 1000);
         return PIPELINE_NOT_JOINED;
     }
+    /*
+     * PostgreSQL down, or a partition paused (behind a held message, or by
+     * the outage), is not "nothing to consume": a rebalance may have dropped
+     * every held message, yet the lag is still there.
+     */
+    if (p->db_down || any_paused(p))
+        p->active_at = now;
     if (now - p->active_at < p->o->idle_exit_s * 1000)
         return 0;
     log_info("nothing to consume, exiting", "idle_s=%" PRId64, p->o->idle_exit_s);
@@ -1297,6 +1468,9 @@ void pipeline_free(struct pipeline *p)
     }
     if (p->nflights == 2)
         store_free(p->flight[1].store);
+    for (size_t i = 0; i < p->nowed; i++)
+        free(p->owed[i]);
+    free(p->owed);
     free(p->parts);
     free(p->pstate);
     free(p);

@@ -79,8 +79,18 @@ static void test_sqlstate_classes(void **state)
         {"40P01", STORE_FAIL_TRANSIENT, 0}, /* deadlock_detected */
         {"53100", STORE_FAIL_TRANSIENT, 0}, /* disk_full */
         {"53300", STORE_FAIL_TRANSIENT, 0}, /* too_many_connections */
-        {"23505", STORE_FAIL_TRANSIENT, 0}, /* unique_violation */
-        {"22P02", STORE_FAIL_TRANSIENT, 0}, /* invalid_text_representation */
+        {"23505", STORE_FAIL_ROW, 0},       /* unique_violation of another UNIQUE */
+        {"23514", STORE_FAIL_ROW, 0},       /* check_violation */
+        {"23503", STORE_FAIL_ROW, 0},       /* foreign_key_violation */
+        {"23P01", STORE_FAIL_ROW, 0},       /* exclusion_violation */
+        {"22P02", STORE_FAIL_ROW, 0},       /* invalid_text_representation */
+        {"22003", STORE_FAIL_ROW, 0},       /* numeric_value_out_of_range */
+        {"P0001", STORE_FAIL_ROW, 0},       /* raise_exception in a trigger */
+        {"P0002", STORE_FAIL_TRANSIENT, 0}, /* only RAISE's own code is a row's */
+        {"23502", STORE_FAIL_PERMANENT, 0}, /* not_null: a column tadak does not fill */
+        {"55000", STORE_FAIL_PERMANENT, 0}, /* ON CONFLICT on a DEFERRABLE unique */
+        {"55P03", STORE_FAIL_TRANSIENT, 0}, /* lock_not_available: not 55000 */
+        {"0A000", STORE_FAIL_PERMANENT, 0}, /* feature_not_supported */
         {"XX000", STORE_FAIL_TRANSIENT, 0}, /* internal_error */
         {"04200", STORE_FAIL_TRANSIENT, 0}, /* "42" in the wrong place is not class 42 */
         {"00801", STORE_FAIL_TRANSIENT, 0}, /* nor is "08" */
