@@ -2,12 +2,15 @@
  * options.c - the consumer's config table. See options.h.
  */
 #include "options.h"
+#include "kafkaenv.h"
 #include "log.h"
 #include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #define O(f) offsetof(struct consumer_opts, f)
 
@@ -68,6 +71,56 @@ static const char synopsis[] =
     "usage: tadak-consumer [options]          consume votes into PostgreSQL\n"
     "       tadak-consumer migrate [options]  apply the schema and exit";
 
+/*
+ * librdkafka settings the delivery guarantee depends on: -X (or
+ * TADAK_KAFKA_*) may not change them. `keep` is the one value allowed (the
+ * consumer's own), NULL when the setting has a flag of its own or none.
+ */
+static const struct {
+    const char *key, *keep, *why;
+} guarded[] = {
+    {"enable.auto.offset.store", "false",
+     "tadak stores an offset only once its message is recorded; librdkafka storing every polled "
+     "message lets auto-commit pass votes never recorded"},
+    {"partition.assignment.strategy", NULL,
+     "the consumer's rebalance handling is written for its own assignor"},
+    {"enable.partition.eof", "false",
+     "end-of-partition events are not messages the consumer reads"},
+    {"auto.offset.reset", NULL, "use --start-at (earliest or latest) or --from-beginning"},
+};
+
+/* -1 (errstr names the key and why) when key=val would break a guarantee. */
+static int check_guarded(const char *key, const char *val, const char *where, char *errstr,
+                         size_t errsize)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(guarded); i++) {
+        if (strcmp(key, guarded[i].key) != 0 ||
+            (guarded[i].keep && strcasecmp(val, guarded[i].keep) == 0))
+            continue;
+        snprintf(errstr, errsize, "%s %s is not allowed: %s", where, key, guarded[i].why);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_kafka_settings(const struct config_kv *extra, char *errstr, size_t errsize)
+{
+    char key[128], where[160];
+
+    for (size_t i = 0; i < extra->n; i++)
+        if (check_guarded(extra->keys[i], extra->vals[i], "-X", errstr, errsize) != 0)
+            return -1;
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || !kafkaenv_key(*e, key, sizeof(key)))
+            continue;
+        snprintf(where, sizeof(where), "environment %.*s (the Kafka setting)", (int)(eq - *e), *e);
+        if (check_guarded(key, eq + 1, where, errstr, errsize) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, size_t errsize)
 {
     char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
@@ -108,6 +161,8 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
                  o->instance_id);
         goto out;
     }
+    if (check_kafka_settings(&o->extra, errstr, errsize) != 0)
+        goto out;
     if (strcmp(o->dlq_topic, o->topic) == 0) {
         snprintf(errstr, errsize, "the dead-letter topic must differ from --topic");
         goto out;

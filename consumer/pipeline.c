@@ -415,7 +415,7 @@ static void store_offsets(struct pipeline *p)
         return;
     err = rd_kafka_offsets_store(p->rk, l);
     if (err)
-        log_debug("offsets not stored", "error=%s", rd_kafka_err2name(err));
+        log_warn("offsets not stored", "error=%s", rd_kafka_err2name(err));
     rd_kafka_topic_partition_list_destroy(l);
 }
 

@@ -18,7 +18,7 @@ import psycopg
 import redis as redis_lib
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from conftest import consume_all, produce, wait_for
+from conftest import consume_all, produce, run, wait_for
 from test_consumer import (TIMEOUT, Proxy, consume, create_topic, finish_logged, in_log,
                            start_logged, summary_of, token, tokens_in, vote)
 
@@ -299,3 +299,23 @@ def test_locks_of_lost_replies_become_done_markers(bins, env, topic, db, prefix,
         proxy.close()
     assert s["inserted"] == 51
     assert redis_client.pttl(keys[0]) > 60000  # the dedupe window's TTL, not the lock's
+
+
+def test_settings_the_guarantee_depends_on_are_refused(bins, env):
+    """-X or TADAK_KAFKA_* may not turn on librdkafka's own offset store (it
+    would let auto-commit pass unrecorded votes), pick an assignor, ask for
+    partition EOF events, or set auto.offset.reset behind --start-at: exit 2
+    naming the key, before anything is consumed."""
+    base = [bins.consumer, "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--idle-exit", "1"]
+    cases = [
+        (["-X", "enable.auto.offset.store=true"], {}, "enable.auto.offset.store"),
+        (["-X", "partition.assignment.strategy=roundrobin"], {}, "partition.assignment.strategy"),
+        (["-X", "enable.partition.eof=true"], {}, "enable.partition.eof"),
+        (["-X", "auto.offset.reset=latest"], {}, "--start-at"),
+        ([], {"TADAK_KAFKA_ENABLE_AUTO_OFFSET_STORE": "True"}, "TADAK_KAFKA_ENABLE_AUTO_OFFSET_STORE"),
+    ]
+    for args, extra_env, named in cases:
+        p = run(base + args, env=extra_env, timeout=30)
+        assert p.returncode == 2, (args, extra_env, p.returncode, p.stderr[-2000:])
+        assert named in p.stderr, (args, p.stderr[-2000:])
+        assert "not allowed" in p.stderr
