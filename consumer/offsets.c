@@ -23,6 +23,7 @@ struct part {
     int64_t last;          /* last offset tracked, -1 for none */
     int64_t next;          /* the offset to store, -1 for none yet */
     int dirty;             /* next moved since offsets_take() */
+    int owned;             /* assigned to us: its messages may be tracked */
 };
 
 struct offsets {
@@ -79,7 +80,7 @@ int offsets_track(struct offsets *o, int32_t partition, int64_t offset)
 {
     struct part *p = get_part(o, partition, 1);
 
-    if (!p || offset < 0 || offset <= p->last)
+    if (!p || !p->owned || offset < 0 || offset <= p->last)
         return -1;
     if (p->len == p->cap) {
         size_t ncap = p->cap ? p->cap * 2 : 64;
@@ -136,11 +137,22 @@ int offsets_take(struct offsets *o, int32_t partition, int64_t *next)
     return 1;
 }
 
+void offsets_assign(struct offsets *o, int32_t partition)
+{
+    struct part *p = get_part(o, partition, 1);
+    if (!p)
+        return;
+    part_reset(p);
+    p->owned = 1;
+}
+
 void offsets_revoke(struct offsets *o, int32_t partition)
 {
     struct part *p = get_part(o, partition, 0);
-    if (p)
-        part_reset(p);
+    if (!p)
+        return;
+    part_reset(p);
+    p->owned = 0;
 }
 
 size_t offsets_pending(const struct offsets *o, int32_t partition)

@@ -338,6 +338,11 @@ static int8_t *part_state(struct pipeline *p, int32_t part)
     return &p->pstate[part];
 }
 
+/*
+ * The assignment grows or shrinks by parts. A partition that comes (back)
+ * starts afresh in the offsets table; one that goes is forgotten there, and
+ * messages of it polled from now on are dropped untracked (offsets.h).
+ */
 static void assignment_change(struct pipeline *p, const rd_kafka_topic_partition_list_t *parts,
                               int add)
 {
@@ -345,6 +350,10 @@ static void assignment_change(struct pipeline *p, const rd_kafka_topic_partition
         int32_t part = parts->elems[i].partition;
         int k = 0;
         *part_state(p, part) = -1; /* librdkafka keeps our old pause flag: decide again */
+        if (add)
+            offsets_assign(p->offsets, part);
+        else
+            offsets_revoke(p->offsets, part);
         while (k < p->nparts && p->parts[k] != part)
             k++;
         if (add && k == p->nparts) {
@@ -428,6 +437,16 @@ static void commit_sync(struct pipeline *p)
 
 static void flights_collect(struct pipeline *p, int64_t now);
 
+/* Drop the held messages of partitions taken away (those in flight were collected). */
+static void drop_partitions(struct pipeline *p, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++)
+        for (size_t k = 0; k < p->n; k++)
+            if (p->items[k]->state != ITEM_DONE &&
+                p->items[k]->msg->partition == parts->elems[i].partition)
+                drop(p->items[k]);
+}
+
 /* ------------------------------------------------------------ kafka callbacks */
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -465,13 +484,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         store_offsets(p);
         if (!rd_kafka_assignment_lost(rk))
             commit_sync(p);
-        for (int i = 0; i < parts->cnt; i++) {
-            for (size_t k = 0; k < p->n; k++)
-                if (p->items[k]->state != ITEM_DONE &&
-                    p->items[k]->msg->partition == parts->elems[i].partition)
-                    drop(p->items[k]);
-            offsets_revoke(p->offsets, parts->elems[i].partition);
-        }
+        drop_partitions(p, parts);
         assignment_change(p, parts, 0);
         if (cooperative) {
             error = rd_kafka_incremental_unassign(rk, parts);
@@ -483,6 +496,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else {
         log_error("rebalance failed", "error=%s", rd_kafka_err2name(err));
         rd_kafka_assign(rk, NULL);
+        for (int i = 0; i < p->nparts; i++) {
+            offsets_revoke(p->offsets, p->parts[i]);
+            for (size_t k = 0; k < p->n; k++)
+                if (p->items[k]->state != ITEM_DONE && p->items[k]->state != ITEM_FLIGHT &&
+                    p->items[k]->msg->partition == p->parts[i])
+                    drop(p->items[k]);
+        }
         p->nparts = 0;
         p->assigned = 0;
         p->unassigned_since = util_now_ms();
@@ -624,7 +644,8 @@ static int poll_batch(struct pipeline *p, size_t *got)
                 continue;
             }
             if (offsets_track(p->offsets, m->partition, m->offset) != 0) {
-                rd_kafka_message_destroy(m); /* delivered again; the first copy is held */
+                /* Delivered again (the first copy is held), or not ours any more. */
+                rd_kafka_message_destroy(m);
                 continue;
             }
             p->items[p->n] = item_new(p);
