@@ -11,11 +11,29 @@
 #   make format / format-check / clean
 
 CC      ?= cc
-PKGS    := rdkafka hiredis libpq json-c libmicrohttpd uuid libcrypto libjwt
+PKGS    := rdkafka hiredis hiredis_ssl libpq json-c libmicrohttpd uuid libcrypto libssl libjwt
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow
+
+# The client libraries: librdkafka >= 2.12 (KIP-848, the fetch queue
+# back-off) and hiredis >= 1.2 with TLS. When the system's are older,
+# scripts/setup builds Debian's source packages into the cache's deps/
+# (deps/librdkafka, deps/hiredis); those come first, with an rpath.
+RDKAFKA_MIN := 2.12.0
+HIREDIS_MIN := 1.2.0
+CACHE_DIR   ?= $(or $(TADAK_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tadak)
+DEPS_DIRS   := $(wildcard $(CACHE_DIR)/deps/librdkafka $(CACHE_DIR)/deps/hiredis)
+PKG_CONFIG  := pkg-config
+ifneq ($(DEPS_DIRS),)
+# (make 4.3's $(shell) does not see exported variables: say it on the line)
+PKG_CONFIG  := PKG_CONFIG_PATH=$(subst $(eval) ,:,$(DEPS_DIRS:%=%/lib/pkgconfig))$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH)) pkg-config
+DEPS_RPATH  := $(DEPS_DIRS:%=-Wl,-rpath,%/lib)
+endif
+
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Icommon $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+# -isystem: warnings in a library's header are not ours to fix.
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Icommon \
+           $(patsubst -I%,-isystem %,$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null))
+LDLIBS  += $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
 ifdef CI
 CFLAGS  += -Werror
 endif
@@ -26,7 +44,7 @@ endif
 # calls) only in the release build: it needs -O, and ASan checks the same
 # accesses and more.
 CFLAGS  += -fstack-protector-strong -fPIE
-LDFLAGS += -pie -Wl,-z,relro,-z,now
+LDFLAGS += -pie -Wl,-z,relro,-z,now $(DEPS_RPATH)
 
 BUILD   ?= build
 ifeq ($(SANITIZE),1)
@@ -56,10 +74,28 @@ LIB      := $(BUILD)/libtadak.a
 PRODUCER := $(BUILD)/tadak-producer
 CONSUMER := $(BUILD)/tadak-consumer
 
-.PHONY: fuzz-bins all unit-bins test unit integration demo bench chaos fuzz format format-check clean
+.PHONY: check-libs fuzz-bins all unit-bins test unit integration demo bench chaos fuzz format format-check clean
 all: $(PRODUCER) $(CONSUMER)
 
-$(BUILD)/obj/%.o: %.c
+# Before any compile: the client libraries are there and new enough. Which
+# ones (path, version, the flags they give) is kept in $(LIBS_ID), rewritten
+# only when it changes, so a switch of library rebuilds everything.
+LIBS_ID := $(BUILD)/libs.id
+$(LIBS_ID): check-libs
+	@mkdir -p $(dir $@)
+	@printf '%s\n' "$(DEPS_DIRS)" "$$($(PKG_CONFIG) --modversion rdkafka hiredis)" \
+	    "$(CFLAGS)" "$(LDLIBS)" >$@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+check-libs:
+	@$(PKG_CONFIG) --atleast-version=$(RDKAFKA_MIN) rdkafka || { \
+	  echo "tadak needs librdkafka >= $(RDKAFKA_MIN); found: $$($(PKG_CONFIG) --modversion rdkafka 2>/dev/null || echo none)." \
+	       "Run scripts/setup: it builds Debian's 2.14.2 into $(CACHE_DIR)/deps." >&2; exit 1; }
+	@$(PKG_CONFIG) --atleast-version=$(HIREDIS_MIN) hiredis_ssl || { \
+	  echo "tadak needs hiredis >= $(HIREDIS_MIN) with TLS (hiredis_ssl); found: $$($(PKG_CONFIG) --modversion hiredis 2>/dev/null || echo none)." \
+	       "Run scripts/setup: it builds Debian's 1.2.0 into $(CACHE_DIR)/deps." >&2; exit 1; }
+
+$(BUILD)/obj/%.o: %.c $(LIBS_ID)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -75,7 +111,7 @@ $(CONSUMER): $(CONSUMER_OBJ) $(LIB)
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_OBJ) $(PROGRAM_MODS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iproducer -Iconsumer $(LDFLAGS) -o $@ $^ $(LDLIBS) \
-	    $(shell pkg-config --libs cmocka)
+	    $(shell $(PKG_CONFIG) --libs cmocka)
 
 unit-bins: $(UNIT_BIN)
 
@@ -110,8 +146,8 @@ demo:
 KCOUNT := build/bench/kcount
 $(KCOUNT): bench/kcount.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE $(WARN) $(shell pkg-config --cflags rdkafka) -o $@ $< \
-	    $(shell pkg-config --libs rdkafka)
+	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE $(WARN) $(patsubst -I%,-isystem %,$(shell $(PKG_CONFIG) --cflags rdkafka)) \
+	    -o $@ $< $(DEPS_RPATH) $(shell $(PKG_CONFIG) --libs rdkafka)
 
 bench:
 	scripts/setup
@@ -131,14 +167,14 @@ clean:
 # libFuzzer harnesses (clang). FUZZ_SECONDS per harness; CI runs a short smoke.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
-                -Iproducer $(shell pkg-config --cflags $(PKGS))
+                -Iproducer $(patsubst -I%,-isystem %,$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null))
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_LIBSRC  := $(COMMON_SRC) $(filter-out producer/main.c,$(PRODUCER_SRC))
 
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC) $(LIBS_ID)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(DEPS_RPATH) $(LDLIBS)
 
 fuzz-bins: $(FUZZ_BIN)
 
