@@ -47,10 +47,14 @@ static const struct config_opt table[] = {
      "Exit 0 after this many seconds with partitions assigned and nothing to consume (0: never)"},
     {"join-timeout-s", 0, "TADAK_JOIN_TIMEOUT_S", CONFIG_INT, "60", 1, 31536000, O(join_timeout_s),
      "With --idle-exit: exit 3 when the topic or an assignment is not there within this long"},
+    {"group-protocol", 0, "TADAK_GROUP_PROTOCOL", CONFIG_STR, "consumer", 0, 0, O(group_protocol),
+     "consumer: KIP-848, the broker assigns and rebalances incrementally (Kafka >= 4.0); classic: "
+     "the older protocol with the cooperative-sticky assignor (for older brokers)"},
     {"session-timeout-ms", 0, "TADAK_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000,
      O(session_timeout_ms),
-     "A consumer that stops heartbeating loses its partitions after this long (heartbeats every "
-     "sixth of it)"},
+     "With --group-protocol classic: a consumer that stops heartbeating loses its partitions "
+     "after this long (heartbeats every sixth of it); with consumer the broker's "
+     "group.consumer.session.timeout.ms decides"},
     {"instance-id", 0, "TADAK_INSTANCE_ID", CONFIG_STR, NULL, 0, 0, O(instance_id),
      "Static group membership (e.g. the pod name): a restart under the same id takes its "
      "partitions back without a rebalance; [A-Za-z0-9._-], at most 64"},
@@ -84,6 +88,7 @@ static const struct {
      "message lets auto-commit pass votes never recorded"},
     {"partition.assignment.strategy", NULL,
      "the consumer's rebalance handling is written for its own assignor"},
+    {"group.protocol", NULL, "use --group-protocol (consumer or classic)"},
     {"enable.partition.eof", "false",
      "end-of-partition events are not messages the consumer reads"},
     {"auto.offset.reset", NULL, "use --start-at (earliest or latest) or --from-beginning"},
@@ -159,6 +164,11 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
         snprintf(errstr, errsize,
                  "--instance-id may hold only A-Z a-z 0-9 . _ - (at most 64): \"%s\"",
                  o->instance_id);
+        goto out;
+    }
+    if (strcmp(o->group_protocol, "consumer") != 0 && strcmp(o->group_protocol, "classic") != 0) {
+        snprintf(errstr, errsize, "--group-protocol must be consumer or classic, not \"%s\"",
+                 o->group_protocol);
         goto out;
     }
     if (check_kafka_settings(&o->extra, errstr, errsize) != 0)

@@ -20,8 +20,9 @@ struct consumer_opts {
     int64_t batch_size, batch_wait_ms, lock_ttl_ms, dedupe_window_s, idle_exit_s;
     int64_t inserts_in_flight; /* 1 or 2: batches PostgreSQL runs at once */
     int64_t statement_timeout_ms, session_timeout_ms, join_timeout_s;
-    const char *instance_id; /* static group membership, or NULL */
-    const char *start_at;    /* earliest | latest: where a group without offsets starts */
+    const char *instance_id;    /* static group membership, or NULL */
+    const char *start_at;       /* earliest | latest: where a group without offsets starts */
+    const char *group_protocol; /* consumer (KIP-848) | classic (cooperative-sticky) */
     const char *key_prefix;
     int from_beginning;
     struct config_kv extra; /* -X key=value for librdkafka */

@@ -96,14 +96,18 @@
  */
 #define HOLD_BATCHES 4
 /*
- * librdkafka's prefetch per partition, in batches, and its byte cap (see
- * consumer_new). Measured on 300k-event backlogs: 4 batches and 1 MiB took
- * peak RSS from 58 to 25 MiB but cut throughput by 2-5x (the queues run
- * dry: librdkafka 2.0 backs a full partition off); 10 batches and 4 MiB
- * still cost the duplicate stream half its rate.
+ * librdkafka's prefetch, per partition: PREFETCH_BATCHES batches of
+ * messages, at most PREFETCH_KB in its queue and PARTITION_FETCH_KB per
+ * fetch; a queue over that is topped up again after FETCH_QUEUE_BACKOFF_MS.
+ * Measured with librdkafka 2.14.2 on 1M-event backlogs (bench/, README
+ * "Performance"): under librdkafka 2.0.2 a full queue backed its partition
+ * off for a fixed second, so only a deep (and costly: 60-85 MiB RSS) queue
+ * kept up; with a 10 ms back-off this small one does.
  */
-#define PREFETCH_BATCHES 20
-#define PREFETCH_MIN_KB  8192
+#define PREFETCH_BATCHES       4
+#define PREFETCH_KB            1024
+#define PARTITION_FETCH_KB     256
+#define FETCH_QUEUE_BACKOFF_MS 10
 /*
  * Done markers owed to Redis (recorded while it did not answer), at most;
  * beyond, a token's stale lock expires by its TTL. Sent OWED_CHUNK a call.
@@ -1145,52 +1149,68 @@ static void update_lag(struct pipeline *p)
 }
 
 /*
- * The group's settings. The assignor is eager ("range"): librdkafka 2.0.2's
- * cooperative-sticky assignor aborts the process when a consumer closes
- * before its first assignment (librdkafka #4312, fixed in 2.3.0), which a
- * consumer waiting on dead members, or stopped during start-up, hits; an
- * eager rebalance costs every member its partitions for the moment of the
- * rebalance, and static membership (--instance-id) spares restarts even
- * that. A group without offsets starts at --start-at (earliest by default:
- * "latest" would never read votes acknowledged before the group existed).
+ * The group's settings. By default the KIP-848 protocol (group.protocol=
+ * consumer): the broker assigns, a rebalance moves only the partitions that
+ * change hands (the others never stop), and session and heartbeat are the
+ * broker's settings (group.consumer.session.timeout.ms). --group-protocol
+ * classic is for brokers before 4.0: the cooperative-sticky assignor, which
+ * is incremental too, with our session timeout. Either way the rebalance
+ * callback takes the incremental path. Static membership (--instance-id)
+ * works with both. A group without offsets starts at --start-at (earliest by
+ * default: "latest" would never read votes acknowledged before the group
+ * existed).
  */
+static int group_conf(rd_kafka_conf_t *conf, const struct consumer_opts *o, char *errstr,
+                      size_t errsize)
+{
+    char session[24], heartbeat[24];
+
+    if (kafka_conf_set(conf, "group.id", o->group, errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "group.protocol", o->group_protocol, errstr, errsize) != 0 ||
+        (o->instance_id &&
+         kafka_conf_set(conf, "group.instance.id", o->instance_id, errstr, errsize) != 0))
+        return -1;
+    if (strcmp(o->group_protocol, "classic") != 0)
+        return 0;
+    snprintf(session, sizeof(session), "%" PRId64, o->session_timeout_ms);
+    snprintf(heartbeat, sizeof(heartbeat), "%" PRId64, o->session_timeout_ms / 6);
+    if (kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
+                       errsize) != 0 ||
+        kafka_conf_set(conf, "session.timeout.ms", session, errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "heartbeat.interval.ms", heartbeat, errstr, errsize) != 0)
+        return -1;
+    return 0;
+}
+
 static rd_kafka_t *consumer_new(struct pipeline *p, char *errstr, size_t errsize)
 {
     const struct consumer_opts *o = p->o;
     rd_kafka_conf_t *conf = kafka_conf_new(o->brokers, errstr, errsize);
     rd_kafka_t *rk = NULL;
-    char why[512], session[24], heartbeat[24], min_msgs[24], max_kb[24];
+    char why[512], min_msgs[24], max_kb[24], backoff[24], part_bytes[24];
 
     if (!conf)
         return NULL;
     snprintf(min_msgs, sizeof(min_msgs), "%" PRId64, PREFETCH_BATCHES * o->batch_size);
-    /* ~1 KiB a message at most, never under PREFETCH_MIN_KB. */
-    snprintf(max_kb, sizeof(max_kb), "%" PRId64,
-             PREFETCH_BATCHES * o->batch_size > PREFETCH_MIN_KB ? PREFETCH_BATCHES * o->batch_size
-                                                                : PREFETCH_MIN_KB);
-    snprintf(session, sizeof(session), "%" PRId64, o->session_timeout_ms);
-    snprintf(heartbeat, sizeof(heartbeat), "%" PRId64, o->session_timeout_ms / 6);
-    if (kafka_conf_set(conf, "group.id", o->group, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "partition.assignment.strategy", "range", errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "session.timeout.ms", session, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "heartbeat.interval.ms", heartbeat, errstr, errsize) != 0 ||
-        (o->instance_id &&
-         kafka_conf_set(conf, "group.instance.id", o->instance_id, errstr, errsize) != 0) ||
+    snprintf(max_kb, sizeof(max_kb), "%d", PREFETCH_KB);
+    snprintf(backoff, sizeof(backoff), "%d", FETCH_QUEUE_BACKOFF_MS);
+    snprintf(part_bytes, sizeof(part_bytes), "%d", PARTITION_FETCH_KB * 1024);
+    if (group_conf(conf, o, errstr, errsize) != 0 ||
         /* Offsets are stored by hand, only for settled messages; auto-commit sends them. */
         kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errsize) != 0 ||
         kafka_conf_set(conf, "enable.auto.commit", "true", errstr, errsize) != 0 ||
         kafka_conf_set(conf, "auto.offset.reset", o->start_at, errstr, errsize) != 0 ||
         /*
-         * Prefetch, per partition, PREFETCH_BATCHES batches, not
-         * librdkafka's default of 100000 messages: fetching is far faster
-         * than PostgreSQL, so a deep queue only costs memory (peak RSS on a
-         * backlog of 1M votes: 120 MiB with the defaults, see bench/).
-         * librdkafka 2.0 backs a partition off for fetch.error.backoff.ms
-         * when its queue is full, so that is short, or a small queue runs
-         * dry. -X overrides these.
+         * A small prefetch (see PREFETCH_BATCHES): fetching is far faster
+         * than PostgreSQL, so a deep queue only costs memory, and with a
+         * short fetch.queue.backoff.ms a full queue is topped up again
+         * within milliseconds instead of librdkafka's one second (the
+         * default, and the only choice before 2.1). -X overrides these.
          */
         kafka_conf_set(conf, "queued.min.messages", min_msgs, errstr, errsize) != 0 ||
         kafka_conf_set(conf, "queued.max.messages.kbytes", max_kb, errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "max.partition.fetch.bytes", part_bytes, errstr, errsize) != 0 ||
+        kafka_conf_set(conf, "fetch.queue.backoff.ms", backoff, errstr, errsize) != 0 ||
         kafka_conf_set(conf, "fetch.error.backoff.ms", "50", errstr, errsize) != 0 ||
         kafka_conf_apply(conf, &o->extra, errstr, errsize) != 0)
         goto fail;

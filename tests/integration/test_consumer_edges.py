@@ -7,6 +7,7 @@ the two INSERT connections, an outage that outlives a rebalance under
 Each test builds the table itself, as a team bringing its own schema would;
 the consumer only adds its index to it.
 """
+import signal
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import redis as redis_lib
-from confluent_kafka.admin import AdminClient, NewPartitions
+from confluent_kafka.admin import AdminClient
 
 from conftest import consume_all, produce, run, wait_for
 from test_consumer import (TIMEOUT, Proxy, consume, create_topic, finish_logged, in_log,
@@ -174,42 +175,56 @@ def test_schema_error_on_the_second_connection_stops_at_once(bins, env, topic, d
     assert "postgresql unavailable" not in err, err[-3000:]
 
 
-def test_idle_exit_waits_out_an_outage_across_a_rebalance(bins, env, topic, db, prefix,
-                                                          tmp_path):
-    """--idle-exit 3 with PostgreSQL down and a rebalance that drops every
-    held message: the partitions stay paused with lag left, which is not
-    "nothing to consume". Still running 6 s later; PostgreSQL back, every
-    vote recorded, then the idle exit (0)."""
+def group_members(admin, group):
+    """The members the broker counts in a group right now."""
+    return admin.describe_consumer_groups([group])[group].result(timeout=10).members
+
+
+def test_idle_exit_waits_out_an_outage_across_a_lost_assignment(bins, env, topic, db, prefix,
+                                                                tmp_path):
+    """--idle-exit 3 with PostgreSQL down and messages held, then the group
+    takes every partition away (the member is fenced: stopped past its
+    session) and hands them back: nothing is held any more and the
+    partitions stay paused with lag left, which is not "nothing to
+    consume". Still running 6 s later; PostgreSQL back, every vote
+    recorded, then the idle exit (0)."""
     create_topic(env, topic, partitions=2)
     u = urlsplit(db.url)
     proxy = Proxy(u.hostname, u.port)
     proxied = SimpleNamespace(url=u._replace(netloc=f"{u.username}@127.0.0.1:{proxy.port}")
                               .geturl())
+    group = f"g_{topic}"
+    admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
     produce(env, topic, [vote(n, 1) for n in range(1, 101)])
-    # New partitions are seen on the next metadata refresh: every second here.
-    proc = start_logged(bins, env, topic, proxied, prefix, tmp_path,
-                        extra=("--idle-exit", "3", "-X", "topic.metadata.refresh.interval.ms=1000"))
+    proc = start_logged(bins, env, topic, proxied, prefix, tmp_path, extra=("--idle-exit", "3"))
     try:
         wait_for(lambda: db.count() == 100, 60, "the first 100 votes")
         proxy.stop()
         produce(env, topic, [vote(n, 2) for n in range(1, 101)])
         wait_for(in_log(proc, "postgresql unavailable"), 30, "the outage to be noticed")
-        admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
-        admin.create_partitions([NewPartitions(topic, 3)])[topic].result(timeout=30)
-        wait_for(in_log(proc, "partitions revoked"), 60, "the rebalance")
-        revoked_at = time.monotonic()
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: not group_members(admin, group), 60,
+                     "the broker to fence the stopped member", interval=0.5)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        wait_for(in_log(proc, "lost=1"), 60, "the consumer to see its assignment lost")
+        wait_for(lambda: proc.log.read_text().count("partitions assigned") >= 2, 60,
+                 "the partitions back")
+        back_at = time.monotonic()
 
         def still_running_6s():
             assert proc.poll() is None, proc.log.read_text()[-3000:]
-            return time.monotonic() - revoked_at >= 6
+            return time.monotonic() - back_at >= 6
 
-        wait_for(still_running_6s, 30, "6 s after the rebalance", interval=0.2)
+        wait_for(still_running_6s, 30, "6 s with the partitions back", interval=0.2)
         proxy.start()
         wait_for(lambda: db.count() == 200, 60, "every vote")
         wait_for(lambda: proc.poll() is not None, 60, "the idle exit")
         out, _ = proc.communicate(timeout=TIMEOUT)
     finally:
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
             proc.kill()
             proc.communicate(timeout=TIMEOUT)
         proc.fh.close()
@@ -222,11 +237,13 @@ def test_idle_exit_waits_out_an_outage_across_a_rebalance(bins, env, topic, db, 
 class MutingProxy:
     """A TCP forwarder to Redis whose replies can be muted: while muted, the
     consumer's commands still reach Redis and run, but no answer comes back
-    (a reply lost on the network). New connections work the same way."""
+    (a reply lost on the network). New connections work the same way.
+    mute_from(marker) mutes from the first command chunk holding marker on."""
 
     def __init__(self, host, port):
         self.upstream = (host, port)
         self.muted = threading.Event()
+        self.trigger = None
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", 0))
@@ -250,6 +267,9 @@ class MutingProxy:
     def _pipe(self, src, dst, reply):
         try:
             while data := src.recv(65536):
+                if not reply and self.trigger and self.trigger in data:
+                    self.muted.set()
+                    self.trigger = None
                 if not (reply and self.muted.is_set()):
                     dst.sendall(data)
         except OSError:
@@ -259,6 +279,9 @@ class MutingProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def mute_from(self, marker):
+        self.trigger = marker
 
     def close(self):
         self.ls.close()
@@ -286,7 +309,8 @@ def test_locks_of_lost_replies_become_done_markers(bins, env, topic, db, prefix,
     try:
         produce(env, topic, [vote(1000, 1)])
         wait_for(lambda: db.count() == 1, 60, "the consumer to be running")
-        proxy.muted.set()
+        # From the lock commands on (SET ... NX ... GET), no reply comes back.
+        proxy.mute_from(b"\r\nNX\r\n")
         produce(env, topic, votes)
         wait_for(lambda: db.count() == 51, 60, "the votes recorded without Redis")
         locked = [v for v in redis_client.mget(keys) if v and v.startswith(b"P ")]

@@ -133,18 +133,23 @@ def test_missing_topic_with_idle_exit_gives_up_with_its_own_status(bins, env, db
 def test_no_assignment_is_not_idle_and_never_aborts(bins, env, topic, db, prefix, tmp_path):
     """A member that died with a long session holds the group: a newcomer with
     --idle-exit waits for an assignment, not for "idle", then says it never
-    joined (status 3) and closes without aborting in the assignor."""
+    joined (status 3) and closes without aborting in the assignor. A classic
+    group (--group-protocol classic: with KIP-848 the session is the
+    broker's), with the cooperative-sticky assignor, which librdkafka before
+    2.3.0 aborted in when a consumer closed before its first assignment."""
     produce(env, topic, [vote(n, 6) for n in range(1, 11)])
     group = f"g_{topic}"
+    classic = ("--group-protocol", "classic")
     holder = Logged(consumer_args(bins, env, topic, db, prefix, idle=None,
-                                  extra=("-X", "session.timeout.ms=60000")), tmp_path / "h.log")
+                                  extra=(*classic, "--session-timeout-ms", "60000")),
+                    tmp_path / "h.log")
     wait_for(lambda: "partitions assigned" in holder.text(), 60, "the first member to join")
     wait_for(lambda: db.count() == 10, 60, "its votes")
     holder.proc.send_signal(signal.SIGKILL)
     holder.proc.wait(30)
     holder.fh.close()
     p = run(consumer_args(bins, env, topic, db, prefix, group=group, idle="1",
-                          extra=("--join-timeout-s", "4")), timeout=TIMEOUT)
+                          extra=(*classic, "--join-timeout-s", "4")), timeout=TIMEOUT)
     assert p.returncode == 3, (p.returncode, p.stderr[-3000:])
     assert "never joined the group" in p.stderr
     assert "nothing to consume" not in p.stderr and "Assertion" not in p.stderr
