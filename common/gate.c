@@ -498,6 +498,10 @@ struct gate *gate_new(const char *url, const char *prefix, const char *instance_
                    sizeof(g->alive_key));
     g->db_identity = db_identity ? xstrdup(db_identity) : NULL;
     gate_connect(g); /* Redis down at start is an outage like any other, not an error */
+    if (redisconn_refused(g->rc)) { /* but a certificate we cannot trust is a setting to fix */
+        snprintf(errstr, errsize, "%s", redisconn_refused(g->rc));
+        goto fail;
+    }
     if (g->foreign[0]) {
         snprintf(errstr, errsize,
                  "redis %s:%d key prefix \"%s\" already holds markers of database %s, this "

@@ -6,79 +6,238 @@
 #include "log.h"
 #include "util.h"
 
+#include <hiredis/hiredis_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
+/* A TCP connection whose peer stopped acknowledging is given up after this. */
+#define REDISCONN_TCP_USER_TIMEOUT_MS 10000
+
 struct redisconn {
-    char host[256];
-    int port, db;
-    char password[256];
+    struct redisconn_url u;
     char purpose[96];
     int connect_ms, command_ms;
     redisconn_setup_fn on_connect;
     void *on_connect_arg;
+    SSL_CTX *tls; /* rediss://: certificates checked against tls_ca or the system's */
 
     redisContext *c;
-    int down;         /* an outage was logged and has not ended yet */
-    int64_t next_try; /* no reconnect before this (monotonic ms) */
+    int down;           /* an outage was logged and has not ended yet */
+    int64_t next_try;   /* no reconnect before this (monotonic ms) */
+    char refused[1100]; /* the TLS peer was refused (not an outage): why */
 };
 
-int redisconn_parse_url(const char *url, char *host, size_t hostsize, int *port, int *db,
-                        char *password, size_t pwsize, char *errstr, size_t errsize)
+/* The TLS options a rediss:// URL may carry in its query, and where each goes. */
+static const struct {
+    const char *key;
+    size_t off, size;
+} url_params[] = {
+    {"tls_ca", offsetof(struct redisconn_url, tls_ca), sizeof(((struct redisconn_url *)0)->tls_ca)},
+    {"tls_cert", offsetof(struct redisconn_url, tls_cert),
+     sizeof(((struct redisconn_url *)0)->tls_cert)},
+    {"tls_key", offsetof(struct redisconn_url, tls_key),
+     sizeof(((struct redisconn_url *)0)->tls_key)},
+    {"tls_server_name", offsetof(struct redisconn_url, tls_server_name),
+     sizeof(((struct redisconn_url *)0)->tls_server_name)},
+};
+
+/* Copy [p, end) into dst (size bytes): -1 when empty-but-required or too long. */
+static int copy_part(char *dst, size_t size, const char *p, const char *end, int may_be_empty)
 {
-    static const char scheme[] = "redis://";
-    const char *p, *at, *end, *colon, *slash;
-    char num[32];
+    size_t n = (size_t)(end - p);
+
+    if (n >= size || (n == 0 && !may_be_empty))
+        return -1;
+    memcpy(dst, p, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* The query: key=value pairs joined by '&', each key one of url_params. */
+static int parse_query(const char *q, struct redisconn_url *u, char *errstr, size_t errsize)
+{
+    while (*q) {
+        const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
+        const char *eq = memchr(q, '=', (size_t)(end - q));
+        size_t i, klen = eq ? (size_t)(eq - q) : 0;
+
+        for (i = 0; eq && i < UTIL_ARRAY_LEN(url_params); i++)
+            if (strlen(url_params[i].key) == klen && memcmp(q, url_params[i].key, klen) == 0)
+                break;
+        if (!eq || i == UTIL_ARRAY_LEN(url_params)) {
+            snprintf(errstr, errsize,
+                     "bad Redis URL: unknown parameter \"%.*s\" (known: tls_ca, tls_cert, "
+                     "tls_key, tls_server_name)",
+                     (int)(eq                       ? klen
+                           : (size_t)(end - q) > 40 ? 40
+                                                    : (size_t)(end - q)),
+                     q);
+            return -1;
+        }
+        if (copy_part((char *)u + url_params[i].off, url_params[i].size, eq + 1, end, 0) != 0) {
+            snprintf(errstr, errsize, "bad Redis URL: %s is empty or too long", url_params[i].key);
+            return -1;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    if (!u->tls && (u->tls_ca[0] || u->tls_cert[0] || u->tls_key[0] || u->tls_server_name[0])) {
+        snprintf(errstr, errsize, "bad Redis URL: tls_* parameters need rediss://");
+        return -1;
+    }
+    if (!u->tls_cert[0] != !u->tls_key[0]) {
+        snprintf(errstr, errsize, "bad Redis URL: tls_cert and tls_key go together");
+        return -1;
+    }
+    return 0;
+}
+
+int redisconn_parse_url(const char *url, struct redisconn_url *u, char *errstr, size_t errsize)
+{
+    const char *p, *at, *end, *colon, *slash, *query;
+    char num[32], db[32];
     int64_t v;
 
-    *port = 6379;
-    *db = 0;
-    password[0] = '\0';
-    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+    memset(u, 0, sizeof(*u));
+    u->port = 6379;
+    if (strncmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        p = url + 9;
+        u->tls = 1;
+    } else {
         goto bad;
-    p = url + sizeof(scheme) - 1;
-    slash = strchr(p, '/');
-    end = slash ? slash : p + strlen(p);
+    }
+    query = strchr(p, '?');
+    end = query ? query : p + strlen(p);
+    slash = memchr(p, '/', (size_t)(end - p));
+    if (slash) {
+        if (copy_part(db, sizeof(db), slash + 1, end, 1) != 0)
+            goto bad;
+        if (db[0] && (util_parse_i64(db, &v) != 0 || v < 0 || v > 65535))
+            goto bad;
+        u->db = db[0] ? (int)v : 0;
+        end = slash;
+    }
     at = memchr(p, '@', (size_t)(end - p));
     if (at) {
         const char *pc = memchr(p, ':', (size_t)(at - p));
-        if (pc) {
-            size_t n = (size_t)(at - pc - 1);
-            if (n >= pwsize)
-                goto bad;
-            memcpy(password, pc + 1, n);
-            password[n] = '\0';
-        }
+        if (copy_part(u->user, sizeof(u->user), p, pc ? pc : at, 1) != 0 ||
+            (pc && copy_part(u->password, sizeof(u->password), pc + 1, at, 1) != 0))
+            goto bad;
         p = at + 1;
     }
     colon = memchr(p, ':', (size_t)(end - p));
-    if ((size_t)((colon ? colon : end) - p) >= hostsize || (colon ? colon : end) == p)
+    if (copy_part(u->host, sizeof(u->host), p, colon ? colon : end, 0) != 0)
         goto bad;
-    memcpy(host, p, (size_t)((colon ? colon : end) - p));
-    host[(colon ? colon : end) - p] = '\0';
     if (colon) {
-        size_t n = (size_t)(end - colon - 1);
-        if (n == 0 || n >= sizeof(num))
+        if (copy_part(num, sizeof(num), colon + 1, end, 0) != 0 || util_parse_i64(num, &v) != 0 ||
+            v < 1 || v > 65535)
             goto bad;
-        memcpy(num, colon + 1, n);
-        num[n] = '\0';
-        if (util_parse_i64(num, &v) != 0 || v < 1 || v > 65535)
-            goto bad;
-        *port = (int)v;
+        u->port = (int)v;
     }
-    if (slash && slash[1] != '\0') {
-        if (util_parse_i64(slash + 1, &v) != 0 || v < 0 || v > 65535)
-            goto bad;
-        *db = (int)v;
-    }
+    if (query && parse_query(query + 1, u, errstr, errsize) != 0)
+        return -1;
+    if (u->tls && !u->tls_server_name[0])
+        util_strlcpy(u->tls_server_name, u->host, sizeof(u->tls_server_name));
     return 0;
 bad:
     /* Never echo the URL: it may hold the password. */
     snprintf(errstr, errsize,
-             "bad Redis URL (expected redis://[[user]:password@]host[:port][/db])");
+             "bad Redis URL (expected redis[s]://[[user]:password@]host[:port][/db][?tls_ca=FILE"
+             "&tls_cert=FILE&tls_key=FILE&tls_server_name=NAME])");
+    return -1;
+}
+
+/* OpenSSL's first queued error, for a message. */
+static const char *ssl_error(void)
+{
+    unsigned long e = ERR_get_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r ? r : "unknown error";
+}
+
+/*
+ * The client side of rediss://: TLS 1.2 or newer, the peer's certificate
+ * checked against tls_ca (or the system's CA store), optionally our own
+ * certificate and key. The host name is checked per connection.
+ */
+static SSL_CTX *tls_new(const struct redisconn_url *u, char *errstr, size_t errsize)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (!ctx) {
+        snprintf(errstr, errsize, "redis %s:%d: cannot create a TLS context: %s", u->host, u->port,
+                 ssl_error());
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (u->tls_ca[0] ? SSL_CTX_load_verify_locations(ctx, u->tls_ca, NULL) != 1
+                     : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(errstr, errsize, "redis %s:%d: cannot load the CA certificates %s: %s", u->host,
+                 u->port, u->tls_ca[0] ? u->tls_ca : "(the system's)", ssl_error());
+        goto fail;
+    }
+    if (u->tls_cert[0] && (SSL_CTX_use_certificate_chain_file(ctx, u->tls_cert) != 1 ||
+                           SSL_CTX_use_PrivateKey_file(ctx, u->tls_key, SSL_FILETYPE_PEM) != 1 ||
+                           SSL_CTX_check_private_key(ctx) != 1)) {
+        snprintf(errstr, errsize,
+                 "redis %s:%d: cannot use the client certificate %s and key %s: %s", u->host,
+                 u->port, u->tls_cert, u->tls_key, ssl_error());
+        goto fail;
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/*
+ * The TLS handshake on a new connection: SNI, and the certificate must be
+ * for the URL's host (or tls_server_name), not merely signed by a trusted
+ * CA. 0, or -1 with why; a certificate refused is recorded in rc->refused.
+ */
+static int tls_start(struct redisconn *rc, char *why, size_t whysize)
+{
+    const char *name = rc->u.tls_server_name;
+    unsigned char ip[16];
+    SSL *ssl = SSL_new(rc->tls);
+    long verify;
+    int is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+
+    if (!ssl) {
+        snprintf(why, whysize, "TLS: %s", ssl_error());
+        return -1;
+    }
+    if ((!is_ip && SSL_set_tlsext_host_name(ssl, name) != 1) ||
+        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1
+               : SSL_set1_host(ssl, name) != 1)) {
+        snprintf(why, whysize, "TLS: cannot check the name %.100s: %s", name, ssl_error());
+        SSL_free(ssl);
+        return -1;
+    }
+    if (redisInitiateSSL(rc->c, ssl) == REDIS_OK)
+        return 0; /* ssl now belongs to the context */
+    verify = SSL_get_verify_result(ssl);
+    if (verify != X509_V_OK) {
+        snprintf(rc->refused, sizeof(rc->refused),
+                 "the TLS certificate of redis %.200s:%d is refused: %s (name checked: %.200s; "
+                 "CA: %.400s)",
+                 rc->u.host, rc->u.port, X509_verify_cert_error_string(verify), name,
+                 rc->u.tls_ca[0] ? rc->u.tls_ca : "the system's");
+        util_strlcpy(why, rc->refused, whysize);
+    } else {
+        snprintf(why, whysize, "TLS handshake: %s", rc->c->errstr);
+    }
+    SSL_free(ssl);
     return -1;
 }
 
@@ -87,15 +246,22 @@ struct redisconn *redisconn_new(const char *url, const char *purpose, int connec
 {
     struct redisconn *rc = xcalloc(1, sizeof(*rc));
 
-    if (redisconn_parse_url(url, rc->host, sizeof(rc->host), &rc->port, &rc->db, rc->password,
-                            sizeof(rc->password), errstr, errsize) != 0) {
-        free(rc);
-        return NULL;
-    }
+    if (redisconn_parse_url(url, &rc->u, errstr, errsize) != 0)
+        goto fail;
+    if (rc->u.tls && !(rc->tls = tls_new(&rc->u, errstr, errsize)))
+        goto fail;
     util_strlcpy(rc->purpose, purpose ? purpose : "", sizeof(rc->purpose));
     rc->connect_ms = connect_ms;
     rc->command_ms = command_ms;
     return rc;
+fail:
+    free(rc);
+    return NULL;
+}
+
+const char *redisconn_refused(const struct redisconn *rc)
+{
+    return rc->refused[0] ? rc->refused : NULL;
 }
 
 void redisconn_free(struct redisconn *rc)
@@ -104,6 +270,8 @@ void redisconn_free(struct redisconn *rc)
         return;
     if (rc->c)
         redisFree(rc->c);
+    if (rc->tls)
+        SSL_CTX_free(rc->tls);
     free(rc);
 }
 
@@ -119,7 +287,7 @@ void redisconn_drop(struct redisconn *rc, const char *why)
 {
     if (!rc->down)
         log_warn("redis unavailable", "for=\"%s\" host=%s port=%d error=\"%s\"", rc->purpose,
-                 rc->host, rc->port, why);
+                 rc->u.host, rc->u.port, why);
     rc->down = 1;
     close_and_back_off(rc);
 }
@@ -137,12 +305,12 @@ int redisconn_is_down(const struct redisconn *rc)
 
 const char *redisconn_host(const struct redisconn *rc)
 {
-    return rc->host;
+    return rc->u.host;
 }
 
 int redisconn_port(const struct redisconn *rc)
 {
-    return rc->port;
+    return rc->u.port;
 }
 
 /* Run a setup command; 0 when it answered without an error. */
@@ -159,10 +327,17 @@ static int setup(struct redisconn *rc, redisReply *r, const char *what, char *wh
     return ok ? 0 : -1;
 }
 
+/*
+ * Connect with hiredis' own connect and command timeouts and a TCP user
+ * timeout (a peer that vanished fails a write in seconds, not minutes),
+ * then TLS, AUTH (with the URL's user for an ACL user), SELECT and the
+ * user's own steps.
+ */
 redisContext *redisconn_get(struct redisconn *rc)
 {
     struct timeval ct = {rc->connect_ms / 1000, (rc->connect_ms % 1000) * 1000};
     struct timeval cmd = {rc->command_ms / 1000, (rc->command_ms % 1000) * 1000};
+    redisOptions opt = {0};
     char why[256] = "";
     int setup_rc;
 
@@ -170,20 +345,26 @@ redisContext *redisconn_get(struct redisconn *rc)
         return rc->c;
     if (util_now_ms() < rc->next_try)
         return NULL;
-    rc->c = redisConnectWithTimeout(rc->host, rc->port, ct);
+    REDIS_OPTIONS_SET_TCP(&opt, rc->u.host, rc->u.port);
+    opt.connect_timeout = &ct;
+    opt.command_timeout = &cmd;
+    rc->c = redisConnectWithOptions(&opt);
     if (!rc->c || rc->c->err) {
         snprintf(why, sizeof(why), "%s", rc->c ? rc->c->errstr : "cannot allocate a context");
         goto fail;
     }
-    if (redisSetTimeout(rc->c, cmd) != REDIS_OK) {
-        snprintf(why, sizeof(why), "cannot set the command timeout");
+    redisSetTcpUserTimeout(rc->c, REDISCONN_TCP_USER_TIMEOUT_MS);
+    if (rc->tls && tls_start(rc, why, sizeof(why)) != 0)
         goto fail;
-    }
-    if (rc->password[0] &&
-        setup(rc, redisCommand(rc->c, "AUTH %s", rc->password), "AUTH", why, sizeof(why)) != 0)
+    rc->refused[0] = '\0';
+    if (rc->u.password[0] &&
+        setup(rc,
+              rc->u.user[0] ? redisCommand(rc->c, "AUTH %s %s", rc->u.user, rc->u.password)
+                            : redisCommand(rc->c, "AUTH %s", rc->u.password),
+              "AUTH", why, sizeof(why)) != 0)
         goto fail;
-    if (rc->db &&
-        setup(rc, redisCommand(rc->c, "SELECT %d", rc->db), "SELECT", why, sizeof(why)) != 0)
+    if (rc->u.db &&
+        setup(rc, redisCommand(rc->c, "SELECT %d", rc->u.db), "SELECT", why, sizeof(why)) != 0)
         goto fail;
     if (rc->on_connect &&
         (setup_rc = rc->on_connect(rc->c, rc->on_connect_arg, why, sizeof(why)))) {
@@ -194,8 +375,8 @@ redisContext *redisconn_get(struct redisconn *rc)
         return NULL;
     }
     if (rc->down)
-        log_info("redis reachable again", "for=\"%s\" host=%s port=%d", rc->purpose, rc->host,
-                 rc->port);
+        log_info("redis reachable again", "for=\"%s\" host=%s port=%d", rc->purpose, rc->u.host,
+                 rc->u.port);
     rc->down = 0;
     return rc->c;
 fail:
@@ -210,18 +391,18 @@ redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsiz
     redisReply *r;
 
     if (!c) {
-        snprintf(errstr, errsize, "redis %s:%d is unreachable; retrying", rc->host, rc->port);
+        snprintf(errstr, errsize, "redis %s:%d is unreachable; retrying", rc->u.host, rc->u.port);
         return NULL;
     }
     r = redisvCommand(c, fmt, ap);
     if (!r) {
-        snprintf(errstr, errsize, "redis %s:%d: %s", rc->host, rc->port,
+        snprintf(errstr, errsize, "redis %s:%d: %s", rc->u.host, rc->u.port,
                  c->errstr[0] ? c->errstr : "no reply");
         redisconn_drop(rc, errstr);
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(errstr, errsize, "redis %s:%d: %s", rc->host, rc->port, r->str);
+        snprintf(errstr, errsize, "redis %s:%d: %s", rc->u.host, rc->u.port, r->str);
         freeReplyObject(r);
         return NULL;
     }

@@ -1,6 +1,6 @@
 /*
  * redisconn.h - one Redis connection and the policy around it: the URL,
- * connect and command timeouts, AUTH and SELECT, and when to try again.
+ * TLS, connect and command timeouts, AUTH and SELECT, and when to try again.
  *
  * Every Redis user in tadak (the consumers' gate, the producer's status
  * reads and its Idempotency-Key claims) holds its own redisconn, so an
@@ -38,8 +38,13 @@
 struct redisconn;
 
 /*
- * url: redis://[[user]:password@]host[:port][/db]. purpose: what an outage
- * means for this connection, logged with it ("deduping in PostgreSQL only").
+ * url: redis://[[user]:password@]host[:port][/db], or rediss:// for TLS
+ * with optional ?tls_ca=FILE (default: the system's CA store),
+ * tls_cert=FILE&tls_key=FILE (a client certificate), tls_server_name=NAME
+ * (SNI and the name the certificate must carry; default the host). The
+ * certificate is always verified; there is no plaintext fallback. purpose:
+ * what an outage means for this connection, logged with it ("deduping in
+ * PostgreSQL only").
  */
 struct redisconn *redisconn_new(const char *url, const char *purpose, int connect_ms,
                                 int command_ms, char *errstr, size_t errsize);
@@ -59,8 +64,23 @@ redisReply *redisconn_command(struct redisconn *rc, char *errstr, size_t errsize
 redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsize, const char *fmt,
                                va_list ap);
 
-/* redis://[[user]:password@]host[:port][/db]; exposed for the tests. */
-int redisconn_parse_url(const char *url, char *host, size_t hostsize, int *port, int *db,
-                        char *password, size_t pwsize, char *errstr, size_t errsize);
+/*
+ * The TLS peer was refused (its certificate does not verify): why, naming
+ * the host and never the password; NULL otherwise. A configuration error,
+ * not an outage: a caller starting up reports it and stops.
+ */
+const char *redisconn_refused(const struct redisconn *rc);
+
+/* A parsed URL: redis[s]://[[user]:password@]host[:port][/db][?tls_...]. */
+struct redisconn_url {
+    char host[256];
+    int port, db;
+    char user[128], password[256];
+    int tls; /* rediss:// */
+    char tls_ca[512], tls_cert[512], tls_key[512], tls_server_name[256];
+};
+
+/* Exposed for the tests. */
+int redisconn_parse_url(const char *url, struct redisconn_url *u, char *errstr, size_t errsize);
 
 #endif

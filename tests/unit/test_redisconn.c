@@ -14,46 +14,107 @@
 
 static void test_parse_url(void **state)
 {
-    char host[64], pw[64], err[256];
-    int port, db;
+    struct redisconn_url u;
+    char err[256];
 
     (void)state;
-    assert_int_equal(redisconn_parse_url("redis://127.0.0.1:16379/3", host, sizeof(host), &port,
-                                         &db, pw, sizeof(pw), err, sizeof(err)),
-                     0);
-    assert_string_equal(host, "127.0.0.1");
-    assert_int_equal(port, 16379);
-    assert_int_equal(db, 3);
-    assert_string_equal(pw, "");
+    assert_int_equal(redisconn_parse_url("redis://127.0.0.1:16379/3", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 16379);
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.password, "");
+    assert_int_equal(u.tls, 0);
 
-    assert_int_equal(redisconn_parse_url("redis://cache", host, sizeof(host), &port, &db, pw,
-                                         sizeof(pw), err, sizeof(err)),
-                     0);
-    assert_string_equal(host, "cache");
-    assert_int_equal(port, 6379);
-    assert_int_equal(db, 0);
+    assert_int_equal(redisconn_parse_url("redis://cache", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "cache");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(u.db, 0);
 
-    assert_int_equal(redisconn_parse_url("redis://:s3cret@h:1/", host, sizeof(host), &port, &db, pw,
-                                         sizeof(pw), err, sizeof(err)),
-                     0);
-    assert_string_equal(host, "h");
-    assert_int_equal(port, 1);
-    assert_string_equal(pw, "s3cret");
+    assert_int_equal(redisconn_parse_url("redis://:s3cret@h:1/", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "h");
+    assert_int_equal(u.port, 1);
+    assert_string_equal(u.password, "s3cret");
+    assert_string_equal(u.user, "");
+
+    /* An ACL user: AUTH user password. */
+    assert_int_equal(redisconn_parse_url("redis://app:pw@h:2/1", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.user, "app");
+    assert_string_equal(u.password, "pw");
 
     static const char *const bad[] = {"http://h:1/0",   "redis://",        "redis://:6379",
                                       "redis://h:0",    "redis://h:70000", "redis://h:x/0",
                                       "redis://h:1/db", "h:6379",          "redis://h:/0"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(redisconn_parse_url(bad[i], host, sizeof(host), &port, &db, pw, sizeof(pw),
-                                             err, sizeof(err)),
-                         -1);
+        assert_int_equal(redisconn_parse_url(bad[i], &u, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "Redis URL"));
     }
     /* A bad URL with a password in it: the error does not repeat it. */
-    assert_int_equal(redisconn_parse_url("redis://:s3cret@h:x/0", host, sizeof(host), &port, &db,
-                                         pw, sizeof(pw), err, sizeof(err)),
-                     -1);
+    assert_int_equal(redisconn_parse_url("redis://:s3cret@h:x/0", &u, err, sizeof(err)), -1);
+    assert_null(strstr(err, "s3cret"));
+}
+
+/* rediss://: TLS on, its options from the query, checked before any connection. */
+static void test_parse_tls_url(void **state)
+{
+    struct redisconn_url u;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(redisconn_parse_url("rediss://:pw@cache.example:6380/2", &u, err, sizeof(err)),
+                     0);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "cache.example");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 2);
+    assert_string_equal(u.tls_ca, "");
+    assert_string_equal(u.tls_server_name, "cache.example"); /* the host, by default */
+
+    assert_int_equal(redisconn_parse_url("rediss://10.0.0.5:6380/0?tls_ca=/etc/ca.pem&tls_cert=/c."
+                                         "pem&tls_key=/k.pem&tls_server_name=redis.internal",
+                                         &u, err, sizeof(err)),
+                     0);
+    assert_string_equal(u.host, "10.0.0.5");
+    assert_string_equal(u.tls_ca, "/etc/ca.pem");
+    assert_string_equal(u.tls_cert, "/c.pem");
+    assert_string_equal(u.tls_key, "/k.pem");
+    assert_string_equal(u.tls_server_name, "redis.internal");
+
+    /* A query without a db. */
+    assert_int_equal(redisconn_parse_url("rediss://h?tls_ca=/x", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "h");
+    assert_string_equal(u.tls_ca, "/x");
+
+    static const struct {
+        const char *url, *says;
+    } bad[] = {
+        {"redis://h/0?tls_ca=/x", "need rediss://"},        /* no silent plaintext */
+        {"rediss://h/0?tls_verify=0", "unknown parameter"}, /* no way to turn it off */
+        {"rediss://h/0?tls_cert=/c.pem", "go together"},    /* a cert without its key */
+        {"rediss://h/0?tls_ca=", "empty"},
+        {"rediss://:s3cret@h/0?nope=1", "unknown parameter"}, /* and never the password */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(redisconn_parse_url(bad[i].url, &u, err, sizeof(err)), -1);
+        if (!strstr(err, bad[i].says))
+            fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].url, err, bad[i].says);
+        assert_null(strstr(err, "s3cret"));
+    }
+}
+
+/* A CA file that is not there stops the start, naming the host and the file. */
+static void test_missing_ca_file_is_a_clear_error(void **state)
+{
+    char err[512];
+    struct redisconn *rc;
+
+    (void)state;
+    rc = redisconn_new("rediss://:s3cret@cache.example:6380/0?tls_ca=/nonexistent/ca.pem", "test",
+                       100, 100, err, sizeof(err));
+    assert_null(rc);
+    assert_non_null(strstr(err, "cache.example:6380"));
+    assert_non_null(strstr(err, "/nonexistent/ca.pem"));
     assert_null(strstr(err, "s3cret"));
 }
 
@@ -61,6 +122,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_url),
+        cmocka_unit_test(test_parse_tls_url),
+        cmocka_unit_test(test_missing_ca_file_is_a_clear_error),
     };
     return cmocka_run_group_tests_name("redisconn", tests, NULL, NULL);
 }
