@@ -453,6 +453,19 @@ static void drop_partitions(struct pipeline *p, const rd_kafka_topic_partition_l
 
 /* ------------------------------------------------------------ kafka callbacks */
 
+/* "0,3,5": the partitions of a rebalance, for its log line (cut at size). */
+static void part_list(const rd_kafka_topic_partition_list_t *parts, char *list, size_t size)
+{
+    size_t used = 0;
+
+    list[0] = '\0';
+    for (int i = 0; i < parts->cnt && used < size; i++) {
+        int w = snprintf(list + used, size - used, "%s%" PRId32, i ? "," : "",
+                         parts->elems[i].partition);
+        used += w > 0 ? (size_t)w : 0;
+    }
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -461,15 +474,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
 
+    char list[256];
+
+    part_list(parts, list, sizeof(list));
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        char list[256];
-        size_t used = 0;
-        list[0] = '\0';
-        for (int i = 0; i < parts->cnt && used < sizeof(list); i++) {
-            int w = snprintf(list + used, sizeof(list) - used, "%s%" PRId32, i ? "," : "",
-                             parts->elems[i].partition);
-            used += w > 0 ? (size_t)w : 0;
-        }
         log_info("partitions assigned", "count=%d partitions=\"%s\"", parts->cnt, list);
         if (cooperative)
             error = rd_kafka_incremental_assign(rk, parts);
@@ -481,7 +489,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         p->assigned = 1;
         p->active_at = util_now_ms();
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        log_info("partitions revoked", "count=%d lost=%d", parts->cnt,
+        log_info("partitions revoked", "count=%d partitions=\"%s\" lost=%d", parts->cnt, list,
                  rd_kafka_assignment_lost(rk));
         /* Hand over what is settled; the rest will be read again by the next owner. */
         flights_collect(p, util_now_ms());

@@ -8,8 +8,10 @@ with tests/tools/verify.py that every acknowledged vote has exactly one row.
   TADAK_CHAOS=reduced (default, part of `make test`) or full (`make chaos`)
   TADAK_CHAOS_SEED=N  repeat a run
 """
+import datetime as dt
 import http.client
 import json
+import re
 import signal
 import socket
 import threading
@@ -30,6 +32,7 @@ PG = dict(users=3000, dup=3, rate=300, outage=10) if FULL else \
 KAFKA = dict(votes=3000, rate=100, workers=8) if FULL else dict(votes=600, rate=50, workers=8)
 STORM = dict(users=3000, dup=3, rate=200, cycles=12) if FULL else \
     dict(users=1000, dup=3, rate=200, cycles=4)
+MOVES = dict(users=12000, rate=400, settle_s=4) if FULL else dict(users=6000, rate=300, settle_s=3)
 HOSTILE = dict(random=300, slow=200, slow_s=20, flood=2000, flood_s=12) if FULL else \
     dict(random=40, slow=50, slow_s=6, flood=500, flood_s=5)
 
@@ -402,6 +405,78 @@ def test_rebalance_storm(scenario):
     v = s.verify(acks)
     s.report(count_lines(acks), v, f"cycles={z['cycles']}")
     assert v["rows"] == z["users"]
+
+
+PARTS_RE = re.compile(r'ts=(\S+) level=info msg="partitions (assigned|revoked)" '
+                      r'count=\d+ partitions="([\d,]*)"')
+
+
+def moves(c):
+    """(time, 'assigned'|'revoked', {partitions}) from a consumer's log."""
+    out = []
+    for m in PARTS_RE.finditer(c.text()):
+        when = dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.timezone.utc)
+        out.append((when, m.group(2), {int(p) for p in m.group(3).split(",") if p}))
+    return out
+
+
+def test_incremental_rebalance_keeps_the_others_recording(scenario):
+    """Three consumers under a steady stream; a fourth joins, then one leaves
+    (SIGTERM). With the default group protocol (KIP-848) a rebalance moves
+    only the partitions that change hands: a partition that stayed with its
+    consumer through both never stops recording. Measured per partition as
+    the longest gap between consecutive rows (created_at) from just before
+    the join to just after the leave; printed on the scenario's line for the
+    partitions that stayed and those that moved."""
+    s, z = scenario, MOVES
+    s.create_topic()
+    acks = s.tmp / "acks.jsonl"
+    load = s.load(z["users"], 1, z["rate"], acks)
+    cs = [s.consumer() for _ in range(3)]
+    for c in cs:
+        wait_for(joined(c), JOIN_S, "the consumers to join")
+    # Every partition recording: rows of all six.
+    wait_for(lambda: len(s.db.rows("select distinct kafka_partition from votes")) == 6, 60,
+             "rows on every partition")
+    pause(s.rng, z["settle_s"], z["settle_s"] + 0.5)
+    start = s.db.rows("select now()")[0][0]
+    joiner = s.consumer()
+    wait_for(joined(joiner), JOIN_S, "the fourth consumer to join")
+    pause(s.rng, z["settle_s"], z["settle_s"] + 0.5)
+    leaver = cs.pop(s.rng.randrange(3))
+    assert_clean_exit(leaver)
+    pause(s.rng, z["settle_s"], z["settle_s"] + 0.5)
+    end = s.db.rows("select now()")[0][0]
+
+    # The partitions any rebalance took from a consumer that stayed, or gave to one.
+    moved = set()
+    for c in cs + [joiner]:
+        for when, kind, parts in moves(c):
+            if start <= when <= end:
+                moved |= parts
+    gaps = dict(s.db.rows(
+        "select kafka_partition, extract(epoch from max(gap)) from (select kafka_partition, "
+        "created_at - lag(created_at) over (partition by kafka_partition order by created_at) "
+        "as gap from votes where created_at between %s and %s) g group by kafka_partition",
+        (start, end)))
+    stayed = {p: float(g) for p, g in gaps.items() if p not in moved}
+    went = {p: float(g) for p, g in gaps.items() if p in moved}
+
+    assert load.wait(300) == 0, load.text()[-2000:]
+    s.wait_rows(z["users"], FINISH_S)
+    for c in cs + [joiner]:
+        assert_clean_exit(c)
+    v = s.verify(acks)
+    s.report(count_lines(acks), v,
+             f"stayed_max_gap_s={max(stayed.values(), default=0):.2f} "
+             f"moved_max_gap_s={max(went.values(), default=0):.2f} "
+             f"stayed={sorted(stayed)} moved={sorted(went)}")
+    assert v["rows"] == z["users"]
+    assert stayed, f"every partition moved ({sorted(moved)}): nothing to measure"
+    # 300-400 votes/s over 6 partitions: a row every ~20 ms each; a pause of
+    # the consumer (a stop-the-world rebalance) would show as seconds.
+    assert max(stayed.values()) < 1.5, f"partitions that never moved paused: {stayed}"
 
 
 # ---------------------------------------------------------------- 6. hostile input
