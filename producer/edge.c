@@ -6,6 +6,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "strbuf.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define EDGE_MAX_PROXIES 64
 
@@ -147,6 +149,20 @@ static int limit(struct edge *e, struct edge_request *er, const void *key, size_
     return 1;
 }
 
+static enum MHD_Result join_forwarded_for(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    struct strbuf *b = cls;
+
+    (void)kind;
+    if (strcasecmp(key, "X-Forwarded-For") == 0 && value) {
+        if (b->len)
+            strbuf_append(b, ", ", 2);
+        strbuf_append(b, value, strlen(value));
+    }
+    return MHD_YES;
+}
+
 static int limit_address(struct edge *e, struct MHD_Connection *conn, struct edge_request *er,
                          struct api_reply *reply)
 {
@@ -154,12 +170,19 @@ static int limit_address(struct edge *e, struct MHD_Connection *conn, struct edg
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     unsigned char key[17];
     struct clientaddr ca;
+    struct strbuf xff = {0};
+    int rc;
 
-    if (!info || clientaddr_resolve(info->client_addr,
-                                    e->nproxies ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                                              "X-Forwarded-For")
-                                                : NULL,
-                                    e->proxies, e->nproxies, &ca) != 0)
+    /*
+     * Every X-Forwarded-For line, in order: a proxy that appends a line of
+     * its own leaves the client's (maybe forged) line first, and only the
+     * right end of the whole list was written by proxies we trust.
+     */
+    if (e->nproxies)
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, join_forwarded_for, &xff);
+    rc = info ? clientaddr_resolve(info->client_addr, xff.s, e->proxies, e->nproxies, &ca) : -1;
+    free(xff.s);
+    if (rc != 0)
         return 0; /* not an IP client: nothing to count it against */
     key[0] = (unsigned char)ca.family;
     memcpy(key + 1, ca.addr, sizeof(ca.addr));

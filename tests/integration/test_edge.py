@@ -331,6 +331,42 @@ def test_rate_limit_per_address(serve, env):
     assert metric(s.port, 'tadak_http_rate_limited_total{reason="address"}') == 3
 
 
+def call_lines(port, method, path, body, lines, source="127.0.0.1"):
+    """One request whose header lines are sent exactly as given, repeats included."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15, source_address=(source, 0))
+    try:
+        data = json.dumps(body).encode()
+        conn.putrequest(method, path)
+        for name, value in [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(data))), *lines]:
+            conn.putheader(name, value)
+        conn.endheaders(data)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_forwarded_for_every_line_counts(serve, env):
+    """A proxy that appends its own X-Forwarded-For line (HAProxy's option
+    forwardfor) leaves the client's forged line first: every line is read, so
+    the forged one cannot pick the bucket."""
+    s = serve("--rate-limit", "1/m", "--rate-burst", "2", "--trusted-proxy", "127.0.0.3")
+
+    def via_proxy(forged, candidate, client="203.0.113.7"):
+        lines = [("X-Forwarded-For", forged), ("X-Forwarded-For", client)]
+        return call_lines(s.port, "POST", "/votes", {"user_id": 5, "candidate_id": candidate},
+                          lines, source="127.0.0.3")[0]
+
+    got = [via_proxy(f"198.51.100.{i}", i) for i in range(1, 5)]
+    assert got == [202, 202, 429, 429]
+    # The same three lines joined in one header say the same; another client is its own.
+    assert call(s.port, "POST", "/votes", {"user_id": 5, "candidate_id": 9}, source="127.0.0.3",
+                headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.7"})[0] == 429
+    assert via_proxy("203.0.113.7", 1, client="203.0.113.8") == 202
+    assert len(events(env, s.topic, expected=3)) == 3
+
+
 def test_rate_limit_per_verified_user(serve, env):
     s = serve("--jwt-secret-env", SECRET_ENV, "--rate-limit", "1/m", "--rate-burst", "2")
     one, two = bearer(hs(sub="11")), bearer(hs(sub="12"))
