@@ -40,8 +40,7 @@ struct config_list;
 #define CORS_ALLOW_HEADERS "Content-Type, Idempotency-Key, Authorization"
 /* A script may read these answer headers (beyond the CORS-safelisted ones). */
 #define CORS_EXPOSE_HEADERS                                                                        \
-    "Retry-After, Idempotent-Replayed, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, "    \
-    "WWW-Authenticate"
+    "Retry-After, Idempotent-Replayed, RateLimit, RateLimit-Policy, WWW-Authenticate"
 
 enum cors_verdict { CORS_NONE, CORS_ALLOWED, CORS_REFUSED };
 

@@ -24,6 +24,7 @@ struct edge {
     struct ratelimit *rl; /* NULL: no limit */
     double rate;
     int64_t burst;
+    int64_t window_s; /* RateLimit-Policy's w: seconds an empty bucket takes to fill */
     struct clientaddr_cidr proxies[EDGE_MAX_PROXIES];
     size_t nproxies;
     struct metric *m_limited_user, *m_limited_address, *m_origin_refused;
@@ -56,6 +57,9 @@ static int parse_limits(struct edge *e, const struct edge_opts *o, char *errstr,
     e->burst = o->rate_burst > 0 ? o->rate_burst : (int64_t)ceil(e->rate);
     if (e->burst < 1)
         e->burst = 1;
+    e->window_s = (int64_t)fmin(ceil((double)e->burst / e->rate), 1e15);
+    if (e->window_s < 1)
+        e->window_s = 1;
     if (!(e->rl = ratelimit_new(e->rate, e->burst, (size_t)o->rate_slots))) {
         snprintf(errstr, errsize, "--rate-limit %s, --rate-burst %" PRId64 ": out of range",
                  o->rate_limit, e->burst);
@@ -285,9 +289,13 @@ void edge_headers(const struct edge *e, const struct edge_request *er,
         }
     }
     if (er->limited) {
-        add_i64(resp, "RateLimit-Limit", er->rl.limit);
-        add_i64(resp, "RateLimit-Remaining", er->rl.remaining);
-        add_i64(resp, "RateLimit-Reset", er->rl.reset_s);
+        char v[96];
+        /* draft-ietf-httpapi-ratelimit-headers-10: one policy, "default", as Structured Fields. */
+        snprintf(v, sizeof(v), "\"default\";q=%" PRId64 ";w=%" PRId64, er->rl.limit, e->window_s);
+        MHD_add_response_header(resp, "RateLimit-Policy", v);
+        snprintf(v, sizeof(v), "\"default\";r=%" PRId64 ";t=%" PRId64, er->rl.remaining,
+                 er->rl.reset_s);
+        MHD_add_response_header(resp, "RateLimit", v);
         if (status == 429)
             add_i64(resp, MHD_HTTP_HEADER_RETRY_AFTER, er->rl.retry_after_s);
     }

@@ -12,9 +12,9 @@
  *                                      (allowed origin), 403 origin_not_allowed
  *                                      (another; one log line)
  *   POST from a refused Origin         403 origin_not_allowed (one log line)
- *   rate limit on, bucket empty        429 rate_limited, Retry-After and
- *                                      RateLimit-* (every limited answer
- *                                      carries RateLimit-*)
+ *   rate limit on, bucket empty        429 rate_limited, Retry-After (every
+ *                                      limited answer carries RateLimit and
+ *                                      RateLimit-Policy, draft -10)
  *   identity on, POST /votes or        401 invalid_token + WWW-Authenticate;
  *   GET /votes/{u}/{c}                 the status of another user: 403
  *                                      user_mismatch

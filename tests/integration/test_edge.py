@@ -12,6 +12,7 @@ import hmac
 import http.client
 import json
 import os
+import re
 import time
 
 import jwt
@@ -134,8 +135,8 @@ def test_cors_preflight_and_answers(serve, env):
     assert status == 202, body
     assert h["access-control-allow-origin"] == APP and "origin" in h["vary"].lower()
     exposed = {x.strip().lower() for x in h["access-control-expose-headers"].split(",")}
-    assert {"retry-after", "idempotent-replayed", "ratelimit-limit", "ratelimit-remaining",
-            "ratelimit-reset"} <= exposed
+    assert {"retry-after", "idempotent-replayed", "ratelimit", "ratelimit-policy",
+            "www-authenticate"} <= exposed
 
     # Another origin: no CORS headers; its POST refused before anything is published.
     evil = {"Origin": "https://evil.example"}
@@ -304,17 +305,30 @@ def metric(port, name):
     return 0
 
 
+def ratelimit_state(h):
+    """The RateLimit field of draft -10: (remaining, reset seconds) of the "default" policy."""
+    m = re.fullmatch(r'"default";r=(\d+);t=(\d+)', h["ratelimit"])
+    assert m, h["ratelimit"]
+    return int(m[1]), int(m[2])
+
+
 def test_rate_limit_per_address(serve, env):
     # 1/m: no token comes back during the test, so the counts are exact.
     s = serve("--rate-limit", "1/m", "--rate-burst", "3", "--trusted-proxy", "127.0.0.3")
     answers = [call(s.port, "POST", "/votes", {"user_id": 1, "candidate_id": c})
                for c in range(1, 6)]
     assert [a[0] for a in answers] == [202, 202, 202, 429, 429]
-    assert [a[1]["ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0", "0"]
+    # draft-ietf-httpapi-ratelimit-headers-10: the policy (quota 3 a window of 180 s, the
+    # time 1/m takes to refill 3) and the client's state; the -06 fields are gone.
+    for _, h, _ in answers:
+        assert h["ratelimit-policy"] == '"default";q=3;w=180'
+        assert not {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} & set(h)
+    state = [ratelimit_state(a[1]) for a in answers]
+    assert [r for r, _ in state] == [2, 1, 0, 0, 0]
+    assert all(1 <= t <= 180 for _, t in state), state
     status, h, body = answers[3]
     assert error_of(body) == "rate_limited"
-    assert h["ratelimit-limit"] == "3" and 1 <= int(h["retry-after"]) <= 60
-    assert 1 <= int(h["ratelimit-reset"]) <= 180
+    assert 1 <= int(h["retry-after"]) <= 60
     # X-Forwarded-For from an untrusted address changes nothing.
     assert call(s.port, "POST", "/votes", {"user_id": 1, "candidate_id": 9},
                 headers={"X-Forwarded-For": "203.0.113.9"})[0] == 429
