@@ -285,6 +285,26 @@ def test_jwt_idempotency_keys_are_per_user(serve, env, redis_client, prefix):
     assert len(events(env, s.topic, expected=2)) == 2
 
 
+def test_idempotency_keys_have_a_namespace(serve, env, redis_client, prefix):
+    """Identity on one producer, off on another, one Redis: an anonymous client
+    that names user 42's key ("u42:k") gets a key of its own, not 42's answer."""
+    ident = serve("--jwt-secret-env", SECRET_ENV, "--redis-url", env["REDIS_URL"],
+                  "--key-prefix", prefix)
+    anon = serve("--redis-url", env["REDIS_URL"], "--key-prefix", prefix, topic=ident.topic)
+    mine = {**bearer(hs(sub="42")), "Idempotency-Key": "k"}
+    a = call(ident.port, "POST", "/votes", {"candidate_id": 1}, headers=mine)
+    assert a[0] == 202, a
+    b = call(anon.port, "POST", "/votes", {"user_id": 42, "candidate_id": 1},
+             headers={"Idempotency-Key": "u42:k"})
+    assert b[0] == 202 and "idempotent-replayed" not in b[1], b
+    assert json.loads(b[2])["event_id"] != json.loads(a[2])["event_id"]
+    again = call(ident.port, "POST", "/votes", {"candidate_id": 1}, headers=mine)
+    assert again[0] == 202 and again[1].get("idempotent-replayed") == "true"
+    assert again[2] == a[2]
+    assert redis_client.exists(prefix + "idem:u42:k", prefix + "idem:a:u42:k") == 2
+    assert len(events(env, ident.topic, expected=2)) == 2
+
+
 @pytest.mark.parametrize("args,err", [
     (["--jwt-secret-env", "TADAK_TEST_UNSET_SECRET"], "unset"),
     (["--jwt-key", "/nonexistent.pem"], "No such file"),
