@@ -49,6 +49,10 @@ static const struct config_opt serve_rows[] = {
      "Prefix of Redis keys, as the consumers' --key-prefix"},
     {"idempotency-window-s", 0, "TADAK_IDEMPOTENCY_WINDOW_S", CONFIG_INT, "86400", 1, 31536000,
      O(idem_window_s), "How long an accepted Idempotency-Key answers with the same 202"},
+    {"idempotency-timeout-ms", 0, "TADAK_IDEMPOTENCY_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     O(idem_timeout_ms),
+     "Answer 503 + Retry-After when Redis has not answered an Idempotency-Key claim after this "
+     "long (votes without the header never wait for Redis)"},
     {"request-timeout-s", 0, "TADAK_REQUEST_TIMEOUT_S", CONFIG_INT, "10", 1, 3600,
      O(request_timeout_s),
      "Close a connection whose request (headers and body) has not all arrived this long "
