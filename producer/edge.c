@@ -25,6 +25,7 @@ struct edge {
     double rate;
     int64_t burst;
     int64_t window_s; /* RateLimit-Policy's w: seconds an empty bucket takes to fill */
+    int ipv6_prefix;  /* an IPv6 client is counted by this many leading bits */
     struct clientaddr_cidr proxies[EDGE_MAX_PROXIES];
     size_t nproxies;
     struct metric *m_limited_user, *m_limited_address, *m_origin_refused;
@@ -48,6 +49,7 @@ static int parse_limits(struct edge *e, const struct edge_opts *o, char *errstr,
                 return -1;
             }
         }
+    e->ipv6_prefix = (int)o->rate_ipv6_prefix;
     if (!o->rate_limit || !*o->rate_limit)
         return 0;
     if (ratelimit_parse_rate(o->rate_limit, &e->rate, why, sizeof(why)) != 0) {
@@ -119,9 +121,9 @@ void edge_log(const struct edge *e)
 {
     log_info("frontend edge",
              "cors_origins=%zu identity=%s rate_per_s=%g rate_burst=%" PRId64
-             " rate_slots=%zu trusted_proxies=%zu",
+             " rate_slots=%zu rate_ipv6_prefix=%d trusted_proxies=%zu",
              e->cors.n, e->auth ? auth_alg(e->auth) : "off", e->rl ? e->rate : 0.0, e->burst,
-             e->rl ? ratelimit_slots(e->rl) : (size_t)0, e->nproxies);
+             e->rl ? ratelimit_slots(e->rl) : (size_t)0, e->ipv6_prefix, e->nproxies);
 }
 
 /* ---- at header time ------------------------------------------------------- */
@@ -172,7 +174,7 @@ static int limit_address(struct edge *e, struct MHD_Connection *conn, struct edg
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    unsigned char key[17];
+    unsigned char key[CLIENTADDR_KEY_LEN];
     struct clientaddr ca;
     struct strbuf xff = {0};
     int rc;
@@ -188,8 +190,7 @@ static int limit_address(struct edge *e, struct MHD_Connection *conn, struct edg
     free(xff.s);
     if (rc != 0)
         return 0; /* not an IP client: nothing to count it against */
-    key[0] = (unsigned char)ca.family;
-    memcpy(key + 1, ca.addr, sizeof(ca.addr));
+    clientaddr_key(&ca, e->ipv6_prefix, key);
     return limit(e, er, key, sizeof(key), e->m_limited_address, reply);
 }
 

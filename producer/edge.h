@@ -21,8 +21,8 @@
  *
  * The client a limit counts against is the verified user when there is
  * one, else the client address (X-Forwarded-For honoured only from a
- * --trusted-proxy). A request whose token fails still counts against its
- * address, so guessing tokens is limited too. /healthz, /readyz and
+ * --trusted-proxy, every line of it; IPv6 by its --rate-ipv6-prefix). A request whose token fails
+ * still counts against its address, so guessing tokens is limited too. /healthz, /readyz and
  * /metrics are never limited (probes and scrapers must get through).
  *
  *   struct edge *e = edge_new(&opts, metrics, err, sizeof err);
@@ -56,6 +56,7 @@ struct edge_opts {
     const char *rate_limit;                    /* "N/s" etc.; NULL or "": no limit */
     int64_t rate_burst;                        /* 0: the rate per second, at least 1 */
     int64_t rate_slots;                        /* clients remembered (the table) */
+    int64_t rate_ipv6_prefix;                  /* an IPv6 client is its first N bits */
     const struct config_list *trusted_proxies; /* CIDRs whose X-Forwarded-For counts */
 };
 

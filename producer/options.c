@@ -91,6 +91,9 @@ static const struct config_opt serve_rows[] = {
      "Requests a client may send at once (0: one second's worth)"},
     {"rate-table-size", 0, "TADAK_RATE_TABLE_SIZE", CONFIG_INT, "65536", 64, 67108864,
      O(rate_slots), "Clients the rate limit remembers (a fixed table, least recently seen out)"},
+    {"rate-ipv6-prefix", 0, "TADAK_RATE_IPV6_PREFIX", CONFIG_INT, "64", 1, 128, O(rate_ipv6_prefix),
+     "An IPv6 client is counted by its first N bits (a host usually holds a whole /64); IPv4 "
+     "by its address"},
     {"trusted-proxy", 0, "TADAK_TRUSTED_PROXIES", CONFIG_LIST, NULL, 0, 0, O(trusted_proxies),
      "Address or CIDR of a reverse proxy whose X-Forwarded-For names the client; repeatable "
      "(env: comma separated)"},

@@ -401,6 +401,29 @@ def test_forwarded_for_every_line_counts(serve, env):
     assert len(events(env, s.topic, expected=3)) == 3
 
 
+def test_ipv6_clients_are_limited_by_prefix(serve, env):
+    """One host holds a whole /64: its addresses share one bucket, another /64 has its own
+    (IPv6 addresses arrive here through a trusted proxy: serve listens on IPv4)."""
+    s = serve("--rate-limit", "1/m", "--rate-burst", "2", "--trusted-proxy", "127.0.0.3")
+
+    def from_(addr, candidate):
+        return call(s.port, "POST", "/votes", {"user_id": 6, "candidate_id": candidate},
+                    source="127.0.0.3", headers={"X-Forwarded-For": addr})[0]
+
+    got = [from_(a, i) for i, a in enumerate(
+        ["2001:db8:1:1::1", "2001:db8:1:1::2", "2001:db8:1:1:ffff:ffff:ffff:ffff"], 1)]
+    assert got == [202, 202, 429]
+    assert from_("2001:db8:1:2::1", 4) == 202  # the next /64
+    # IPv4 clients stay one address each.
+    assert [from_("198.51.100.1", 5), from_("198.51.100.2", 6)] == [202, 202]
+    # A narrower prefix, when configured, splits the /64.
+    t = serve("--rate-limit", "1/m", "--rate-burst", "1", "--trusted-proxy", "127.0.0.3",
+              "--rate-ipv6-prefix", "128")
+    assert [call(t.port, "POST", "/votes", {"user_id": 6, "candidate_id": 1}, source="127.0.0.3",
+                 headers={"X-Forwarded-For": a})[0]
+            for a in ("2001:db8::1", "2001:db8::2", "2001:db8::1")] == [202, 202, 429]
+
+
 def test_rate_limit_per_verified_user(serve, env):
     s = serve("--jwt-secret-env", SECRET_ENV, "--rate-limit", "1/m", "--rate-burst", "2")
     one, two = bearer(hs(sub="11")), bearer(hs(sub="12"))
