@@ -21,9 +21,14 @@
  *
  * The client a limit counts against is the verified user when there is
  * one, else the client address (X-Forwarded-For honoured only from a
- * --trusted-proxy, every line of it; IPv6 by its --rate-ipv6-prefix). A request whose token fails
- * still counts against its address, so guessing tokens is limited too. /healthz, /readyz and
- * /metrics are never limited (probes and scrapers must get through).
+ * --trusted-proxy, every line of it; IPv6 by its --rate-ipv6-prefix).
+ * Every refusal (a foreign Origin, a missing or bad token) takes a token
+ * from its address, and an address out of tokens is refused (429) before a
+ * token is verified, so neither guessing tokens nor a refused page's
+ * requests cost more than the limit. Refusals are logged at most once a
+ * second per kind, with a count, the Origin cut to 64 bytes. /healthz,
+ * /readyz and /metrics are never limited (probes and scrapers must get
+ * through).
  *
  *   struct edge *e = edge_new(&opts, metrics, err, sizeof err);
  *   edge_log(e)        one line: what is on (after serve's "serving")

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import consume_all, run, unique
+from conftest import consume_all, run, unique, wait_for
 from logfmt import parse_log
 from test_producer import Server
 
@@ -157,8 +157,10 @@ def test_cors_preflight_and_answers(serve, env):
 
     got = events(env, s.topic, expected=2)
     assert sorted(e["user_id"] for e in got) == [7, 9]
+    # Logged at most once a second, with a count: the first refusal at once.
     refused = [r for r in parse_log(s.log.read_bytes()) if r["msg"] == "origin refused"]
-    assert len(refused) == 2 and all(r["origin"] == "https://evil.example" for r in refused)
+    assert refused and all(r["origin"] == "https://evil.example" for r in refused)
+    assert (refused[0]["method"], refused[0]["count"]) == ("OPTIONS", "1")
     assert 'tadak_http_edge_refused_total{reason="origin_not_allowed"} 2' in \
         call(s.port, "GET", "/metrics")[2].decode()
 
@@ -422,6 +424,64 @@ def test_ipv6_clients_are_limited_by_prefix(serve, env):
     assert [call(t.port, "POST", "/votes", {"user_id": 6, "candidate_id": 1}, source="127.0.0.3",
                  headers={"X-Forwarded-For": a})[0]
             for a in ("2001:db8::1", "2001:db8::2", "2001:db8::1")] == [202, 202, 429]
+
+
+def test_refusals_count_against_the_address(serve, env):
+    """A foreign Origin and a bad token cost their address a token; once its bucket
+    is empty, the address is refused before any token is verified."""
+    s = serve("--cors-origin", APP, "--jwt-secret-env", SECRET_ENV, "--rate-limit", "1/m",
+              "--rate-burst", "3")
+    evil = {"Origin": "https://evil.example"}
+    good, bad = bearer(hs(sub="21")), bearer(hs(sub="21", iss=None) + "x")
+    got = [call(s.port, "POST", "/votes", {"candidate_id": 1}, headers={**evil, **good})[0]
+           for _ in range(5)]
+    assert got == [403, 403, 403, 429, 429]
+    # Another address: refused tokens count the same way.
+    one = [call(s.port, "POST", "/votes", {"candidate_id": 1}, headers=h, source="127.0.0.2")[0]
+           for h in (bad, {}, bad)]
+    assert one == [401, 401, 401]
+    invalid = metric(s.port, 'tadak_http_edge_refused_total{reason="token_invalid"}')
+    # Its bucket is empty now: even a good token is refused, and nothing is verified.
+    again = [call(s.port, "POST", "/votes", {"candidate_id": 1}, headers=h, source="127.0.0.2")
+             for h in (bad, bad, good)]
+    assert [a[0] for a in again] == [429, 429, 429]
+    assert all(error_of(a[2]) == "rate_limited" and int(a[1]["retry-after"]) >= 1 for a in again)
+    assert metric(s.port, 'tadak_http_edge_refused_total{reason="token_invalid"}') == invalid
+    assert metric(s.port, 'tadak_http_rate_limited_total{reason="address"}') == 5
+    # A good token from a third address: its user's bucket, its address' untouched.
+    assert [call(s.port, "POST", "/votes", {"candidate_id": 2}, headers=good,
+                 source="127.0.0.4")[0] for _ in range(4)] == [202, 202, 202, 429]
+    assert call(s.port, "POST", "/votes", {"candidate_id": 3}, headers=bearer(hs(sub="22")),
+                source="127.0.0.4")[0] == 202
+    assert events(env, s.topic, expected=4)
+
+
+def test_refusals_are_logged_once_a_second_with_a_count(serve):
+    s = serve("--cors-origin", APP)
+    origin = "https://" + "x" * 2000 + ".example"
+    sent = 0
+
+    def refuse():
+        nonlocal sent
+        status, _, _ = call(s.port, "POST", "/votes", {"user_id": 1, "candidate_id": 1},
+                            headers={"Origin": origin})
+        sent += 1
+        assert status == 403
+
+    def lines():
+        return [r for r in parse_log(s.log.read_bytes()) if r["msg"] == "origin refused"]
+
+    t0 = time.monotonic()
+    for _ in range(50):
+        refuse()
+    assert 1 <= len(lines()) <= 2 + int(time.monotonic() - t0)  # one a second, not 50
+    # Refused until the next line comes (at most a second later): it carries the count.
+    first = len(lines())
+    wait_for(lambda: refuse() or len(lines()) > first, timeout=10, interval=0.1,
+             what="the next refusal line")
+    got = lines()
+    assert sum(int(r["count"]) for r in got) == sent, (sent, got)
+    assert all(len(r["origin"]) <= 80 and int(r["origin_bytes"]) == len(origin) for r in got)
 
 
 def test_rate_limit_per_verified_user(serve, env):

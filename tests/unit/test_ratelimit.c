@@ -284,6 +284,38 @@ static void test_new_arguments(void **state)
     ratelimit_free(NULL);
 }
 
+/* A peek says whether a token is there and takes none; an unknown key is not added. */
+static void test_peek_takes_nothing(void **state)
+{
+    struct ratelimit *rl = ratelimit_new(1, 2, 64); /* 1/s, burst 2 */
+    struct ratelimit_verdict v;
+
+    (void)state;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(ratelimit_peek(rl, "a", 1, 1000, &v), 1);
+        assert_int_equal(v.remaining, 2);
+    }
+    assert_int_equal(ratelimit_take(rl, "a", 1, 1000, &v), 1);
+    assert_int_equal(ratelimit_take(rl, "a", 1, 1000, &v), 1);
+    assert_int_equal(ratelimit_peek(rl, "a", 1, 1000, &v), 0);
+    assert_int_equal(v.retry_after_s, 1);
+    assert_int_equal(v.reset_s, 2);
+    assert_int_equal(ratelimit_take(rl, "a", 1, 1000, &v), 0);
+    /* Refilled by time, seen by a peek, still there for the take. */
+    assert_int_equal(ratelimit_peek(rl, "a", 1, 2000, &v), 1);
+    assert_int_equal(v.remaining, 1);
+    assert_int_equal(ratelimit_take(rl, "a", 1, 2000, &v), 1);
+    assert_int_equal(ratelimit_take(rl, "a", 1, 2000, &v), 0);
+    /* Peeks at many unknown keys evict nobody: "a" is still remembered as empty. */
+    for (int i = 0; i < 10000; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        assert_int_equal(ratelimit_peek(rl, k, strlen(k), 2000, &v), 1);
+    }
+    assert_int_equal(ratelimit_take(rl, "a", 1, 2000, &v), 0);
+    ratelimit_free(rl);
+}
+
 static void test_time_backwards(void **state)
 {
     /* burst 3 at 1/s */
@@ -729,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_takes),   cmocka_unit_test(test_cidr_parse),
         cmocka_unit_test(test_cidr_membership),    cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_resolve_bad_peer),   cmocka_unit_test(test_bucket_key),
+        cmocka_unit_test(test_peek_takes_nothing),
     };
     return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
 }
