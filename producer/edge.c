@@ -105,7 +105,8 @@ struct edge *edge_new(const struct edge_opts *o, struct metrics *metrics, char *
         "Requests refused by the edge: a foreign Origin, a missing or invalid token, another "
         "user's status";
 
-    if (cors_parse(&e->cors, o->cors_origins, o->cors_max_age_s, errstr, errsize) != 0)
+    if (cors_parse(&e->cors, o->cors_origins, o->cors_max_age_s, errstr, errsize) != 0 ||
+        cors_public_origin(&e->cors, o->public_origin, errstr, errsize) != 0)
         goto fail;
     if (auth_configured(&o->auth) && !(e->auth = auth_new(&o->auth, errstr, errsize)))
         goto fail;

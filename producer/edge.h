@@ -57,11 +57,12 @@ struct metrics;
 struct edge_opts {
     const struct config_list *cors_origins; /* none: CORS off */
     int64_t cors_max_age_s;
-    struct auth_opts auth;                     /* !auth_configured(): identity off */
-    const char *rate_limit;                    /* "N/s" etc.; NULL or "": no limit */
-    int64_t rate_burst;                        /* 0: the rate per second, at least 1 */
-    int64_t rate_slots;                        /* clients remembered (the table) */
-    int64_t rate_ipv6_prefix;                  /* an IPv6 client is its first N bits */
+    const char *public_origin; /* the vote page's own origin; NULL: http:// + Host */
+    struct auth_opts auth;     /* !auth_configured(): identity off */
+    const char *rate_limit;    /* "N/s" etc.; NULL or "": no limit */
+    int64_t rate_burst;        /* 0: the rate per second, at least 1 */
+    int64_t rate_slots;        /* clients remembered (the table) */
+    int64_t rate_ipv6_prefix;  /* an IPv6 client is its first N bits */
     const struct config_list *trusted_proxies; /* CIDRs whose X-Forwarded-For counts */
 };
 

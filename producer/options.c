@@ -68,6 +68,9 @@ static const struct config_opt serve_rows[] = {
     {"cors-origin", 0, "TADAK_CORS_ORIGINS", CONFIG_LIST, NULL, 0, 0, O(cors_origins),
      "Web origin allowed to call the API from a browser, e.g. https://app.example; repeatable "
      "(env: comma separated); * allows any (unset: CORS off)"},
+    {"public-origin", 0, "TADAK_PUBLIC_ORIGIN", CONFIG_STR, NULL, 0, 0, O(public_origin),
+     "The vote page's own origin as browsers see it, e.g. https://votes.example (unset: an "
+     "http:// Origin naming the Host header)"},
     {"cors-max-age-s", 0, "TADAK_CORS_MAX_AGE_S", CONFIG_INT, "600", 0, 86400, O(cors_max_age_s),
      "How long a browser may cache a preflight answer"},
     {"jwt-key", 0, "TADAK_JWT_KEY", CONFIG_STR, NULL, 0, 0, O(jwt_key),

@@ -46,6 +46,7 @@ struct producer_opts {
     struct config_list cors_origins, trusted_proxies;
     int64_t cors_max_age_s, jwt_leeway_s, rate_burst, rate_slots, rate_ipv6_prefix;
     const char *jwt_key, *jwt_secret_env, *jwt_issuer, *jwt_audience, *jwt_user_claim, *rate_limit;
+    const char *public_origin;
 
     /* send */
     int64_t user, candidate, repeat;

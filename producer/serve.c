@@ -64,6 +64,7 @@ int serve_main(int argc, char **argv)
         goto fail;
     struct edge_opts eo = {.cors_origins = &o.cors_origins,
                            .cors_max_age_s = o.cors_max_age_s,
+                           .public_origin = o.public_origin,
                            .auth = {.key_file = o.jwt_key,
                                     .secret_env = o.jwt_secret_env,
                                     .issuer = o.jwt_issuer,

@@ -165,6 +165,33 @@ def test_cors_preflight_and_answers(serve, env):
         call(s.port, "GET", "/metrics")[2].decode()
 
 
+def test_page_origin_scheme_and_public_origin(serve, env, bins):
+    """The vote page's own origin: without --public-origin an http:// Origin naming the
+    Host (an https page is not this plain-HTTP server's); with it, that origin only, so
+    a rebound DNS name (its Host follows the name) is refused."""
+    s = serve("--cors-origin", APP)
+    own = f"127.0.0.1:{s.port}"
+    vote = {"user_id": 12, "candidate_id": 1}
+    assert call(s.port, "POST", "/votes", vote, headers={"Origin": f"http://{own}"})[0] == 202
+    status, _, body = call(s.port, "POST", "/votes", vote, headers={"Origin": f"https://{own}"})
+    assert status == 403 and error_of(body) == "origin_not_allowed"
+
+    t = serve("--cors-origin", APP, "--public-origin", "https://votes.example")
+    assert call(t.port, "POST", "/votes", vote, headers={"Origin": "https://votes.example"})[0] \
+        == 202
+    for origin, host in ((f"http://127.0.0.1:{t.port}", None),
+                         ("http://rebound.example", "rebound.example"),
+                         ("http://votes.example", "votes.example")):
+        h = {"Origin": origin, **({"Host": host} if host else {})}
+        status, _, body = call(t.port, "POST", "/votes", vote, headers=h)
+        assert status == 403 and error_of(body) == "origin_not_allowed", origin
+    assert len(events(env, s.topic, expected=1)) == 1 and len(events(env, t.topic, expected=1)) == 1
+    p = run([bins.producer, "serve", "--listen", "127.0.0.1:1", "--brokers",
+             env["KAFKA_BOOTSTRAP_SERVERS"], "--cors-origin", APP, "--public-origin",
+             "votes.example"])
+    assert p.returncode == 1 and "public-origin" in p.stdout + p.stderr
+
+
 def test_cors_star_only_when_configured(serve):
     s = serve("--cors-origin", "*")
     status, h, _ = call(s.port, "POST", "/votes", {"user_id": 1, "candidate_id": 1},
