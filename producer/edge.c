@@ -137,6 +137,16 @@ void edge_free(struct edge *e)
     free(e);
 }
 
+int edge_trusted_proxy(void *edge, const struct sockaddr *peer)
+{
+    const struct edge *e = edge;
+    struct clientaddr ca;
+
+    if (!e || !e->nproxies || clientaddr_resolve(peer, NULL, NULL, 0, &ca) != 0)
+        return 0;
+    return clientaddr_in(e->proxies, e->nproxies, ca.family, ca.addr);
+}
+
 int edge_identity(const struct edge *e)
 {
     return e && e->auth;

@@ -36,6 +36,7 @@
  *   if (edge_admit(e, conn, method, final, &reply, &er)) answer reply now;
  *   edge_headers(e, &er, &reply, status, response);   on every answer
  *   edge_identity(e)   1 if a token is required (the page asks for one)
+ *   edge_trusted_proxy(e, sockaddr)   1 for a --trusted-proxy peer
  *   edge_free(e);
  */
 #ifndef TADAK_EDGE_H
@@ -52,6 +53,7 @@
 
 struct config_list;
 struct edge;
+struct sockaddr;
 struct metrics;
 
 struct edge_opts {
@@ -84,6 +86,8 @@ int edge_admit(struct edge *e, struct MHD_Connection *conn, const char *method, 
 void edge_headers(const struct edge *e, const struct edge_request *er,
                   const struct api_reply *reply, int status, struct MHD_Response *resp);
 int edge_identity(const struct edge *e);
+/* 1 when peer is a --trusted-proxy (its connections are not capped per address). */
+int edge_trusted_proxy(void *edge, const struct sockaddr *peer);
 void edge_log(const struct edge *e);
 void edge_free(struct edge *e);
 

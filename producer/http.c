@@ -22,6 +22,7 @@
  */
 #include "http.h"
 #include "config.h"
+#include "conncap.h"
 #include "guard.h"
 #include "log.h"
 #include "metrics.h"
@@ -43,6 +44,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,9 +80,9 @@ struct http_server {
     uint32_t id_prefix;          /* random per process: ids of two producers differ */
     _Atomic uint32_t id_counter; /* request ids: prefix + counter */
 
-    struct guard *guard; /* whole-request deadlines */
-    unsigned int per_ip_limit;
-    struct metric *m_timeouts, *m_body_bytes, *m_reaped, *m_idem_timeouts;
+    struct guard *guard;     /* whole-request deadlines */
+    struct conncap *conncap; /* connections per address; NULL: no cap */
+    struct metric *m_timeouts, *m_body_bytes, *m_reaped, *m_idem_timeouts, *m_capped;
 };
 
 /* ---- responses ---------------------------------------------------------- */
@@ -541,17 +543,30 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         request_free(r);
 }
 
-/* Accepted and closed connections: the guard tracks each one in between. */
+/*
+ * Accepted and closed connections: the guard tracks each one in between,
+ * and the per-address cap counts it. One over the cap is shut down at once
+ * (libmicrohttpd then reads end of file and closes it, unanswered).
+ */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
-    const union MHD_ConnectionInfo *info;
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *peer =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_context = info ? guard_open(s->guard, info->connect_fd, util_now_ms()) : NULL;
+        *socket_context = fd ? guard_open(s->guard, fd->connect_fd, util_now_ms()) : NULL;
+        if (s->conncap && peer && !conncap_open(s->conncap, peer->client_addr)) {
+            metric_add(s->m_capped, 1);
+            if (fd)
+                shutdown(fd->connect_fd, SHUT_RDWR);
+        }
     } else {
+        if (s->conncap && peer)
+            conncap_close(s->conncap, peer->client_addr);
         /* Before libmicrohttpd closes the descriptor: the guard forgets it first. */
         guard_close(s->guard, *socket_context);
         *socket_context = NULL;
@@ -644,8 +659,12 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
         metrics_counter(metrics, "tadak_http_idempotency_timeouts_total", "",
                         "Votes answered 503 because Redis did not answer an Idempotency-Key claim "
                         "in time");
-    s->guard = guard_new(o->request_timeout_ms > 0 ? o->request_timeout_ms : 10000);
-    s->per_ip_limit = o->per_ip_limit;
+    s->m_capped =
+        metrics_counter(metrics, "tadak_http_connections_capped_total", "",
+                        "Connections closed unanswered: their address held the most it may");
+    s->guard = guard_new(o->request_timeout_ms);
+    if (o->per_ip_limit > 0)
+        s->conncap = conncap_new(o->per_ip_limit, edge_trusted_proxy, o->edge);
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -665,15 +684,14 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
         goto fail;
     }
     s->has_prober = 1;
-    s->daemon =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                             MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-                         0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
-                         MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->per_ip_limit, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
+        MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, strerror(errno));
         goto fail;
@@ -747,5 +765,6 @@ void http_free(struct http_server *s)
     pthread_mutex_destroy(&s->lock);
     free(s->routes.page);
     guard_free(s->guard);
+    conncap_free(s->conncap);
     free(s);
 }

@@ -12,7 +12,8 @@
  *
  * Slow clients cannot hold connections: a whole request must arrive within
  * opts.request_timeout_ms (guard.h shuts down the late), one address holds
- * at most opts.per_ip_limit connections, and a body takes memory as it
+ * at most opts.per_ip_limit connections (conncap.h; a --trusted-proxy
+ * address is not capped, edge.h says which), and a body takes memory as it
  * arrives, never its declared size up front.
  *
  * The server also answers GET /votes/{user_id}/{candidate_id}, /tallies and
@@ -61,7 +62,8 @@ struct http_opts {
     int64_t idem_timeout_ms; /* a claim not answered by Redis in this long: 503 */
     const struct api_candidates *candidates; /* copied; NULL: any candidate id */
     int64_t request_timeout_ms;              /* a whole request must arrive in this long */
-    unsigned int per_ip_limit;               /* connections per client address; 0: no cap */
+    unsigned int
+        per_ip_limit;  /* connections per client address (not a trusted proxy's); 0: no cap */
     struct edge *edge; /* CORS, identity, rate limits (edge.h); not owned; NULL: all off */
 };
 

@@ -57,9 +57,10 @@ static const struct config_opt serve_rows[] = {
      O(request_timeout_s),
      "Close a connection whose request (headers and body) has not all arrived this long "
      "after it could start"},
-    {"max-connections-per-ip", 0, "TADAK_MAX_CONNECTIONS_PER_IP", CONFIG_INT, "3000", 1, 1000000,
+    {"max-connections-per-ip", 0, "TADAK_MAX_CONNECTIONS_PER_IP", CONFIG_INT, "64", 1, 1000000,
      O(per_ip),
-     "Most connections one client address may hold (behind a proxy, all clients share one)"},
+     "Most connections one client address may hold (a --trusted-proxy address: no cap; behind "
+     "a NAT or an untrusted proxy all clients share one)"},
     {"candidates", 0, "TADAK_CANDIDATES", CONFIG_STR, NULL, 0, 0, O(candidates),
      "Candidate ids on the ballot, e.g. 1-4,7 (others: 400 unknown_candidate; unset: any)"},
     {"tallies-top", 0, "TADAK_TALLIES_TOP", CONFIG_INT, "100", 1, 100000, O(tallies_top),
