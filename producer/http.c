@@ -232,13 +232,32 @@ static struct pending *pending_of(struct http_server *s, const struct request *r
  * meanwhile: its connection is suspended, so MHD cannot complete it.
  */
 
+/*
+ * Under the server lock: drop a completion's reference to r, release the
+ * lock, then resume (a decision counted in s->resuming) and free r if that
+ * was its last reference.
+ */
+static void unref_and_resume(struct http_server *s, struct request *r,
+                             struct MHD_Connection *resume)
+{
+    int free_it;
+
+    request_unref_locked(r, &free_it);
+    pthread_mutex_unlock(&s->lock);
+    if (resume) {
+        MHD_resume_connection(resume);
+        atomic_fetch_sub(&s->resuming, 1);
+    }
+    if (free_it)
+        request_free(r);
+}
+
 /* Runs on the publisher's delivery report thread. */
 static void on_delivery(struct publish_completion *cb, const struct publish_report *rep)
 {
     struct request *r = (struct request *)cb;
     struct http_server *s = r->srv;
     struct MHD_Connection *resume = NULL;
-    int free_it;
 
     pthread_mutex_lock(&s->lock);
     if (r->state == REQ_WAITING) {
@@ -255,14 +274,7 @@ static void on_delivery(struct publish_completion *cb, const struct publish_repo
         log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.vote.token,
                  r->reply.vote.event_id, rep->errname);
     }
-    request_unref_locked(r, &free_it);
-    pthread_mutex_unlock(&s->lock);
-    if (resume) {
-        MHD_resume_connection(resume);
-        atomic_fetch_sub(&s->resuming, 1);
-    }
-    if (free_it)
-        request_free(r);
+    unref_and_resume(s, r, resume);
 }
 
 /* Runs on a reads.h worker (or in reads_stop): the answer is in r->read. */
@@ -293,7 +305,6 @@ static int on_claim(struct idem_claim *c)
     struct request *r = (struct request *)((char *)c - offsetof(struct request, claim));
     struct http_server *s = r->srv;
     struct MHD_Connection *resume = NULL;
-    int free_it;
 
     pthread_mutex_lock(&s->lock);
     if (r->state == REQ_CLAIMING) {
@@ -302,14 +313,7 @@ static int on_claim(struct idem_claim *c)
         resume = r->conn;
         atomic_fetch_add(&s->resuming, 1);
     }
-    request_unref_locked(r, &free_it);
-    pthread_mutex_unlock(&s->lock);
-    if (resume) {
-        MHD_resume_connection(resume);
-        atomic_fetch_sub(&s->resuming, 1);
-    }
-    if (free_it)
-        request_free(r);
+    unref_and_resume(s, r, resume);
     return resume ? 0 : 1;
 }
 

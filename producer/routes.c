@@ -35,6 +35,26 @@
 
 #define ROUTES_IDEM_MARGIN_MS 5000 /* an in-flight claim outlives the delivery timeout by this */
 
+/*
+ * Suspend r until start's work answers it (routes_resume): MHD_YES, or the
+ * answer now when the drain began or start failed (503, what for the client).
+ */
+static enum MHD_Result hand_over(struct request *r, enum req_state state,
+                                 int (*start)(struct request *r, char *err, size_t errsize),
+                                 const char *what)
+{
+    char err[64];
+
+    switch (http_suspend(r, state, start, err, sizeof(err))) {
+    case 0:
+        return MHD_YES;
+    case 1:
+        return http_shutting_down(r);
+    default:
+        return http_unavailable(r, what, err);
+    }
+}
+
 /* ---- Idempotency-Key ---------------------------------------------------- */
 
 #define IDEM_UNAVAILABLE "the Idempotency-Key store (Redis) is unavailable; retry"
@@ -59,18 +79,9 @@ static int start_claim(struct request *r, char *err, size_t errsize)
 /* A vote with an Idempotency-Key (and Redis): hand its claim to idem.h and suspend. */
 static enum MHD_Result claim_key(struct request *r)
 {
-    char err[64];
-
     idem_hash_hex(r->body, r->len, r->idem_hash);
     idem_inflight_value(r->idem_hash, r->reply.vote.event_id, r->idem_value, sizeof(r->idem_value));
-    switch (http_suspend(r, REQ_CLAIMING, start_claim, err, sizeof(err))) {
-    case 0:
-        return MHD_YES;
-    case 1:
-        return http_shutting_down(r);
-    default:
-        return http_unavailable(r, IDEM_UNAVAILABLE, err);
-    }
+    return hand_over(r, REQ_CLAIMING, start_claim, IDEM_UNAVAILABLE);
 }
 
 /* Resumed with the claim's answer, or at its deadline: publish, or answer from the key. */
@@ -244,19 +255,10 @@ static int start_read_job(struct request *r, char *err, size_t errsize)
 /* Hand a status read to the workers; the answer comes in routes_resume(). */
 static enum MHD_Result start_read(struct request *r, enum read_kind kind)
 {
-    char err[64];
-
     r->read.kind = kind;
     r->read.user_id = r->reply.user_id;
     r->read.candidate_id = r->reply.candidate_id;
-    switch (http_suspend(r, REQ_READING, start_read_job, err, sizeof(err))) {
-    case 0:
-        return MHD_YES;
-    case 1:
-        return http_shutting_down(r);
-    default:
-        return http_unavailable(r, "too many status reads at once; retry", err);
-    }
+    return hand_over(r, REQ_READING, start_read_job, "too many status reads at once; retry");
 }
 
 static enum MHD_Result answer_vote_status(struct request *r)
