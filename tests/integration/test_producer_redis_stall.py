@@ -40,7 +40,8 @@ def p99(values):
 
 
 class Load:
-    """4 keyed voters in a loop; plain votes and /healthz probes at a steady pace.
+    """4 keyed voters in a loop (at most one request each per PACE_S); plain votes and
+    /healthz probes at a steady pace.
 
     The plain votes and probes are open-loop (one every PACE_S, each on its own
     connection, whatever the earlier ones are doing): a client that waited for
@@ -76,8 +77,13 @@ class Load:
                      json.dumps({"user_id": user, "candidate_id": 1}).encode(), h)
 
     def _keyed(self):
+        # Each keyed client retries at most every PACE_S: a prompt 503 must not turn it
+        # into a busy loop that loads the machine the latencies are measured on.
+        tick = time.monotonic()
         while not self.stop.is_set():
             self._vote("keyed", key=uuid.uuid4().hex)
+            tick += PACE_S
+            self.stop.wait(max(0.0, tick - time.monotonic()))
 
     def _pace(self):
         tick = time.monotonic()
