@@ -446,7 +446,8 @@ def serve(stack, topic, *extra, env=None, tokens=None):
     port = free_port()
     p = subprocess.Popen(
         [str(BIN / "tadak-producer"), "serve", "--listen", f"127.0.0.1:{port}", "-b",
-         stack.brokers, "-t", topic, "--log-level", "warn", *extra],
+         stack.brokers, "-t", topic, "--log-level", "warn",
+         "--max-connections-per-ip", "1000", *extra],  # wrk's connections share 127.0.0.1
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env=dict(os.environ, **(env or {})))
     try:

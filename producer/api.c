@@ -81,9 +81,15 @@ int api_idempotency_key(const char *header, int64_t user, struct api_reply *r)
     for (size_t i = 0; i < n; i++)
         if (header[i] < 0x20 || header[i] > 0x7e || header[i] == '"')
             goto bad;
-    /* Two users' keys never meet: a key is only ever its own user's. */
+    /*
+     * Every key has a namespace, "u<user>:" or "a:" (anonymous), so two users'
+     * keys never meet, and an anonymous client sending "u42:k" (identity off
+     * on a producer sharing Redis) never reaches user 42's key.
+     */
     if (user > 0)
         at = (size_t)snprintf(r->idem_key, sizeof(r->idem_key), "u%" PRId64 ":", user);
+    else
+        at = (size_t)snprintf(r->idem_key, sizeof(r->idem_key), "a:");
     memcpy(r->idem_key + at, header, n);
     r->idem_key[at + n] = '\0';
     return 0;

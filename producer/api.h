@@ -19,8 +19,8 @@
  *   api_candidate_known(&c_or_null, id)         1 if id is a candidate (NULL: all are)
  *   api_candidates_list(&c, ids, max)           the first max ids, ascending (the page)
  *   api_idempotency_key(header, user, &reply)
- *       POST /votes with an Idempotency-Key: 1 = 400 (bad key), 0 = reply.idem_key set
- *       (user > 0: in that user's namespace, "u{user}:{key}")
+ *       POST /votes with an Idempotency-Key: 1 = 400 (bad key), 0 = reply.idem_key set,
+ *       in a namespace: "u{user}:{key}" for a verified user (user > 0), else "a:{key}"
  *   api_error(&reply, status, error, detail)       a JSON error reply
  *   api_error_id(&reply, status, error, detail, id)   the same with "request_id" (5xx:
  *       the detail says what failed in general terms, the log has the cause under id)
@@ -85,8 +85,8 @@ struct api_reply {
     char body[640];                       /* JSON body of an API_RESPOND reply */
     struct vote vote;                     /* API_VOTE, after api_vote() returned 0 */
     int64_t user_id, candidate_id;        /* API_STATUS: the ids of the path */
-    char idem_key[API_IDEM_KEY_MAX + 24]; /* API_VOTE: the Idempotency-Key ("u{user}:" first
-                                             with a verified user), or "" */
+    char idem_key[API_IDEM_KEY_MAX + 24]; /* API_VOTE: the Idempotency-Key after its
+                                             namespace ("u{user}:" or "a:"), or "" */
 };
 
 int api_begin(const char *method, const char *path, const char *content_type,

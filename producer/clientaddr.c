@@ -237,3 +237,19 @@ out:
     *out = client;
     return 0;
 }
+
+void clientaddr_key(const struct clientaddr *ca, int ipv6_prefix,
+                    unsigned char key[CLIENTADDR_KEY_LEN])
+{
+    int bits = ca->family == AF_INET6 ? ipv6_prefix : 32;
+
+    if (bits < 0)
+        bits = 0;
+    if (bits > 128)
+        bits = 128;
+    memset(key, 0, CLIENTADDR_KEY_LEN);
+    key[0] = (unsigned char)ca->family;
+    memcpy(key + 1, ca->addr, (size_t)bits / 8);
+    if (bits % 8)
+        key[1 + bits / 8] = (unsigned char)(ca->addr[bits / 8] & (0xff << (8 - bits % 8)));
+}

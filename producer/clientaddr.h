@@ -30,6 +30,13 @@
  *   clientaddr_in(trusted, n, AF_INET, addr)     1: addr is in one of them
  *   clientaddr_resolve(peer_sockaddr, xff_or_NULL, trusted, n, &client);
  *   client.family, client.addr (4 or 16 bytes), client.text (inet_ntop)
+ *   clientaddr_key(&client, ipv6_prefix, key)    the rate limit's bucket key
+ *
+ * One IPv6 host usually holds a whole /64 (SLAAC, privacy addresses): keyed
+ * by its full address it would get a fresh bucket per request, and push
+ * other clients out of the table. clientaddr_key() therefore keys an IPv6
+ * client by its first ipv6_prefix bits (the rest zeroed), an IPv4 client
+ * (IPv4-mapped ones included) by its whole address.
  */
 #ifndef TADAK_CLIENTADDR_H
 #define TADAK_CLIENTADDR_H
@@ -37,6 +44,7 @@
 #include <stddef.h>
 
 #define CLIENTADDR_TEXT_MAX 46 /* INET6_ADDRSTRLEN */
+#define CLIENTADDR_KEY_LEN  17 /* the family, then 16 address bytes */
 
 struct sockaddr;
 
@@ -65,5 +73,8 @@ int clientaddr_in(const struct clientaddr_cidr *list, size_t n, int family,
 int clientaddr_resolve(const struct sockaddr *peer, const char *x_forwarded_for,
                        const struct clientaddr_cidr *trusted, size_t ntrusted,
                        struct clientaddr *out);
+/* The bytes a client is counted by: IPv6 cut to ipv6_prefix bits (0..128), IPv4 whole. */
+void clientaddr_key(const struct clientaddr *ca, int ipv6_prefix,
+                    unsigned char key[CLIENTADDR_KEY_LEN]);
 
 #endif

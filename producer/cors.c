@@ -75,12 +75,37 @@ int cors_enabled(const struct cors *c)
     return c->n > 0;
 }
 
-/* The Origin's host[:port] is the Host header: the page came from us. */
-static int same_origin(const char *origin, const char *host)
+int cors_public_origin(struct cors *c, const char *origin, char *errstr, size_t errsize)
 {
-    const char *sep = strstr(origin, "://");
+    free(c->public_origin);
+    c->public_origin = NULL;
+    if (!origin || !*origin)
+        return 0;
+    if (!origin_valid(origin)) {
+        snprintf(errstr, errsize,
+                 "--public-origin \"%s\" is not an origin: scheme://host[:port] with http or "
+                 "https and no path",
+                 origin);
+        return -1;
+    }
+    c->public_origin = xstrdup(origin);
+    return 0;
+}
 
-    return host && *host && sep && strcasecmp(sep + 3, host) == 0;
+/*
+ * The page came from us. With --public-origin, only that origin is ours
+ * (Host is the client's word: a DNS-rebound name sends its own). Without
+ * it, the Origin is http (we serve no TLS: an https page is not ours) and
+ * its host[:port] is the Host header.
+ */
+static int own_origin(const struct cors *c, const char *origin, const char *host)
+{
+    static const char scheme[] = "http://";
+
+    if (c->public_origin)
+        return strcasecmp(origin, c->public_origin) == 0;
+    return host && *host && strncasecmp(origin, scheme, sizeof(scheme) - 1) == 0 &&
+           strcasecmp(origin + sizeof(scheme) - 1, host) == 0;
 }
 
 enum cors_verdict cors_check(const struct cors *c, const char *origin, const char *host)
@@ -92,7 +117,7 @@ enum cors_verdict cors_check(const struct cors *c, const char *origin, const cha
             return CORS_ALLOWED;
     if (c->any)
         return CORS_ALLOWED;
-    return same_origin(origin, host) ? CORS_NONE : CORS_REFUSED;
+    return own_origin(c, origin, host) ? CORS_NONE : CORS_REFUSED;
 }
 
 const char *cors_allow_origin(const struct cors *c, const char *origin)
@@ -109,6 +134,8 @@ void cors_free(struct cors *c)
         free(c->origin[i]);
     free(c->origin);
     c->origin = NULL;
+    free(c->public_origin);
+    c->public_origin = NULL;
     c->n = 0;
     c->any = 0;
 }

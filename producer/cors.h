@@ -9,8 +9,10 @@
  * regard to case.
  *
  * With it on, a request's Origin header is one of:
- *   CORS_NONE       no Origin, or the page's own (Origin's host:port is the
- *                   Host header: the vote page served by this producer)
+ *   CORS_NONE       no Origin, or the page's own: the vote page served by
+ *                   this producer. That is the --public-origin when one is
+ *                   set (behind a TLS proxy: https://votes.example), else
+ *                   an http:// Origin whose host:port is the Host header
  *   CORS_ALLOWED    a configured origin: the answer carries
  *                   Access-Control-Allow-Origin (cors_allow_origin: the
  *                   origin itself, "*" only if "*" is configured)
@@ -21,6 +23,7 @@
  *
  *   if (cors_parse(&c, &origins_list, max_age_s, err, sizeof err) != 0) ...
  *   cors_enabled(&c)
+ *   cors_public_origin(&c, origin_or_null, err, sizeof err)   --public-origin: 0 / -1
  *   cors_check(&c, origin_header_or_null, host_header_or_null)
  *   cors_allow_origin(&c, origin)       the Access-Control-Allow-Origin value
  *   cors_free(&c)
@@ -40,21 +43,22 @@ struct config_list;
 #define CORS_ALLOW_HEADERS "Content-Type, Idempotency-Key, Authorization"
 /* A script may read these answer headers (beyond the CORS-safelisted ones). */
 #define CORS_EXPOSE_HEADERS                                                                        \
-    "Retry-After, Idempotent-Replayed, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, "    \
-    "WWW-Authenticate"
+    "Retry-After, Idempotent-Replayed, RateLimit, RateLimit-Policy, WWW-Authenticate"
 
 enum cors_verdict { CORS_NONE, CORS_ALLOWED, CORS_REFUSED };
 
 struct cors {
-    size_t n;         /* configured origins ("*" included); 0: CORS is off */
-    char **origin;    /* owned copies */
-    int any;          /* "*" was configured */
-    char max_age[24]; /* the Access-Control-Max-Age value */
+    size_t n;            /* configured origins ("*" included); 0: CORS is off */
+    char **origin;       /* owned copies */
+    int any;             /* "*" was configured */
+    char *public_origin; /* the page's own origin, or NULL: http:// + Host */
+    char max_age[24];    /* the Access-Control-Max-Age value */
 };
 
 int cors_parse(struct cors *c, const struct config_list *origins, int64_t max_age_s, char *errstr,
                size_t errsize);
 int cors_enabled(const struct cors *c);
+int cors_public_origin(struct cors *c, const char *origin, char *errstr, size_t errsize);
 enum cors_verdict cors_check(const struct cors *c, const char *origin, const char *host);
 const char *cors_allow_origin(const struct cors *c, const char *origin);
 void cors_free(struct cors *c);

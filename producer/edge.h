@@ -12,18 +12,23 @@
  *                                      (allowed origin), 403 origin_not_allowed
  *                                      (another; one log line)
  *   POST from a refused Origin         403 origin_not_allowed (one log line)
- *   rate limit on, bucket empty        429 rate_limited, Retry-After and
- *                                      RateLimit-* (every limited answer
- *                                      carries RateLimit-*)
+ *   rate limit on, bucket empty        429 rate_limited, Retry-After (every
+ *                                      limited answer carries RateLimit and
+ *                                      RateLimit-Policy, draft -10)
  *   identity on, POST /votes or        401 invalid_token + WWW-Authenticate;
  *   GET /votes/{u}/{c}                 the status of another user: 403
  *                                      user_mismatch
  *
  * The client a limit counts against is the verified user when there is
  * one, else the client address (X-Forwarded-For honoured only from a
- * --trusted-proxy). A request whose token fails still counts against its
- * address, so guessing tokens is limited too. /healthz, /readyz and
- * /metrics are never limited (probes and scrapers must get through).
+ * --trusted-proxy, every line of it; IPv6 by its --rate-ipv6-prefix).
+ * Every refusal (a foreign Origin, a missing or bad token) takes a token
+ * from its address, and an address out of tokens is refused (429) before a
+ * token is verified, so neither guessing tokens nor a refused page's
+ * requests cost more than the limit. Refusals are logged at most once a
+ * second per kind, with a count, the Origin cut to 64 bytes. /healthz,
+ * /readyz and /metrics are never limited (probes and scrapers must get
+ * through).
  *
  *   struct edge *e = edge_new(&opts, metrics, err, sizeof err);
  *   edge_log(e)        one line: what is on (after serve's "serving")
@@ -31,6 +36,7 @@
  *   if (edge_admit(e, conn, method, final, &reply, &er)) answer reply now;
  *   edge_headers(e, &er, &reply, status, response);   on every answer
  *   edge_identity(e)   1 if a token is required (the page asks for one)
+ *   edge_trusted_proxy(e, sockaddr)   1 for a --trusted-proxy peer
  *   edge_free(e);
  */
 #ifndef TADAK_EDGE_H
@@ -47,15 +53,18 @@
 
 struct config_list;
 struct edge;
+struct sockaddr;
 struct metrics;
 
 struct edge_opts {
     const struct config_list *cors_origins; /* none: CORS off */
     int64_t cors_max_age_s;
-    struct auth_opts auth;                     /* !auth_configured(): identity off */
-    const char *rate_limit;                    /* "N/s" etc.; NULL or "": no limit */
-    int64_t rate_burst;                        /* 0: the rate per second, at least 1 */
-    int64_t rate_slots;                        /* clients remembered (the table) */
+    const char *public_origin; /* the vote page's own origin; NULL: http:// + Host */
+    struct auth_opts auth;     /* !auth_configured(): identity off */
+    const char *rate_limit;    /* "N/s" etc.; NULL or "": no limit */
+    int64_t rate_burst;        /* 0: the rate per second, at least 1 */
+    int64_t rate_slots;        /* clients remembered (the table) */
+    int64_t rate_ipv6_prefix;  /* an IPv6 client is its first N bits */
     const struct config_list *trusted_proxies; /* CIDRs whose X-Forwarded-For counts */
 };
 
@@ -77,6 +86,8 @@ int edge_admit(struct edge *e, struct MHD_Connection *conn, const char *method, 
 void edge_headers(const struct edge *e, const struct edge_request *er,
                   const struct api_reply *reply, int status, struct MHD_Response *resp);
 int edge_identity(const struct edge *e);
+/* 1 when peer is a --trusted-proxy (its connections are not capped per address). */
+int edge_trusted_proxy(void *edge, const struct sockaddr *peer);
 void edge_log(const struct edge *e);
 void edge_free(struct edge *e);
 

@@ -22,6 +22,7 @@
  */
 #include "http.h"
 #include "config.h"
+#include "conncap.h"
 #include "guard.h"
 #include "log.h"
 #include "metrics.h"
@@ -43,6 +44,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,15 +56,21 @@
 #define HTTP_READY_TIMEOUT_MS 1000
 #define HTTP_REQUEST_ID_LEN   17 /* 16 hex digits + NUL */
 
+/* Suspended requests with one timeout each, so ordered by deadline: the timer looks at heads. */
+struct pending {
+    struct request *head, *tail;
+};
+
 struct http_server {
     struct MHD_Daemon *daemon;
     MHD_socket quiesced_fd; /* closed at once: only marks that quiesce happened */
     struct http_routes routes;
 
     pthread_mutex_t lock;
-    pthread_cond_t wake;     /* CLOCK_MONOTONIC: new head of the pending list, or stop */
+    pthread_cond_t wake;     /* CLOCK_MONOTONIC: new head of a pending list, or stop */
     pthread_cond_t stopping; /* CLOCK_MONOTONIC: the prober's sleep, cut short by stop */
-    struct request *head, *tail;
+    struct pending waiting;  /* REQ_WAITING: votes handed to the publisher */
+    struct pending claiming; /* REQ_CLAIMING: Idempotency-Key claims handed to idem.h */
     int running;
     pthread_t timer, prober;
     int has_timer, has_prober;
@@ -72,9 +80,9 @@ struct http_server {
     uint32_t id_prefix;          /* random per process: ids of two producers differ */
     _Atomic uint32_t id_counter; /* request ids: prefix + counter */
 
-    struct guard *guard; /* whole-request deadlines */
-    unsigned int per_ip_limit;
-    struct metric *m_timeouts, *m_body_bytes, *m_reaped;
+    struct guard *guard;     /* whole-request deadlines */
+    struct conncap *conncap; /* connections per address; NULL: no cap */
+    struct metric *m_timeouts, *m_body_bytes, *m_reaped, *m_idem_timeouts, *m_capped;
 };
 
 /* ---- responses ---------------------------------------------------------- */
@@ -186,30 +194,36 @@ static void body_append(struct request *r, const char *data, size_t n)
     r->len = want;
 }
 
-static void pending_remove(struct http_server *s, struct request *r)
+static void pending_remove(struct pending *l, struct request *r)
 {
     if (r->prev)
         r->prev->next = r->next;
     else
-        s->head = r->next;
+        l->head = r->next;
     if (r->next)
         r->next->prev = r->prev;
     else
-        s->tail = r->prev;
+        l->tail = r->prev;
     r->prev = r->next = NULL;
 }
 
-static void pending_append(struct http_server *s, struct request *r)
+static void pending_append(struct http_server *s, struct pending *l, struct request *r)
 {
-    r->prev = s->tail;
+    r->prev = l->tail;
     r->next = NULL;
-    if (s->tail)
-        s->tail->next = r;
+    if (l->tail)
+        l->tail->next = r;
     else
-        s->head = r;
-    s->tail = r;
-    if (s->head == r)
+        l->head = r;
+    l->tail = r;
+    if (l->head == r)
         pthread_cond_signal(&s->wake);
+}
+
+/* The list a suspended request is on, or NULL. */
+static struct pending *pending_of(struct http_server *s, const struct request *r)
+{
+    return r->state == REQ_WAITING ? &s->waiting : r->state == REQ_CLAIMING ? &s->claiming : NULL;
 }
 
 /*
@@ -218,29 +232,16 @@ static void pending_append(struct http_server *s, struct request *r)
  * meanwhile: its connection is suspended, so MHD cannot complete it.
  */
 
-/* Runs on the publisher's delivery report thread. */
-static void on_delivery(struct publish_completion *cb, const struct publish_report *rep)
+/*
+ * Under the server lock: drop a completion's reference to r, release the
+ * lock, then resume (a decision counted in s->resuming) and free r if that
+ * was its last reference.
+ */
+static void unref_and_resume(struct http_server *s, struct request *r,
+                             struct MHD_Connection *resume)
 {
-    struct request *r = (struct request *)cb;
-    struct http_server *s = r->srv;
-    struct MHD_Connection *resume = NULL;
     int free_it;
 
-    pthread_mutex_lock(&s->lock);
-    if (r->state == REQ_WAITING) {
-        r->report_err = rep->err;
-        util_strlcpy(r->report_errname, rep->errname, sizeof(r->report_errname));
-        r->partition = rep->partition;
-        r->offset = rep->offset;
-        r->state = REQ_REPORTED;
-        pending_remove(s, r);
-        resume = r->conn;
-        atomic_fetch_add(&s->resuming, 1);
-    } else {
-        /* The client already has its 503; the event may still have landed. */
-        log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.vote.token,
-                 r->reply.vote.event_id, rep->errname);
-    }
     request_unref_locked(r, &free_it);
     pthread_mutex_unlock(&s->lock);
     if (resume) {
@@ -249,6 +250,31 @@ static void on_delivery(struct publish_completion *cb, const struct publish_repo
     }
     if (free_it)
         request_free(r);
+}
+
+/* Runs on the publisher's delivery report thread. */
+static void on_delivery(struct publish_completion *cb, const struct publish_report *rep)
+{
+    struct request *r = (struct request *)cb;
+    struct http_server *s = r->srv;
+    struct MHD_Connection *resume = NULL;
+
+    pthread_mutex_lock(&s->lock);
+    if (r->state == REQ_WAITING) {
+        r->report_err = rep->err;
+        util_strlcpy(r->report_errname, rep->errname, sizeof(r->report_errname));
+        r->partition = rep->partition;
+        r->offset = rep->offset;
+        r->state = REQ_REPORTED;
+        pending_remove(&s->waiting, r);
+        resume = r->conn;
+        atomic_fetch_add(&s->resuming, 1);
+    } else {
+        /* The client already has its 503; the event may still have landed. */
+        log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.vote.token,
+                 r->reply.vote.event_id, rep->errname);
+    }
+    unref_and_resume(s, r, resume);
 }
 
 /* Runs on a reads.h worker (or in reads_stop): the answer is in r->read. */
@@ -269,6 +295,28 @@ static void on_read(struct read_job *job)
     atomic_fetch_sub(&s->resuming, 1);
 }
 
+/*
+ * Runs on an idem.h worker (or in idem_stop): the claim's answer is in
+ * r->claim. 1 when r no longer waits for it (its deadline passed, or the
+ * drain answered it): the worker then gives back a key it took.
+ */
+static int on_claim(struct idem_claim *c)
+{
+    struct request *r = (struct request *)((char *)c - offsetof(struct request, claim));
+    struct http_server *s = r->srv;
+    struct MHD_Connection *resume = NULL;
+
+    pthread_mutex_lock(&s->lock);
+    if (r->state == REQ_CLAIMING) {
+        pending_remove(&s->claiming, r);
+        r->state = REQ_CLAIMED;
+        resume = r->conn;
+        atomic_fetch_add(&s->resuming, 1);
+    }
+    unref_and_resume(s, r, resume);
+    return resume ? 0 : 1;
+}
+
 int http_suspend(struct request *r, enum req_state state,
                  int (*start)(struct request *r, char *err, size_t errsize), char *err,
                  size_t errsize)
@@ -280,16 +328,16 @@ int http_suspend(struct request *r, enum req_state state,
         pthread_mutex_unlock(&s->lock);
         return 1;
     }
+    r->deadline_ms =
+        util_now_ms() + (state == REQ_CLAIMING ? s->routes.idem_timeout_ms : s->routes.timeout_ms);
     if (start(r, err, errsize) != 0) {
         pthread_mutex_unlock(&s->lock);
         return -1;
     }
-    r->refs++; /* the completion's, dropped by on_delivery or on_read */
+    r->refs++; /* the completion's, dropped by on_delivery, on_read or on_claim */
     r->state = state;
-    if (state == REQ_WAITING) {
-        r->deadline_ms = util_now_ms() + s->routes.timeout_ms;
-        pending_append(s, r);
-    }
+    if (pending_of(s, r))
+        pending_append(s, pending_of(s, r), r);
     MHD_suspend_connection(r->conn);
     pthread_mutex_unlock(&s->lock);
     return 0;
@@ -306,17 +354,23 @@ enum req_state http_vote_state(struct request *r)
 }
 
 /* Detach every pending request whose deadline passed (all, with now < 0). */
-static struct request *take_expired_locked(struct http_server *s, int64_t now)
+static struct request *take_expired_locked(struct http_server *s, int64_t now, int *claims)
 {
+    struct pending *lists[] = {&s->waiting, &s->claiming};
     struct request *out = NULL;
 
-    while (s->head && (now < 0 || s->head->deadline_ms <= now)) {
-        struct request *r = s->head;
-        pending_remove(s, r);
-        r->state = REQ_TIMED_OUT;
-        r->next = out; /* reuse the link: r is off the pending list now */
-        out = r;
-        atomic_fetch_add(&s->resuming, 1);
+    *claims = 0;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(lists); i++) {
+        struct pending *l = lists[i];
+        while (l->head && (now < 0 || l->head->deadline_ms <= now)) {
+            struct request *r = l->head;
+            pending_remove(l, r);
+            *claims += r->state == REQ_CLAIMING;
+            r->state = r->state == REQ_CLAIMING ? REQ_CLAIM_LATE : REQ_TIMED_OUT;
+            r->next = out; /* reuse the link: r is off the pending list now */
+            out = r;
+            atomic_fetch_add(&s->resuming, 1);
+        }
     }
     return out;
 }
@@ -340,7 +394,8 @@ static void *timer_main(void *arg)
     pthread_mutex_lock(&s->lock);
     while (s->running) {
         int64_t now = util_now_ms(), wait_ms = 200, next_reap;
-        struct request *expired = take_expired_locked(s, now);
+        int claims;
+        struct request *expired = take_expired_locked(s, now, &claims);
         int reaped = guard_reap(s->guard, now, &next_reap);
 
         if (reaped)
@@ -351,13 +406,17 @@ static void *timer_main(void *arg)
         if (expired) {
             pthread_mutex_unlock(&s->lock);
             for (struct request *r = expired; r; r = r->next)
-                metric_add(s->m_timeouts, 1);
+                if (r->state == REQ_TIMED_OUT)
+                    metric_add(s->m_timeouts, 1);
+            metric_add(s->m_idem_timeouts, claims);
             resume_all(s, expired);
             pthread_mutex_lock(&s->lock);
             continue;
         }
-        if (s->head && s->head->deadline_ms - now < wait_ms)
-            wait_ms = s->head->deadline_ms - now;
+        if (s->waiting.head && s->waiting.head->deadline_ms - now < wait_ms)
+            wait_ms = s->waiting.head->deadline_ms - now;
+        if (s->claiming.head && s->claiming.head->deadline_ms - now < wait_ms)
+            wait_ms = s->claiming.head->deadline_ms - now;
         if (wait_ms < 1)
             wait_ms = 1;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -416,6 +475,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r = xcalloc(1, sizeof(*r));
         r->completion.fn = on_delivery;
         r->read.fn = on_read;
+        r->claim.done = on_claim;
         r->srv = s;
         r->rt = &s->routes;
         r->conn = conn;
@@ -475,9 +535,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     gc = r->gc; /* r may be gone once the lock is released */
     *con_cls = NULL;
     pthread_mutex_lock(&s->lock);
-    if (r->state == REQ_WAITING) { /* only if MHD tears down a suspended connection */
-        pending_remove(s, r);
-        r->state = REQ_TIMED_OUT;
+    if (pending_of(s, r)) { /* only if MHD tears down a suspended connection */
+        pending_remove(pending_of(s, r), r);
+        r->state = r->state == REQ_CLAIMING ? REQ_CLAIM_LATE : REQ_TIMED_OUT;
     }
     request_unref_locked(r, &free_it);
     pthread_mutex_unlock(&s->lock);
@@ -487,17 +547,30 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         request_free(r);
 }
 
-/* Accepted and closed connections: the guard tracks each one in between. */
+/*
+ * Accepted and closed connections: the guard tracks each one in between,
+ * and the per-address cap counts it. One over the cap is shut down at once
+ * (libmicrohttpd then reads end of file and closes it, unanswered).
+ */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
-    const union MHD_ConnectionInfo *info;
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *peer =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_context = info ? guard_open(s->guard, info->connect_fd, util_now_ms()) : NULL;
+        *socket_context = fd ? guard_open(s->guard, fd->connect_fd, util_now_ms()) : NULL;
+        if (s->conncap && peer && !conncap_open(s->conncap, peer->client_addr)) {
+            metric_add(s->m_capped, 1);
+            if (fd)
+                shutdown(fd->connect_fd, SHUT_RDWR);
+        }
     } else {
+        if (s->conncap && peer)
+            conncap_close(s->conncap, peer->client_addr);
         /* Before libmicrohttpd closes the descriptor: the guard forgets it first. */
         guard_close(s->guard, *socket_context);
         *socket_context = NULL;
@@ -566,7 +639,8 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     s->routes.reads = o->reads;
     s->routes.idem = o->idem;
     s->routes.edge = o->edge;
-    s->routes.idem_window_ms = o->idem_window_ms > 0 ? o->idem_window_ms : 86400000;
+    s->routes.idem_window_ms = o->idem_window_ms;
+    s->routes.idem_timeout_ms = o->idem_timeout_ms;
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->running = 1;
     if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
@@ -585,8 +659,16 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
                                     "Bytes allocated for request bodies being received");
     s->m_reaped = metrics_counter(metrics, "tadak_http_request_timeouts_total", "",
                                   "Connections closed because a request did not arrive in time");
-    s->guard = guard_new(o->request_timeout_ms > 0 ? o->request_timeout_ms : 10000);
-    s->per_ip_limit = o->per_ip_limit;
+    s->m_idem_timeouts =
+        metrics_counter(metrics, "tadak_http_idempotency_timeouts_total", "",
+                        "Votes answered 503 because Redis did not answer an Idempotency-Key claim "
+                        "in time");
+    s->m_capped =
+        metrics_counter(metrics, "tadak_http_connections_capped_total", "",
+                        "Connections closed unanswered: their address held the most it may");
+    s->guard = guard_new(o->request_timeout_ms);
+    if (o->per_ip_limit > 0)
+        s->conncap = conncap_new(o->per_ip_limit, edge_trusted_proxy, o->edge);
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -606,15 +688,14 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
         goto fail;
     }
     s->has_prober = 1;
-    s->daemon =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                             MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-                         0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
-                         MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->per_ip_limit, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
+        MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, strerror(errno));
         goto fail;
@@ -647,6 +728,7 @@ int64_t http_active(struct http_server *s)
 void http_stop(struct http_server *s)
 {
     struct request *rest;
+    int claims;
 
     /*
      * MHD_stop_daemon() aborts the process if it finds a suspended
@@ -656,7 +738,7 @@ void http_stop(struct http_server *s)
      */
     pthread_mutex_lock(&s->lock);
     atomic_store(&s->draining, 1);
-    rest = take_expired_locked(s, -1);
+    rest = take_expired_locked(s, -1, &claims);
     s->running = 0;
     pthread_cond_broadcast(&s->wake);
     pthread_cond_broadcast(&s->stopping);
@@ -668,6 +750,7 @@ void http_stop(struct http_server *s)
         pthread_join(s->prober, NULL);
     s->has_timer = s->has_prober = 0;
     reads_stop(s->routes.reads); /* every status read answered, its connection resumed */
+    idem_stop(s->routes.idem);   /* every claim answered (its request already was) */
     while (atomic_load(&s->resuming) > 0) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -686,5 +769,6 @@ void http_free(struct http_server *s)
     pthread_mutex_destroy(&s->lock);
     free(s->routes.page);
     guard_free(s->guard);
+    conncap_free(s->conncap);
     free(s);
 }

@@ -12,15 +12,19 @@
  *
  * Slow clients cannot hold connections: a whole request must arrive within
  * opts.request_timeout_ms (guard.h shuts down the late), one address holds
- * at most opts.per_ip_limit connections, and a body takes memory as it
+ * at most opts.per_ip_limit connections (conncap.h; a --trusted-proxy
+ * address is not capped, edge.h says which), and a body takes memory as it
  * arrives, never its declared size up front.
  *
  * The server also answers GET /votes/{user_id}/{candidate_id}, /tallies and
  * /stats (page.c's GET / shows them) through opts.reads: the read runs on
  * reads.h's own threads and connections while the connection is suspended,
  * so no MHD thread ever waits on a status query. With opts.idem it honours
- * Idempotency-Key on POST /votes (idem.h): one Redis round trip on the MHD
- * thread, on a connection of its own.
+ * Idempotency-Key on POST /votes (idem.h) the same way: the claim runs on
+ * idem.h's threads while the connection is suspended, answered 503 +
+ * Retry-After if Redis has not answered within opts.idem_timeout_ms; the
+ * 202's settle and a 503's release are queued there too. A stalled Redis
+ * never holds a vote without the header, /healthz or /readyz.
  *
  * Shutdown never leaves a connection suspended for MHD_stop_daemon() (which
  * aborts the process if it finds one): once the drain begins, no request is
@@ -52,12 +56,14 @@ struct http_opts {
     const char *listen; /* HOST:PORT */
     int64_t max_body;
     int64_t delivery_timeout_ms;
-    struct reads *reads;    /* status reads (reads.h); not owned */
-    struct idem *idem;      /* Idempotency-Key in Redis; NULL: the header is ignored */
-    int64_t idem_window_ms; /* how long an accepted Idempotency-Key is remembered */
+    struct reads *reads;     /* status reads (reads.h); not owned */
+    struct idem *idem;       /* Idempotency-Key in Redis; NULL: the header is ignored */
+    int64_t idem_window_ms;  /* how long an accepted Idempotency-Key is remembered */
+    int64_t idem_timeout_ms; /* a claim not answered by Redis in this long: 503 */
     const struct api_candidates *candidates; /* copied; NULL: any candidate id */
     int64_t request_timeout_ms;              /* a whole request must arrive in this long */
-    unsigned int per_ip_limit;               /* connections per client address; 0: no cap */
+    unsigned int
+        per_ip_limit;  /* connections per client address (not a trusted proxy's); 0: no cap */
     struct edge *edge; /* CORS, identity, rate limits (edge.h); not owned; NULL: all off */
 };
 

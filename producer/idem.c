@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IDEM_CONNECT_MS 500
-#define IDEM_COMMAND_MS 1000
 #define IDEM_PREFIX_MAX 256
 #define IDEM_KEY_MAX    (IDEM_PREFIX_MAX + 512)
 
@@ -23,12 +21,6 @@ static const char settle_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] th
                                     "return 1 end return 0";
 static const char release_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                      "return redis.call('DEL', KEYS[1]) end return 0";
-
-struct idem {
-    pthread_mutex_t lock; /* the connection is used by one HTTP thread at a time */
-    struct redisconn *rc;
-    char prefix[IDEM_PREFIX_MAX];
-};
 
 void idem_hash_hex(const char *body, size_t len, char hex[IDEM_HASH_HEX])
 {
@@ -112,80 +104,70 @@ enum idem_verdict idem_decide(const char *old, const char *hex, const char *lega
 
 /* ------------------------------------------------------------ Redis */
 
-struct idem *idem_new(const char *redis_url, const char *prefix, char *errstr, size_t errsize)
-{
-    struct idem *im = xcalloc(1, sizeof(*im));
+enum op_kind { OP_CLAIM, OP_SETTLE, OP_RELEASE };
 
-    pthread_mutex_init(&im->lock, NULL);
-    if (!prefix)
-        prefix = "";
-    if (strlen(prefix) >= sizeof(im->prefix)) {
-        snprintf(errstr, errsize, "key prefix longer than %d bytes", IDEM_PREFIX_MAX - 1);
-        goto fail;
-    }
-    util_strlcpy(im->prefix, prefix, sizeof(im->prefix));
-    if (!(im->rc = redisconn_new(redis_url, "Idempotency-Key answers 503", IDEM_CONNECT_MS,
-                                 IDEM_COMMAND_MS, errstr, errsize)))
-        goto fail;
-    return im;
-fail:
-    idem_free(im);
-    return NULL;
-}
+/* One queued Redis call. A claim's strings are its caller's; the others' are ours. */
+struct op {
+    enum op_kind kind;
+    struct idem_claim *claim;         /* OP_CLAIM */
+    char *key, *expect, *value, *ttl; /* settle and release */
+    struct op *next;
+};
 
-void idem_free(struct idem *im)
-{
-    if (!im)
-        return;
-    redisconn_free(im->rc);
-    pthread_mutex_destroy(&im->lock);
-    free(im);
-}
+struct worker {
+    struct idem *im;
+    pthread_t thread;
+    struct redisconn *rc; /* this worker's alone: no lock around it */
+    pthread_cond_t work;
+    struct op *head, *tail;
+    size_t queued;
+};
 
-int idem_claim(struct idem *im, const char *key, const char *value, int64_t ttl_ms, char *old,
-               size_t oldsize, int *existed, char *errstr, size_t errsize)
+struct idem {
+    char prefix[IDEM_PREFIX_MAX];
+    pthread_mutex_t lock; /* every worker's queue, stopping */
+    int stopping;
+    int started; /* workers running */
+    struct worker workers[IDEM_THREADS];
+};
+
+static int claim_in_redis(struct worker *w, struct idem_claim *c)
 {
     redisReply *r;
     char ttl[24];
     int rc = -1;
 
-    *existed = 0;
-    old[0] = '\0';
-    snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_ms);
-    pthread_mutex_lock(&im->lock);
-    r = redisconn_command(im->rc, errstr, errsize, "SET %sidem:%s %s NX PX %s GET", im->prefix, key,
-                          value, ttl);
-    pthread_mutex_unlock(&im->lock);
+    snprintf(ttl, sizeof(ttl), "%" PRId64, c->ttl_ms);
+    r = redisconn_command(w->rc, c->why, sizeof(c->why), "SET %sidem:%s %s NX PX %s GET",
+                          w->im->prefix, c->key, c->value, ttl);
     if (!r)
         return -1;
     if (r->type == REDIS_REPLY_STRING) {
-        *existed = 1;
-        util_strlcpy(old, r->str, oldsize);
+        c->existed = 1;
+        util_strlcpy(c->old, r->str, sizeof(c->old));
         rc = 0;
     } else if (r->type == REDIS_REPLY_NIL) {
         rc = 0;
     } else {
-        snprintf(errstr, errsize, "unexpected reply type %d to SET NX GET", r->type);
+        snprintf(c->why, sizeof(c->why), "unexpected reply type %d to SET NX GET", r->type);
     }
     freeReplyObject(r);
     return rc;
 }
 
-static int run_script(struct idem *im, const char *script, const char *key, int nargs,
+static int run_script(struct worker *w, const char *script, const char *key, int nargs,
                       const char *a1, const char *a2, const char *a3)
 {
     char err[256], fullkey[IDEM_KEY_MAX];
     redisReply *r;
     int rc;
 
-    snprintf(fullkey, sizeof(fullkey), "%sidem:%s", im->prefix, key);
-    pthread_mutex_lock(&im->lock);
+    snprintf(fullkey, sizeof(fullkey), "%sidem:%s", w->im->prefix, key);
     if (nargs == 3)
-        r = redisconn_command(im->rc, err, sizeof(err), "EVAL %s 1 %s %s %s %s", script, fullkey,
-                              a1, a2, a3);
+        r = redisconn_command(w->rc, err, sizeof(err), "EVAL %s 1 %s %s %s %s", script, fullkey, a1,
+                              a2, a3);
     else
-        r = redisconn_command(im->rc, err, sizeof(err), "EVAL %s 1 %s %s", script, fullkey, a1);
-    pthread_mutex_unlock(&im->lock);
+        r = redisconn_command(w->rc, err, sizeof(err), "EVAL %s 1 %s %s", script, fullkey, a1);
     if (!r) {
         log_warn("idempotency marker not updated", "error=\"%s\"", err);
         return -1;
@@ -195,16 +177,207 @@ static int run_script(struct idem *im, const char *script, const char *key, int 
     return rc;
 }
 
-int idem_settle(struct idem *im, const char *key, const char *expect, const char *value,
-                int64_t ttl_ms)
+static void release_in_redis(struct worker *w, const char *key, const char *expect)
 {
-    char ttl[24];
-
-    snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_ms);
-    return run_script(im, settle_script, key, 3, expect, value, ttl);
+    run_script(w, release_script, key, 1, expect, NULL, NULL);
 }
 
-int idem_release(struct idem *im, const char *key, const char *expect)
+/* A claim: asked unless its time is up; a key taken for nobody is given back. */
+static void run_claim(struct worker *w, struct idem_claim *c, int stopping)
 {
-    return run_script(im, release_script, key, 1, expect, NULL, NULL);
+    char key[IDEM_KEY_MAX], value[IDEM_KEY_MAX];
+    int took;
+
+    c->failed = c->shutting_down = c->existed = 0;
+    c->old[0] = c->why[0] = '\0';
+    if (stopping) {
+        c->failed = c->shutting_down = 1;
+        util_strlcpy(c->why, "shutting down", sizeof(c->why));
+    } else if (util_now_ms() >= c->deadline_ms) {
+        c->failed = 1;
+        util_strlcpy(c->why, "queued until its deadline behind a slow Redis", sizeof(c->why));
+    } else if (claim_in_redis(w, c) != 0) {
+        c->failed = 1;
+    }
+    /* done() may free the claim's strings: keep what a release would need. */
+    took = !c->failed && !c->existed && util_strlcpy(key, c->key, sizeof(key)) < sizeof(key) &&
+           util_strlcpy(value, c->value, sizeof(value)) < sizeof(value);
+    if (c->done(c) != 0 && took)
+        release_in_redis(w, key, value);
+}
+
+static void run(struct worker *w, struct op *op, int stopping)
+{
+    switch (op->kind) {
+    case OP_CLAIM:
+        run_claim(w, op->claim, stopping);
+        break;
+    case OP_SETTLE:
+        run_script(w, settle_script, op->key, 3, op->expect, op->value, op->ttl);
+        break;
+    case OP_RELEASE:
+        release_in_redis(w, op->key, op->expect);
+        break;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct idem *im = w->im;
+
+    pthread_mutex_lock(&im->lock);
+    for (;;) {
+        struct op *op;
+        int stopping;
+
+        while (!w->head && !im->stopping)
+            pthread_cond_wait(&w->work, &im->lock);
+        if (!(op = w->head))
+            break; /* stopping, and all that was queued is done */
+        w->head = op->next;
+        if (!w->head)
+            w->tail = NULL;
+        w->queued--;
+        stopping = im->stopping;
+        pthread_mutex_unlock(&im->lock);
+        run(w, op, stopping);
+        free(op);
+        pthread_mutex_lock(&im->lock);
+    }
+    pthread_mutex_unlock(&im->lock);
+    return NULL;
+}
+
+/* Queue op on its key's worker: 0, or -1 (full, or stopping) and op is freed. */
+static int submit(struct idem *im, const char *key, struct op *op)
+{
+    struct worker *w = &im->workers[util_fnv1a64(key, strlen(key)) % IDEM_THREADS];
+    int rc = -1;
+
+    op->next = NULL;
+    pthread_mutex_lock(&im->lock);
+    if (!im->stopping && im->started == IDEM_THREADS && w->queued < IDEM_QUEUE_MAX) {
+        if (w->tail)
+            w->tail->next = op;
+        else
+            w->head = op;
+        w->tail = op;
+        w->queued++;
+        pthread_cond_signal(&w->work);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&im->lock);
+    if (rc != 0)
+        free(op);
+    return rc;
+}
+
+struct idem *idem_new(const char *redis_url, const char *prefix, int64_t timeout_ms, char *errstr,
+                      size_t errsize)
+{
+    struct idem *im = xcalloc(1, sizeof(*im));
+    int ms = timeout_ms > 0 && timeout_ms < 600000 ? (int)timeout_ms : 1000;
+
+    pthread_mutex_init(&im->lock, NULL);
+    for (int i = 0; i < IDEM_THREADS; i++) {
+        im->workers[i].im = im;
+        pthread_cond_init(&im->workers[i].work, NULL);
+    }
+    if (!prefix)
+        prefix = "";
+    if (strlen(prefix) >= sizeof(im->prefix)) {
+        snprintf(errstr, errsize, "key prefix longer than %d bytes", IDEM_PREFIX_MAX - 1);
+        goto fail;
+    }
+    util_strlcpy(im->prefix, prefix, sizeof(im->prefix));
+    for (int i = 0; i < IDEM_THREADS; i++)
+        if (!(im->workers[i].rc =
+                  redisconn_new(redis_url, "Idempotency-Key answers 503", ms, ms, errstr, errsize)))
+            goto fail;
+    for (int i = 0; i < IDEM_THREADS; i++) {
+        if (pthread_create(&im->workers[i].thread, NULL, worker_main, &im->workers[i]) != 0) {
+            snprintf(errstr, errsize, "cannot start an Idempotency-Key thread");
+            goto fail;
+        }
+        im->started = i + 1;
+    }
+    return im;
+fail:
+    idem_free(im);
+    return NULL;
+}
+
+void idem_stop(struct idem *im)
+{
+    if (!im)
+        return;
+    pthread_mutex_lock(&im->lock);
+    im->stopping = 1;
+    for (int i = 0; i < IDEM_THREADS; i++)
+        pthread_cond_broadcast(&im->workers[i].work);
+    pthread_mutex_unlock(&im->lock);
+    for (int i = 0; i < im->started; i++)
+        pthread_join(im->workers[i].thread, NULL);
+    im->started = 0;
+}
+
+void idem_free(struct idem *im)
+{
+    if (!im)
+        return;
+    idem_stop(im);
+    for (int i = 0; i < IDEM_THREADS; i++) {
+        redisconn_free(im->workers[i].rc);
+        pthread_cond_destroy(&im->workers[i].work);
+    }
+    pthread_mutex_destroy(&im->lock);
+    free(im);
+}
+
+int idem_claim(struct idem *im, struct idem_claim *c)
+{
+    struct op *op = xcalloc(1, sizeof(*op));
+
+    op->kind = OP_CLAIM;
+    op->claim = c;
+    return submit(im, c->key, op);
+}
+
+/* A settle or release: the op and copies of its strings, in one allocation. */
+static void submit_copy(struct idem *im, enum op_kind kind, const char *key, const char *expect,
+                        const char *value, int64_t ttl_ms)
+{
+    char ttl[24];
+    const char *src[] = {key, expect, value ? value : "", ttl};
+    size_t len[UTIL_ARRAY_LEN(src)], total = 0;
+    char **dst[UTIL_ARRAY_LEN(src)];
+    struct op *op;
+    char *p;
+
+    snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_ms);
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(src); i++)
+        total += len[i] = strlen(src[i]) + 1;
+    op = xcalloc(1, sizeof(*op) + total);
+    op->kind = kind;
+    dst[0] = &op->key, dst[1] = &op->expect, dst[2] = &op->value, dst[3] = &op->ttl;
+    p = (char *)(op + 1);
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(src); i++) {
+        *dst[i] = memcpy(p, src[i], len[i]);
+        p += len[i];
+    }
+    if (submit(im, key, op) != 0)
+        log_warn("idempotency marker not updated", "error=\"queue full or stopping\" op=%s",
+                 kind == OP_SETTLE ? "settle" : "release");
+}
+
+void idem_settle(struct idem *im, const char *key, const char *expect, const char *value,
+                 int64_t ttl_ms)
+{
+    submit_copy(im, OP_SETTLE, key, expect, value, ttl_ms);
+}
+
+void idem_release(struct idem *im, const char *key, const char *expect)
+{
+    submit_copy(im, OP_RELEASE, key, expect, NULL, 0);
 }

@@ -49,13 +49,18 @@ static const struct config_opt serve_rows[] = {
      "Prefix of Redis keys, as the consumers' --key-prefix"},
     {"idempotency-window-s", 0, "TADAK_IDEMPOTENCY_WINDOW_S", CONFIG_INT, "86400", 1, 31536000,
      O(idem_window_s), "How long an accepted Idempotency-Key answers with the same 202"},
+    {"idempotency-timeout-ms", 0, "TADAK_IDEMPOTENCY_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
+     O(idem_timeout_ms),
+     "Answer 503 + Retry-After when Redis has not answered an Idempotency-Key claim after this "
+     "long (votes without the header never wait for Redis)"},
     {"request-timeout-s", 0, "TADAK_REQUEST_TIMEOUT_S", CONFIG_INT, "10", 1, 3600,
      O(request_timeout_s),
      "Close a connection whose request (headers and body) has not all arrived this long "
      "after it could start"},
-    {"max-connections-per-ip", 0, "TADAK_MAX_CONNECTIONS_PER_IP", CONFIG_INT, "3000", 1, 1000000,
+    {"max-connections-per-ip", 0, "TADAK_MAX_CONNECTIONS_PER_IP", CONFIG_INT, "64", 1, 1000000,
      O(per_ip),
-     "Most connections one client address may hold (behind a proxy, all clients share one)"},
+     "Most connections one client address may hold (a --trusted-proxy address: no cap; behind "
+     "a NAT or an untrusted proxy all clients share one)"},
     {"candidates", 0, "TADAK_CANDIDATES", CONFIG_STR, NULL, 0, 0, O(candidates),
      "Candidate ids on the ballot, e.g. 1-4,7 (others: 400 unknown_candidate; unset: any)"},
     {"tallies-top", 0, "TADAK_TALLIES_TOP", CONFIG_INT, "100", 1, 100000, O(tallies_top),
@@ -64,6 +69,9 @@ static const struct config_opt serve_rows[] = {
     {"cors-origin", 0, "TADAK_CORS_ORIGINS", CONFIG_LIST, NULL, 0, 0, O(cors_origins),
      "Web origin allowed to call the API from a browser, e.g. https://app.example; repeatable "
      "(env: comma separated); * allows any (unset: CORS off)"},
+    {"public-origin", 0, "TADAK_PUBLIC_ORIGIN", CONFIG_STR, NULL, 0, 0, O(public_origin),
+     "The vote page's own origin as browsers see it, e.g. https://votes.example (unset: an "
+     "http:// Origin naming the Host header)"},
     {"cors-max-age-s", 0, "TADAK_CORS_MAX_AGE_S", CONFIG_INT, "600", 0, 86400, O(cors_max_age_s),
      "How long a browser may cache a preflight answer"},
     {"jwt-key", 0, "TADAK_JWT_KEY", CONFIG_STR, NULL, 0, 0, O(jwt_key),
@@ -87,6 +95,9 @@ static const struct config_opt serve_rows[] = {
      "Requests a client may send at once (0: one second's worth)"},
     {"rate-table-size", 0, "TADAK_RATE_TABLE_SIZE", CONFIG_INT, "65536", 64, 67108864,
      O(rate_slots), "Clients the rate limit remembers (a fixed table, least recently seen out)"},
+    {"rate-ipv6-prefix", 0, "TADAK_RATE_IPV6_PREFIX", CONFIG_INT, "64", 1, 128, O(rate_ipv6_prefix),
+     "An IPv6 client is counted by its first N bits (a host usually holds a whole /64); IPv4 "
+     "by its address"},
     {"trusted-proxy", 0, "TADAK_TRUSTED_PROXIES", CONFIG_LIST, NULL, 0, 0, O(trusted_proxies),
      "Address or CIDR of a reverse proxy whose X-Forwarded-For names the client; repeatable "
      "(env: comma separated)"},

@@ -41,11 +41,12 @@ struct producer_opts {
     const char *listen, *database_url, *redis_url, *key_prefix;
     const char *candidates;       /* the ballot as given, e.g. "1-4,7", or NULL */
     struct api_candidates ballot; /* candidates parsed; n == 0: any id */
-    int64_t max_body, idem_window_s, request_timeout_s, per_ip, tallies_top;
+    int64_t max_body, idem_window_s, idem_timeout_ms, request_timeout_s, per_ip, tallies_top;
     /* serve: the frontend edge (edge.h), each part off unless set */
     struct config_list cors_origins, trusted_proxies;
-    int64_t cors_max_age_s, jwt_leeway_s, rate_burst, rate_slots;
+    int64_t cors_max_age_s, jwt_leeway_s, rate_burst, rate_slots, rate_ipv6_prefix;
     const char *jwt_key, *jwt_secret_env, *jwt_issuer, *jwt_audience, *jwt_user_claim, *rate_limit;
+    const char *public_origin;
 
     /* send */
     int64_t user, candidate, repeat;

@@ -179,8 +179,9 @@ static int64_t seconds_until(const struct ratelimit *rl, double shortfall)
     return s < RL_SECONDS_MAX ? (int64_t)s : (int64_t)RL_SECONDS_MAX;
 }
 
-int ratelimit_take(struct ratelimit *rl, const void *key, size_t keylen, int64_t now_ms,
-                   struct ratelimit_verdict *v)
+/* Refill key's bucket to now_ms and, if take, take a token: *v says how it stands. */
+static int visit(struct ratelimit *rl, const void *key, size_t keylen, int64_t now_ms, int take,
+                 struct ratelimit_verdict *v)
 {
     uint64_t id = key_id(rl, key, keylen);
     size_t set = (size_t)(id & rl->set_mask);
@@ -208,10 +209,12 @@ int ratelimit_take(struct ratelimit *rl, const void *key, size_t keylen, int64_t
         e = (struct rl_entry){.id = id, .last_ms = now_ms, .tokens = rl->burst};
     }
     allowed = e.tokens >= 1 - RL_EPS;
-    if (allowed)
-        e.tokens = e.tokens > 1 ? e.tokens - 1 : 0;
-    memmove(ways + 1, ways, i * sizeof(*ways)); /* most recently used first */
-    ways[0] = e;
+    if (take) {
+        if (allowed)
+            e.tokens = e.tokens > 1 ? e.tokens - 1 : 0;
+        memmove(ways + 1, ways, i * sizeof(*ways)); /* most recently used first */
+        ways[0] = e;
+    }
     pthread_mutex_unlock(lock);
 
     v->allowed = allowed;
@@ -225,6 +228,18 @@ int ratelimit_take(struct ratelimit *rl, const void *key, size_t keylen, int64_t
             v->retry_after_s = 1;
     }
     return allowed;
+}
+
+int ratelimit_take(struct ratelimit *rl, const void *key, size_t keylen, int64_t now_ms,
+                   struct ratelimit_verdict *v)
+{
+    return visit(rl, key, keylen, now_ms, 1, v);
+}
+
+int ratelimit_peek(struct ratelimit *rl, const void *key, size_t keylen, int64_t now_ms,
+                   struct ratelimit_verdict *v)
+{
+    return visit(rl, key, keylen, now_ms, 0, v);
 }
 
 size_t ratelimit_slots(const struct ratelimit *rl)

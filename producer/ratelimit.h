@@ -40,6 +40,7 @@
  *   rl = ratelimit_new(rate, burst, slots);    NULL: arguments out of range
  *   if (!ratelimit_take(rl, key, keylen, util_now_ms(), &v))
  *       answer 429 with Retry-After: v.retry_after_s
+ *   ratelimit_peek(rl, key, keylen, now, &v)   is there a token? (none taken)
  *   RateLimit headers: v.limit, v.remaining, v.reset_s
  *   ratelimit_slots(rl);  ratelimit_bytes(rl);  ratelimit_free(rl);
  */
@@ -79,6 +80,13 @@ struct ratelimit *ratelimit_new(double per_second, int64_t burst, size_t slots);
 void ratelimit_free(struct ratelimit *rl);
 /* Takes a token for key at now_ms if there is one; fills *v and returns v->allowed. */
 int ratelimit_take(struct ratelimit *rl, const void *key, size_t keylen, int64_t now_ms,
+                   struct ratelimit_verdict *v);
+/*
+ * Whether key has a token at now_ms, taking none and changing nothing (an
+ * unknown key is a full bucket, not added): fills *v as a take would have
+ * had it been refused or allowed, remaining counting the token still there.
+ */
+int ratelimit_peek(struct ratelimit *rl, const void *key, size_t keylen, int64_t now_ms,
                    struct ratelimit_verdict *v);
 size_t ratelimit_slots(const struct ratelimit *rl);
 size_t ratelimit_bytes(const struct ratelimit *rl); /* the handle and its table */

@@ -7,18 +7,20 @@
  * reads.h's workers, the connection suspended (http_suspend), and the
  * answer given once it is resumed (routes_resume):
  *
- *   POST /votes   api_vote() -> 400/413; Idempotency-Key claimed (or
- *                 answered from: 202 replay, 409, 422); publish + suspend;
- *                 resumed: 202, or 503 (failed, or no report in time)
+ *   POST /votes   api_vote() -> 400/413; with an Idempotency-Key, its
+ *                 claim handed to idem.h + suspend; resumed: 503 (Redis
+ *                 failed or too slow), answered from the key (202 replay,
+ *                 409, 422), or on; publish + suspend; resumed: 202, or
+ *                 503 (failed, or no report in time)
  *   GET /votes/{u}/{c}, /stats   a status read; resumed: its answer
  *   GET /tallies  the cached answer while fresh, else a status read
  *   GET /, /healthz, /readyz, /metrics   answered at once
  *
  * With an Idempotency-Key (and Redis) a vote first claims the key with
- * SET NX; a key already there is answered from it and nothing is
- * published. The 202 turns the claim into the stored answer for the
- * window, a 503 releases it (compare-and-delete) so the client's retry can
- * proceed.
+ * SET NX, on idem.h's threads; a key already there is answered from it and
+ * nothing is published. The 202 turns the claim into the stored answer for
+ * the window, a 503 releases it (compare-and-delete) so the client's retry
+ * can proceed; both are queued, never waited for.
  */
 #include "routes.h"
 #include "gate.h"
@@ -33,43 +35,81 @@
 
 #define ROUTES_IDEM_MARGIN_MS 5000 /* an in-flight claim outlives the delivery timeout by this */
 
+/*
+ * Suspend r until start's work answers it (routes_resume): MHD_YES, or the
+ * answer now when the drain began or start failed (503, what for the client).
+ */
+static enum MHD_Result hand_over(struct request *r, enum req_state state,
+                                 int (*start)(struct request *r, char *err, size_t errsize),
+                                 const char *what)
+{
+    char err[64];
+
+    switch (http_suspend(r, state, start, err, sizeof(err))) {
+    case 0:
+        return MHD_YES;
+    case 1:
+        return http_shutting_down(r);
+    default:
+        return http_unavailable(r, what, err);
+    }
+}
+
 /* ---- Idempotency-Key ---------------------------------------------------- */
 
-/* Claim the key, or answer from it: 1 = answered (*ret set), 0 = publish. */
-static int idem_begin(struct request *r, enum MHD_Result *ret)
-{
-    struct http_routes *rt = r->rt;
-    char old[1024], err[256], legacy[IDEM_LEGACY_HEX];
-    const char *body;
-    size_t len;
-    int existed;
+#define IDEM_UNAVAILABLE "the Idempotency-Key store (Redis) is unavailable; retry"
 
-    if (!r->reply.idem_key[0])
+static enum MHD_Result publish(struct request *r);
+
+/* Under the server lock (http_suspend): the answer must find us suspended. */
+static int start_claim(struct request *r, char *err, size_t errsize)
+{
+    struct idem_claim *c = &r->claim;
+
+    c->key = r->reply.idem_key;
+    c->value = r->idem_value;
+    c->ttl_ms = r->rt->timeout_ms + ROUTES_IDEM_MARGIN_MS;
+    c->deadline_ms = r->deadline_ms;
+    if (idem_claim(r->rt->idem, c) == 0)
         return 0;
-    if (!rt->idem) {
-        if (!atomic_exchange(&rt->idem_warned, 1))
-            log_warn("Idempotency-Key ignored: no Redis configured",
-                     "hint=\"set REDIS_URL or --redis-url\"");
-        return 0;
-    }
+    util_strlcpy(err, "Idempotency-Key queue full", errsize);
+    return -1;
+}
+
+/* A vote with an Idempotency-Key (and Redis): hand its claim to idem.h and suspend. */
+static enum MHD_Result claim_key(struct request *r)
+{
     idem_hash_hex(r->body, r->len, r->idem_hash);
     idem_inflight_value(r->idem_hash, r->reply.vote.event_id, r->idem_value, sizeof(r->idem_value));
-    if (idem_claim(rt->idem, r->reply.idem_key, r->idem_value,
-                   rt->timeout_ms + ROUTES_IDEM_MARGIN_MS, old, sizeof(old), &existed, err,
-                   sizeof(err)) != 0) {
-        *ret = http_unavailable(r, "the Idempotency-Key store (Redis) is unavailable; retry", err);
-        return 1;
+    return hand_over(r, REQ_CLAIMING, start_claim, IDEM_UNAVAILABLE);
+}
+
+/* Resumed with the claim's answer, or at its deadline: publish, or answer from the key. */
+static enum MHD_Result answer_claim(struct request *r, enum req_state state)
+{
+    const struct idem_claim *c = &r->claim; /* not read when late: a worker may hold it */
+    char legacy[IDEM_LEGACY_HEX], why[96];
+    const char *body;
+    size_t len;
+
+    if (state == REQ_CLAIM_LATE) {
+        snprintf(why, sizeof(why), "no answer from Redis within %" PRId64 " ms",
+                 r->rt->idem_timeout_ms);
+        return http_unavailable(r, IDEM_UNAVAILABLE, why);
     }
-    if (!existed) {
+    if (c->shutting_down)
+        return http_shutting_down(r);
+    if (c->failed)
+        return http_unavailable(r, IDEM_UNAVAILABLE, c->why);
+    if (!c->existed) {
         r->idem_claimed = 1;
-        return 0;
+        return publish(r);
     }
     idem_legacy_hex(r->body, r->len, legacy); /* values stored by the previous version */
-    switch (idem_decide(old, r->idem_hash, legacy, &body, &len)) {
+    switch (idem_decide(c->old, r->idem_hash, legacy, &body, &len)) {
     case IDEM_REPLAY:
         r->replayed = 1;
-        *ret = http_send(r, MHD_HTTP_ACCEPTED, body, "application/json");
-        return 1;
+        return http_send(r, MHD_HTTP_ACCEPTED, body, "application/json");
     case IDEM_IN_PROGRESS:
         api_error(&r->reply, 409, "request_in_progress",
                   "a request with this Idempotency-Key is still being processed; retry later");
@@ -79,11 +119,14 @@ static int idem_begin(struct request *r, enum MHD_Result *ret)
                   "this Idempotency-Key was already used with a different request body");
         break;
     }
-    *ret = http_send_reply(r);
-    return 1;
+    return http_send_reply(r);
 }
 
-/* The request's fate is known: keep its 202 for the window, or free the key. */
+/*
+ * The request's fate is known: keep its 202 for the window, or free the key.
+ * Queued, never waited for: the worker of this key runs it before any later
+ * claim of the same key, so a retry sent after this 202 finds it settled.
+ */
 static void idem_finish(struct request *r, const char *accepted_body)
 {
     struct http_routes *rt = r->rt;
@@ -107,19 +150,10 @@ static int start_publish(struct request *r, char *err, size_t errsize)
     return publisher_send(r->rt->pub, &r->reply.vote, &r->completion, PUBLISH_NOWAIT, err, errsize);
 }
 
-static enum MHD_Result handle_vote(struct request *r)
+static enum MHD_Result publish(struct request *r)
 {
-    struct http_routes *rt = r->rt;
     char err[256];
-    enum MHD_Result ret;
 
-    if (api_vote(r->body, r->len, r->overflow, rt->max_body, &rt->candidates, r->edge.user,
-                 &r->reply))
-        return http_send_reply(r);
-    event_new_id(r->reply.vote.event_id);
-    r->reply.vote.ts_ms = util_wall_ms();
-    if (idem_begin(r, &ret))
-        return ret;
     switch (http_suspend(r, REQ_WAITING, start_publish, err, sizeof(err))) {
     case 0:
         return MHD_YES;
@@ -132,12 +166,30 @@ static enum MHD_Result handle_vote(struct request *r)
     }
 }
 
+static enum MHD_Result handle_vote(struct request *r)
+{
+    struct http_routes *rt = r->rt;
+
+    if (api_vote(r->body, r->len, r->overflow, rt->max_body, &rt->candidates, r->edge.user,
+                 &r->reply))
+        return http_send_reply(r);
+    event_new_id(r->reply.vote.event_id);
+    r->reply.vote.ts_ms = util_wall_ms();
+    if (!r->reply.idem_key[0])
+        return publish(r);
+    if (rt->idem)
+        return claim_key(r);
+    if (!atomic_exchange(&rt->idem_warned, 1))
+        log_warn("Idempotency-Key ignored: no Redis configured",
+                 "hint=\"set REDIS_URL or --redis-url\"");
+    return publish(r);
+}
+
 /* The connection was resumed: the vote's fate is known (or its time is up). */
-static enum MHD_Result answer_vote(struct request *r)
+static enum MHD_Result answer_vote(struct request *r, enum req_state state)
 {
     struct http_routes *rt = r->rt;
     char body[512], why[160];
-    enum req_state state = http_vote_state(r);
 
     if (state == REQ_REPORTED && r->report_err == 0 &&
         api_accepted(&r->reply.vote, r->partition, r->offset, body, sizeof(body)) > 0) {
@@ -203,19 +255,10 @@ static int start_read_job(struct request *r, char *err, size_t errsize)
 /* Hand a status read to the workers; the answer comes in routes_resume(). */
 static enum MHD_Result start_read(struct request *r, enum read_kind kind)
 {
-    char err[64];
-
     r->read.kind = kind;
     r->read.user_id = r->reply.user_id;
     r->read.candidate_id = r->reply.candidate_id;
-    switch (http_suspend(r, REQ_READING, start_read_job, err, sizeof(err))) {
-    case 0:
-        return MHD_YES;
-    case 1:
-        return http_shutting_down(r);
-    default:
-        return http_unavailable(r, "too many status reads at once; retry", err);
-    }
+    return hand_over(r, REQ_READING, start_read_job, "too many status reads at once; retry");
 }
 
 static enum MHD_Result answer_vote_status(struct request *r)
@@ -306,5 +349,12 @@ enum MHD_Result routes_serve(struct request *r)
 
 enum MHD_Result routes_resume(struct request *r)
 {
-    return r->reply.action == API_VOTE ? answer_vote(r) : answer_read(r);
+    enum req_state state;
+
+    if (r->reply.action != API_VOTE)
+        return answer_read(r);
+    state = http_vote_state(r);
+    if (state == REQ_CLAIMED || state == REQ_CLAIM_LATE)
+        return answer_claim(r, state);
+    return answer_vote(r, state);
 }

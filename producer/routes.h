@@ -4,7 +4,8 @@
  *
  * http.c runs the daemon and each request's life: reading it, reference
  * counts, suspending a connection and resuming it (the delivery report, a
- * status read's answer, or the timer when the broker is too slow), the
+ * status read's or an Idempotency-Key claim's answer, or the timer when the
+ * broker or Redis is too slow), the
  * readiness prober and the drain. It hands a complete request to
  * routes_serve() and a resumed one to routes_resume(). routes.c decides
  * every answer (api.c builds the bodies) and queues it through http.c:
@@ -14,7 +15,8 @@
  *   http_unavailable(r, what, why)             503 + request id; why only in the log
  *   http_shutting_down(r)                      503 shutting_down
  *   http_suspend(r, state, start, err, n)      hand r over and suspend it: see below
- *   http_vote_state(r)                         REQ_REPORTED / REQ_TIMED_OUT, once resumed
+ *   http_vote_state(r)                         REQ_REPORTED / REQ_TIMED_OUT / REQ_CLAIMED /
+ *                                              REQ_CLAIM_LATE, once resumed
  */
 #ifndef TADAK_ROUTES_H
 #define TADAK_ROUTES_H
@@ -41,6 +43,9 @@ enum req_state {
     REQ_TIMED_OUT, /* no report within the delivery timeout (or shutdown) */
     REQ_READING,   /* suspended, a status read handed to reads.h */
     REQ_READ_DONE, /* its answer is in read */
+    REQ_CLAIMING,  /* suspended, an Idempotency-Key claim handed to idem.h */
+    REQ_CLAIMED,   /* its answer is in claim */
+    REQ_CLAIM_LATE /* no answer within the Idempotency-Key timeout (or shutdown) */
 };
 
 /* What the routes work with: set by http_start(), constant but for the counters. */
@@ -51,7 +56,8 @@ struct http_routes {
     struct idem *idem;   /* Idempotency-Key in Redis, NULL without Redis; not owned */
     struct edge *edge;   /* CORS, identity, rate limits; not owned */
     size_t max_body;
-    int64_t timeout_ms; /* the delivery timeout */
+    int64_t timeout_ms;      /* the delivery timeout */
+    int64_t idem_timeout_ms; /* an Idempotency-Key claim's */
     int64_t idem_window_ms;
     struct api_candidates candidates; /* n == 0: any id */
     char *page;                       /* GET /, with the candidates' buttons */
@@ -79,7 +85,7 @@ struct request {
     int overflow;
     struct guard_conn *gc; /* the connection's request deadline */
     int64_t deadline_ms;
-    struct request *prev, *next; /* pending list, REQ_WAITING only */
+    struct request *prev, *next; /* a pending list: REQ_WAITING or REQ_CLAIMING only */
 
     /* Set by the delivery report, read once resumed. */
     int report_err;
@@ -88,6 +94,7 @@ struct request {
     int64_t offset;
 
     /* The routes': Idempotency-Key and status reads. */
+    struct idem_claim claim;             /* the key's claim, answered by idem.h's workers */
     int idem_claimed;                    /* we hold the in-flight claim of reply.idem_key */
     char idem_hash[IDEM_HASH_HEX];       /* of the body */
     char idem_value[IDEM_HASH_HEX + 64]; /* the in-flight value we claimed */
@@ -102,9 +109,10 @@ enum MHD_Result http_shutting_down(struct request *r);
 
 /*
  * Hand r to whoever completes it and suspend its connection until that
- * completion (or, for REQ_WAITING, the delivery timeout) resumes it. Under
+ * completion (or, for REQ_WAITING, the delivery timeout; for REQ_CLAIMING,
+ * the Idempotency-Key timeout) resumes it. r->deadline_ms is set first. Under
  * the server lock, so the completion always finds r suspended: start(r)
- * runs there (publisher_send, reads_submit) and returns 0, or -1 with err
+ * runs there (publisher_send, reads_submit, idem_claim) and returns 0, or -1 with err
  * set. Returns 0 suspended, 1 the drain began (nothing started: answer
  * shutting_down), -1 start failed (answer it).
  */

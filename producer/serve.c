@@ -60,28 +60,35 @@ int serve_main(int argc, char **argv)
     if (!(reads = reads_new(&ro, metrics, err, sizeof(err))))
         goto fail;
     if (o.redis_url && *o.redis_url &&
-        !(idem = idem_new(o.redis_url, o.key_prefix, err, sizeof(err))))
+        !(idem = idem_new(o.redis_url, o.key_prefix, o.idem_timeout_ms, err, sizeof(err))))
         goto fail;
-    struct edge_opts eo = {&o.cors_origins,
-                           o.cors_max_age_s,
-                           {o.jwt_key, o.jwt_secret_env, o.jwt_issuer, o.jwt_audience,
-                            o.jwt_user_claim, o.jwt_leeway_s},
-                           o.rate_limit,
-                           o.rate_burst,
-                           o.rate_slots,
-                           &o.trusted_proxies};
+    struct edge_opts eo = {.cors_origins = &o.cors_origins,
+                           .cors_max_age_s = o.cors_max_age_s,
+                           .public_origin = o.public_origin,
+                           .auth = {.key_file = o.jwt_key,
+                                    .secret_env = o.jwt_secret_env,
+                                    .issuer = o.jwt_issuer,
+                                    .audience = o.jwt_audience,
+                                    .user_claim = o.jwt_user_claim,
+                                    .leeway_s = o.jwt_leeway_s},
+                           .rate_limit = o.rate_limit,
+                           .rate_burst = o.rate_burst,
+                           .rate_slots = o.rate_slots,
+                           .rate_ipv6_prefix = o.rate_ipv6_prefix,
+                           .trusted_proxies = &o.trusted_proxies};
     if (!(edge = edge_new(&eo, metrics, err, sizeof(err))))
         goto fail;
-    struct http_opts ho = {o.listen,
-                           o.max_body,
-                           o.delivery_timeout_ms,
-                           reads,
-                           idem,
-                           o.idem_window_s * 1000,
-                           &o.ballot,
-                           o.request_timeout_s * 1000,
-                           (unsigned int)o.per_ip,
-                           edge};
+    struct http_opts ho = {.listen = o.listen,
+                           .max_body = o.max_body,
+                           .delivery_timeout_ms = o.delivery_timeout_ms,
+                           .reads = reads,
+                           .idem = idem,
+                           .idem_window_ms = o.idem_window_s * 1000,
+                           .idem_timeout_ms = o.idem_timeout_ms,
+                           .candidates = &o.ballot,
+                           .request_timeout_ms = o.request_timeout_s * 1000,
+                           .per_ip_limit = (unsigned int)o.per_ip,
+                           .edge = edge};
     if (!(http = http_start(&ho, pub, metrics, err, sizeof(err))))
         goto fail;
     log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s", o.listen,

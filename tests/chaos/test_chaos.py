@@ -325,7 +325,8 @@ def http_ok(port, path="/healthz"):
 def start_serve(s, port, acks, max_body=None):
     args = [s.bins.producer, "serve", "--listen", f"127.0.0.1:{port}", "--topic", s.topic,
             "--brokers", s.env["KAFKA_BOOTSTRAP_SERVERS"], "--ack-log", acks,
-            "--delivery-timeout-ms", "5000"]
+            "--delivery-timeout-ms", "5000",
+            "--max-connections-per-ip", "100000"]  # the floods and the client share 127.0.0.1
     if max_body:
         args += ["--max-body", max_body]
     srv = s.spawn("serve", args)

@@ -70,7 +70,8 @@ def test_connection_flood_under_a_low_fd_limit(scenario):
     hard_arg = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
     srv = s.spawn("serve", ["prlimit", f"--nofile=1024:{hard_arg}", s.bins.producer, "serve",
                             "--listen", f"127.0.0.1:{port}", "--topic", s.topic,
-                            "--brokers", s.env["KAFKA_BOOTSTRAP_SERVERS"]])
+                            "--brokers", s.env["KAFKA_BOOTSTRAP_SERVERS"],
+                            "--max-connections-per-ip", "100000"])  # 1500 from one address
     wait_for(lambda: http_ok(port) or not srv.alive(), 30, "serve /healthz")
     flood = []
     try:

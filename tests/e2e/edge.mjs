@@ -31,8 +31,7 @@ async function cross(page, [pageUrl, api, , , user]) {
       const h = (n) => r.headers.get(n);
       return { status: r.status, body: await r.json().catch(() => null),
                replayed: h("Idempotent-Replayed"), retryAfter: h("Retry-After"),
-               limit: h("RateLimit-Limit"), remaining: h("RateLimit-Remaining"),
-               reset: h("RateLimit-Reset") };
+               policy: h("RateLimit-Policy"), rateLimit: h("RateLimit") };
     };
     const answers = [];
     try {

@@ -12,6 +12,7 @@ import hmac
 import http.client
 import json
 import os
+import re
 import time
 
 import jwt
@@ -19,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import consume_all, run, unique
+from conftest import consume_all, run, unique, wait_for
 from logfmt import parse_log
 from test_producer import Server
 
@@ -134,8 +135,8 @@ def test_cors_preflight_and_answers(serve, env):
     assert status == 202, body
     assert h["access-control-allow-origin"] == APP and "origin" in h["vary"].lower()
     exposed = {x.strip().lower() for x in h["access-control-expose-headers"].split(",")}
-    assert {"retry-after", "idempotent-replayed", "ratelimit-limit", "ratelimit-remaining",
-            "ratelimit-reset"} <= exposed
+    assert {"retry-after", "idempotent-replayed", "ratelimit", "ratelimit-policy",
+            "www-authenticate"} <= exposed
 
     # Another origin: no CORS headers; its POST refused before anything is published.
     evil = {"Origin": "https://evil.example"}
@@ -156,10 +157,39 @@ def test_cors_preflight_and_answers(serve, env):
 
     got = events(env, s.topic, expected=2)
     assert sorted(e["user_id"] for e in got) == [7, 9]
+    # Logged at most once a second, with a count: the first refusal at once.
     refused = [r for r in parse_log(s.log.read_bytes()) if r["msg"] == "origin refused"]
-    assert len(refused) == 2 and all(r["origin"] == "https://evil.example" for r in refused)
+    assert refused and all(r["origin"] == "https://evil.example" for r in refused)
+    assert (refused[0]["method"], refused[0]["count"]) == ("OPTIONS", "1")
     assert 'tadak_http_edge_refused_total{reason="origin_not_allowed"} 2' in \
         call(s.port, "GET", "/metrics")[2].decode()
+
+
+def test_page_origin_scheme_and_public_origin(serve, env, bins):
+    """The vote page's own origin: without --public-origin an http:// Origin naming the
+    Host (an https page is not this plain-HTTP server's); with it, that origin only, so
+    a rebound DNS name (its Host follows the name) is refused."""
+    s = serve("--cors-origin", APP)
+    own = f"127.0.0.1:{s.port}"
+    vote = {"user_id": 12, "candidate_id": 1}
+    assert call(s.port, "POST", "/votes", vote, headers={"Origin": f"http://{own}"})[0] == 202
+    status, _, body = call(s.port, "POST", "/votes", vote, headers={"Origin": f"https://{own}"})
+    assert status == 403 and error_of(body) == "origin_not_allowed"
+
+    t = serve("--cors-origin", APP, "--public-origin", "https://votes.example")
+    assert call(t.port, "POST", "/votes", vote, headers={"Origin": "https://votes.example"})[0] \
+        == 202
+    for origin, host in ((f"http://127.0.0.1:{t.port}", None),
+                         ("http://rebound.example", "rebound.example"),
+                         ("http://votes.example", "votes.example")):
+        h = {"Origin": origin, **({"Host": host} if host else {})}
+        status, _, body = call(t.port, "POST", "/votes", vote, headers=h)
+        assert status == 403 and error_of(body) == "origin_not_allowed", origin
+    assert len(events(env, s.topic, expected=1)) == 1 and len(events(env, t.topic, expected=1)) == 1
+    p = run([bins.producer, "serve", "--listen", "127.0.0.1:1", "--brokers",
+             env["KAFKA_BOOTSTRAP_SERVERS"], "--cors-origin", APP, "--public-origin",
+             "votes.example"])
+    assert p.returncode == 1 and "public-origin" in p.stdout + p.stderr
 
 
 def test_cors_star_only_when_configured(serve):
@@ -284,6 +314,26 @@ def test_jwt_idempotency_keys_are_per_user(serve, env, redis_client, prefix):
     assert len(events(env, s.topic, expected=2)) == 2
 
 
+def test_idempotency_keys_have_a_namespace(serve, env, redis_client, prefix):
+    """Identity on one producer, off on another, one Redis: an anonymous client
+    that names user 42's key ("u42:k") gets a key of its own, not 42's answer."""
+    ident = serve("--jwt-secret-env", SECRET_ENV, "--redis-url", env["REDIS_URL"],
+                  "--key-prefix", prefix)
+    anon = serve("--redis-url", env["REDIS_URL"], "--key-prefix", prefix, topic=ident.topic)
+    mine = {**bearer(hs(sub="42")), "Idempotency-Key": "k"}
+    a = call(ident.port, "POST", "/votes", {"candidate_id": 1}, headers=mine)
+    assert a[0] == 202, a
+    b = call(anon.port, "POST", "/votes", {"user_id": 42, "candidate_id": 1},
+             headers={"Idempotency-Key": "u42:k"})
+    assert b[0] == 202 and "idempotent-replayed" not in b[1], b
+    assert json.loads(b[2])["event_id"] != json.loads(a[2])["event_id"]
+    again = call(ident.port, "POST", "/votes", {"candidate_id": 1}, headers=mine)
+    assert again[0] == 202 and again[1].get("idempotent-replayed") == "true"
+    assert again[2] == a[2]
+    assert redis_client.exists(prefix + "idem:u42:k", prefix + "idem:a:u42:k") == 2
+    assert len(events(env, ident.topic, expected=2)) == 2
+
+
 @pytest.mark.parametrize("args,err", [
     (["--jwt-secret-env", "TADAK_TEST_UNSET_SECRET"], "unset"),
     (["--jwt-key", "/nonexistent.pem"], "No such file"),
@@ -304,17 +354,30 @@ def metric(port, name):
     return 0
 
 
+def ratelimit_state(h):
+    """The RateLimit field of draft -10: (remaining, reset seconds) of the "default" policy."""
+    m = re.fullmatch(r'"default";r=(\d+);t=(\d+)', h["ratelimit"])
+    assert m, h["ratelimit"]
+    return int(m[1]), int(m[2])
+
+
 def test_rate_limit_per_address(serve, env):
     # 1/m: no token comes back during the test, so the counts are exact.
     s = serve("--rate-limit", "1/m", "--rate-burst", "3", "--trusted-proxy", "127.0.0.3")
     answers = [call(s.port, "POST", "/votes", {"user_id": 1, "candidate_id": c})
                for c in range(1, 6)]
     assert [a[0] for a in answers] == [202, 202, 202, 429, 429]
-    assert [a[1]["ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0", "0"]
+    # draft-ietf-httpapi-ratelimit-headers-10: the policy (quota 3 a window of 180 s, the
+    # time 1/m takes to refill 3) and the client's state; the -06 fields are gone.
+    for _, h, _ in answers:
+        assert h["ratelimit-policy"] == '"default";q=3;w=180'
+        assert not {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} & set(h)
+    state = [ratelimit_state(a[1]) for a in answers]
+    assert [r for r, _ in state] == [2, 1, 0, 0, 0]
+    assert all(1 <= t <= 180 for _, t in state), state
     status, h, body = answers[3]
     assert error_of(body) == "rate_limited"
-    assert h["ratelimit-limit"] == "3" and 1 <= int(h["retry-after"]) <= 60
-    assert 1 <= int(h["ratelimit-reset"]) <= 180
+    assert 1 <= int(h["retry-after"]) <= 60
     # X-Forwarded-For from an untrusted address changes nothing.
     assert call(s.port, "POST", "/votes", {"user_id": 1, "candidate_id": 9},
                 headers={"X-Forwarded-For": "203.0.113.9"})[0] == 429
@@ -329,6 +392,123 @@ def test_rate_limit_per_address(serve, env):
     assert sorted((e["user_id"], e["candidate_id"]) for e in got) == \
         [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1)]
     assert metric(s.port, 'tadak_http_rate_limited_total{reason="address"}') == 3
+
+
+def call_lines(port, method, path, body, lines, source="127.0.0.1"):
+    """One request whose header lines are sent exactly as given, repeats included."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15, source_address=(source, 0))
+    try:
+        data = json.dumps(body).encode()
+        conn.putrequest(method, path)
+        for name, value in [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(data))), *lines]:
+            conn.putheader(name, value)
+        conn.endheaders(data)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_forwarded_for_every_line_counts(serve, env):
+    """A proxy that appends its own X-Forwarded-For line (HAProxy's option
+    forwardfor) leaves the client's forged line first: every line is read, so
+    the forged one cannot pick the bucket."""
+    s = serve("--rate-limit", "1/m", "--rate-burst", "2", "--trusted-proxy", "127.0.0.3")
+
+    def via_proxy(forged, candidate, client="203.0.113.7"):
+        lines = [("X-Forwarded-For", forged), ("X-Forwarded-For", client)]
+        return call_lines(s.port, "POST", "/votes", {"user_id": 5, "candidate_id": candidate},
+                          lines, source="127.0.0.3")[0]
+
+    got = [via_proxy(f"198.51.100.{i}", i) for i in range(1, 5)]
+    assert got == [202, 202, 429, 429]
+    # The same three lines joined in one header say the same; another client is its own.
+    assert call(s.port, "POST", "/votes", {"user_id": 5, "candidate_id": 9}, source="127.0.0.3",
+                headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.7"})[0] == 429
+    assert via_proxy("203.0.113.7", 1, client="203.0.113.8") == 202
+    assert len(events(env, s.topic, expected=3)) == 3
+
+
+def test_ipv6_clients_are_limited_by_prefix(serve, env):
+    """One host holds a whole /64: its addresses share one bucket, another /64 has its own
+    (IPv6 addresses arrive here through a trusted proxy: serve listens on IPv4)."""
+    s = serve("--rate-limit", "1/m", "--rate-burst", "2", "--trusted-proxy", "127.0.0.3")
+
+    def from_(addr, candidate):
+        return call(s.port, "POST", "/votes", {"user_id": 6, "candidate_id": candidate},
+                    source="127.0.0.3", headers={"X-Forwarded-For": addr})[0]
+
+    got = [from_(a, i) for i, a in enumerate(
+        ["2001:db8:1:1::1", "2001:db8:1:1::2", "2001:db8:1:1:ffff:ffff:ffff:ffff"], 1)]
+    assert got == [202, 202, 429]
+    assert from_("2001:db8:1:2::1", 4) == 202  # the next /64
+    # IPv4 clients stay one address each.
+    assert [from_("198.51.100.1", 5), from_("198.51.100.2", 6)] == [202, 202]
+    # A narrower prefix, when configured, splits the /64.
+    t = serve("--rate-limit", "1/m", "--rate-burst", "1", "--trusted-proxy", "127.0.0.3",
+              "--rate-ipv6-prefix", "128")
+    assert [call(t.port, "POST", "/votes", {"user_id": 6, "candidate_id": 1}, source="127.0.0.3",
+                 headers={"X-Forwarded-For": a})[0]
+            for a in ("2001:db8::1", "2001:db8::2", "2001:db8::1")] == [202, 202, 429]
+
+
+def test_refusals_count_against_the_address(serve, env):
+    """A foreign Origin and a bad token cost their address a token; once its bucket
+    is empty, the address is refused before any token is verified."""
+    s = serve("--cors-origin", APP, "--jwt-secret-env", SECRET_ENV, "--rate-limit", "1/m",
+              "--rate-burst", "3")
+    evil = {"Origin": "https://evil.example"}
+    good, bad = bearer(hs(sub="21")), bearer(hs(sub="21", iss=None) + "x")
+    got = [call(s.port, "POST", "/votes", {"candidate_id": 1}, headers={**evil, **good})[0]
+           for _ in range(5)]
+    assert got == [403, 403, 403, 429, 429]
+    # Another address: refused tokens count the same way.
+    one = [call(s.port, "POST", "/votes", {"candidate_id": 1}, headers=h, source="127.0.0.2")[0]
+           for h in (bad, {}, bad)]
+    assert one == [401, 401, 401]
+    invalid = metric(s.port, 'tadak_http_edge_refused_total{reason="token_invalid"}')
+    # Its bucket is empty now: even a good token is refused, and nothing is verified.
+    again = [call(s.port, "POST", "/votes", {"candidate_id": 1}, headers=h, source="127.0.0.2")
+             for h in (bad, bad, good)]
+    assert [a[0] for a in again] == [429, 429, 429]
+    assert all(error_of(a[2]) == "rate_limited" and int(a[1]["retry-after"]) >= 1 for a in again)
+    assert metric(s.port, 'tadak_http_edge_refused_total{reason="token_invalid"}') == invalid
+    assert metric(s.port, 'tadak_http_rate_limited_total{reason="address"}') == 5
+    # A good token from a third address: its user's bucket, its address' untouched.
+    assert [call(s.port, "POST", "/votes", {"candidate_id": 2}, headers=good,
+                 source="127.0.0.4")[0] for _ in range(4)] == [202, 202, 202, 429]
+    assert call(s.port, "POST", "/votes", {"candidate_id": 3}, headers=bearer(hs(sub="22")),
+                source="127.0.0.4")[0] == 202
+    assert events(env, s.topic, expected=4)
+
+
+def test_refusals_are_logged_once_a_second_with_a_count(serve):
+    s = serve("--cors-origin", APP)
+    origin = "https://" + "x" * 2000 + ".example"
+    sent = 0
+
+    def refuse():
+        nonlocal sent
+        status, _, _ = call(s.port, "POST", "/votes", {"user_id": 1, "candidate_id": 1},
+                            headers={"Origin": origin})
+        sent += 1
+        assert status == 403
+
+    def lines():
+        return [r for r in parse_log(s.log.read_bytes()) if r["msg"] == "origin refused"]
+
+    t0 = time.monotonic()
+    for _ in range(50):
+        refuse()
+    assert 1 <= len(lines()) <= 2 + int(time.monotonic() - t0)  # one a second, not 50
+    # Refused until the next line comes (at most a second later): it carries the count.
+    first = len(lines())
+    wait_for(lambda: refuse() or len(lines()) > first, timeout=10, interval=0.1,
+             what="the next refusal line")
+    got = lines()
+    assert sum(int(r["count"]) for r in got) == sent, (sent, got)
+    assert all(len(r["origin"]) <= 80 and int(r["origin_bytes"]) == len(origin) for r in got)
 
 
 def test_rate_limit_per_verified_user(serve, env):

@@ -92,7 +92,7 @@ def post_vote(port, user):
 
 def test_trickling_connections_are_closed_at_the_deadline(bins, env, tmp_path):
     s = Serve(bins, env, tmp_path, "--request-timeout-s", str(DEADLINE_S),
-              "--max-body", "1048576")
+              "--max-body", "1048576", "--max-connections-per-ip", "1000")
     head = b"POST /votes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     body_first = head + b"Content-Length: 1000000\r\n\r\n" + b'{"user_id":1,' + b" " * 100
     slow = []
@@ -137,6 +137,61 @@ def test_trickling_connections_are_closed_at_the_deadline(bins, env, tmp_path):
     assert served and all(st == 202 for st, _ in served), served
     assert statistics.median(lat for _, lat in served) < 0.1, served
     assert alive == 200 and rc == 0
+
+
+def held_connection(port, source="127.0.0.1"):
+    """A keep-alive connection that got an answer: the server holds (and counts) it."""
+    sk = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    sk.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+        chunk = sk.recv(4096)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got
+    return sk
+
+
+def refused_unanswered(port, source="127.0.0.1"):
+    """A connection the kernel accepts and the server closes without an answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                  source_address=(source, 0)) as extra:
+        try:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            return extra.recv(4096) == b""
+        except OSError:
+            return True
+
+
+def test_default_cap_is_64_per_address(bins, env, tmp_path):
+    """Two hosts must not hold every slot: 64 connections an address by default."""
+    s = Serve(bins, env, tmp_path)
+    socks = []
+    try:
+        socks = [held_connection(s.port) for _ in range(64)]
+        assert refused_unanswered(s.port)
+        # Another address is served meanwhile.
+        assert held_connection(s.port, "127.0.0.2").close() is None
+    finally:
+        for sk in socks:
+            sk.close()
+        assert s.stop() == 0, s.log.read_text()[-2000:]
+
+
+def test_trusted_proxy_is_not_capped(bins, env, tmp_path):
+    """Behind a reverse proxy every client shares its address: a --trusted-proxy
+    address holds as many connections as it needs; any other stays capped."""
+    s = Serve(bins, env, tmp_path, "--max-connections-per-ip", "4", "--trusted-proxy",
+              "127.0.0.3")
+    socks = []
+    try:
+        socks = [held_connection(s.port, "127.0.0.3") for _ in range(12)]
+        socks += [held_connection(s.port) for _ in range(4)]
+        assert refused_unanswered(s.port)
+    finally:
+        for sk in socks:
+            sk.close()
+        assert s.stop() == 0, s.log.read_text()[-2000:]
 
 
 def test_connections_per_address_are_capped(bins, env, tmp_path):

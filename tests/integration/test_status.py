@@ -352,12 +352,12 @@ def test_idempotency_same_key_same_body_one_event(serve, env, redis_client, pref
     s4, _, d4 = post_vote(serve.port, 31, 2, key="order-31b")
     assert s4 == 202 and d4["event_id"] != d1["event_id"]
 
-    value = redis_client.get(prefix + "idem:order-31").decode()
+    value = redis_client.get(prefix + "idem:a:order-31").decode()
     assert value.startswith("done ") and d1["event_id"] in value
     # The body's fingerprint is its SHA-256: no other body can be made to match it.
     body = json.dumps({"user_id": 31, "candidate_id": 2}).encode()
     assert value.split(" ", 2)[1] == hashlib.sha256(body).hexdigest()
-    ttl = redis_client.pttl(prefix + "idem:order-31")
+    ttl = redis_client.pttl(prefix + "idem:a:order-31")
     assert 86_000_000 < ttl <= 86_400_000
     evs = [e for e in events(env, serve.topic) if e["user_id"] == 31]
     assert sorted(e["event_id"] for e in evs) == sorted([d1["event_id"], d4["event_id"]])
@@ -411,10 +411,10 @@ def test_idempotency_values_of_the_previous_version(serve, redis_client, prefix)
     until they expire; a 16-digit prefix of a SHA-256 does not pass for one."""
     body = json.dumps({"user_id": 36, "candidate_id": 1}).encode()
     stored = '{"status":"accepted","event_id":"e-36","token":"vote_lock:36:1"}\n'
-    redis_client.set(prefix + "idem:old-36", f"done {fnv1a64(body)} {stored}", px=60000)
+    redis_client.set(prefix + "idem:a:old-36", f"done {fnv1a64(body)} {stored}", px=60000)
     status, hdrs, doc = post_vote(serve.port, 36, 1, key="old-36")
     assert (status, doc["event_id"], hdrs.get("idempotent-replayed")) == (202, "e-36", "true")
-    redis_client.set(prefix + "idem:old-36b", f"done {hashlib.sha256(body).hexdigest()[:16]} "
+    redis_client.set(prefix + "idem:a:old-36b", f"done {hashlib.sha256(body).hexdigest()[:16]} "
                      f"{stored}", px=60000)
     assert post_vote(serve.port, 36, 1, key="old-36b")[0] == 422
 
@@ -436,15 +436,15 @@ def test_idempotency_claim_released_after_503(bins, env, tmp_path, topic, redis_
     try:
         status, _, doc = post_vote(s.port, 35, 1, key="retry-me")
         assert status == 503, doc
-        assert redis_client.get(prefix + "idem:retry-me") is None
+        assert redis_client.get(prefix + "idem:a:retry-me") is None
         # The retry is a new attempt (503 again, not 409 "in progress").
         status, _, doc = post_vote(s.port, 35, 1, key="retry-me")
         assert status == 503, doc
         # A marker someone else holds is never released by us.
-        redis_client.set(prefix + "idem:theirs", "inflight 0000000000000000 x", px=60000)
+        redis_client.set(prefix + "idem:a:theirs", "inflight 0000000000000000 x", px=60000)
         status, _, doc = post_vote(s.port, 35, 1, key="theirs")
         assert status == 422
-        assert redis_client.get(prefix + "idem:theirs") is not None
+        assert redis_client.get(prefix + "idem:a:theirs") is not None
     finally:
         assert s.stop() == 0
 

@@ -368,7 +368,9 @@ static void test_vote_path(void **state)
 static void test_idempotency_key_header(void **state)
 {
     static const char *const ok[] = {"a", "order-1", "\"quoted key\"", "with space", "~!#$%&'()*"};
-    static const char *const want[] = {"a", "order-1", "quoted key", "with space", "~!#$%&'()*"};
+    /* Anonymous keys live in their own namespace, "a:": never a user's "u42:...". */
+    static const char *const want[] = {"a:a", "a:order-1", "a:quoted key", "a:with space",
+                                       "a:~!#$%&'()*"};
     static const char *const bad[] = {"", "\"\"", "a\"b", "tab\there", "caf\xc3\xa9", "\x7f"};
     struct api_reply r;
     char longkey[API_IDEM_KEY_MAX + 2];
@@ -388,7 +390,9 @@ static void test_idempotency_key_header(void **state)
     memset(longkey, 'k', API_IDEM_KEY_MAX);
     longkey[API_IDEM_KEY_MAX] = '\0';
     assert_int_equal(api_idempotency_key(longkey, 0, &r), 0);
-    assert_int_equal(strlen(r.idem_key), API_IDEM_KEY_MAX);
+    assert_int_equal(strlen(r.idem_key), API_IDEM_KEY_MAX + 2);
+    assert_int_equal(api_idempotency_key(longkey, INT64_MAX, &r), 0);
+    assert_int_equal(strlen(r.idem_key), API_IDEM_KEY_MAX + 1 + 19 + 1);
     longkey[API_IDEM_KEY_MAX] = 'k';
     longkey[API_IDEM_KEY_MAX + 1] = '\0';
     assert_int_equal(api_idempotency_key(longkey, 0, &r), 1);
@@ -416,7 +420,10 @@ static void test_verified_user(void **state)
     assert_int_equal(api_idempotency_key("k-1", 42, &r), 0);
     assert_string_equal(r.idem_key, "u42:k-1");
     assert_int_equal(api_idempotency_key("k-1", 0, &r), 0);
-    assert_string_equal(r.idem_key, "k-1");
+    assert_string_equal(r.idem_key, "a:k-1");
+    /* An anonymous client naming a user's key gets a key of its own. */
+    assert_int_equal(api_idempotency_key("u42:k-1", 0, &r), 0);
+    assert_string_equal(r.idem_key, "a:u42:k-1");
 }
 
 static void test_candidates_parse(void **state)

@@ -1,7 +1,8 @@
 /*
  * test_cors.c - which origins are allowed: configured origins (any case),
- * "*" only when configured, the page's own origin (Origin's host is Host),
- * everything else refused; and every malformed --cors-origin is an error.
+ * "*" only when configured, the page's own origin (http and Origin's host
+ * is Host; with --public-origin only that origin), everything else refused;
+ * and every malformed --cors-origin or --public-origin is an error.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,7 +37,11 @@ static void test_verdicts(void **state)
         {"https://app.example.evil", "api.example", CORS_REFUSED},
         {"null", "api.example", CORS_REFUSED},
         {"http://127.0.0.1:8000", "127.0.0.1:8000", CORS_NONE}, /* the page's own */
+        {"HTTP://127.0.0.1:8000", "127.0.0.1:8000", CORS_NONE},
         {"http://127.0.0.1:8000", NULL, CORS_REFUSED},
+        /* the scheme counts: we serve http, an https page is not ours */
+        {"https://127.0.0.1:8000", "127.0.0.1:8000", CORS_REFUSED},
+        {"ws://127.0.0.1:8000", "127.0.0.1:8000", CORS_REFUSED},
     };
     struct cors c;
     char err[256];
@@ -71,6 +76,44 @@ static void test_off_and_star(void **state)
     cors_free(&c);
 }
 
+/* --public-origin: then only it is the page's own origin, whatever Host says. */
+static void test_public_origin(void **state)
+{
+    const char *origins[] = {"https://app.example"};
+    struct {
+        const char *origin, *host;
+        enum cors_verdict want;
+    } cases[] = {
+        {"https://votes.example", "votes.example", CORS_NONE},
+        {"https://VOTES.example", "10.0.1.10:8000", CORS_NONE},  /* behind a proxy: any Host */
+        {"http://votes.example", "votes.example", CORS_REFUSED}, /* another scheme */
+        {"https://votes.example:8443", "votes.example:8443", CORS_REFUSED},
+        {"https://evil.example", "evil.example", CORS_REFUSED}, /* DNS rebinding: Host follows */
+        {"http://127.0.0.1:8000", "127.0.0.1:8000", CORS_REFUSED},
+        {"https://app.example", "votes.example", CORS_ALLOWED},
+    };
+    const char *bad[] = {"votes.example", "https://votes.example/", "ftp://votes.example", "*"};
+    struct cors c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(parse(&c, origins, 1, err, sizeof(err)), 0);
+    assert_int_equal(cors_public_origin(&c, "https://votes.example", err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (cors_check(&c, cases[i].origin, cases[i].host) != cases[i].want)
+            fail_msg("case %zu: %s from %s", i, cases[i].origin, cases[i].host);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        if (cors_public_origin(&c, bad[i], err, sizeof(err)) != -1)
+            fail_msg("\"%s\" was accepted", bad[i]);
+        assert_non_null(strstr(err, "public-origin"));
+    }
+    /* NULL or "": the rule without it (Host and scheme). */
+    assert_int_equal(cors_public_origin(&c, NULL, err, sizeof(err)), 0);
+    assert_int_equal(cors_check(&c, "http://votes.example", "votes.example"), CORS_NONE);
+    cors_free(&c);
+}
+
 static void test_bad_origins(void **state)
 {
     const char *bad[] = {"app.example",
@@ -100,6 +143,7 @@ int main(void)
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_off_and_star),
         cmocka_unit_test(test_bad_origins),
+        cmocka_unit_test(test_public_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,8 @@
  * clientaddr: CIDRs parse strictly (prefix lengths, host bits, junk);
  * membership at /0, /32, /128 and for IPv4-mapped IPv6; the client behind
  * X-Forwarded-For is believed only from trusted proxies, walked from the
- * right, stopped by junk.
+ * right, stopped by junk; the bucket key cuts IPv6 to its prefix and keeps
+ * IPv4 (and IPv4-mapped) whole.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -281,6 +282,38 @@ static void test_new_arguments(void **state)
         ratelimit_free(rl);
     }
     ratelimit_free(NULL);
+}
+
+/* A peek says whether a token is there and takes none; an unknown key is not added. */
+static void test_peek_takes_nothing(void **state)
+{
+    struct ratelimit *rl = ratelimit_new(1, 2, 64); /* 1/s, burst 2 */
+    struct ratelimit_verdict v;
+
+    (void)state;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(ratelimit_peek(rl, "a", 1, 1000, &v), 1);
+        assert_int_equal(v.remaining, 2);
+    }
+    assert_int_equal(ratelimit_take(rl, "a", 1, 1000, &v), 1);
+    assert_int_equal(ratelimit_take(rl, "a", 1, 1000, &v), 1);
+    assert_int_equal(ratelimit_peek(rl, "a", 1, 1000, &v), 0);
+    assert_int_equal(v.retry_after_s, 1);
+    assert_int_equal(v.reset_s, 2);
+    assert_int_equal(ratelimit_take(rl, "a", 1, 1000, &v), 0);
+    /* Refilled by time, seen by a peek, still there for the take. */
+    assert_int_equal(ratelimit_peek(rl, "a", 1, 2000, &v), 1);
+    assert_int_equal(v.remaining, 1);
+    assert_int_equal(ratelimit_take(rl, "a", 1, 2000, &v), 1);
+    assert_int_equal(ratelimit_take(rl, "a", 1, 2000, &v), 0);
+    /* Peeks at many unknown keys evict nobody: "a" is still remembered as empty. */
+    for (int i = 0; i < 10000; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        assert_int_equal(ratelimit_peek(rl, k, strlen(k), 2000, &v), 1);
+    }
+    assert_int_equal(ratelimit_take(rl, "a", 1, 2000, &v), 0);
+    ratelimit_free(rl);
 }
 
 static void test_time_backwards(void **state)
@@ -675,6 +708,49 @@ static void test_resolve_bad_peer(void **state)
     assert_int_equal(got.family, -7); /* untouched */
 }
 
+/* The bucket key: IPv6 by its prefix, IPv4 (and IPv4-mapped) by the whole address. */
+static void test_bucket_key(void **state)
+{
+    static const struct {
+        const char *a, *b;
+        int prefix, same;
+    } rows[] = {
+        {"2001:db8:1:1::1", "2001:db8:1:1:ffff:ffff:ffff:ffff", 64, 1},
+        {"2001:db8:1:1::1", "2001:db8:1:2::1", 64, 0},
+        {"2001:db8:1:1::1", "2001:db8:1:2::1", 48, 1},
+        {"2001:db8:1:1::1", "2001:db8:1:1::2", 128, 0},
+        {"2001:db8:1:1::1", "2001:db8:1:1::1", 128, 1},
+        {"2001:db8::1", "2001:db9::1", 31, 1}, /* 0x0db8 and 0x0db9 differ in bit 32 */
+        {"2001:db8::1", "2001:db9::1", 32, 0},
+        {"2001:db8::1", "3001:db8::1", 1, 1},
+        {"2001:db8::1", "a001:db8::1", 1, 0},
+        {"198.51.100.1", "198.51.100.2", 64, 0}, /* IPv4: never by prefix */
+        {"198.51.100.1", "198.51.100.1", 1, 1},
+        {"::ffff:198.51.100.1", "198.51.100.1", 64, 1}, /* mapped: the IPv4 client */
+        {"::ffff:198.51.100.1", "::ffff:198.51.100.2", 64, 0},
+        {"198.51.100.1", "::c633:6401", 128, 0}, /* the same 4 bytes, another family */
+    };
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        struct sockaddr_storage sa, sb;
+        struct clientaddr ca, cb;
+        unsigned char ka[CLIENTADDR_KEY_LEN], kb[CLIENTADDR_KEY_LEN];
+        char got[160], want[160];
+
+        peer_of(rows[i].a, &sa);
+        peer_of(rows[i].b, &sb);
+        assert_int_equal(clientaddr_resolve((struct sockaddr *)&sa, NULL, NULL, 0, &ca), 0);
+        assert_int_equal(clientaddr_resolve((struct sockaddr *)&sb, NULL, NULL, 0, &cb), 0);
+        clientaddr_key(&ca, rows[i].prefix, ka);
+        clientaddr_key(&cb, rows[i].prefix, kb);
+        snprintf(got, sizeof(got), "%s %s /%d same %d", rows[i].a, rows[i].b, rows[i].prefix,
+                 memcmp(ka, kb, sizeof(ka)) == 0);
+        snprintf(want, sizeof(want), "%s %s /%d same %d", rows[i].a, rows[i].b, rows[i].prefix,
+                 rows[i].same);
+        assert_string_equal(got, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -684,7 +760,8 @@ int main(void)
         cmocka_unit_test(test_eviction_bounded),   cmocka_unit_test(test_eviction_keeps_recent),
         cmocka_unit_test(test_concurrent_takes),   cmocka_unit_test(test_cidr_parse),
         cmocka_unit_test(test_cidr_membership),    cmocka_unit_test(test_resolve),
-        cmocka_unit_test(test_resolve_bad_peer),
+        cmocka_unit_test(test_resolve_bad_peer),   cmocka_unit_test(test_bucket_key),
+        cmocka_unit_test(test_peek_takes_nothing),
     };
     return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
 }
