@@ -125,8 +125,22 @@ class Stack:
     def _stack_env(self):
         e = dict(os.environ)
         e.update(TADAK_STACK_DIR=str(self.dir), TADAK_KAFKA_PORT=str(self.ports["kafka"]),
-                 TADAK_REDIS_PORT=str(self.ports["redis"]), TADAK_PG_PORT=str(self.ports["pg"]))
+                 TADAK_REDIS_PORT=str(self.ports["redis"]), TADAK_PG_PORT=str(self.ports["pg"]),
+                 TADAK_REDIS_TLS="1" if self.tls else "0")
         return e
+
+    tls = False
+
+    def redis_tls(self, on):
+        """Restart the stack's Redis TLS-only (on) or plain; the URL to use."""
+        self.stop("redis")
+        self.tls = on
+        self.start("redis")
+        return self.redis_url()
+
+    def redis_url(self):
+        line = self.cmd("env").stdout
+        return line.split("REDIS_URL=", 1)[1].split()[0]
 
     def cmd(self, *args, timeout=300, check=True):
         p = subprocess.run([str(STACK), *args], env=self._stack_env(), capture_output=True,
@@ -303,9 +317,9 @@ class Scenario:
         self.procs.append(p)
         return p
 
-    def consumer(self, idle_exit=None, extra=()):
+    def consumer(self, idle_exit=None, extra=(), redis_url=None):
         args = [self.bins.consumer, "--brokers", self.env["KAFKA_BOOTSTRAP_SERVERS"],
-                "--redis-url", self.env["REDIS_URL"], "--database-url", self.db.url,
+                "--redis-url", redis_url or self.env["REDIS_URL"], "--database-url", self.db.url,
                 "--topic", self.topic, "--group", self.group, "--key-prefix", self.prefix,
                 # A SIGKILLed member holds its partitions until its session
                 # expires: the consumer's default, 6 s (the broker's minimum).

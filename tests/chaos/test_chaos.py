@@ -17,6 +17,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import (CORPUS, FULL, consume_all, count_lines, pause, produce, raise_fd_limit,
                       wait_for)
 
@@ -188,29 +190,38 @@ def test_redis_wiped_and_unreachable(scenario):
     assert v["rows"] == z["users"]
 
 
-def test_redis_sigkill_repeatedly(scenario):
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_redis_sigkill_repeatedly(scenario, tls):
     """Redis SIGKILLed in the middle of the consumer's pipelined writes, again
     and again: the writes fail with EPIPE (SIGPIPE is ignored), the gate
-    reconnects, PostgreSQL decides meanwhile; the consumer never dies."""
+    reconnects, PostgreSQL decides meanwhile; the consumer never dies. Also
+    with Redis TLS-only (rediss://): every reconnect is a new handshake."""
     s, z = scenario, REDIS
     s.create_topic()
     acks = s.tmp / "acks.jsonl"
-    load = s.load(z["users"], z["dup"], z["rate"], acks)
-    c = s.consumer()
-    wait_for(joined(c), JOIN_S, "the consumer to join")
-    kills = 4 if FULL else 3
-    for _ in range(kills):
-        wait_for(lambda: s.rows() > 0, 60, "rows")
-        pause(s.rng, 0.3, 2.0)
-        s.stack.kill("redis")
-        s.stack.start("redis")
-        assert c.alive(), c.text()[-3000:]
-    assert load.wait(300) == 0, load.text()[-2000:]
-    s.wait_rows(z["users"], FINISH_S)
-    assert_clean_exit(c)
+    url = s.stack.redis_tls(True) if tls else None
+    try:
+        load = s.load(z["users"], z["dup"], z["rate"], acks)
+        c = s.consumer(redis_url=url)
+        wait_for(joined(c), JOIN_S, "the consumer to join")
+        kills = 4 if FULL else 3
+        for _ in range(kills):
+            wait_for(lambda: s.rows() > 0, 60, "rows")
+            pause(s.rng, 0.3, 2.0)
+            s.stack.kill("redis")
+            s.stack.start("redis")
+            assert c.alive(), c.text()[-3000:]
+        assert load.wait(300) == 0, load.text()[-2000:]
+        s.wait_rows(z["users"], FINISH_S)
+        assert_clean_exit(c)
+    finally:
+        if tls:
+            s.stack.redis_tls(False)
     v = s.verify(acks)
-    s.report(count_lines(acks), v, f"redis_kills={kills}")
+    s.report(count_lines(acks), v, f"redis_kills={kills} tls={int(tls)}")
     assert v["rows"] == z["users"]
+    if tls:
+        assert "redis reachable again" in c.text(), "the consumer never got Redis back over TLS"
 
 
 # ---------------------------------------------------------------- 3. PostgreSQL stopped
