@@ -80,6 +80,18 @@ struct store *store_new(const char *url, int64_t statement_timeout_ms);
 void store_free(struct store *s);
 const char *store_schema(void);
 int store_migrate(struct store *s, char *errstr, size_t errsize);
+/*
+ * The consumer's start: apply the schema only when table votes is missing;
+ * when it exists, store_verify checks it from the catalogs, without DDL and
+ * without a lock on it (CREATE INDEX IF NOT EXISTS on every start took a
+ * SHARE lock, so a migration holding votes made every start fail). -1 with
+ * store_last_failure: TRANSIENT (unreachable, a timeout: try again) or
+ * PERMANENT (password refused, no such database or role, a table without
+ * the columns, without a UNIQUE (token) ON CONFLICT can use, or with a
+ * DEFERRABLE one), with the table and the fix in errstr.
+ */
+int store_prepare(struct store *s, char *errstr, size_t errsize);
+int store_verify(struct store *s, int *exists, char *errstr, size_t errsize);
 int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *errstr,
                        size_t errsize);
 /*
