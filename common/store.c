@@ -39,24 +39,43 @@
 /* Any 64-bit number that no other tadak lock uses: "tadak" + 1. */
 #define STORE_SCHEMA_LOCK "7461646101"
 
-/* A copy of sql/schema.sql; tests/unit/test_store.c keeps the two identical. */
-static const char schema_sql[] =
-    "-- tadak schema. Applied by the consumer at start and by `tadak-consumer migrate`;\n"
-    "-- every statement is idempotent so any number of consumers may run it at once.\n"
-    "--\n"
-    "-- The UNIQUE token is the final arbiter of \"one row per vote\": Redis only\n"
-    "-- stops bursts early, PostgreSQL's ON CONFLICT (token) DO NOTHING decides.\n"
-    "CREATE TABLE IF NOT EXISTS votes (\n"
-    "    id              bigserial PRIMARY KEY,\n"
-    "    token           text        NOT NULL UNIQUE,\n"
-    "    user_id         bigint      NOT NULL,\n"
-    "    candidate_id    bigint      NOT NULL,\n"
-    "    event_id        uuid        NOT NULL,\n"
-    "    kafka_partition int,\n"
-    "    kafka_offset    bigint,\n"
-    "    created_at      timestamptz NOT NULL DEFAULT now()\n"
-    ");\n"
-    "CREATE INDEX IF NOT EXISTS votes_candidate_idx ON votes (candidate_id);\n";
+/*
+ * A copy of sql/schema.sql; tests/unit/test_store.c keeps the two identical.
+ * In two parts: a start where votes exists applies only the second (the
+ * identity table), which takes no lock on votes.
+ */
+#define SCHEMA_VOTES                                                                               \
+    "-- tadak schema. Applied by `tadak-consumer migrate`, and by a consumer that starts\n"        \
+    "-- where table votes does not exist yet (an existing one is only verified); every\n"          \
+    "-- statement is idempotent so any number of consumers may run it at once.\n"                  \
+    "--\n"                                                                                         \
+    "-- The UNIQUE token is the final arbiter of \"one row per vote\": Redis only\n"               \
+    "-- stops bursts early, PostgreSQL's ON CONFLICT (token) DO NOTHING decides.\n"                \
+    "CREATE TABLE IF NOT EXISTS votes (\n"                                                         \
+    "    id              bigserial PRIMARY KEY,\n"                                                 \
+    "    token           text        NOT NULL UNIQUE,\n"                                           \
+    "    user_id         bigint      NOT NULL,\n"                                                  \
+    "    candidate_id    bigint      NOT NULL,\n"                                                  \
+    "    event_id        uuid        NOT NULL,\n"                                                  \
+    "    kafka_partition int,\n"                                                                   \
+    "    kafka_offset    bigint,\n"                                                                \
+    "    created_at      timestamptz NOT NULL DEFAULT now()\n"                                     \
+    ");\n"                                                                                         \
+    "CREATE INDEX IF NOT EXISTS votes_candidate_idx ON votes (candidate_id);\n"                    \
+    "\n"
+#define SCHEMA_IDENTITY                                                                            \
+    "-- Which database this is: a random id made once, when the schema is first\n"                 \
+    "-- applied (one row). Consumers claim their Redis key prefix for\n"                           \
+    "-- <system identifier>/<database name>#<id> (<prefix>tadak:database), so a\n"                 \
+    "-- database dropped and created again under the same name is another one. A\n"                \
+    "-- physical copy (a restored base backup, a promoted replica, a disk snapshot)\n"             \
+    "-- copies the id too: give the copy its own with `tadak-consumer new-identity`.\n"            \
+    "CREATE TABLE IF NOT EXISTS tadak_identity (\n"                                                \
+    "    one_row boolean PRIMARY KEY DEFAULT true CHECK (one_row),\n"                              \
+    "    id      uuid    NOT NULL DEFAULT gen_random_uuid()\n"                                     \
+    ");\n"                                                                                         \
+    "INSERT INTO tadak_identity DEFAULT VALUES ON CONFLICT DO NOTHING;\n"
+static const char schema_sql[] = SCHEMA_VOTES SCHEMA_IDENTITY;
 
 static const char insert_sql[] =
     "INSERT INTO votes (token, user_id, candidate_id, event_id, kafka_partition, kafka_offset) "
@@ -72,6 +91,7 @@ struct store {
     size_t *order;         /* row indices sorted by token, to match RETURNING */
     size_t sent;           /* rows of the insert in flight (store_insert_send), 0: none */
     size_t order_cap;
+    int warned_identity; /* tadak_identity unusable: said once */
 };
 
 const char *store_schema(void)
@@ -324,7 +344,8 @@ static void connect_refused(struct store *s, char *errstr, size_t errsize)
     }
 }
 
-int store_migrate(struct store *s, char *errstr, size_t errsize)
+/* Run sql (idempotent DDL) in one transaction under the schema lock. */
+static int apply_schema(struct store *s, const char *sql, char *errstr, size_t errsize)
 {
     static const char what[] = "PostgreSQL";
     char ignore[64];
@@ -337,7 +358,7 @@ int store_migrate(struct store *s, char *errstr, size_t errsize)
         return -1;
     if (exec_simple(s, "SELECT pg_advisory_xact_lock(" STORE_SCHEMA_LOCK ")", what, errstr,
                     errsize) != 0 ||
-        exec_simple(s, schema_sql, what, errstr, errsize) != 0) {
+        exec_simple(s, sql, what, errstr, errsize) != 0) {
         enum store_failure failure = s->failure;
         if (s->conn)
             exec_simple(s, "ROLLBACK", what, ignore, sizeof(ignore));
@@ -345,6 +366,11 @@ int store_migrate(struct store *s, char *errstr, size_t errsize)
         return -1;
     }
     return exec_simple(s, "COMMIT", what, errstr, errsize);
+}
+
+int store_migrate(struct store *s, char *errstr, size_t errsize)
+{
+    return apply_schema(s, schema_sql, errstr, errsize);
 }
 
 /* The columns tadak writes (store_insert_*); others may exist, and need a default if NOT NULL. */
@@ -536,16 +562,58 @@ static int id_append(char *out, size_t size, size_t *len, const char *src)
     return 0;
 }
 
+/*
+ * The database's random id (table tadak_identity) into id: 0. The table is
+ * made here when missing (the users' own schema, or one an older tadak
+ * applied): DDL on that table only, never on votes. 1 when this role may
+ * neither read nor make it: the identity is then the system identifier and
+ * the name alone (logged once). -1 on a failure worth retrying.
+ */
+static int identity_uuid(struct store *s, char *id, size_t size, char *errstr, size_t errsize)
+{
+    static const char what[] = "PostgreSQL";
+
+    for (int made = 0;; made = 1) {
+        PGresult *r = PQexec(s->conn, "SELECT id::text FROM tadak_identity");
+        int rc = check(s, r, what, errstr, errsize);
+
+        if (rc == 0 && PQntuples(r) == 1)
+            util_strlcpy(id, PQgetvalue(r, 0, 0), size);
+        PQclear(r);
+        if (rc == 0 && id[0])
+            return 0;
+        if (rc != 0 && s->failure != STORE_FAIL_PERMANENT)
+            return -1;
+        /* No table (42P01), no row, or not ours to read: make them, once. */
+        if (made || apply_schema(s, SCHEMA_IDENTITY, errstr, errsize) != 0)
+            break;
+    }
+    if (s->failure != STORE_FAIL_PERMANENT)
+        return -1;
+    if (!s->warned_identity)
+        log_warn("cannot read or make table tadak_identity: the database's identity is its "
+                 "system identifier and name only; run `tadak-consumer migrate` as a role "
+                 "that may create it",
+                 "error=\"%s\"", errstr);
+    s->warned_identity = 1;
+    return 1;
+}
+
 int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize)
 {
     static const char what[] = "PostgreSQL";
     PGresult *db = NULL, *sys = NULL;
+    char id[64] = "";
     size_t len = 0;
-    int rc = -1;
+    int rc = -1, got;
 
     if (size)
         out[0] = '\0';
-    if (store_connect(s, errstr, errsize) != 0)
+    if (store_connect(s, errstr, errsize) != 0) {
+        connect_refused(s, errstr, errsize);
+        return -1;
+    }
+    if ((got = identity_uuid(s, id, sizeof(id), errstr, errsize)) < 0)
         return -1;
     db = PQexec(s->conn, "SELECT current_database()");
     if (check(s, db, what, errstr, errsize) != 0)
@@ -571,6 +639,15 @@ int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t
     if (id_append(out, size, &len, "/") != 0 ||
         id_append(out, size, &len, PQgetvalue(db, 0, 0)) != 0)
         goto too_long;
+    /* '#' is escaped in the name above, so the id's part is unambiguous. */
+    if (got == 0) {
+        if (len + 1 >= size)
+            goto too_long;
+        out[len++] = '#';
+        out[len] = '\0';
+        if (id_append(out, size, &len, id) != 0)
+            goto too_long;
+    }
     s->failure = STORE_FAIL_NONE;
     rc = 0;
     goto out;
@@ -580,6 +657,15 @@ out:
     PQclear(db);
     PQclear(sys);
     return rc;
+}
+
+int store_new_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize)
+{
+    if (apply_schema(s, SCHEMA_IDENTITY, errstr, errsize) != 0 ||
+        exec_simple(s, "UPDATE tadak_identity SET id = gen_random_uuid()", "PostgreSQL", errstr,
+                    errsize) != 0)
+        return -1;
+    return store_identity(s, out, size, errstr, errsize);
 }
 
 static int cmp_token(const void *a, const void *b, void *ctx)

@@ -1,7 +1,8 @@
 /*
  * main.c - tadak-consumer: reads votes from Kafka, dedupes them through Redis
  * and records each exactly once in PostgreSQL (see pipeline.c for the loop).
- * `tadak-consumer migrate` only applies the schema. Start-up waits for
+ * `tadak-consumer migrate` only applies the schema (`new-identity`: and
+ * gives the database a new id). Start-up waits for
  * PostgreSQL (startup.c). Exit status: 0 done, 1 runtime failure, 2 bad
  * usage, 3 never got partitions or PostgreSQL (not within --join-timeout-s,
  * with --idle-exit); 130 on a second signal.
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
     }
     store = store_new(o.database_url, o.statement_timeout_ms);
     if (o.migrate_only) {
-        status = startup_migrate(store) == 0 ? 0 : 1;
+        status = startup_migrate(store, o.new_identity) == 0 ? 0 : 1;
         goto out;
     }
     if ((rc = startup_wait(&o, store, dbid, sizeof(dbid))) != STARTUP_READY) {

@@ -73,14 +73,23 @@ enum startup_result startup_wait(const struct consumer_opts *o, struct store *st
     return STARTUP_READY;
 }
 
-int startup_migrate(struct store *store)
+int startup_migrate(struct store *store, int new_identity)
 {
-    char why[1024];
+    char why[1024], id[256];
 
     if (store_migrate(store, why, sizeof(why)) != 0) {
         log_error("cannot apply the schema", "error=\"%s\"", why);
         return -1;
     }
     log_info("schema applied", "table=%s", "votes");
+    if (!new_identity)
+        return 0;
+    if (store_new_identity(store, id, sizeof(id), why, sizeof(why)) != 0) {
+        log_error("cannot give the database a new identity", "error=\"%s\"", why);
+        return -1;
+    }
+    /* Consumers of this database now need a key prefix this identity may claim. */
+    log_warn("database has a new identity: its consumers need a --key-prefix of their own",
+             "identity=%s", id);
     return 0;
 }

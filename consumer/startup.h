@@ -10,7 +10,8 @@
  * the table and the fix.
  *
  *   rc = startup_wait(&o, store, dbid, sizeof dbid);
- *   rc = startup_migrate(store);        `tadak-consumer migrate`: one try
+ *   rc = startup_migrate(store, new_identity)   `tadak-consumer migrate` (one try);
+ *                                 new_identity: then a new id (`new-identity`)
  *
  * Redis is not waited for: a gate without Redis is an outage PostgreSQL
  * covers (gate.h), and the namespace is claimed when Redis answers.
@@ -33,6 +34,6 @@ enum startup_result {
 
 enum startup_result startup_wait(const struct consumer_opts *o, struct store *store, char *dbid,
                                  size_t dbidsize);
-int startup_migrate(struct store *store);
+int startup_migrate(struct store *store, int new_identity);
 
 #endif
