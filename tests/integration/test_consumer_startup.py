@@ -59,6 +59,16 @@ def ended(proc, timeout=120):
     return proc.returncode, out, proc.log.read_text()
 
 
+def hold_outage(proc, marker, since, seconds):
+    """Once the consumer logs marker, keep the outage going until `seconds`
+    after `since` (the scenario's length), the consumer alive throughout."""
+    wait_for(lambda: marker in proc.log.read_text() or proc.poll() is not None, 60,
+             f"the consumer to log {marker!r}")
+    while time.monotonic() - since < seconds:
+        assert proc.poll() is None, proc.log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
 def test_start_waits_for_a_locked_votes_table(bins, env, topic, db, prefix, tmp_path):
     """`votes` held by LOCK TABLE for 20 s (past the 4 s statement timeout):
     the old start ran CREATE INDEX IF NOT EXISTS, timed out and exited 1."""
@@ -69,12 +79,8 @@ def test_start_waits_for_a_locked_votes_table(bins, env, topic, db, prefix, tmp_
         locked_at = time.monotonic()
         proc = started(bins, env, topic, db, prefix, tmp_path)
         try:
-            # It got past start-up and now waits on the lock like an outage.
-            wait_for(lambda: "postgresql unavailable" in proc.log.read_text()
-                     or proc.poll() is not None, 60, "the consumer to meet the lock")
-            while time.monotonic() - locked_at < 20:  # the scenario: a 20 s lock
-                assert proc.poll() is None, proc.log.read_text()[-3000:]
-                time.sleep(0.5)
+            # Past start-up (no DDL), its batches wait on the lock like an outage.
+            hold_outage(proc, "postgresql unavailable", locked_at, 20)
         finally:
             lock.rollback()
     rc, out, err = ended(proc)
@@ -90,15 +96,11 @@ def test_start_waits_for_postgresql(bins, env, topic, db, prefix, tmp_path):
     u = urlsplit(db.url)
     proxy = Proxy(u.hostname, u.port)
     proxy.stop()
+    stopped_at = time.monotonic()
     produce(env, topic, [vote(n, 2) for n in range(1, 201)])
     proc = started(bins, env, topic, proxied(db, proxy), prefix, tmp_path)
     try:
-        wait_for(lambda: "waiting for PostgreSQL" in proc.log.read_text()
-                 or proc.poll() is not None, 60, "the consumer to wait for PostgreSQL")
-        stopped_at = time.monotonic()
-        while time.monotonic() - stopped_at < 10:  # the scenario: a 10 s outage
-            assert proc.poll() is None, proc.log.read_text()[-3000:]
-            time.sleep(0.5)
+        hold_outage(proc, "waiting for PostgreSQL", stopped_at, 10)
     finally:
         proxy.start()
     rc, out, err = ended(proc)
