@@ -238,10 +238,11 @@ static int identity_is_ours(const struct gate *g, const char *v, size_t len)
  * The namespace key's previous value, from the SET ... NX GET sent with a
  * heartbeat or a batch: 0 when the prefix is still ours (nil: the key was
  * gone, evicted or flushed, and we have just claimed it again: nobody else
- * had), -1 when it names another database or the check failed. Logged once
- * per change; the caller then stops trusting Redis.
+ * had). -1 with why when it names another database (logged once, until the
+ * prefix is ours again) or Redis refused the check (OOM, ...): the caller
+ * then stops trusting Redis, as in an outage.
  */
-static int identity_reply(struct gate *g, const redisReply *r)
+static int identity_reply(struct gate *g, const redisReply *r, char *why, size_t whysize)
 {
     if (r->type == REDIS_REPLY_NIL) {
         log_warn("redis key prefix had lost its database key, claimed it again",
@@ -250,15 +251,18 @@ static int identity_reply(struct gate *g, const redisReply *r)
     }
     if (r->type == REDIS_REPLY_STRING && identity_is_ours(g, r->str, r->len))
         return 0;
-    snprintf(g->foreign, sizeof(g->foreign), "%.*s",
-             r->type == REDIS_REPLY_STRING ? (int)r->len : 0,
-             r->type == REDIS_REPLY_STRING ? r->str : "");
+    if (r->type != REDIS_REPLY_STRING) {
+        snprintf(why, whysize, "namespace check (SET %s NX GET): %s", GATE_DATABASE_KEY,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return -1;
+    }
+    snprintf(g->foreign, sizeof(g->foreign), "%.*s", (int)r->len, r->str);
     if (!g->foreign_logged)
         log_error("redis key prefix no longer names our database, deduping in PostgreSQL only",
-                  "prefix=\"%s\" database=\"%s\" ours=\"%s\"%s%s", g->prefix, g->foreign,
-                  g->db_identity, r->type == REDIS_REPLY_ERROR ? " error=" : "",
-                  r->type == REDIS_REPLY_ERROR ? r->str : "");
+                  "prefix=\"%s\" database=\"%s\" ours=\"%s\"", g->prefix, g->foreign,
+                  g->db_identity);
     g->foreign_logged = 1;
+    snprintf(why, whysize, "key prefix \"%s\" names another database", g->prefix);
     return -1;
 }
 
@@ -392,6 +396,8 @@ static void stats_reply(struct gate *g, const int64_t *deltas, int applied)
  */
 static int gate_drain(struct gate *g)
 {
+    char why[GATE_PREFIX_MAX + 128];
+
     while (g->qlen > 0) {
         struct pend *e = &g->pending[g->qhead];
         redisReply *r = NULL;
@@ -404,9 +410,9 @@ static int gate_drain(struct gate *g)
             g->reload_scripts = 1;
         if (e->kind == PEND_STATS)
             stats_reply(g, e->deltas, r->type == REDIS_REPLY_ARRAY);
-        if (e->kind == PEND_IDENTITY && identity_reply(g, r) != 0) {
+        if (e->kind == PEND_IDENTITY && identity_reply(g, r, why, sizeof(why)) != 0) {
             freeReplyObject(r);
-            gate_disconnect(g, "the key prefix no longer names our database");
+            gate_disconnect(g, why);
             return -1;
         }
         freeReplyObject(r);
@@ -740,7 +746,7 @@ static int append_set(struct gate *g, const char *token, const char *val, size_t
 
 int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    char val[GATE_VALUE_MAX], ttl[24];
+    char val[GATE_VALUE_MAX], ttl[24], why[GATE_PREFIX_MAX + 128];
     size_t i, got = 0, busy = 0;
     int taken, checked, foreign,
         tlen = snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
@@ -803,14 +809,14 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
         redisReply *r = NULL;
         if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r)
             goto io_error;
-        foreign = identity_reply(g, r) != 0;
+        foreign = identity_reply(g, r, why, sizeof(why)) != 0;
         freeReplyObject(r);
         if (foreign) {
             gate_release(g, items, n);
             for (i = 0; i < n; i++)
                 items[i]->action = GATE_OPEN;
             if (g->c)
-                gate_disconnect(g, "the key prefix no longer names our database");
+                gate_disconnect(g, why);
             return -1;
         }
     }
