@@ -10,6 +10,7 @@ or with a DEFERRABLE one - ends the start at once, non-zero, with a message
 that names the table and the fix. The tables here are the users' own, not
 ones tadak created.
 """
+import signal
 import subprocess
 import time
 from types import SimpleNamespace
@@ -121,6 +122,19 @@ def test_start_wait_is_bounded_by_join_timeout(bins, env, topic, db, prefix, tmp
     assert p.returncode == 3, p.stderr[-3000:]
     assert "PostgreSQL not ready, giving up" in p.stderr
     assert p.stdout == ""
+
+
+def test_sigterm_while_waiting_for_postgresql_exits_0(bins, env, topic, db, prefix, tmp_path):
+    u = urlsplit(db.url)
+    proxy = Proxy(u.hostname, u.port)
+    proxy.stop()
+    create_topic(env, topic)
+    proc = started(bins, env, topic, proxied(db, proxy), prefix, tmp_path)
+    wait_for(lambda: "waiting for PostgreSQL" in proc.log.read_text() or proc.poll() is not None,
+             60, "the consumer to wait for PostgreSQL")
+    proc.send_signal(signal.SIGTERM)
+    rc, out, err = ended(proc, timeout=10)  # the backoff naps watch for the signal
+    assert rc == 0 and out == "", err[-3000:]
 
 
 def own_table(db, unique):
