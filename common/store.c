@@ -588,6 +588,10 @@ static int identity_uuid(struct store *s, char *id, size_t size, char *errstr, s
         if (made || apply_schema(s, SCHEMA_IDENTITY, errstr, errsize) != 0)
             break;
     }
+    if (s->failure == STORE_FAIL_NONE) { /* made, yet no row: someone deletes it; retry */
+        snprintf(errstr, errsize, "%s: table tadak_identity has no row", what);
+        s->failure = STORE_FAIL_TRANSIENT;
+    }
     if (s->failure != STORE_FAIL_PERMANENT)
         return -1;
     if (!s->warned_identity)

@@ -150,3 +150,32 @@ def test_claim_of_an_older_tadak_is_upgraded(bins, env, topic, db, prefix, redis
     produce(env, topic, [vote(u, 1) for u in range(1, 11)])
     assert consume(bins, env, topic, db, prefix)[0]["inserted"] == 10
     assert redis_client.get(prefix + DBKEY).decode() == identity(db)
+
+
+def test_role_that_cannot_make_the_id_table_falls_back(bins, env, topic, db, prefix,
+                                                       redis_client):
+    """The users' own table and a role that may write votes but not create
+    tables (PostgreSQL 15: no CREATE on schema public): the consumer warns and
+    claims "<system id>/<name>", as before the id; it does not stop."""
+    role = unique("tadak_writer")
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute("create table votes (token text not null unique, user_id bigint not null,"
+                     " candidate_id bigint not null, event_id uuid not null,"
+                     " kafka_partition int, kafka_offset bigint)")
+        conn.execute(f'create role "{role}" login')
+        conn.execute(f'grant insert, select on votes to "{role}"')
+        conn.execute(f'revoke create on schema public from "{role}"')
+    writer = type(db)(db.admin_url, db.name)
+    writer.url = db.url.replace("://tadak@", f"://{role}@", 1)
+    assert writer.url != db.url
+    try:
+        produce(env, topic, [vote(u, 1) for u in range(1, 11)])
+        s, err = consume(bins, env, topic, writer, prefix)
+        assert s["inserted"] == 10 and db.count() == 10
+        assert "cannot read or make table tadak_identity" in err
+        assert redis_client.get(prefix + DBKEY).decode() == identity(db)  # no "#<id>"
+        assert "#" not in identity(db)
+    finally:
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            conn.execute(f'revoke all on votes from "{role}"')
+            conn.execute(f'drop role "{role}"')
