@@ -75,14 +75,19 @@ static const char takeover_script[] =
 static const char retire_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                     "return redis.call('DEL', KEYS[1]) end return 0";
 
+/* The namespace key of an older tadak (no "#<id>") becomes ours, if it still says that. */
+static const char upgrade_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                     "return redis.call('SET', KEYS[1], ARGV[2]) end return 0";
+
 /* Keys per script call: bounds how long one call holds Redis (~100 us). */
 #define GATE_SETTLE_CHUNK 100
 #define GATE_SETTLE_ARGS  (3 + 2 * GATE_SETTLE_CHUNK)
 
 /* What replies owed to commands sent without waiting are (one FIFO entry). */
 enum pend_kind {
-    PEND_PLAIN, /* n replies to read and drop; a NOSCRIPT among them reloads the scripts */
-    PEND_STATS, /* the EXEC of a stats burst: an array confirms its deltas */
+    PEND_PLAIN,    /* n replies to read and drop; a NOSCRIPT among them reloads the scripts */
+    PEND_STATS,    /* the EXEC of a stats burst: an array confirms its deltas */
+    PEND_IDENTITY, /* SET <database key> <ours> NX GET of a heartbeat: still ours? */
 };
 
 struct pend {
@@ -217,6 +222,62 @@ static int setup_command(struct gate *g, redisReply *r, char *why, size_t whysiz
 }
 
 /*
+ * 1 when a value of <prefix>tadak:database names our database: our identity,
+ * or what an older tadak claimed for it, our identity without its "#<id>"
+ * (store_identity; '#' is escaped in the rest, so the cut is unambiguous).
+ */
+static int identity_is_ours(const struct gate *g, const char *v, size_t len)
+{
+    const char *hash = strrchr(g->db_identity, '#');
+    size_t ours = strlen(g->db_identity), legacy = hash ? (size_t)(hash - g->db_identity) : 0;
+
+    return (len == ours || (hash && len == legacy)) && memcmp(v, g->db_identity, len) == 0;
+}
+
+/*
+ * The namespace key's previous value, from the SET ... NX GET sent with a
+ * heartbeat or a batch: 0 when the prefix is still ours (nil: the key was
+ * gone, evicted or flushed, and we have just claimed it again: nobody else
+ * had). -1 with why when it names another database (logged once, until the
+ * prefix is ours again) or Redis refused the check (OOM, ...): the caller
+ * then stops trusting Redis, as in an outage.
+ */
+static int identity_reply(struct gate *g, const redisReply *r, char *why, size_t whysize)
+{
+    if (r->type == REDIS_REPLY_NIL) {
+        log_warn("redis key prefix had lost its database key, claimed it again",
+                 "prefix=\"%s\" database=\"%s\"", g->prefix, g->db_identity);
+        return 0;
+    }
+    if (r->type == REDIS_REPLY_STRING && identity_is_ours(g, r->str, r->len))
+        return 0;
+    if (r->type != REDIS_REPLY_STRING) {
+        snprintf(why, whysize, "namespace check (SET %s NX GET): %s", GATE_DATABASE_KEY,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return -1;
+    }
+    snprintf(g->foreign, sizeof(g->foreign), "%.*s", (int)r->len, r->str);
+    if (!g->foreign_logged)
+        log_error("redis key prefix no longer names our database, deduping in PostgreSQL only",
+                  "prefix=\"%s\" database=\"%s\" ours=\"%s\"", g->prefix, g->foreign,
+                  g->db_identity);
+    g->foreign_logged = 1;
+    snprintf(why, whysize, "key prefix \"%s\" names another database", g->prefix);
+    return -1;
+}
+
+/* Append the namespace check (its reply goes to identity_reply); 1 when appended. */
+static int append_identity(struct gate *g)
+{
+    char key[GATE_KEY_MAX];
+
+    if (!g->db_identity)
+        return 0;
+    snprintf(key, sizeof(key), "%s%s", g->prefix, GATE_DATABASE_KEY);
+    return redisAppendCommand(g->c, "SET %s %s NX GET", key, g->db_identity) == REDIS_OK;
+}
+
+/*
  * Claim <prefix>tadak:database for our database, or find whose it is: 0
  * when it is ours (now or already), 1 when it names another database (kept
  * in g->foreign), -1 on an error (why).
@@ -237,6 +298,17 @@ static int check_database(struct gate *g, char *why, size_t whysize)
     if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING && r->len == len &&
                                        memcmp(r->str, g->db_identity, len) == 0)) {
         rc = 0;
+    } else if (r->type == REDIS_REPLY_STRING && identity_is_ours(g, r->str, r->len)) {
+        /* An older tadak's claim for this database: now the full identity (if still so). */
+        redisReply *up = redisCommand(g->c, "EVAL %s 1 %s %b %s", upgrade_script, key, r->str,
+                                      r->len, g->db_identity);
+        rc = 0;
+        if (!up) {
+            snprintf(why, whysize, "%s", g->c->errstr);
+            rc = -1;
+        } else {
+            freeReplyObject(up);
+        }
     } else if (r->type == REDIS_REPLY_STRING) {
         size_t n = r->len < sizeof(g->foreign) - 1 ? r->len : sizeof(g->foreign) - 1;
         memcpy(g->foreign, r->str, n);
@@ -324,6 +396,8 @@ static void stats_reply(struct gate *g, const int64_t *deltas, int applied)
  */
 static int gate_drain(struct gate *g)
 {
+    char why[GATE_PREFIX_MAX + 128];
+
     while (g->qlen > 0) {
         struct pend *e = &g->pending[g->qhead];
         redisReply *r = NULL;
@@ -336,6 +410,11 @@ static int gate_drain(struct gate *g)
             g->reload_scripts = 1;
         if (e->kind == PEND_STATS)
             stats_reply(g, e->deltas, r->type == REDIS_REPLY_ARRAY);
+        if (e->kind == PEND_IDENTITY && identity_reply(g, r, why, sizeof(why)) != 0) {
+            freeReplyObject(r);
+            gate_disconnect(g, why);
+            return -1;
+        }
         freeReplyObject(r);
         if (--e->n == 0) {
             g->qhead = (g->qhead + 1) % g->qcap;
@@ -671,9 +750,10 @@ static int append_set(struct gate *g, const char *token, const char *val, size_t
 
 int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    char val[GATE_VALUE_MAX], ttl[24];
+    char val[GATE_VALUE_MAX], ttl[24], why[GATE_PREFIX_MAX + 128];
     size_t i, got = 0, busy = 0;
-    int taken, tlen = snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
+    int taken, checked, foreign,
+        tlen = snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
 
     for (i = 0; i < n; i++)
         items[i]->action = GATE_OPEN;
@@ -684,6 +764,8 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
     for (i = 0; i < n; i++)
         append_set(g, items[i]->token, val, gate_lock_value(g, items[i]->event_id, val), ttl,
                    (size_t)tlen, 1);
+    /* After the locks, so that its answer covers what they read: see below. */
+    checked = append_identity(g);
     for (; got < n; got++) {
         struct gate_item *it = items[got];
         redisReply *r = NULL;
@@ -719,6 +801,28 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
             it->action = GATE_OPEN;
         }
         freeReplyObject(r);
+    }
+    /*
+     * The prefix still names our database after the SETs ran, so nothing they
+     * read (a done marker above all) was written for another database: one
+     * that claimed the prefix after ours was evicted or flushed would still
+     * hold it. If not, the answers are worth nothing: give back the locks we
+     * just took there and let PostgreSQL decide, until the prefix is ours.
+     */
+    if (checked) {
+        redisReply *r = NULL;
+        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r)
+            goto io_error;
+        foreign = identity_reply(g, r, why, sizeof(why)) != 0;
+        freeReplyObject(r);
+        if (foreign) {
+            gate_release(g, items, n);
+            for (i = 0; i < n; i++)
+                items[i]->action = GATE_OPEN;
+            if (g->c)
+                gate_disconnect(g, why);
+            return -1;
+        }
     }
     if (busy > 0) {
         if ((taken = gate_takeover(g, items, n)) < 0)
@@ -836,6 +940,7 @@ again:
 int gate_heartbeat(struct gate *g)
 {
     int64_t now = util_now_ms();
+    int checked;
 
     if (g->c && now < g->next_beat)
         return 0;
@@ -844,9 +949,12 @@ int gate_heartbeat(struct gate *g)
     if (now < g->next_beat)
         return 0; /* just (re)connected: gate_connect wrote the alive key */
     redisAppendCommand(g->c, "SET %s %s PX %d", g->alive_key, g->owner, GATE_ALIVE_TTL_MS);
+    checked = append_identity(g);
     if (gate_flush(g) != 0)
         return -1;
     gate_expect(g, PEND_PLAIN, 1, NULL);
+    if (checked)
+        gate_expect(g, PEND_IDENTITY, 1, NULL);
     g->next_beat = now + GATE_HEARTBEAT_MS;
     return 0;
 }

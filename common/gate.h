@@ -39,7 +39,16 @@
  * markers under this prefix belong to (store_identity). The first consumer
  * claims it; a consumer for another database is refused by gate_new (or,
  * found on a reconnect, the gate stays down and PostgreSQL decides), so two
- * environments sharing a Redis never settle each other's votes.
+ * environments sharing a Redis never settle each other's votes. The claim
+ * is checked again by every heartbeat and after every batch's SETs (one more
+ * pipelined `SET key <ours> NX GET`, no extra round trip): a key gone
+ * (evicted, flushed) is claimed again at once; a key naming another
+ * database (one that claimed it meanwhile) makes the gate act as if Redis
+ * were down - gate_acquire returns -1 with every item GATE_OPEN after
+ * giving back the locks it had just taken, no done marker is written -
+ * logged once, until a reconnect finds the prefix ours again. A value an
+ * older tadak wrote (our identity without its "#<id>") counts as ours and
+ * is upgraded.
  *
  * Redis only stops bursts early; PostgreSQL's UNIQUE token decides. When
  * Redis is unreachable every item comes back GATE_OPEN ("ask PostgreSQL"),

@@ -39,24 +39,43 @@
 /* Any 64-bit number that no other tadak lock uses: "tadak" + 1. */
 #define STORE_SCHEMA_LOCK "7461646101"
 
-/* A copy of sql/schema.sql; tests/unit/test_store.c keeps the two identical. */
-static const char schema_sql[] =
-    "-- tadak schema. Applied by the consumer at start and by `tadak-consumer migrate`;\n"
-    "-- every statement is idempotent so any number of consumers may run it at once.\n"
-    "--\n"
-    "-- The UNIQUE token is the final arbiter of \"one row per vote\": Redis only\n"
-    "-- stops bursts early, PostgreSQL's ON CONFLICT (token) DO NOTHING decides.\n"
-    "CREATE TABLE IF NOT EXISTS votes (\n"
-    "    id              bigserial PRIMARY KEY,\n"
-    "    token           text        NOT NULL UNIQUE,\n"
-    "    user_id         bigint      NOT NULL,\n"
-    "    candidate_id    bigint      NOT NULL,\n"
-    "    event_id        uuid        NOT NULL,\n"
-    "    kafka_partition int,\n"
-    "    kafka_offset    bigint,\n"
-    "    created_at      timestamptz NOT NULL DEFAULT now()\n"
-    ");\n"
-    "CREATE INDEX IF NOT EXISTS votes_candidate_idx ON votes (candidate_id);\n";
+/*
+ * A copy of sql/schema.sql; tests/unit/test_store.c keeps the two identical.
+ * In two parts: a start where votes exists applies only the second (the
+ * identity table), which takes no lock on votes.
+ */
+#define SCHEMA_VOTES                                                                               \
+    "-- tadak schema. Applied by `tadak-consumer migrate`, and by a consumer that starts\n"        \
+    "-- where table votes does not exist yet (an existing one is only verified); every\n"          \
+    "-- statement is idempotent so any number of consumers may run it at once.\n"                  \
+    "--\n"                                                                                         \
+    "-- The UNIQUE token is the final arbiter of \"one row per vote\": Redis only\n"               \
+    "-- stops bursts early, PostgreSQL's ON CONFLICT (token) DO NOTHING decides.\n"                \
+    "CREATE TABLE IF NOT EXISTS votes (\n"                                                         \
+    "    id              bigserial PRIMARY KEY,\n"                                                 \
+    "    token           text        NOT NULL UNIQUE,\n"                                           \
+    "    user_id         bigint      NOT NULL,\n"                                                  \
+    "    candidate_id    bigint      NOT NULL,\n"                                                  \
+    "    event_id        uuid        NOT NULL,\n"                                                  \
+    "    kafka_partition int,\n"                                                                   \
+    "    kafka_offset    bigint,\n"                                                                \
+    "    created_at      timestamptz NOT NULL DEFAULT now()\n"                                     \
+    ");\n"                                                                                         \
+    "CREATE INDEX IF NOT EXISTS votes_candidate_idx ON votes (candidate_id);\n"                    \
+    "\n"
+#define SCHEMA_IDENTITY                                                                            \
+    "-- Which database this is: a random id made once, when the schema is first\n"                 \
+    "-- applied (one row). Consumers claim their Redis key prefix for\n"                           \
+    "-- <system identifier>/<database name>#<id> (<prefix>tadak:database), so a\n"                 \
+    "-- database dropped and created again under the same name is another one. A\n"                \
+    "-- physical copy (a restored base backup, a promoted replica, a disk snapshot)\n"             \
+    "-- copies the id too: give the copy its own with `tadak-consumer new-identity`.\n"            \
+    "CREATE TABLE IF NOT EXISTS tadak_identity (\n"                                                \
+    "    one_row boolean PRIMARY KEY DEFAULT true CHECK (one_row),\n"                              \
+    "    id      uuid    NOT NULL DEFAULT gen_random_uuid()\n"                                     \
+    ");\n"                                                                                         \
+    "INSERT INTO tadak_identity DEFAULT VALUES ON CONFLICT DO NOTHING;\n"
+static const char schema_sql[] = SCHEMA_VOTES SCHEMA_IDENTITY;
 
 static const char insert_sql[] =
     "INSERT INTO votes (token, user_id, candidate_id, event_id, kafka_partition, kafka_offset) "
@@ -72,8 +91,9 @@ struct store {
     size_t *order;         /* row indices sorted by token, to match RETURNING */
     size_t sent;           /* rows of the insert in flight (store_insert_send), 0: none */
     size_t order_cap;
-    char sqlstate[6];  /* of the last failure, "" when it had none */
-    char message[256]; /* PostgreSQL's primary message of the last failure, one line */
+    char sqlstate[6];    /* of the last failure, "" when it had none */
+    char message[256];   /* PostgreSQL's primary message of the last failure, one line */
+    int warned_identity; /* tadak_identity unusable: said once */
 };
 
 const char *store_schema(void)
@@ -332,18 +352,57 @@ static int exec_simple(struct store *s, const char *sql, const char *what, char 
     return rc;
 }
 
-int store_migrate(struct store *s, char *errstr, size_t errsize)
+/* ------------------------------------------------------------ start-up */
+
+/*
+ * Refusals at connect that no retry cures, by the server's (English)
+ * message: libpq keeps no SQLSTATE for a failed connection. Anything else
+ * (refused, unreachable, starting up, too many clients) may heal.
+ */
+static const struct connect_refusal {
+    const char *text, *and_text, *sqlstate, *fix;
+} connect_refusals[] = {
+    {"password authentication failed", NULL, "28P01",
+     "the password in DATABASE_URL (or ~/.pgpass) is wrong for this role"},
+    {"no password supplied", NULL, "28P01", "the server wants a password: put it in DATABASE_URL"},
+    {"database \"", "does not exist", "3D000",
+     "create the database (createdb) or fix its name in DATABASE_URL"},
+    {"role \"", "does not exist", "28000", "create the role or fix the user in DATABASE_URL"},
+    {"no pg_hba.conf entry", NULL, "28000", "allow this host and role in the server's pg_hba.conf"},
+};
+
+/* A failed connect whose message errstr holds: PERMANENT when no retry can cure it. */
+static void connect_refused(struct store *s, char *errstr, size_t errsize)
+{
+    char msg[1024];
+
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(connect_refusals); i++) {
+        const struct connect_refusal *c = &connect_refusals[i];
+        if (!strstr(errstr, c->text) || (c->and_text && !strstr(errstr, c->and_text)))
+            continue;
+        snprintf(msg, sizeof(msg), "%s (SQLSTATE %s; retrying cannot help: %s)", errstr,
+                 c->sqlstate, c->fix);
+        util_strlcpy(errstr, msg, errsize);
+        s->failure = STORE_FAIL_PERMANENT;
+        return;
+    }
+}
+
+/* Run sql (idempotent DDL) in one transaction under the schema lock. */
+static int apply_schema(struct store *s, const char *sql, char *errstr, size_t errsize)
 {
     static const char what[] = "PostgreSQL";
     char ignore[64];
 
-    if (store_connect(s, errstr, errsize) != 0)
+    if (store_connect(s, errstr, errsize) != 0) {
+        connect_refused(s, errstr, errsize);
         return -1;
+    }
     if (exec_simple(s, "BEGIN", what, errstr, errsize) != 0)
         return -1;
     if (exec_simple(s, "SELECT pg_advisory_xact_lock(" STORE_SCHEMA_LOCK ")", what, errstr,
                     errsize) != 0 ||
-        exec_simple(s, schema_sql, what, errstr, errsize) != 0) {
+        exec_simple(s, sql, what, errstr, errsize) != 0) {
         enum store_failure failure = s->failure;
         if (s->conn)
             exec_simple(s, "ROLLBACK", what, ignore, sizeof(ignore));
@@ -351,6 +410,152 @@ int store_migrate(struct store *s, char *errstr, size_t errsize)
         return -1;
     }
     return exec_simple(s, "COMMIT", what, errstr, errsize);
+}
+
+int store_migrate(struct store *s, char *errstr, size_t errsize)
+{
+    return apply_schema(s, schema_sql, errstr, errsize);
+}
+
+/* The columns tadak writes (store_insert_*); others may exist, and need a default if NOT NULL. */
+#define STORE_COLUMNS "'token','user_id','candidate_id','event_id','kafka_partition','kafka_offset'"
+
+/*
+ * What the votes table has, read from the catalogs only (no lock on the
+ * table: a migration holding one does not stop us). One row: the table
+ * exists; the columns we write that it lacks; how many UNIQUE indexes ON
+ * CONFLICT (token) could use (on token alone, valid, not partial), how
+ * many of those are DEFERRABLE (ON CONFLICT refuses them: 55000) and their
+ * names; NOT NULL columns without a default that we never write; whether
+ * we may INSERT and read token back (RETURNING).
+ */
+static const char verify_sql[] =
+    "WITH t AS (SELECT to_regclass('votes') AS oid), "
+    "tok AS (SELECT a.attnum FROM pg_attribute a, t WHERE a.attrelid = t.oid "
+    "  AND a.attname = 'token' AND a.attnum > 0 AND NOT a.attisdropped), "
+    "u AS (SELECT i.indimmediate, i.indexrelid::regclass::text AS name FROM pg_index i, t, tok "
+    "  WHERE i.indrelid = t.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL "
+    "  AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = tok.attnum) "
+    "SELECT t.oid IS NOT NULL, "
+    "coalesce((SELECT string_agg(c, ',' ORDER BY c) FROM unnest(ARRAY[" STORE_COLUMNS "]) c "
+    "  WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid "
+    "  AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)), ''), "
+    "(SELECT count(*) FROM u WHERE u.indimmediate), "
+    "(SELECT count(*) FROM u WHERE NOT u.indimmediate), "
+    "coalesce((SELECT string_agg(u.name, ',') FROM u WHERE NOT u.indimmediate), ''), "
+    "coalesce((SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a "
+    "  WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull "
+    "  AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' "
+    "  AND a.attname <> ALL (ARRAY[" STORE_COLUMNS "])), ''), "
+    "coalesce(has_table_privilege(t.oid, 'INSERT'), true), "
+    "coalesce((SELECT has_column_privilege(t.oid, tok.attnum, 'SELECT') FROM tok), true) "
+    "FROM t";
+
+enum {
+    V_EXISTS,
+    V_MISSING,
+    V_UNIQUE,
+    V_DEFERRABLE,
+    V_DEFERRABLE_NAMES,
+    V_NOTNULL,
+    V_INSERT,
+    V_READ
+};
+
+/* A table that does not fit: PERMANENT, with what is wrong and the fix. */
+static int unfit(struct store *s, char *errstr, size_t errsize, const char *why, const char *fix)
+{
+    snprintf(errstr, errsize, "table votes does not fit: %s; %s", why, fix);
+    s->failure = STORE_FAIL_PERMANENT;
+    return -1;
+}
+
+/* Judge verify_sql's row: 0 when the table fits (or does not exist). */
+static int judge_table(struct store *s, const PGresult *r, char *errstr, size_t errsize)
+{
+    char why[512];
+
+    if (strcmp(PQgetvalue(r, 0, V_EXISTS), "t") != 0)
+        return 0;
+    if (*PQgetvalue(r, 0, V_MISSING)) {
+        snprintf(why, sizeof(why), "it lacks column(s) %s that tadak writes",
+                 PQgetvalue(r, 0, V_MISSING));
+        return unfit(s, errstr, errsize, why,
+                     "add them (see sql/schema.sql) or point DATABASE_URL at the right database");
+    }
+    if (strcmp(PQgetvalue(r, 0, V_DEFERRABLE), "0") != 0) {
+        snprintf(why, sizeof(why),
+                 "its UNIQUE on token (index %s) is DEFERRABLE, which ON CONFLICT (token) cannot "
+                 "use (SQLSTATE 55000)",
+                 PQgetvalue(r, 0, V_DEFERRABLE_NAMES));
+        return unfit(s, errstr, errsize, why,
+                     "re-create it NOT DEFERRABLE: ALTER TABLE votes DROP CONSTRAINT <it>, ADD "
+                     "UNIQUE (token)");
+    }
+    if (strcmp(PQgetvalue(r, 0, V_UNIQUE), "0") == 0)
+        return unfit(s, errstr, errsize,
+                     "it has no UNIQUE constraint on (token), which ON CONFLICT (token) needs "
+                     "and which keeps one row per vote",
+                     "add one: ALTER TABLE votes ADD UNIQUE (token)");
+    if (*PQgetvalue(r, 0, V_NOTNULL)) {
+        snprintf(why, sizeof(why),
+                 "column(s) %s are NOT NULL without a default, and tadak does not write them",
+                 PQgetvalue(r, 0, V_NOTNULL));
+        return unfit(s, errstr, errsize, why, "give them a default or drop NOT NULL");
+    }
+    if (strcmp(PQgetvalue(r, 0, V_INSERT), "t") != 0 || strcmp(PQgetvalue(r, 0, V_READ), "t") != 0)
+        return unfit(s, errstr, errsize,
+                     "this role may not INSERT into it or read its token back (RETURNING)",
+                     "GRANT INSERT, SELECT ON votes TO <the role in DATABASE_URL>");
+    return 0;
+}
+
+int store_verify(struct store *s, int *exists, char *errstr, size_t errsize)
+{
+    PGresult *r;
+    int rc = -1;
+
+    *exists = 0;
+    if (store_connect(s, errstr, errsize) != 0) {
+        connect_refused(s, errstr, errsize);
+        return -1;
+    }
+    r = PQexec(s->conn, verify_sql);
+    if (check(s, r, "cannot read the schema of table votes", errstr, errsize) != 0)
+        goto out;
+    if (PQntuples(r) != 1 || PQnfields(r) != V_READ + 1) {
+        set_err(errstr, errsize, "cannot read the schema of table votes", "unexpected answer");
+        s->failure = STORE_FAIL_TRANSIENT;
+        goto out;
+    }
+    if ((rc = judge_table(s, r, errstr, errsize)) == 0) {
+        *exists = strcmp(PQgetvalue(r, 0, V_EXISTS), "t") == 0;
+        s->failure = STORE_FAIL_NONE;
+    }
+out:
+    PQclear(r);
+    return rc;
+}
+
+int store_prepare(struct store *s, char *errstr, size_t errsize)
+{
+    int exists;
+
+    if (store_verify(s, &exists, errstr, errsize) != 0)
+        return -1;
+    if (exists)
+        return 0;
+    log_info("table votes missing, applying the schema");
+    if (store_migrate(s, errstr, errsize) != 0)
+        return -1;
+    if (store_verify(s, &exists, errstr, errsize) != 0)
+        return -1;
+    if (!exists) { /* created under another search_path entry than the one we read? */
+        snprintf(errstr, errsize, "table votes still missing after applying the schema");
+        s->failure = STORE_FAIL_PERMANENT;
+        return -1;
+    }
+    return 0;
 }
 
 /*
@@ -401,16 +606,62 @@ static int id_append(char *out, size_t size, size_t *len, const char *src)
     return 0;
 }
 
+/*
+ * The database's random id (table tadak_identity) into id: 0. The table is
+ * made here when missing (the users' own schema, or one an older tadak
+ * applied): DDL on that table only, never on votes. 1 when this role may
+ * neither read nor make it: the identity is then the system identifier and
+ * the name alone (logged once). -1 on a failure worth retrying.
+ */
+static int identity_uuid(struct store *s, char *id, size_t size, char *errstr, size_t errsize)
+{
+    static const char what[] = "PostgreSQL";
+
+    for (int made = 0;; made = 1) {
+        PGresult *r = PQexec(s->conn, "SELECT id::text FROM tadak_identity");
+        int rc = check(s, r, what, errstr, errsize);
+
+        if (rc == 0 && PQntuples(r) == 1)
+            util_strlcpy(id, PQgetvalue(r, 0, 0), size);
+        PQclear(r);
+        if (rc == 0 && id[0])
+            return 0;
+        if (rc != 0 && s->failure != STORE_FAIL_PERMANENT)
+            return -1;
+        /* No table (42P01), no row, or not ours to read: make them, once. */
+        if (made || apply_schema(s, SCHEMA_IDENTITY, errstr, errsize) != 0)
+            break;
+    }
+    if (s->failure == STORE_FAIL_NONE) { /* made, yet no row: someone deletes it; retry */
+        snprintf(errstr, errsize, "%s: table tadak_identity has no row", what);
+        s->failure = STORE_FAIL_TRANSIENT;
+    }
+    if (s->failure != STORE_FAIL_PERMANENT)
+        return -1;
+    if (!s->warned_identity)
+        log_warn("cannot read or make table tadak_identity: the database's identity is its "
+                 "system identifier and name only; run `tadak-consumer migrate` as a role "
+                 "that may create it",
+                 "error=\"%s\"", errstr);
+    s->warned_identity = 1;
+    return 1;
+}
+
 int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize)
 {
     static const char what[] = "PostgreSQL";
     PGresult *db = NULL, *sys = NULL;
+    char id[64] = "";
     size_t len = 0;
-    int rc = -1;
+    int rc = -1, got;
 
     if (size)
         out[0] = '\0';
-    if (store_connect(s, errstr, errsize) != 0)
+    if (store_connect(s, errstr, errsize) != 0) {
+        connect_refused(s, errstr, errsize);
+        return -1;
+    }
+    if ((got = identity_uuid(s, id, sizeof(id), errstr, errsize)) < 0)
         return -1;
     db = PQexec(s->conn, "SELECT current_database()");
     if (check(s, db, what, errstr, errsize) != 0)
@@ -436,6 +687,15 @@ int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t
     if (id_append(out, size, &len, "/") != 0 ||
         id_append(out, size, &len, PQgetvalue(db, 0, 0)) != 0)
         goto too_long;
+    /* '#' is escaped in the name above, so the id's part is unambiguous. */
+    if (got == 0) {
+        if (len + 1 >= size)
+            goto too_long;
+        out[len++] = '#';
+        out[len] = '\0';
+        if (id_append(out, size, &len, id) != 0)
+            goto too_long;
+    }
     s->failure = STORE_FAIL_NONE;
     rc = 0;
     goto out;
@@ -445,6 +705,15 @@ out:
     PQclear(db);
     PQclear(sys);
     return rc;
+}
+
+int store_new_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize)
+{
+    if (apply_schema(s, SCHEMA_IDENTITY, errstr, errsize) != 0 ||
+        exec_simple(s, "UPDATE tadak_identity SET id = gen_random_uuid()", "PostgreSQL", errstr,
+                    errsize) != 0)
+        return -1;
+    return store_identity(s, out, size, errstr, errsize);
 }
 
 static int cmp_token(const void *a, const void *b, void *ctx)

@@ -37,13 +37,15 @@
  * same order and cannot deadlock.
  *
  *   s = store_new(url, statement_timeout_ms);
- *   store_migrate(s, err, sizeof err);
+ *   store_migrate(s, err, sizeof err);     apply the schema
+ *   store_prepare(s, err, sizeof err);     at start: apply it if votes is missing, else verify
  *   store_insert_batch(s, rows, n, err, sizeof err);  rows[i].inserted set
  *   store_insert_send(...) ... store_insert_wait(...)  the same, overlapped
  *   store_insert_ready(s)                1 if store_insert_wait would not block
  *   store_last_failure(s)                TRANSIENT or PERMANENT after a -1
  *   store_ping(s, err, sizeof err)       SELECT 1: is PostgreSQL back?
  *   store_identity(s, id, sizeof id, err, sizeof err)   which database this is
+ *   store_new_identity(s, id, sizeof id, err, sizeof err)   re-roll it (a copy)
  *
  * The producer's status routes read through the same module:
  *
@@ -87,6 +89,18 @@ struct store *store_new(const char *url, int64_t statement_timeout_ms);
 void store_free(struct store *s);
 const char *store_schema(void);
 int store_migrate(struct store *s, char *errstr, size_t errsize);
+/*
+ * The consumer's start: apply the schema only when table votes is missing;
+ * when it exists, store_verify checks it from the catalogs, without DDL and
+ * without a lock on it (CREATE INDEX IF NOT EXISTS on every start took a
+ * SHARE lock, so a migration holding votes made every start fail). -1 with
+ * store_last_failure: TRANSIENT (unreachable, a timeout: try again) or
+ * PERMANENT (password refused, no such database or role, a table without
+ * the columns, without a UNIQUE (token) ON CONFLICT can use, or with a
+ * DEFERRABLE one), with the table and the fix in errstr.
+ */
+int store_prepare(struct store *s, char *errstr, size_t errsize);
+int store_verify(struct store *s, int *exists, char *errstr, size_t errsize);
 int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *errstr,
                        size_t errsize);
 /*
@@ -107,11 +121,20 @@ const char *store_last_message(const struct store *s);
 int store_ping(struct store *s, char *errstr, size_t errsize);
 
 /*
- * "<system_identifier>/<database name>" of the server the URL leads to (the
- * cluster's id from pg_control_system(); host:port when that is not
- * readable), so two databases never share Redis markers by accident.
+ * Which database this is, for the Redis namespace (gate.h):
+ * "<system_identifier>/<database name>#<id>", the cluster's id from
+ * pg_control_system() (host:port when that is not readable), the name, and
+ * the random id in table tadak_identity (made by the schema, or here when
+ * missing; without it, when this role may neither read nor create it, the
+ * "#<id>" part is left out and a warning logged). The name tells apart
+ * databases cloned with CREATE DATABASE ... TEMPLATE, the id a database
+ * dropped and created again under its name. A physical copy (base backup,
+ * promoted replica, snapshot) copies all three: store_new_identity, run on
+ * the copy (`tadak-consumer new-identity`), gives it an id of its own and
+ * returns the new identity.
  */
 int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize);
+int store_new_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize);
 
 struct store_vote {
     int found;

@@ -1,10 +1,11 @@
 /*
  * main.c - tadak-consumer: reads votes from Kafka, dedupes them through Redis
  * and records each exactly once in PostgreSQL (see pipeline.c for the loop).
- * `tadak-consumer migrate` only applies the schema. Exit status: 0 done,
- * 1 runtime failure, 2 bad usage, 3 never got partitions (the topic or an
- * assignment did not come within --join-timeout-s, with --idle-exit); 130 on
- * a second signal.
+ * `tadak-consumer migrate` only applies the schema (`new-identity`: and
+ * gives the database a new id). Start-up waits for
+ * PostgreSQL (startup.c). Exit status: 0 done, 1 runtime failure, 2 bad
+ * usage, 3 never got partitions or PostgreSQL (not within --join-timeout-s,
+ * with --idle-exit); 130 on a second signal.
  */
 #include "gate.h"
 #include "log.h"
@@ -12,6 +13,7 @@
 #include "options.h"
 #include "pipeline.h"
 #include "shutdown.h"
+#include "startup.h"
 #include "store.h"
 
 #include <stdio.h>
@@ -41,22 +43,17 @@ int main(int argc, char **argv)
         goto out;
     }
     store = store_new(o.database_url, o.statement_timeout_ms);
-    if (store_migrate(store, err, sizeof(err)) != 0) {
-        log_error("cannot apply the schema", "error=\"%s\"", err);
+    if (o.migrate_only) {
+        status = startup_migrate(store, o.new_identity) == 0 ? 0 : 1;
         goto out;
     }
-    if (o.migrate_only) {
-        log_info("schema applied", "table=%s", "votes");
-        status = 0;
+    if ((rc = startup_wait(&o, store, dbid, sizeof(dbid))) != STARTUP_READY) {
+        status = rc;
         goto out;
     }
     metrics = metrics_new();
     if (o.metrics && metrics_serve(metrics, o.metrics, err, sizeof(err)) != 0) {
         log_error("cannot serve metrics", "error=\"%s\"", err);
-        goto out;
-    }
-    if (store_identity(store, dbid, sizeof(dbid), err, sizeof(err)) != 0) {
-        log_error("cannot identify the database", "error=\"%s\"", err);
         goto out;
     }
     gate = gate_new(o.redis_url, o.key_prefix, o.instance_id, dbid, o.lock_ttl_ms,

@@ -72,8 +72,11 @@ static const struct config_opt table[] = {
 };
 
 static const char synopsis[] =
-    "usage: tadak-consumer [options]          consume votes into PostgreSQL\n"
-    "       tadak-consumer migrate [options]  apply the schema and exit";
+    "usage: tadak-consumer [options]               consume votes into PostgreSQL\n"
+    "       tadak-consumer migrate [options]       apply the schema and exit\n"
+    "       tadak-consumer new-identity [options]  migrate, then give this database a new id\n"
+    "                                              (run it on a copy: a restored backup, a\n"
+    "                                              promoted replica)";
 
 /*
  * librdkafka settings the delivery guarantee depends on: -X (or
@@ -140,6 +143,8 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
     rc = -1;
     if (npos == 1 && strcmp(pos[0], "migrate") == 0) {
         o->migrate_only = 1;
+    } else if (npos == 1 && strcmp(pos[0], "new-identity") == 0) {
+        o->migrate_only = o->new_identity = 1;
     } else if (npos > 0) {
         snprintf(errstr, errsize, "unexpected argument \"%s\" (try --help)", pos[0]);
         goto out;

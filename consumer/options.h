@@ -28,7 +28,8 @@ struct consumer_opts {
     struct config_kv extra; /* -X key=value for librdkafka */
     const char *metrics;    /* HOST:PORT or NULL */
     enum log_level log_level;
-    int migrate_only; /* the "migrate" subcommand */
+    int migrate_only; /* the "migrate" subcommand (or "new-identity") */
+    int new_identity; /* "new-identity": migrate, then a new id for this database */
     char dlq_default[512];
 };
 

@@ -51,6 +51,9 @@ static void test_schema_is_idempotent_and_unique(void **state)
     assert_non_null(strstr(s, "CREATE TABLE IF NOT EXISTS votes"));
     assert_non_null(strstr(s, "token           text        NOT NULL UNIQUE"));
     assert_null(strstr(s, "CREATE TABLE votes"));
+    /* The database's id: one row, made once, kept by every later run. */
+    assert_non_null(strstr(s, "CREATE TABLE IF NOT EXISTS tadak_identity"));
+    assert_non_null(strstr(s, "INSERT INTO tadak_identity DEFAULT VALUES ON CONFLICT DO NOTHING"));
 }
 
 static void test_sqlstate_classes(void **state)
