@@ -5,8 +5,8 @@
  *   kcount BROKERS TOPIC EXPECTED [-X key=value ...]
  *
  * Every partition is assigned at its beginning (no group, nothing
- * committed); librdkafka keeps its default fetch settings, like the
- * consumer's. The clock runs from the first message to the EXPECTED-th, so
+ * committed); librdkafka keeps its default fetch settings but for what -X
+ * sets (bench.py: the consumer's fetch queue back-off). The clock runs from the first message to the EXPECTED-th, so
  * connecting and the first fetch round trip are left out, as they are from
  * the consumer's figure. Prints {"messages":N,"seconds":S,"per_s":R}.
  */

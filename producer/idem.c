@@ -295,6 +295,15 @@ struct idem *idem_new(const char *redis_url, const char *prefix, int64_t timeout
         if (!(im->workers[i].rc =
                   redisconn_new(redis_url, "Idempotency-Key answers 503", ms, ms, errstr, errsize)))
             goto fail;
+    /*
+     * One connect now: Redis down is an outage like any other (keyed votes
+     * get 503 until it answers), but a certificate we cannot trust is a
+     * setting to fix, said at start.
+     */
+    if (!redisconn_get(im->workers[0].rc) && redisconn_refused(im->workers[0].rc)) {
+        snprintf(errstr, errsize, "%s", redisconn_refused(im->workers[0].rc));
+        goto fail;
+    }
     for (int i = 0; i < IDEM_THREADS; i++) {
         if (pthread_create(&im->workers[i].thread, NULL, worker_main, &im->workers[i]) != 0) {
             snprintf(errstr, errsize, "cannot start an Idempotency-Key thread");

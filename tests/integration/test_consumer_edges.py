@@ -8,10 +8,8 @@ Each test builds the table itself, as a team bringing its own schema would;
 the consumer only adds its index to it.
 """
 import signal
-import socket
 import threading
 import time
-import urllib.request
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -19,9 +17,10 @@ import psycopg
 import redis as redis_lib
 from confluent_kafka.admin import AdminClient
 
-from conftest import consume_all, produce, run, wait_for
+from conftest import consume_all, free_port, produce, run, wait_for
 from test_consumer import (TIMEOUT, Proxy, consume, create_topic, finish_logged, in_log,
                            start_logged, summary_of, token, tokens_in, vote)
+from test_consumer_group import scrape
 
 # The columns tadak writes, as a team's own DDL would spell them.
 COLUMNS = """
@@ -47,18 +46,16 @@ def dead_letters(env, topic, n):
     return consume_all(env, f"{topic}.dlq", expected=n)
 
 
-def scrape(port):
+def exit_by_itself(proc, timeout=60):
+    """Wait for a logged consumer to exit on its own (killed after timeout): its log."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return r.read().decode()
-    except OSError:
-        return ""
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        wait_for(lambda: proc.poll() is not None, timeout, "the consumer to exit by itself")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=TIMEOUT)
+        proc.fh.close()
+    return proc.log.read_text()
 
 
 def test_constraint_checked_at_commit_refuses_one_vote(bins, env, topic, db, prefix):
@@ -99,7 +96,7 @@ def test_check_violation_is_dead_lettered_and_the_rest_recorded(bins, env, topic
     own_table(db, check="CHECK (candidate_id < 1000)")
     votes = [vote(n, 1 + n % 7) for n in range(1, 301)]
     votes.insert(137, vote(77, 5000))
-    port = free_tcp_port()
+    port = free_port()
     produce(env, topic, votes)
     started = time.monotonic()
     proc = start_logged(bins, env, topic, db, prefix, tmp_path,
@@ -132,14 +129,7 @@ def test_deferrable_unique_token_is_a_clear_exit(bins, env, topic, db, prefix, t
     own_table(db, unique="UNIQUE DEFERRABLE INITIALLY IMMEDIATE")
     produce(env, topic, [vote(n, 1) for n in range(1, 11)])
     proc = start_logged(bins, env, topic, db, prefix, tmp_path, extra=("--idle-exit", "3"))
-    try:
-        wait_for(lambda: proc.poll() is not None, 60, "the consumer to exit by itself")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=TIMEOUT)
-        proc.fh.close()
-    err = proc.log.read_text()
+    err = exit_by_itself(proc)
     assert proc.returncode not in (0, None), err[-3000:]
     for crash in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
         assert crash not in err, err[-3000:]
@@ -162,13 +152,8 @@ def test_schema_error_on_the_second_connection_stops_at_once(bins, env, topic, d
         with psycopg.connect(db.admin_url, autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{db.name}" SET search_path = nothing_here')
         produce(env, topic, [vote(n, 2) for n in range(1, 3001)])
-        wait_for(lambda: proc.poll() is not None, 60, "the consumer to exit by itself")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=TIMEOUT)
-        proc.fh.close()
-    err = proc.log.read_text()
+        err = exit_by_itself(proc)
     assert proc.returncode == 1, err[-3000:]
     assert 'relation \\"votes\\" does not exist' in err, err[-3000:]
     assert "retrying cannot help" in err
@@ -234,62 +219,26 @@ def test_idle_exit_waits_out_an_outage_across_a_lost_assignment(bins, env, topic
     summary_of(out)
 
 
-class MutingProxy:
+class MutingProxy(Proxy):
     """A TCP forwarder to Redis whose replies can be muted: while muted, the
     consumer's commands still reach Redis and run, but no answer comes back
     (a reply lost on the network). New connections work the same way.
     mute_from(marker) mutes from the first command chunk holding marker on."""
 
     def __init__(self, host, port):
-        self.upstream = (host, port)
         self.muted = threading.Event()
         self.trigger = None
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(64)
-        self.port = self.ls.getsockname()[1]
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.ls.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream, timeout=5)
-            server.settimeout(None)
-            self.socks += [client, server]
-            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
-
-    def _pipe(self, src, dst, reply):
-        try:
-            while data := src.recv(65536):
-                if not reply and self.trigger and self.trigger in data:
-                    self.muted.set()
-                    self.trigger = None
-                if not (reply and self.muted.is_set()):
-                    dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        super().__init__(host, port)
 
     def mute_from(self, marker):
         self.trigger = marker
 
-    def close(self):
-        self.ls.close()
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
+    def forward(self, dst, data, to_upstream):
+        if to_upstream and self.trigger and self.trigger in data:
+            self.muted.set()
+            self.trigger = None
+        if to_upstream or not self.muted.is_set():
+            dst.sendall(data)
 
 
 def test_locks_of_lost_replies_become_done_markers(bins, env, topic, db, prefix, tmp_path,
@@ -320,7 +269,7 @@ def test_locks_of_lost_replies_become_done_markers(bins, env, topic, db, prefix,
                  "every recorded token marked done")
     finally:
         s, err = finish_logged(proc)
-        proxy.close()
+        proxy.stop()
     assert s["inserted"] == 51
     assert redis_client.pttl(keys[0]) > 60000  # the dedupe window's TTL, not the lock's
 

@@ -132,3 +132,15 @@ def test_producer_idempotency_keys_over_tls(bins, env, topic, tls_redis, tmp_pat
     assert again[2] == first[2]
     assert "redis unavailable" not in log.read_text()
     assert "s3cret-pw" not in log.read_text()
+
+
+def test_producer_refuses_an_untrusted_certificate_at_start(bins, env, topic, tls_redis):
+    url = (f"rediss://:s3cret-pw@127.0.0.1:{tls_redis['port']}/0"
+           f"?tls_ca={make_ca(tls_redis['dir'], 'other2')}")
+    p = subprocess.run([bins.producer, "serve", "--listen", f"127.0.0.1:{free_port()}",
+                        "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", topic,
+                        "--redis-url", url, "--database-url", env["DATABASE_URL"]],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode != 0, p.stderr[-2000:]
+    assert "is refused" in p.stderr and f"127.0.0.1:{tls_redis['port']}" in p.stderr
+    assert "s3cret-pw" not in p.stderr
