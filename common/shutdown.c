@@ -4,9 +4,11 @@
  * on the second signal).
  */
 #include "shutdown.h"
+#include "util.h"
 
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
@@ -40,5 +42,21 @@ int shutdown_install(void)
 
 int shutdown_requested(void)
 {
+    return stop_requested != 0;
+}
+
+/* Naps of SHUTDOWN_NAP_MS: a SIGTERM during a long wait still stops us at once. */
+#define SHUTDOWN_NAP_MS 100
+
+int shutdown_nap_until(int64_t until_ms)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = SHUTDOWN_NAP_MS * 1000000L};
+    int64_t left;
+
+    while (!stop_requested && (left = until_ms - util_now_ms()) > 0) {
+        if (left < SHUTDOWN_NAP_MS)
+            ts.tv_nsec = left * 1000000L;
+        nanosleep(&ts, NULL);
+    }
     return stop_requested != 0;
 }

@@ -12,13 +12,17 @@
  *
  *   shutdown_install();   0 / -1 (sigaction failed)
  *   if (shutdown_requested()) ...
+ *   shutdown_nap_until(t);  sleep until util_now_ms() >= t, or a signal: 1 then
  */
 #ifndef TADAK_SHUTDOWN_H
 #define TADAK_SHUTDOWN_H
+
+#include <stdint.h>
 
 #define SHUTDOWN_EXIT_STATUS 130 /* the second signal's exit status */
 
 int shutdown_install(void);
 int shutdown_requested(void);
+int shutdown_nap_until(int64_t until_ms);
 
 #endif

@@ -88,6 +88,8 @@
 #define LAG_EVERY_MS        1000
 #define TOPIC_LOG_EVERY_MS  30000
 #define TOPIC_CHECK_MS      500
+#define HELD_BACKOFF_MIN_MS 250
+#define HELD_BACKOFF_MAX_MS 1000
 /*
  * Pause fetching while this many batches of messages are held, in all (by
  * foreign locks), or behind one partition's oldest unsettled message (a
@@ -193,8 +195,10 @@ struct pipeline {
     int joined;   /* got an assignment at least once */
     int assigned; /* holds an assignment (maybe empty): idle time counts */
     int64_t started_at, active_at, unassigned_since, next_lag_at;
-    int fatal;       /* stop: a fatal error was logged */
-    int kafka_fatal; /* ... and it was Kafka's: do not commit */
+    int fatal;               /* stop: a fatal error was logged */
+    int kafka_fatal;         /* ... and it was Kafka's: do not commit */
+    int instance_held;       /* ... UNRELEASED_INSTANCE_ID before any assignment */
+    int64_t held_backoff_ms; /* between tries to take our --instance-id */
 
     char **owed; /* tokens recorded whose done marker Redis has not taken yet */
     size_t nowed, owed_cap;
@@ -526,15 +530,33 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/*
+ * Kafka's fatal error: the handle is done. 1 when it must be logged as one;
+ * 0 for UNRELEASED_INSTANCE_ID before we ever held an assignment: our
+ * --instance-id still belongs to a member that vanished without leaving (a
+ * crashed consumer restarted at once), which the KIP-848 protocol keeps
+ * until its session ends; pipeline_run then tries again (rejoin).
+ */
+static int kafka_fatal(struct pipeline *p, rd_kafka_t *rk, char *why, size_t whysize)
+{
+    rd_kafka_resp_err_t code = rd_kafka_fatal_error(rk, why, whysize);
+
+    p->fatal = p->kafka_fatal = 1;
+    if (code == RD_KAFKA_RESP_ERR_UNRELEASED_INSTANCE_ID && !p->joined) {
+        p->instance_held = 1;
+        return 0;
+    }
+    return 1;
+}
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct pipeline *p = opaque;
     char why[512];
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        rd_kafka_fatal_error(rk, why, sizeof(why));
-        log_error("fatal Kafka error", "detail=\"%s\"", why);
-        p->fatal = p->kafka_fatal = 1;
+        if (kafka_fatal(p, rk, why, sizeof(why)))
+            log_error("fatal Kafka error", "detail=\"%s\"", why);
     } else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
         log_error("Kafka authentication failed", "detail=\"%s\"", reason);
         p->fatal = p->kafka_fatal = 1;
@@ -547,6 +569,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 /* An error delivered as a message: a few mean this consumer cannot work at all. */
 static int message_error(struct pipeline *p, const rd_kafka_message_t *m)
 {
+    char why[512];
+
     switch (m->err) {
     case RD_KAFKA_RESP_ERR__PARTITION_EOF:
         return 0;
@@ -556,11 +580,14 @@ static int message_error(struct pipeline *p, const rd_kafka_message_t *m)
         log_warn("topic not available", "topic=%s error=%s", p->o->topic,
                  rd_kafka_err2name(m->err));
         return 0;
+    case RD_KAFKA_RESP_ERR__FATAL:
+        if (!kafka_fatal(p, p->rk, why, sizeof(why)))
+            return -1;
+        /* fall through */
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
     case RD_KAFKA_RESP_ERR__AUTHENTICATION:
-    case RD_KAFKA_RESP_ERR__FATAL:
         log_error("cannot consume", "topic=%s error=%s detail=\"%s\"", p->o->topic,
                   rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
         p->fatal = p->kafka_fatal = 1;
@@ -1323,6 +1350,22 @@ static int join_expired(const struct pipeline *p, int64_t since, int64_t now)
     return p->o->idle_exit_s && now - since >= p->o->join_timeout_s * 1000;
 }
 
+static int subscribe(struct pipeline *p)
+{
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_resp_err_t err;
+
+    rd_kafka_topic_partition_list_add(topics, p->o->topic, RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(p->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        log_error("cannot subscribe", "topic=%s error=\"%s\"", p->o->topic, rd_kafka_err2str(err));
+        return PIPELINE_FATAL;
+    }
+    p->unassigned_since = util_now_ms();
+    return 0;
+}
+
 /*
  * Before subscribing: wait for the topic (a fresh deployment starts its
  * consumers before the first vote creates it; logged once, then every 30 s),
@@ -1333,8 +1376,6 @@ static int join_expired(const struct pipeline *p, int64_t since, int64_t now)
  */
 static int pipeline_start(struct pipeline *p)
 {
-    rd_kafka_topic_partition_list_t *topics;
-    rd_kafka_resp_err_t err;
     int64_t logged_at = 0, now;
     char why[512];
     int rc;
@@ -1371,16 +1412,47 @@ static int pipeline_start(struct pipeline *p)
     if (rc > 0)
         log_warn("dead-letter topic not checked", "dlq=%s error=\"%s\"", p->o->dlq_topic, why);
 
-    topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, p->o->topic, RD_KAFKA_PARTITION_UA);
-    err = rd_kafka_subscribe(p->rk, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (err) {
-        log_error("cannot subscribe", "topic=%s error=\"%s\"", p->o->topic, rd_kafka_err2str(err));
+    return subscribe(p);
+}
+
+/*
+ * Our --instance-id is held by a member that never left (see kafka_fatal):
+ * a new Kafka handle after a back-off, until --join-timeout-s has passed
+ * since the start; past that, it is a live consumer with the same id. Nothing
+ * was ever assigned to this one, so nothing is held or owed. 0 to go on, 1
+ * when a signal came during the back-off, PIPELINE_FATAL to give up.
+ */
+static int rejoin(struct pipeline *p)
+{
+    int64_t now = util_now_ms();
+    char errstr[512];
+
+    if (now - p->started_at >= p->o->join_timeout_s * 1000) {
+        log_error("our --instance-id is held by another member of the group, giving up",
+                  "instance=%s group=%s waited_s=%" PRId64
+                  " hint=\"another consumer runs with this --instance-id\"",
+                  p->o->instance_id, p->o->group, (now - p->started_at) / 1000);
         return PIPELINE_FATAL;
     }
-    p->unassigned_since = util_now_ms();
-    return 0;
+    if (!p->held_backoff_ms)
+        log_warn("our --instance-id is held by a member that has not left (a crashed consumer?): "
+                 "retrying until the broker ends its session",
+                 "instance=%s group=%s", p->o->instance_id, p->o->group);
+    p->held_backoff_ms = p->held_backoff_ms ? p->held_backoff_ms * 2 : HELD_BACKOFF_MIN_MS;
+    if (p->held_backoff_ms > HELD_BACKOFF_MAX_MS)
+        p->held_backoff_ms = HELD_BACKOFF_MAX_MS;
+    if (shutdown_nap_until(now + p->held_backoff_ms))
+        return 1;
+    rd_kafka_queue_destroy(p->cq);
+    p->cq = NULL;
+    rd_kafka_destroy_flags(p->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (!(p->rk = consumer_new(p, errstr, sizeof(errstr)))) {
+        log_error("cannot start", "error=\"%s\"", errstr);
+        return PIPELINE_FATAL;
+    }
+    p->cq = rd_kafka_queue_get_consumer(p->rk);
+    p->fatal = p->kafka_fatal = p->instance_held = 0;
+    return subscribe(p);
 }
 
 /* 1 when we asked librdkafka to pause one of our partitions. */
@@ -1439,7 +1511,9 @@ int pipeline_run(struct pipeline *p)
     while (rc == 0 && !shutdown_requested()) {
         gate_heartbeat(p->gate);
         if (pipeline_round(p) != 0) {
-            rc = PIPELINE_FATAL;
+            if (p->instance_held && (rc = rejoin(p)) == 0)
+                continue;
+            rc = rc > 0 ? 0 : PIPELINE_FATAL;
             break;
         }
         if (dlq_fatal(p->dlq, why, sizeof(why))) {

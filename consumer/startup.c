@@ -4,8 +4,8 @@
  * Each try is store_prepare (the schema applied when votes is missing,
  * verified from the catalogs when it exists: no DDL, no lock on votes) and
  * store_identity. Backoff doubles from STARTUP_BACKOFF_MIN_MS to
- * STARTUP_BACKOFF_MAX_MS; the wait between tries watches for a signal every
- * STARTUP_NAP_MS, so SIGTERM during a long outage still stops us at once.
+ * STARTUP_BACKOFF_MAX_MS; the wait between tries watches for a signal
+ * (shutdown_nap_until), so SIGTERM during a long outage still stops us at once.
  */
 #include "startup.h"
 #include "log.h"
@@ -13,12 +13,10 @@
 #include "util.h"
 
 #include <inttypes.h>
-#include <time.h>
 
 #define STARTUP_BACKOFF_MIN_MS 250
 #define STARTUP_BACKOFF_MAX_MS 5000
 #define STARTUP_LOG_EVERY_MS   30000
-#define STARTUP_NAP_MS         100
 
 /* One try: 0 ready, -1 failed (store_last_failure says whether to try again). */
 static int startup_try(struct store *store, char *dbid, size_t dbidsize, char *why, size_t whysize)
@@ -26,19 +24,6 @@ static int startup_try(struct store *store, char *dbid, size_t dbidsize, char *w
     if (store_prepare(store, why, whysize) != 0)
         return -1;
     return store_identity(store, dbid, dbidsize, why, whysize);
-}
-
-/* Sleep until `until` (util_now_ms), or until a signal asks us to stop: 1 then. */
-static int startup_nap_until(int64_t until)
-{
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = STARTUP_NAP_MS * 1000000L};
-
-    while (util_now_ms() < until) {
-        if (shutdown_requested())
-            return 1;
-        nanosleep(&ts, NULL);
-    }
-    return shutdown_requested();
 }
 
 enum startup_result startup_wait(const struct consumer_opts *o, struct store *store, char *dbid,
@@ -65,7 +50,7 @@ enum startup_result startup_wait(const struct consumer_opts *o, struct store *st
         backoff = backoff ? backoff * 2 : STARTUP_BACKOFF_MIN_MS;
         if (backoff > STARTUP_BACKOFF_MAX_MS)
             backoff = STARTUP_BACKOFF_MAX_MS;
-        if (startup_nap_until(now + backoff))
+        if (shutdown_nap_until(now + backoff))
             return STARTUP_STOPPED;
     }
     if (logged_at)

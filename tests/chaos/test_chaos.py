@@ -111,8 +111,10 @@ def test_consumer_sigkill_recovery(scenario):
     has its row (the survivor takes the partitions once the dead member's
     session ends, and the dead owner's Redis locks once its alive key is
     gone). Then SIGKILL the other and restart it under the same --instance-id
-    at once: restart_s is the time until it has its partitions back, with no
-    rebalance."""
+    at once: restart_s is the time until it has its partitions back. The
+    KIP-848 protocol refuses the id until the dead member's session ends
+    (group.consumer.session.timeout.ms, 6 s on the stack): the restarted
+    consumer waits for it, it does not exit."""
     s, z = scenario, RECOVER
     s.create_topic()
     acks = s.tmp / "acks.jsonl"
@@ -147,7 +149,7 @@ def test_consumer_sigkill_recovery(scenario):
     s.report(count_lines(acks), v, f"recovery_s={recovery_s:.1f} restart_s={restart_s:.1f}")
     assert v["rows"] == z["users"]
     assert recovery_s <= 10, f"recovery took {recovery_s:.1f} s (target 10 s)"
-    assert restart_s <= 3, f"a restart under the same instance id took {restart_s:.1f} s"
+    assert restart_s <= 6 + 3, f"a restart under the same instance id took {restart_s:.1f} s"
 
 
 # ---------------------------------------------------------------- 2. Redis wiped, Redis gone

@@ -155,6 +155,46 @@ def test_no_assignment_is_not_idle_and_never_aborts(bins, env, topic, db, prefix
     assert "nothing to consume" not in p.stderr and "Assertion" not in p.stderr
 
 
+def test_restart_under_the_id_of_a_crashed_member_takes_its_place(bins, env, topic, db, prefix,
+                                                                   tmp_path):
+    """A static member (--instance-id) is SIGKILLed and restarted at once, as
+    a supervisor does. The KIP-848 protocol keeps the dead member until its
+    session ends (group.consumer.session.timeout.ms, 6 s on the stack) and
+    refuses the id until then with a fatal UNRELEASED_INSTANCE_ID: the new
+    process must wait and take the place, not exit. A second process under an
+    id a live member holds gives up after --join-timeout-s, naming the cause."""
+    produce(env, topic, [vote(n, 7) for n in range(1, 11)])
+    ident = ("--instance-id", "c1")
+    first = Logged(consumer_args(bins, env, topic, db, prefix, idle=None, extra=ident),
+                   tmp_path / "first.log")
+    wait_for(lambda: "partitions assigned" in first.text(), 60, "the first member to join")
+    wait_for(lambda: db.count() == 10, 60, "its votes")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(30)
+    first.fh.close()
+    t0 = time.monotonic()
+    again = Logged(consumer_args(bins, env, topic, db, prefix, idle=None, extra=ident),
+                   tmp_path / "again.log")
+    try:
+        wait_for(lambda: "partitions assigned" in again.text() or not again.alive(), 60,
+                 "the restarted member's partitions")
+        took = time.monotonic() - t0
+        assert again.alive(), again.text()[-3000:]
+        assert "held by a member that has not left" in again.text()
+        assert took < 6 + 5, f"took its place after {took:.1f} s"
+        produce(env, topic, [vote(n, 8) for n in range(1, 11)])
+        wait_for(lambda: db.count() == 20, 60, "the votes after the restart")
+
+        p = run(consumer_args(bins, env, topic, db, prefix, idle=None,
+                              extra=(*ident, "--join-timeout-s", "3")), timeout=TIMEOUT)
+        assert p.returncode == 1, (p.returncode, p.stderr[-3000:])
+        assert "held by another member of the group, giving up" in p.stderr
+        assert again.alive() and "partitions revoked" not in again.text()
+    finally:
+        s, _ = again.finish()
+    assert s["inserted"] == 10
+
+
 # ---------------------------------------------------------------- pause state across rebalances
 
 def test_postgresql_outage_across_rebalances(bins, env, topic, db, prefix, tmp_path):
