@@ -161,8 +161,9 @@ static void keys_close(struct scan *s, size_t first, size_t arena_mark)
 
     if (s->strict->dup_key_at == JSONCHECK_NONE && n > 1) {
         struct key *k = s->keys + first;
+        /* Only empty keys so far: nothing was put in the arena, which may be NULL. */
         for (size_t i = 0; i < n; i++)
-            k[i].p = s->arena + k[i].off;
+            k[i].p = s->arena ? s->arena + k[i].off : "";
         qsort(k, n, sizeof(*k), key_cmp);
         for (size_t i = 1; i < n; i++) {
             if (key_cmp(&k[i - 1], &k[i]) != 0)

@@ -83,6 +83,7 @@ static void test_strict_report(void **state)
         {"{\"a\":\"x\",\"k\\u0000\":1}", -1, 9},
         {"[\"\\\\u0000\"]", -1, -1}, /* an escaped backslash, then "u0000" */
         {"{\"a\":\"\\u0000\",\"a\":1}", 14, 5},
+        {"{\"\":0,\"\":1}", 6, -1}, /* only empty keys: nothing in the arena (fuzz) */
     };
     struct jsoncheck_strict st;
     char why[128];
