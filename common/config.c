@@ -147,6 +147,67 @@ static const struct config_opt *find_long(const struct config_opt *t, const char
     return NULL;
 }
 
+/*
+ * Edit distance between a and b (the optimal string alignment variant: a
+ * swap of two neighbours is one edit), for names of at most 63 bytes; a
+ * longer one is "far" (64).
+ */
+static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb)
+{
+    size_t d[64][64];
+
+    if (na > 63 || nb > 63)
+        return 64;
+    for (size_t i = 0; i <= na; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= nb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= na; i++)
+        for (size_t j = 1; j <= nb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[na][nb];
+}
+
+/*
+ * The option a mistyped long name most likely meant: the one the name is the
+ * start of (at least 3 bytes, one such option), else the closest within one
+ * edit per three bytes typed (at most two; ties: none). NULL when none is.
+ */
+static const struct config_opt *suggest_long(const struct config_opt *t, const char *name,
+                                             size_t len)
+{
+    const struct config_opt *best = NULL, *prefixed = NULL;
+    size_t limit = len / 3 > 2 ? 2 : len / 3, best_d = 64, d;
+    int nprefixed = 0, tie = 0;
+
+    if (limit < 1)
+        limit = 1;
+    for (; t->name; t++) {
+        if (len >= 3 && strncmp(t->name, name, len) == 0) {
+            prefixed = t;
+            nprefixed++;
+        }
+        d = edit_distance(name, len, t->name, strlen(t->name));
+        if (d < best_d) {
+            best = t, best_d = d, tie = 0;
+        } else if (d == best_d) {
+            tie = 1;
+        }
+    }
+    if (nprefixed == 1)
+        return prefixed;
+    return best && best_d <= limit && !tie ? best : NULL;
+}
+
 static const struct config_opt *find_short(const struct config_opt *t, char c)
 {
     for (; t->name; t++)
@@ -203,7 +264,12 @@ int config_load(const struct config_opt *table, void *dst, int argc, char **argv
                 val = a + 2; /* -Xkey=value */
         }
         if (!o) {
-            snprintf(errstr, errsize, "unknown option %s (try --help)", a);
+            const struct config_opt *meant = a[1] == '-' ? suggest_long(table, a + 2, len) : NULL;
+            if (meant)
+                snprintf(errstr, errsize, "unknown option %s (did you mean --%s? try --help)", a,
+                         meant->name);
+            else
+                snprintf(errstr, errsize, "unknown option %s (try --help)", a);
             return -1;
         }
         if (o->type == CONFIG_BOOL && !val) {

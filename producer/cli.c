@@ -180,7 +180,7 @@ int cli_replay(int argc, char **argv)
         goto out;
     in = strcmp(cfg.pos[0], "-") == 0 ? stdin : fopen(cfg.pos[0], "r");
     if (!in) {
-        fprintf(stderr, "tadak-producer replay: cannot open %s\n", cfg.pos[0]);
+        fprintf(stderr, "tadak-producer replay: cannot open %s: %s\n", cfg.pos[0], strerror(errno));
         goto out;
     }
     if (!(p = cli_publisher(&cfg, 0)))

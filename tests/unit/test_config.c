@@ -71,6 +71,32 @@ static void test_defaults_env_flags(void **state)
     unsetenv("TEST_BATCH");
 }
 
+/* A mistyped long option names the one meant; a far-off one only says unknown. */
+static void test_mistyped_option_suggests_the_meant_one(void **state)
+{
+    static const struct {
+        const char *typed, *want;
+    } rows[] = {
+        {"--batch-sise", "unknown option --batch-sise (did you mean --batch-size? try --help)"},
+        {"--topci=x", "unknown option --topci=x (did you mean --topic? try --help)"},
+        {"--from-begining", "unknown option --from-begining (did you mean --from-beginning? try "
+                            "--help)"},
+        {"--batch", "unknown option --batch (did you mean --batch-size? try --help)"},
+        {"--tpc", "unknown option --tpc (try --help)"},
+        {"--listen", "unknown option --listen (try --help)"},
+    };
+    struct cfg c;
+    char err[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char *argv[] = {(char *)rows[i].typed, (char[]){"v"}};
+        assert_int_equal(load(&c, 2, argv, err, sizeof(err)), -1);
+        assert_string_equal(err, rows[i].want);
+        config_free(opts, &c);
+    }
+}
+
 static void test_errors_are_explained(void **state)
 {
     struct cfg c;
@@ -238,6 +264,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_env_flags),
         cmocka_unit_test(test_errors_are_explained),
+        cmocka_unit_test(test_mistyped_option_suggests_the_meant_one),
         cmocka_unit_test(test_usage_lists_every_option),
         cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_list_type),
