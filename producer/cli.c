@@ -57,7 +57,16 @@ static int cli_setup(enum producer_cmd cmd, struct producer_opts *o, int argc, c
     return -1;
 }
 
-static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk)
+#define CLI_REACH_MS 5000 /* how long a command waits for Kafka's first answer */
+
+/*
+ * A publisher, once Kafka answered within CLI_REACH_MS: without that, one line
+ * naming the address, where it came from and (for the built-in default) the
+ * local stack's environment, and *rc = 1, instead of every send failing after
+ * the message timeout (30 s) with only librdkafka's connection lines.
+ */
+static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk, const char *cmd,
+                                       int *rc)
 {
     struct publisher_opts o = {cfg->brokers, cfg->topic,   &cfg->extra, cfg->delivery_timeout_ms,
                                cfg->ack_log, /*poller*/ 0, bulk};
@@ -66,6 +75,20 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
 
     if (!p) {
         log_error("cannot start publisher", "error=\"%s\"", err);
+        return NULL;
+    }
+    if (!publisher_reach(p, CLI_REACH_MS)) {
+        fprintf(stderr,
+                "tadak-producer %s: cannot reach Kafka at %s within %d s "
+                "(--brokers, or KAFKA_BOOTSTRAP_SERVERS%s)\n",
+                cmd, cfg->brokers, CLI_REACH_MS / 1000,
+                strcmp(cfg->brokers, PRODUCER_DEFAULT_BROKERS) == 0
+                    ? "; that is the built-in default: for the local stack run "
+                      "eval \"$(scripts/stack env)\" first"
+                    : "");
+        publisher_free(p);
+        *rc = 1;
+        return NULL;
     }
     return p;
 }
@@ -115,7 +138,7 @@ int cli_send(int argc, char **argv)
 
     if (cli_setup(PRODUCER_SEND, &cfg, argc, argv, &rc) != 0)
         goto out;
-    if (!(p = cli_publisher(&cfg, 0)))
+    if (!(p = cli_publisher(&cfg, 0, "send", &rc)))
         goto out;
     for (int64_t i = 0; i < cfg.repeat; i++) {
         struct vote v = {cfg.user, cfg.candidate, util_wall_ms(), "", ""};
@@ -183,7 +206,7 @@ int cli_replay(int argc, char **argv)
         fprintf(stderr, "tadak-producer replay: cannot open %s: %s\n", cfg.pos[0], strerror(errno));
         goto out;
     }
-    if (!(p = cli_publisher(&cfg, 0)))
+    if (!(p = cli_publisher(&cfg, 0, "replay", &rc)))
         goto out;
     while ((got = read_line(in, line, EVENT_MAX_BYTES, &len, &too_long)) > 0) {
         struct vote v;
@@ -256,7 +279,7 @@ int cli_load(int argc, char **argv)
         fprintf(stderr, "tadak-producer load: %s\n", err);
         goto out;
     }
-    if (!(p = cli_publisher(&cfg, 1)))
+    if (!(p = cli_publisher(&cfg, 1, "load", &rc)))
         goto out;
     start = util_now_ms();
     for (struct vote v; loadgen_next(g, &v.user_id, &v.candidate_id); i++) {

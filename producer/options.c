@@ -16,8 +16,8 @@
 
 /* Every command has these: one definition, one help text. */
 static const struct config_opt shared_rows[] = {
-    {"brokers", 'b', "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, "127.0.0.1:9092", 0, 0, O(brokers),
-     "Kafka bootstrap servers"},
+    {"brokers", 'b', "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, PRODUCER_DEFAULT_BROKERS, 0, 0,
+     O(brokers), "Kafka bootstrap servers"},
     {"topic", 't', "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, O(topic), "Kafka topic to publish to"},
     {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, O(extra),
      "librdkafka setting, repeatable (e.g. -X linger.ms=5); also from the environment as "

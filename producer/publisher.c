@@ -36,16 +36,21 @@
 #define PUBLISHER_TIMEOUT_MARGIN_MS 1000
 /* A rebuild that failed (rd_kafka_new refused) is tried again this much later. */
 #define PUBLISHER_REBUILD_RETRY_MS 1000
+/* "All broker connections are down" comes with every failed reconnect: a line this often. */
+#define PUBLISHER_DOWN_LOG_EVERY_MS 10000
 
 /* One rd_kafka_t and its topic handle: replaced whole after a fatal error. */
 struct producer {
     struct publisher *pub;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
-    atomic_int fatal;       /* error_cb saw RD_KAFKA_RESP_ERR__FATAL, or a send did */
-    atomic_int logged;      /* the fatal error has its log line */
-    atomic_int users;       /* references taken by producer_get() */
-    _Atomic int64_t failed; /* reports with an error */
+    atomic_int fatal;               /* error_cb saw RD_KAFKA_RESP_ERR__FATAL, or a send did */
+    atomic_int logged;              /* the fatal error has its log line */
+    atomic_int users;               /* references taken by producer_get() */
+    _Atomic int64_t failed;         /* reports with an error */
+    _Atomic int64_t down_logged_at; /* last "all brokers down" line (0: none yet) */
+    _Atomic int64_t down_unlogged;  /* repeats of it since */
+    atomic_int reaching;            /* publisher_reach() waits: connection errors are not news */
 };
 
 struct publisher {
@@ -129,8 +134,11 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 /*
  * Runs wherever reports are served. A fatal error is logged once, with
- * librdkafka's real cause; the thread serving reports then rebuilds. Other
- * errors are logged as librdkafka logs them when no error_cb is set.
+ * librdkafka's real cause; the thread serving reports then rebuilds. "All
+ * broker connections are down", which librdkafka repeats with every failed
+ * reconnect, at most every PUBLISHER_DOWN_LOG_EVERY_MS with the repeats
+ * counted. Other errors are logged as librdkafka logs them when no error_cb
+ * is set.
  */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -138,6 +146,22 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     char cause[512] = "";
     rd_kafka_resp_err_t orig;
 
+    if (atomic_load(&k->reaching) &&
+        (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+         err == RD_KAFKA_RESP_ERR__RESOLVE))
+        return;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        int64_t now = util_now_ms(), at = atomic_load(&k->down_logged_at);
+        if (at && now - at < PUBLISHER_DOWN_LOG_EVERY_MS) {
+            atomic_fetch_add(&k->down_unlogged, 1);
+            return;
+        }
+        atomic_store(&k->down_logged_at, now);
+        log_error("librdkafka", "facility=ERROR detail=\"%s: %s: %s\" repeated=%" PRId64,
+                  rd_kafka_name(rk), rd_kafka_err2str((rd_kafka_resp_err_t)err), reason,
+                  atomic_exchange(&k->down_unlogged, 0));
+        return;
+    }
     if (err != RD_KAFKA_RESP_ERR__FATAL) {
         log_error("librdkafka", "facility=ERROR detail=\"%s: %s: %s\"", rd_kafka_name(rk),
                   rd_kafka_err2str((rd_kafka_resp_err_t)err), reason);
@@ -457,6 +481,31 @@ int publisher_probe(struct publisher *p, int timeout_ms)
     producer_put(k);
     if (md)
         rd_kafka_metadata_destroy(md);
+    return ok;
+}
+
+int publisher_reach(struct publisher *p, int timeout_ms)
+{
+    struct producer *k = producer_get(p);
+    char level[16] = "6";
+    size_t n = sizeof(level);
+    int ok;
+
+    /*
+     * librdkafka logs every failed connect: while we only wait, those are not
+     * news. A producer that never answered stays quiet to its end.
+     */
+    rd_kafka_conf_get(rd_kafka_conf(k->rk), "log_level", level, &n);
+    rd_kafka_set_log_level(k->rk, 2);
+    atomic_store(&k->reaching, 1);
+    producer_put(k);
+    ok = publisher_probe(p, timeout_ms);
+    k = producer_get(p);
+    if (ok) {
+        rd_kafka_set_log_level(k->rk, atoi(level));
+        atomic_store(&k->reaching, 0);
+    }
+    producer_put(k);
     return ok;
 }
 

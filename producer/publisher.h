@@ -103,6 +103,7 @@ int publisher_send(struct publisher *p, const struct vote *v, struct publish_com
 void publisher_poll(struct publisher *p, int timeout_ms);
 int publisher_flush(struct publisher *p, int timeout_ms);
 int publisher_probe(struct publisher *p, int timeout_ms);
+int publisher_reach(struct publisher *p, int timeout_ms); /* probe, without connect lines */
 void publisher_free(struct publisher *p);
 
 /*

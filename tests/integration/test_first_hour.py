@@ -1,6 +1,8 @@
 """The first hour (#26): what a new user mistypes gets an answer that says
 what was meant, and a file that cannot be read says why. Each test fails on
 a build that only says "unknown option" / prints usage / drops the reason."""
+import time
+
 from conftest import REPO, run
 
 
@@ -33,3 +35,23 @@ def test_replay_of_a_missing_file_says_why(bins):
     p = run([bins.producer, "replay", "/nonexistent/acks.jsonl"], timeout=30)
     assert p.returncode != 0
     assert "cannot open /nonexistent/acks.jsonl: No such file or directory" in p.stderr, p.stderr
+
+
+def test_cli_without_kafka_says_what_to_set_within_5_s(bins):
+    """Run without the stack's environment, send used to take 31 s and end in
+    {"acked":0,"failed":1}: now one line within 5 s names the address, the flag
+    and the variable, and for the built-in default the stack's eval line."""
+    env = {"KAFKA_BOOTSTRAP_SERVERS": ""}
+    for args, default in (([], True), (["-b", "127.0.0.1:1"], False)):
+        t0 = time.monotonic()
+        p = run([bins.producer, "send", *args, "--user", "1", "--candidate", "1"], env=env,
+                timeout=60)
+        took = time.monotonic() - t0
+        assert p.returncode == 1, (args, p.returncode, p.stderr[-2000:])
+        assert took < 5 + 2, f"took {took:.1f} s"
+        ours = [ln for ln in p.stderr.splitlines() if ln.startswith("tadak-producer send:")]
+        assert len(ours) == 1, p.stderr[-2000:]
+        addr = "127.0.0.1:9092" if default else "127.0.0.1:1"
+        assert f"cannot reach Kafka at {addr}" in ours[0]
+        assert "--brokers" in ours[0] and "KAFKA_BOOTSTRAP_SERVERS" in ours[0]
+        assert ('eval "$(scripts/stack env)"' in ours[0]) == default, ours[0]
