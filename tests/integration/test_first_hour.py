@@ -1,9 +1,12 @@
 """The first hour (#26): what a new user mistypes gets an answer that says
 what was meant, and a file that cannot be read says why. Each test fails on
 a build that only says "unknown option" / prints usage / drops the reason."""
+import signal
+import subprocess
 import time
+from pathlib import Path
 
-from conftest import REPO, run
+from conftest import REPO, run, wait_for
 
 
 def test_mistyped_long_options_name_the_meant_one(bins):
@@ -55,3 +58,29 @@ def test_cli_without_kafka_says_what_to_set_within_5_s(bins):
         assert f"cannot reach Kafka at {addr}" in ours[0]
         assert "--brokers" in ours[0] and "KAFKA_BOOTSTRAP_SERVERS" in ours[0]
         assert ('eval "$(scripts/stack env)"' in ours[0]) == default, ours[0]
+
+
+def test_stack_down_stops_what_the_demo_started(tmp_path):
+    """make demo leaves its producer and consumer running; `scripts/stack down`
+    used to leave them too (ports 8000 and 9100 held, logs filling with
+    connection errors). Only a pid that is still a tadak process is stopped."""
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    ours = subprocess.Popen(["bash", "-c", "exec -a tadak-producer sleep 120"])
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        (demo / "producer.pid").write_text(f"{ours.pid}\n")
+        (demo / "consumer.pid").write_text(f"{other.pid}\n")  # a pid reused by another program
+        wait_for(lambda: "tadak-producer" in Path(f"/proc/{ours.pid}/cmdline").read_text(), 10,
+                 "the stand-in to exec")
+        p = run([REPO / "scripts" / "stack", "down"], env={"TADAK_STACK_DIR": str(tmp_path)},
+                timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert ours.wait(20) == -signal.SIGTERM
+        assert other.poll() is None, "a process that is not the demo's was stopped"
+        assert "stopping the demo's producer" in p.stdout
+        assert not list(demo.glob("*.pid"))
+    finally:
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait()
