@@ -973,6 +973,13 @@ void gate_retire(struct gate *g)
     freeReplyObject(r);
 }
 
+int gate_is_down(const struct gate *g, char *where, size_t wheresize)
+{
+    if (where)
+        snprintf(where, wheresize, "%s:%d", redisconn_host(g->rc), redisconn_port(g->rc));
+    return redisconn_is_down(g->rc);
+}
+
 uint64_t gate_takeovers(const struct gate *g)
 {
     return g->takeovers;

@@ -120,6 +120,8 @@ int gate_release(struct gate *g, struct gate_item *const *items, size_t n);
 int gate_heartbeat(struct gate *g);
 void gate_retire(struct gate *g);
 uint64_t gate_takeovers(const struct gate *g); /* locks of dead owners taken over so far */
+/* 1 while Redis is down, 0 while it answers; where (may be NULL): its "host:port". */
+int gate_is_down(const struct gate *g, char *where, size_t wheresize);
 
 /*
  * totals[i] is this process' running total of gate_stat_names[i]. The gate

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,9 +31,10 @@ struct redisconn {
     SSL_CTX *tls; /* rediss://: certificates checked against tls_ca or the system's */
 
     redisContext *c;
-    int down;           /* an outage was logged and has not ended yet */
-    int64_t next_try;   /* no reconnect before this (monotonic ms) */
-    char refused[1100]; /* the TLS peer was refused (not an outage): why */
+    int down;                      /* an outage was logged and has not ended yet */
+    int64_t down_since, logged_at; /* when it began, its last log line (monotonic ms) */
+    int64_t next_try;              /* no reconnect before this (monotonic ms) */
+    char refused[1100];            /* the TLS peer was refused (not an outage): why */
 };
 
 /* The TLS options a rediss:// URL may carry in its query, and where each goes. */
@@ -285,9 +287,19 @@ static void close_and_back_off(struct redisconn *rc)
 
 void redisconn_drop(struct redisconn *rc, const char *why)
 {
-    if (!rc->down)
+    int64_t now = util_now_ms();
+
+    if (!rc->down) {
         log_warn("redis unavailable", "for=\"%s\" host=%s port=%d error=\"%s\"", rc->purpose,
                  rc->u.host, rc->u.port, why);
+        rc->down_since = rc->logged_at = now;
+    } else if (now - rc->logged_at >= REDISCONN_LOG_EVERY_MS) {
+        /* An outage that lasts is said again: a single line scrolls away unseen. */
+        log_warn("redis still unavailable",
+                 "for=\"%s\" host=%s port=%d down_s=%" PRId64 " error=\"%s\"", rc->purpose,
+                 rc->u.host, rc->u.port, (now - rc->down_since) / 1000, why);
+        rc->logged_at = now;
+    }
     rc->down = 1;
     close_and_back_off(rc);
 }
@@ -370,6 +382,8 @@ redisContext *redisconn_get(struct redisconn *rc)
         (setup_rc = rc->on_connect(rc->c, rc->on_connect_arg, why, sizeof(why)))) {
         if (setup_rc < 0)
             goto fail;
+        if (!rc->down)
+            rc->down_since = rc->logged_at = util_now_ms();
         rc->down = 1; /* quietly: the caller logged its reason */
         close_and_back_off(rc);
         return NULL;

@@ -4,8 +4,9 @@
  *
  * Every Redis user in tadak (the consumers' gate, the producer's status
  * reads and its Idempotency-Key claims) holds its own redisconn, so an
- * outage looks the same everywhere: the first failure is logged once (with
- * what the connection is for), calls fail fast while it lasts, a reconnect
+ * outage looks the same everywhere: the first failure is logged (with what
+ * the connection is for), again every REDISCONN_LOG_EVERY_MS while it lasts
+ * (with how long), calls fail fast meanwhile, a reconnect
  * is tried at most once per REDISCONN_RETRY_MS, and the first good connect
  * after it logs "redis reachable again". hiredis' blocking API is used, so
  * a handle belongs to one thread at a time (the caller locks if it shares).
@@ -33,7 +34,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#define REDISCONN_RETRY_MS 1000
+#define REDISCONN_RETRY_MS     1000
+#define REDISCONN_LOG_EVERY_MS 30000 /* an outage's line again, while it lasts */
 
 struct redisconn;
 

@@ -58,6 +58,12 @@ int main(int argc, char **argv)
     }
     gate = gate_new(o.redis_url, o.key_prefix, o.instance_id, dbid, o.lock_ttl_ms,
                     o.dedupe_window_s * 1000, err, sizeof(err));
+    /* Redis down at start is an outage like any later one, unless the operator says not. */
+    if (gate && o.require_redis && gate_is_down(gate, err, sizeof(err))) {
+        log_error("cannot reach Redis, and --require-redis is set",
+                  "address=%s set_by=\"--redis-url or REDIS_URL\"", err);
+        goto out;
+    }
     if (!gate || !(p = pipeline_new(&o, gate, store, metrics, err, sizeof(err)))) {
         log_error("cannot start", "error=\"%s\"", err);
         goto out;

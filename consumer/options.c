@@ -19,6 +19,8 @@ static const struct config_opt table[] = {
      "Kafka bootstrap servers"},
     {"redis-url", 0, "REDIS_URL", CONFIG_STR, "redis://127.0.0.1:6379/0", 0, 0, O(redis_url),
      "Redis for the dedupe gate"},
+    {"require-redis", 0, "TADAK_REQUIRE_REDIS", CONFIG_BOOL, "0", 0, 0, O(require_redis),
+     "Exit 1 when Redis cannot be reached at start, instead of deduping in PostgreSQL only"},
     {"database-url", 0, "DATABASE_URL", CONFIG_STR, "postgresql://localhost/tadak", 0, 0,
      O(database_url), "PostgreSQL connection URL"},
     {"topic", 0, "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, O(topic), "Kafka topic to read"},

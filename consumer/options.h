@@ -25,6 +25,7 @@ struct consumer_opts {
     const char *group_protocol; /* consumer (KIP-848) | classic (cooperative-sticky) */
     const char *key_prefix;
     int from_beginning;
+    int require_redis;      /* Redis unreachable at start: exit 1 instead of PostgreSQL only */
     struct config_kv extra; /* -X key=value for librdkafka */
     const char *metrics;    /* HOST:PORT or NULL */
     enum log_level log_level;

@@ -208,6 +208,7 @@ struct pipeline {
 
     struct metrics *metrics;
     struct metric *consumed, *retries, *outcome[OUT_COUNT], *batch_seconds, *dlq_failures;
+    struct metric *redis_up;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -1301,6 +1302,8 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->dlq_failures =
         metrics_counter(metrics, "tadak_dlq_failures_total", "",
                         "Dead letters the DLQ refused or could not take (each is retried)");
+    p->redis_up = metrics_gauge(metrics, "tadak_consumer_redis_up", "",
+                                "1 while Redis answers; 0 while PostgreSQL alone dedupes");
     grow(p, (size_t)o->batch_size);
     p->dlq = dlq_new(o->brokers, &o->extra, o->dlq_topic, errstr, errsize);
     if (!p->dlq)
@@ -1510,6 +1513,7 @@ int pipeline_run(struct pipeline *p)
     rc = pipeline_start(p);
     while (rc == 0 && !shutdown_requested()) {
         gate_heartbeat(p->gate);
+        metric_set(p->redis_up, !gate_is_down(p->gate, NULL, 0));
         if (pipeline_round(p) != 0) {
             if (p->instance_held && (rc = rejoin(p)) == 0)
                 continue;

@@ -4,9 +4,11 @@ a build that only says "unknown option" / prints usage / drops the reason."""
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
-from conftest import REPO, run, wait_for
+from conftest import REPO, free_port, produce, run, wait_for
+from test_consumer import consumer_args, vote
 
 
 def test_mistyped_long_options_name_the_meant_one(bins):
@@ -84,3 +86,38 @@ def test_stack_down_stops_what_the_demo_started(tmp_path):
         for proc in (ours, other):
             proc.kill()
             proc.wait()
+
+
+def test_consumer_without_redis_says_so_and_shows_it(bins, env, topic, db, prefix, tmp_path):
+    """A wrong REDIS_URL was one warning line: the consumer ran on, deduping in
+    PostgreSQL only, with nothing to show for it. Now /metrics says
+    tadak_consumer_redis_up 0, and --require-redis makes it exit 1 at start,
+    naming the address."""
+    nowhere = "redis://127.0.0.1:1/0"
+    p = run(consumer_args(bins, env, topic, db, prefix, redis_url=nowhere,
+                          extra=("--require-redis",)), timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert "cannot reach Redis, and --require-redis is set" in p.stderr
+    assert "address=127.0.0.1:1" in p.stderr and "REDIS_URL" in p.stderr
+
+    port = free_port()
+    produce(env, topic, [vote(n, 2) for n in range(1, 6)])
+    c = subprocess.Popen(consumer_args(bins, env, topic, db, prefix, redis_url=nowhere, idle=None,
+                                       extra=("--metrics", f"127.0.0.1:{port}")),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: db.count() == 5, 60, "the votes, deduped by PostgreSQL alone")
+        wait_for(lambda: "tadak_consumer_redis_up 0" in scrape(port), 10, "redis_up 0")
+    finally:
+        c.send_signal(signal.SIGTERM)
+        _, err = c.communicate(timeout=60)
+    assert c.returncode == 0, err[-2000:]
+    assert "redis unavailable" in err and "host=127.0.0.1 port=1" in err
+
+
+def scrape(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
