@@ -3,6 +3,7 @@ what was meant, and a file that cannot be read says why. Each test fails on
 a build that only says "unknown option" / prints usage / drops the reason."""
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -121,3 +122,25 @@ def scrape(port):
             return r.read().decode()
     except OSError:
         return ""
+
+
+def test_verify_errors_are_one_line_without_the_password(tmp_path):
+    verify = REPO / "tests" / "tools" / "verify.py"
+    acks = tmp_path / "acks.jsonl"
+    acks.write_text('{"token":"vote_lock:1:1"}\n')
+    p = run([sys.executable, verify, "--acks", acks,
+             "--database-url", "postgresql://u:s3cret@127.0.0.1:1/nodb"], timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert p.stderr.startswith("verify: database 127.0.0.1:1/nodb"), p.stderr
+    assert "Traceback" not in p.stderr and "s3cret" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+    p = run([sys.executable, verify, "--acks", tmp_path / "none.jsonl",
+             "--database-url", "postgresql://u@127.0.0.1:1/nodb"], timeout=60)
+    assert p.returncode == 2 and "No such file or directory" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+
+    # A python without the project's packages (-S: no site-packages) says what to run.
+    p = run([sys.executable, "-S", verify, "--acks", acks], timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "needs the psycopg package" in p.stderr and "Traceback" not in p.stderr

@@ -30,8 +30,14 @@ import json
 import os
 import re
 import sys
+from urllib.parse import urlsplit
 
-import psycopg
+try:
+    import psycopg
+except ImportError:  # run with a python that lacks the project's packages
+    print("verify: needs the psycopg package; run it with the project's interpreter, "
+          "~/.cache/tadak/venv/bin/python (scripts/setup makes it)", file=sys.stderr)
+    sys.exit(2)
 
 TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -115,7 +121,15 @@ def main(argv=None):
     try:
         report = verify(args.acks, args.database_url, args.table, args.show)
     except OSError as e:
-        print(f"verify: {e}", file=sys.stderr)
+        print(f"verify: cannot read the acks: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    except psycopg.Error as e:
+        # One line naming the database (never its password) and PostgreSQL's reason.
+        u = urlsplit(args.database_url)
+        where = f"{u.hostname or 'localhost'}:{u.port or 5432}{u.path}"
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"verify: database {where} (--database-url or DATABASE_URL): {reason}",
+              file=sys.stderr)
         return 2
     print(json.dumps(report))
     return 1 if failed(report, args.fail_on_extra, args.strict) else 0
