@@ -128,8 +128,8 @@ static const struct config_opt load_rows[] = {
      "Events per second, 0 = as fast as possible"},
     {"seed", 's', NULL, CONFIG_INT, "1", 0, INT64_MAX, O(seed),
      "Seed of the shuffle and of the candidate choice"},
-    {"candidates", 'k', NULL, CONFIG_INT, "5", 1, 1000000, O(candidate_count),
-     "Number of candidates"},
+    {"candidates", 'k', NULL, CONFIG_INT, "4", 1, 1000000, O(candidate_count),
+     "Number of candidates, 1..N (4: the vote page's and the demo's)"},
     CONFIG_END};
 
 static const struct command {

@@ -90,7 +90,7 @@ static void test_each_command_keeps_its_defaults(void **state)
         load(&o, PRODUCER_LOAD, 3, ARGV((char[]){"load"}, (char[]){"-N"}, (char[]){"7"}), err), 0);
     assert_int_equal(o.delivery_timeout_ms, 30000);
     assert_int_equal(o.users, 7);
-    assert_int_equal(o.candidate_count, 5);
+    assert_int_equal(o.candidate_count, 4); /* the page's and the demo's ballot, 1-4 */
     assert_int_equal(o.dup, 1);
     producer_opts_free(&o);
 
