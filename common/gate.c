@@ -988,7 +988,7 @@ uint64_t gate_takeovers(const struct gate *g)
 const char *const gate_stat_names[GATE_NSTATS] = {"consumed", "inserted", "dup_redis", "dup_db",
                                                   "dead_lettered"};
 
-int gate_add_stats(struct gate *g, const int64_t totals[GATE_NSTATS])
+int gate_add_stats(struct gate *g, const char *group, const int64_t totals[GATE_NSTATS])
 {
     char key[GATE_KEY_MAX];
     int64_t deltas[GATE_NSTATS] = {0};
@@ -1005,7 +1005,7 @@ int gate_add_stats(struct gate *g, const int64_t totals[GATE_NSTATS])
         changed += (deltas[i] = totals[i] - g->stats_sent[i]) != 0;
     if (changed == 0)
         return 0;
-    snprintf(key, sizeof(key), "%s%s", g->prefix, GATE_STATS_KEY);
+    snprintf(key, sizeof(key), "%s%s%s", g->prefix, GATE_STATS_KEY, group);
     redisAppendCommand(g->c, "MULTI");
     for (i = 0; i < n; i++)
         if (deltas[i] != 0)
@@ -1061,13 +1061,14 @@ int gate_peek(struct gate *g, const char *token, enum gate_state *state, char *e
     return 0;
 }
 
-int gate_read_stats(struct gate *g, int64_t vals[GATE_NSTATS], char *errstr, size_t errsize)
+int gate_read_stats(struct gate *g, const char *group, int64_t vals[GATE_NSTATS], char *errstr,
+                    size_t errsize)
 {
     char key[GATE_KEY_MAX];
     redisReply *r;
 
     memset(vals, 0, sizeof(int64_t) * GATE_NSTATS);
-    snprintf(key, sizeof(key), "%s%s", g->prefix, GATE_STATS_KEY);
+    snprintf(key, sizeof(key), "%s%s%s", g->prefix, GATE_STATS_KEY, group);
     if (!(r = gate_read(g, errstr, errsize, "HMGET %s %s %s %s %s %s", key, gate_stat_names[0],
                         gate_stat_names[1], gate_stat_names[2], gate_stat_names[3],
                         gate_stat_names[4])))

@@ -126,7 +126,7 @@ int gate_is_down(const struct gate *g, char *where, size_t wheresize);
 /*
  * totals[i] is this process' running total of gate_stat_names[i]. The gate
  * adds to the hash
- * <prefix>tadak:stats what Redis has not confirmed yet, as one MULTI/EXEC
+ * <prefix>tadak:stats:<group> what Redis has not confirmed yet, as one MULTI/EXEC
  * burst whose reply a later call reads: a field counts as published only
  * on that reply, and a burst lost with the connection is sent again, so
  * the fields move together and stay consistent with each other. A burst
@@ -135,7 +135,7 @@ int gate_is_down(const struct gate *g, char *where, size_t wheresize);
  * counters for the producer's GET /stats, not part of the guarantee: -1
  * when Redis is down (the next call catches up).
  */
-#define GATE_STATS_KEY "tadak:stats"
+#define GATE_STATS_KEY "tadak:stats:" /* + the consumer group: a replay never moves it */
 
 /*
  * The decision table. old is the previous value returned by SET ... GET
@@ -160,7 +160,7 @@ enum gate_stat {
     GATE_NSTATS
 };
 extern const char *const gate_stat_names[GATE_NSTATS];
-int gate_add_stats(struct gate *g, const int64_t totals[GATE_NSTATS]);
+int gate_add_stats(struct gate *g, const char *group, const int64_t totals[GATE_NSTATS]);
 
 enum gate_state {
     GATE_STATE_NONE,    /* no key: never seen, or its marker expired */
@@ -173,6 +173,7 @@ struct gate *gate_reader(const char *url, const char *prefix, int command_ms, ch
                          size_t errsize);
 int gate_peek(struct gate *g, const char *token, enum gate_state *state, char *errstr,
               size_t errsize);
-int gate_read_stats(struct gate *g, int64_t vals[GATE_NSTATS], char *errstr, size_t errsize);
+int gate_read_stats(struct gate *g, const char *group, int64_t vals[GATE_NSTATS], char *errstr,
+                    size_t errsize);
 
 #endif

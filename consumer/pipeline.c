@@ -59,7 +59,7 @@
  * batches.
  *
  * After every round that settled something, the new counts are added to the
- * Redis hash <prefix>tadak:stats (gate_add_stats, one pipelined round trip), which
+ * Redis hash <prefix>tadak:stats:<group> (gate_add_stats, one pipelined round trip), which
  * the producer serves as GET /stats for the vote page; Redis being down only
  * delays them to a later round.
  */
@@ -239,7 +239,7 @@ static void share_counts(struct pipeline *p)
     totals[GATE_STAT_DUP_REDIS] = metric_value(p->outcome[OUT_DUP_REDIS]);
     totals[GATE_STAT_DUP_DB] = metric_value(p->outcome[OUT_DUP_DB]);
     totals[GATE_STAT_DEAD_LETTERED] = metric_value(p->outcome[OUT_DEAD_LETTERED]);
-    gate_add_stats(p->gate, totals);
+    gate_add_stats(p->gate, p->o->group, totals);
 }
 
 /* A recorded token whose done marker Redis did not take: send it once Redis answers. */

@@ -323,13 +323,16 @@ int api_vote_status(struct api_reply *r, enum api_vote_state state, const char *
     return 0;
 }
 
-int api_stats(struct api_reply *r, const char *const *names, const int64_t *values, size_t n,
-              int64_t accepted)
+int api_stats(struct api_reply *r, const char *group, const char *const *names,
+              const int64_t *values, size_t n, int64_t accepted)
 {
     size_t len = 0;
     int k;
 
-    r->body[len++] = '{';
+    k = snprintf(r->body, sizeof(r->body), "{\"group\":\"%s\",", group);
+    if (k < 0 || (size_t)k >= sizeof(r->body))
+        return -1;
+    len = (size_t)k;
     for (size_t i = 0; i < n; i++) {
         k = snprintf(r->body + len, sizeof(r->body) - len, "\"%s\":%" PRId64 ",", names[i],
                      values[i]);

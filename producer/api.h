@@ -30,8 +30,8 @@
  *   api_vote_status(&reply, state, token, event_id, created_at)
  *       GET /votes/{u}/{c}: 200 recorded (with event_id, created_at), 202 pending,
  *       404 unknown; 0, or -1 if it does not fit the reply
- *   api_stats(&reply, names, values, n, accepted)   GET /stats: the n counters + "accepted"
-
+ *   api_stats(&reply, group, names, values, n, accepted)   GET /stats: the consumer
+ *       group's n counters + "accepted" (group: [A-Za-z0-9._-], checked by options.c)
  *   api_vote_path(path, &user, &candidate, &reply)   GET /votes/{user_id}/{candidate_id}:
  *       1 = ids parsed, 0 = not that shape, -1 = reply is a 400
  *
@@ -104,8 +104,8 @@ void api_health(struct api_reply *r);
 void api_ready(struct api_reply *r, int ready);
 int api_vote_status(struct api_reply *r, enum api_vote_state state, const char *token,
                     const char *event_id, const char *created_at);
-int api_stats(struct api_reply *r, const char *const *names, const int64_t *values, size_t n,
-              int64_t accepted);
+int api_stats(struct api_reply *r, const char *group, const char *const *names,
+              const int64_t *values, size_t n, int64_t accepted);
 int api_json_escape(const char *s, char *buf, size_t size);
 int api_idempotency_key(const char *header, int64_t user, struct api_reply *r);
 int api_vote_path(const char *path, int64_t *user_id, int64_t *candidate_id, struct api_reply *r);

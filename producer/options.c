@@ -47,6 +47,8 @@ static const struct config_opt serve_rows[] = {
      "Redis for Idempotency-Key, pending status and /stats (unset: key ignored, 503)"},
     {"key-prefix", 0, "TADAK_KEY_PREFIX", CONFIG_STR, "", 0, 0, O(key_prefix),
      "Prefix of Redis keys, as the consumers' --key-prefix"},
+    {"stats-group", 0, "TADAK_STATS_GROUP", CONFIG_STR, "tadak", 0, 0, O(stats_group),
+     "The consumer group whose counters GET /stats and the page show (A-Z a-z 0-9 . _ -)"},
     {"idempotency-window-s", 0, "TADAK_IDEMPOTENCY_WINDOW_S", CONFIG_INT, "86400", 1, 31536000,
      O(idem_window_s), "How long an accepted Idempotency-Key answers with the same 202"},
     {"idempotency-timeout-ms", 0, "TADAK_IDEMPOTENCY_TIMEOUT_MS", CONFIG_INT, "500", 10, 60000,
@@ -188,6 +190,14 @@ static int check(struct producer_opts *o, enum producer_cmd cmd, char *errstr, s
         }
         if (o->candidates && api_candidates_parse(o->candidates, &o->ballot, errstr, errsize))
             return -1;
+        if (!*o->stats_group || strlen(o->stats_group) > 128 ||
+            strspn(o->stats_group, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                   "0123456789._-") != strlen(o->stats_group)) {
+            snprintf(errstr, errsize,
+                     "--stats-group may hold only A-Z a-z 0-9 . _ - (1 to 128): \"%s\"",
+                     o->stats_group);
+            return -1;
+        }
         return 0;
     case PRODUCER_SEND:
         if (o->user == 0 || o->candidate == 0 || o->npos > 0) {

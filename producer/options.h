@@ -39,7 +39,7 @@ struct producer_opts {
     int64_t delivery_timeout_ms; /* serve's default and range are not the CLI's */
 
     /* serve */
-    const char *listen, *database_url, *redis_url, *key_prefix;
+    const char *listen, *database_url, *redis_url, *key_prefix, *stats_group;
     const char *candidates;       /* the ballot as given, e.g. "1-4,7", or NULL */
     struct api_candidates ballot; /* candidates parsed; n == 0: any id */
     int64_t max_body, idem_window_s, idem_timeout_ms, request_timeout_s, per_ip, tallies_top;

@@ -34,6 +34,7 @@ struct worker {
 
 struct reads {
     size_t top;
+    char *stats_group;
     char *database_url, *redis_url;
 
     pthread_mutex_t lock;
@@ -104,7 +105,8 @@ static void read_vote(struct worker *w, struct read_job *job)
 static void read_stats(struct worker *w, struct read_job *job)
 {
     job->what = "Redis unavailable; retry";
-    job->failed = gate_read_stats(w->gate, job->stats, job->why, sizeof(job->why)) != 0;
+    job->failed =
+        gate_read_stats(w->gate, w->rd->stats_group, job->stats, job->why, sizeof(job->why)) != 0;
 }
 
 static char *tallies_json(const struct store_tally *t, size_t n, int64_t total, int64_t candidates)
@@ -222,6 +224,7 @@ struct reads *reads_new(const struct reads_opts *o, struct metrics *metrics, cha
     struct reads *rd = xcalloc(1, sizeof(*rd));
 
     rd->top = o->tallies_top > 0 ? (size_t)o->tallies_top : READS_TOP_DEFAULT;
+    rd->stats_group = xstrdup(o->stats_group ? o->stats_group : "tadak");
     pthread_mutex_init(&rd->lock, NULL);
     pthread_cond_init(&rd->work, NULL);
     pthread_mutex_init(&rd->cache_lock, NULL);
@@ -296,6 +299,7 @@ void reads_free(struct reads *rd)
     free(rd->tallies);
     free(rd->database_url);
     free(rd->redis_url);
+    free(rd->stats_group);
     free(rd);
 }
 
@@ -307,6 +311,11 @@ int reads_has_db(const struct reads *rd)
 int reads_has_redis(const struct reads *rd)
 {
     return rd && rd->redis_url != NULL;
+}
+
+const char *reads_stats_group(const struct reads *rd)
+{
+    return rd->stats_group;
 }
 
 int reads_tallies_cached(struct reads *rd, char **json)

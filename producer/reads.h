@@ -53,6 +53,7 @@ struct reads_opts {
     const char *redis_url;    /* NULL or "": no Redis */
     const char *key_prefix;   /* the consumers' --key-prefix */
     int64_t tallies_top;      /* candidates in a /tallies answer */
+    const char *stats_group;  /* the consumer group /stats counts */
 };
 
 enum read_kind { READ_VOTE, READ_TALLIES, READ_STATS };
@@ -81,6 +82,7 @@ struct reads *reads_new(const struct reads_opts *o, struct metrics *metrics, cha
 void reads_free(struct reads *rd);
 int reads_has_db(const struct reads *rd);
 int reads_has_redis(const struct reads *rd);
+const char *reads_stats_group(const struct reads *rd); /* whose counters READ_STATS reads */
 int reads_tallies_cached(struct reads *rd, char **json);
 int reads_submit(struct reads *rd, struct read_job *job);
 void reads_stop(struct reads *rd);

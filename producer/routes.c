@@ -276,8 +276,8 @@ static enum MHD_Result answer_vote_status(struct request *r)
 
 static enum MHD_Result answer_stats(struct request *r)
 {
-    if (api_stats(&r->reply, gate_stat_names, r->read.stats, GATE_NSTATS,
-                  (int64_t)atomic_load(&r->rt->accepted)))
+    if (api_stats(&r->reply, reads_stats_group(r->rt->reads), gate_stat_names, r->read.stats,
+                  GATE_NSTATS, (int64_t)atomic_load(&r->rt->accepted)))
         return http_unavailable(r, "the counters could not be answered", "reply too long");
     return http_send_reply(r);
 }

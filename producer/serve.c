@@ -56,7 +56,8 @@ int serve_main(int argc, char **argv)
                                 o.ack_log, /*poller*/ 1, /*bulk*/ 0};
     if (!(pub = publisher_new(&po, metrics, err, sizeof(err))))
         goto fail;
-    struct reads_opts ro = {o.database_url, o.redis_url, o.key_prefix, o.tallies_top};
+    struct reads_opts ro = {o.database_url, o.redis_url, o.key_prefix, o.tallies_top,
+                            o.stats_group};
     if (!(reads = reads_new(&ro, metrics, err, sizeof(err))))
         goto fail;
     if (o.redis_url && *o.redis_url &&

@@ -25,7 +25,7 @@ from test_consumer import (Proxy, committed, consume, consumer_args, finish_logg
                            start_logged, token, tokens_in, vote)
 
 ALIVE = "tadak:alive:"
-STATS = "tadak:stats"
+STATS = "tadak:stats:"  # + the consumer group
 OUTCOMES = ("inserted", "dup_redis", "dup_db", "dead_lettered")
 
 
@@ -204,8 +204,8 @@ class StatsCutProxy(Proxy):
         self.swallow = False
 
 
-def stats_hash(redis_client, prefix):
-    return {k.decode(): int(v) for k, v in redis_client.hgetall(prefix + STATS).items()}
+def stats_hash(redis_client, prefix, group):
+    return {k.decode(): int(v) for k, v in redis_client.hgetall(prefix + STATS + group).items()}
 
 
 def test_redis_cut_repeatedly_keeps_consumer_and_stats(bins, env, topic, db, prefix, tmp_path,
@@ -252,7 +252,7 @@ def test_redis_cut_repeatedly_keeps_consumer_and_stats(bins, env, topic, db, pre
     assert tokens_in(db) == {token(u, c) for u, c in distinct}
     # Bursts are all-or-nothing and none is lost: the fields agree, and nothing
     # is missing (a burst whose reply was cut after Redis applied it counts twice).
-    h = wait_for(lambda: (h := stats_hash(redis_client, prefix)).get("consumed", 0) >=
+    h = wait_for(lambda: (h := stats_hash(redis_client, prefix, f"g_{topic}")).get("consumed", 0) >=
                  s["consumed"] and h, 10, "the stats to catch up")
     assert h["consumed"] == sum(h.get(k, 0) for k in OUTCOMES), h
     assert h["inserted"] >= s["inserted"], (h, s)

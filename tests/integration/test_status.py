@@ -253,16 +253,18 @@ def test_tallies_before_the_table_exists(bins, env, tmp_path, topic, db):
 
 
 def test_stats_reads_the_consumer_counters(serve, redis_client, prefix):
+    """/stats shows one consumer group's counters: --stats-group, "tadak" by default."""
     status, doc = get_json(serve.port, "/stats")
     assert status == 200
-    assert doc == {"consumed": 0, "inserted": 0, "dup_redis": 0, "dup_db": 0, "dead_lettered": 0,
-                   "accepted": 0}
-    redis_client.hset(prefix + "tadak:stats", mapping={"consumed": 7, "inserted": 4,
-                                                       "dup_redis": 2, "dup_db": 1})
+    assert doc == {"group": "tadak", "consumed": 0, "inserted": 0, "dup_redis": 0, "dup_db": 0,
+                   "dead_lettered": 0, "accepted": 0}
+    redis_client.hset(prefix + "tadak:stats:tadak", mapping={"consumed": 7, "inserted": 4,
+                                                             "dup_redis": 2, "dup_db": 1})
+    redis_client.hset(prefix + "tadak:stats:replay-1", mapping={"consumed": 99})
     assert post_vote(serve.port, 5, 1)[0] == 202
     status, doc = get_json(serve.port, "/stats")
-    assert doc == {"consumed": 7, "inserted": 4, "dup_redis": 2, "dup_db": 1, "dead_lettered": 0,
-                   "accepted": 1}
+    assert doc == {"group": "tadak", "consumed": 7, "inserted": 4, "dup_redis": 2, "dup_db": 1,
+                   "dead_lettered": 0, "accepted": 1}
 
 
 def test_without_stores_routes_503_and_voting_works(bins, env, tmp_path, topic):
@@ -472,21 +474,34 @@ def test_vote_to_recorded_through_a_consumer(serve, bins, env, schema_db, prefix
         assert consumer.returncode == 0, err[-2000:]
 
 
-def test_consumer_publishes_its_counters(serve, bins, env, schema_db, prefix, redis_client):
-    """The consumer adds its per-batch counts to <prefix>tadak:stats: /stats == its summary."""
-    for i in range(4):
-        assert post_vote(serve.port, 51, 1)[0] == 202
-    assert post_vote(serve.port, 52, 2)[0] == 202
-    p = subprocess.run(
-        [bins.consumer, "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", serve.topic,
-         "--group", unique("g"), "--from-beginning", "--database-url", schema_db.url,
-         "--redis-url", env["REDIS_URL"], "--key-prefix", prefix, "--idle-exit", "2"],
-        capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    summary = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][0])
-    assert summary["consumed"] == 5 and summary["inserted"] == 2
-    status, doc = get_json(serve.port, "/stats")
-    assert status == 200
-    assert doc == {k: summary[k] for k in
-                   ("consumed", "inserted", "dup_redis", "dup_db", "dead_lettered")} | {
-                       "accepted": 5}
+def test_consumer_publishes_its_counters_per_group(bins, env, tmp_path, topic, schema_db, prefix):
+    """A consumer adds its per-batch counts to <prefix>tadak:stats:<group>: /stats
+    for --stats-group G == G's summary, and a replay of the same topic in another
+    group never moves them (it used to add its 5 to the live page's numbers)."""
+    group = unique("g")
+    s = Serve(bins, env, tmp_path, topic, schema_db.url, env["REDIS_URL"], prefix,
+              extra=("--stats-group", group))
+    try:
+        for i in range(4):
+            assert post_vote(s.port, 51, 1)[0] == 202
+        assert post_vote(s.port, 52, 2)[0] == 202
+
+        def consume(g):
+            p = subprocess.run(
+                [bins.consumer, "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", topic,
+                 "--group", g, "--from-beginning", "--database-url", schema_db.url,
+                 "--redis-url", env["REDIS_URL"], "--key-prefix", prefix, "--idle-exit", "2"],
+                capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr[-2000:]
+            return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][0])
+
+        summary = consume(group)
+        assert summary["consumed"] == 5 and summary["inserted"] == 2
+        want = {"group": group, "accepted": 5} | {
+            k: summary[k] for k in ("consumed", "inserted", "dup_redis", "dup_db", "dead_lettered")}
+        assert get_json(s.port, "/stats") == (200, want)
+        replay = consume(unique("replay"))
+        assert replay["consumed"] == 5 and replay["inserted"] == 0
+        assert get_json(s.port, "/stats") == (200, want)
+    finally:
+        assert s.stop() == 0

@@ -270,19 +270,19 @@ static void test_stats_body(void **state)
     (void)state;
     memset(&r, 0, sizeof(r));
     r.action = API_STATS;
-    assert_int_equal(api_stats(&r, names, values, 3, 10005), 0);
+    assert_int_equal(api_stats(&r, "tadak", names, values, 3, 10005), 0);
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "{\"consumed\":10010,\"inserted\":2002,\"dup_redis\":-1,"
-                                "\"accepted\":10005}\n");
+    assert_string_equal(r.body, "{\"group\":\"tadak\",\"consumed\":10010,\"inserted\":2002,"
+                                "\"dup_redis\":-1,\"accepted\":10005}\n");
     assert_int_equal(r.action, API_STATS);
-    assert_int_equal(api_stats(&r, names, values, 0, 0), 0);
-    assert_string_equal(r.body, "{\"accepted\":0}\n");
+    assert_int_equal(api_stats(&r, "g.1-x_y", names, values, 0, 0), 0);
+    assert_string_equal(r.body, "{\"group\":\"g.1-x_y\",\"accepted\":0}\n");
 
     /* Too long for the reply: an error, never a cut-off body. */
     memset(longname, 'n', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
     r.status = 0;
-    assert_int_equal(api_stats(&r, many, values, 1, 0), -1);
+    assert_int_equal(api_stats(&r, "tadak", many, values, 1, 0), -1);
     assert_int_equal(r.status, 0);
 }
 
