@@ -91,3 +91,19 @@ def test_every_reference_row_belongs_to_a_command():
     for heading, words, rows in sections:
         assert any(set(cmd) <= words for cmd in COMMANDS), f"'{heading}' names no command"
         assert rows or "replay" in heading, f"'{heading}' has no option rows"
+
+
+def test_every_stack_command_is_in_the_readme_table():
+    """`scripts/stack help` lists its commands; the README's table of them names
+    each one (`logs` was missing)."""
+    p = subprocess.run([REPO / "scripts" / "stack", "help"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    verbs = set(re.findall(r"^\s*scripts/stack ([a-z-]+)", p.stdout, re.M))
+    assert {"up", "down", "env", "logs"} <= verbs, p.stdout
+    text = (REPO / "README.md").read_text()
+    table = re.search(r"^\| command \| what it does \|\n((?:\|.*\n)+)", text, re.M)
+    assert table, "README has no table of scripts/stack commands"
+    documented = {w for cell in re.findall(r"`([^`]+)`", table[1]) for w in cell.split()}
+    missing = sorted(verbs - documented)
+    assert not missing, f"scripts/stack commands missing from the README table: {missing}"
