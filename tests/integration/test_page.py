@@ -29,13 +29,15 @@ def test_triple_click_is_one_vote(bins, env, tmp_path, topic, db, prefix):
         pytest.fail("chromium or playwright-core missing: run scripts/setup")
     with psycopg.connect(db.url, autocommit=True) as conn:
         conn.execute(SCHEMA)
-    serve = Serve(bins, env, tmp_path, topic, db.url, env["REDIS_URL"], prefix)
+    group = unique("g")
+    serve = Serve(bins, env, tmp_path, topic, db.url, env["REDIS_URL"], prefix,
+                  extra=("--stats-group", group))
     # /readyz asks the broker for the topic's metadata, which creates it: the
     # consumer then subscribes to a topic that exists.
     wait_for(lambda: get_json(serve.port, "/readyz")[0] == 200, timeout=30, what="/readyz")
     consumer = subprocess.Popen(
         [bins.consumer, "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", topic,
-         "--group", unique("g"), "--from-beginning", "--database-url", db.url,
+         "--group", group, "--from-beginning", "--database-url", db.url,
          "--redis-url", env["REDIS_URL"], "--key-prefix", prefix],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
