@@ -1320,8 +1320,11 @@ fail:
     return NULL;
 }
 
-/* 1 when the topic exists (with partitions), 0 when not (yet), -1 when we may not see it. */
-static int topic_exists(struct pipeline *p, char *why, size_t whysize)
+/*
+ * 1 when the topic exists (with partitions), 0 when not (yet), -1 when we may
+ * not see it; *errp: why not (a local error when no broker answered).
+ */
+static int topic_exists(struct pipeline *p, rd_kafka_resp_err_t *errp, char *why, size_t whysize)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, p->o->topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
@@ -1341,10 +1344,42 @@ static int topic_exists(struct pipeline *p, char *why, size_t whysize)
         err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION)
         rc = -1;
     snprintf(why, whysize, "%s", err ? rd_kafka_err2name(err) : "no partitions");
+    *errp = err;
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
     return rc;
+}
+
+/* No broker answered at all: the address (or the network) is wrong, not the topic. */
+static int kafka_unreachable(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+           err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__RESOLVE;
+}
+
+/* The cluster's topics (not the internal "__" ones), for a line about a missing one. */
+static void existing_topics(struct pipeline *p, char *out, size_t outsize)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    size_t len = 0;
+    int k;
+
+    snprintf(out, outsize, "?");
+    if (rd_kafka_metadata(p->rk, 1, NULL, &md, TOPIC_CHECK_MS * 4) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    out[0] = '\0';
+    for (int i = 0; i < md->topic_cnt; i++) {
+        if (strncmp(md->topics[i].topic, "__", 2) == 0)
+            continue;
+        k = snprintf(out + len, outsize - len, "%s%s", len ? "," : "", md->topics[i].topic);
+        if (k < 0 || (size_t)k >= outsize - len) {
+            snprintf(out + (len < outsize - 5 ? len : outsize - 5), 5, ",...");
+            break;
+        }
+        len += (size_t)k;
+    }
+    rd_kafka_metadata_destroy(md);
 }
 
 /* With --idle-exit, a consumer that cannot start consuming gives up after --join-timeout-s. */
@@ -1379,11 +1414,12 @@ static int subscribe(struct pipeline *p)
  */
 static int pipeline_start(struct pipeline *p)
 {
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     int64_t logged_at = 0, now;
-    char why[512];
+    char why[512], others[512];
     int rc;
 
-    while ((rc = topic_exists(p, why, sizeof(why))) == 0) {
+    while ((rc = topic_exists(p, &err, why, sizeof(why))) == 0) {
         now = util_now_ms();
         if (shutdown_requested())
             return 0;
@@ -1393,7 +1429,15 @@ static int pipeline_start(struct pipeline *p)
             return PIPELINE_NOT_JOINED;
         }
         if (!logged_at || now - logged_at >= TOPIC_LOG_EVERY_MS) {
-            log_info("waiting for the topic to exist", "topic=%s error=%s", p->o->topic, why);
+            if (kafka_unreachable(err)) {
+                log_warn("cannot reach Kafka, waiting",
+                         "brokers=%s set_by=\"--brokers or KAFKA_BOOTSTRAP_SERVERS\" error=%s",
+                         p->o->brokers, why);
+            } else {
+                existing_topics(p, others, sizeof(others));
+                log_info("waiting for the topic to exist", "topic=%s error=%s existing=\"%s\"",
+                         p->o->topic, why, others);
+            }
             logged_at = now;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->rk, TOPIC_CHECK_MS);

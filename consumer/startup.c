@@ -44,7 +44,8 @@ enum startup_result startup_wait(const struct consumer_opts *o, struct store *st
             return STARTUP_TIMED_OUT;
         }
         if (!logged_at || now - logged_at >= STARTUP_LOG_EVERY_MS) {
-            log_warn("waiting for PostgreSQL", "error=\"%s\"", why);
+            log_warn("waiting for PostgreSQL",
+                     "error=\"%s\" set_by=\"--database-url or DATABASE_URL\"", why);
             logged_at = now;
         }
         backoff = backoff ? backoff * 2 : STARTUP_BACKOFF_MIN_MS;

@@ -144,3 +144,41 @@ def test_verify_errors_are_one_line_without_the_password(tmp_path):
     p = run([sys.executable, "-S", verify, "--acks", acks], timeout=60)
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "needs the psycopg package" in p.stderr and "Traceback" not in p.stderr
+
+
+def first_line_with(proc_err_path, needle):
+    for ln in proc_err_path.read_text().splitlines():
+        if needle in ln:
+            return ln
+    return None
+
+
+def test_consumer_says_what_it_waits_for_and_what_sets_it(bins, env, topic, db, prefix,
+                                                          tmp_path):
+    """Without Kafka: "cannot reach Kafka" with the address and the flag, not
+    "waiting for the topic to exist". A mistyped topic: its first line names
+    the topics there are. Without PostgreSQL: the flag and the variable."""
+    produce(env, topic, [vote(1, 1)])  # a topic that exists, to be listed
+    cases = [
+        (dict(extra=("--brokers", "127.0.0.1:1")), "cannot reach Kafka, waiting",
+         ["brokers=127.0.0.1:1", "--brokers or KAFKA_BOOTSTRAP_SERVERS"]),
+        (dict(topic=topic + "x"), "waiting for the topic to exist", [topic]),
+        (dict(db_url="postgresql://tadak@127.0.0.1:1/none"), "waiting for PostgreSQL",
+         ["--database-url or DATABASE_URL", "port 1"]),
+    ]
+    for kw, needle, wants in cases:
+        args = consumer_args(bins, env, kw.get("topic", topic), db, prefix, idle=None,
+                             extra=kw.get("extra", ()))
+        if "db_url" in kw:
+            args[args.index("--database-url") + 1] = kw["db_url"]
+        log = tmp_path / "c.log"
+        with open(log, "w") as fh:
+            c = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=fh)
+            try:
+                line = wait_for(lambda: first_line_with(log, needle), 10, needle)
+            finally:
+                c.send_signal(signal.SIGTERM)
+                rc = c.wait(30)
+        assert rc == 0, log.read_text()[-2000:]
+        for w in wants:
+            assert w in line, (w, line)
