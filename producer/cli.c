@@ -72,16 +72,20 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
                                cfg->ack_log, /*poller*/ 0, bulk};
     char err[512];
     struct publisher *p = publisher_new(&o, NULL, err, sizeof(err));
+    int reach_ms;
 
     if (!p) {
         log_error("cannot start publisher", "error=\"%s\"", err);
         return NULL;
     }
-    if (!publisher_reach(p, CLI_REACH_MS)) {
+    /* A shorter --delivery-timeout-ms is the user's bound for the whole send: it holds here. */
+    reach_ms =
+        cfg->delivery_timeout_ms < CLI_REACH_MS ? (int)cfg->delivery_timeout_ms : CLI_REACH_MS;
+    if (!publisher_reach(p, reach_ms)) {
         fprintf(stderr,
-                "tadak-producer %s: cannot reach Kafka at %s within %d s "
+                "tadak-producer %s: cannot reach Kafka at %s within %.1f s "
                 "(--brokers, or KAFKA_BOOTSTRAP_SERVERS%s)\n",
-                cmd, cfg->brokers, CLI_REACH_MS / 1000,
+                cmd, cfg->brokers, reach_ms / 1000.0,
                 strcmp(cfg->brokers, PRODUCER_DEFAULT_BROKERS) == 0
                     ? "; that is the built-in default: for the local stack run "
                       "eval \"$(scripts/stack env)\" first"
