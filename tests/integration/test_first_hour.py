@@ -5,11 +5,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from conftest import REPO, free_port, produce, run, wait_for
 from test_consumer import consumer_args, vote
+from test_consumer_group import scrape
 
 
 def test_mistyped_long_options_name_the_meant_one(bins):
@@ -115,13 +115,6 @@ def test_consumer_without_redis_says_so_and_shows_it(bins, env, topic, db, prefi
     assert c.returncode == 0, err[-2000:]
     assert "redis unavailable" in err and "host=127.0.0.1 port=1" in err
 
-
-def scrape(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            return r.read().decode()
-    except OSError:
-        return ""
 
 
 def test_verify_errors_are_one_line_without_the_password(tmp_path):
