@@ -149,9 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_error_reply(&r);
             return 0;
         }
-        if (strlen(r.idem_key) < 1 || strlen(r.idem_key) > API_IDEM_KEY_MAX + (flags & 128 ? 4 : 0))
-            abort();
-        if ((flags & 128) && strncmp(r.idem_key, "u42:", 4) != 0)
+        /* The key in its namespace: "u42:" for user 42, "a:" for anonymous. */
+        const char *ns = flags & 128 ? "u42:" : "a:";
+        if (strncmp(r.idem_key, ns, strlen(ns)) != 0 || strlen(r.idem_key) <= strlen(ns) ||
+            strlen(r.idem_key) > API_IDEM_KEY_MAX + strlen(ns))
             abort();
     }
     if (api_vote((const char *)p, blen, overflow, max_body, flags & 64 ? &ballot : NULL,
