@@ -13,6 +13,12 @@
 #include <string.h>
 #include <strings.h>
 
+static int is_string(enum config_type t)
+{
+    return t == CONFIG_STR || t == CONFIG_URL || t == CONFIG_FILE || t == CONFIG_ADDR ||
+           t == CONFIG_NAME;
+}
+
 static void *field(void *dst, const struct config_opt *o)
 {
     return (char *)dst + o->offset;
@@ -99,6 +105,10 @@ static int set_value(const struct config_opt *o, void *dst, const char *val, con
 
     switch (o->type) {
     case CONFIG_STR:
+    case CONFIG_URL:
+    case CONFIG_FILE:
+    case CONFIG_ADDR:
+    case CONFIG_NAME:
         *(const char **)field(dst, o) = val;
         return 0;
     case CONFIG_INT:
@@ -230,7 +240,7 @@ int config_load(const struct config_opt *table, void *dst, int argc, char **argv
             memset(field(dst, o), 0, sizeof(struct config_list));
         if (o->def && set_value(o, dst, o->def, "default", errstr, errsize) != 0)
             return -1;
-        if (!o->def && o->type == CONFIG_STR)
+        if (!o->def && is_string(o->type))
             *(const char **)field(dst, o) = NULL;
     }
     for (o = table; o->name; o++) {
@@ -293,7 +303,9 @@ void config_usage(FILE *out, const struct config_opt *table, const char *synopsi
 {
     static const char *const metavar[] = {
         [CONFIG_STR] = "TEXT",     [CONFIG_INT] = "N",          [CONFIG_BOOL] = "",
-        [CONFIG_KV] = "KEY=VALUE", [CONFIG_LOG_LEVEL] = "TEXT", [CONFIG_LIST] = "TEXT"};
+        [CONFIG_KV] = "KEY=VALUE", [CONFIG_LOG_LEVEL] = "TEXT", [CONFIG_LIST] = "TEXT",
+        [CONFIG_URL] = "URL",      [CONFIG_FILE] = "FILE",      [CONFIG_ADDR] = "HOST:PORT",
+        [CONFIG_NAME] = "NAME"};
 
     fprintf(out, "%s\n\nOptions:\n", synopsis);
     for (const struct config_opt *o = table; o->name; o++) {

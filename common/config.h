@@ -30,6 +30,11 @@ enum config_type {
                          config_load() only parses it, the caller calls log_set_level() */
     CONFIG_LIST,      /* struct config_list: a repeatable flag; its environment variable
                          is comma separated, the flags (if any) replace it; no default */
+    /* Strings like CONFIG_STR whose --help placeholder says what they hold: */
+    CONFIG_URL,  /* URL */
+    CONFIG_FILE, /* FILE */
+    CONFIG_ADDR, /* HOST:PORT */
+    CONFIG_NAME, /* NAME */
 };
 
 /* Repeatable key=value settings; owned, released by config_free(). */

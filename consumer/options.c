@@ -17,11 +17,11 @@
 static const struct config_opt table[] = {
     {"brokers", 0, "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, "127.0.0.1:9092", 0, 0, O(brokers),
      "Kafka bootstrap servers"},
-    {"redis-url", 0, "REDIS_URL", CONFIG_STR, "redis://127.0.0.1:6379/0", 0, 0, O(redis_url),
+    {"redis-url", 0, "REDIS_URL", CONFIG_URL, "redis://127.0.0.1:6379/0", 0, 0, O(redis_url),
      "Redis for the dedupe gate"},
     {"require-redis", 0, "TADAK_REQUIRE_REDIS", CONFIG_BOOL, "0", 0, 0, O(require_redis),
      "Exit 1 when Redis cannot be reached at start, instead of deduping in PostgreSQL only"},
-    {"database-url", 0, "DATABASE_URL", CONFIG_STR, "postgresql://localhost/tadak", 0, 0,
+    {"database-url", 0, "DATABASE_URL", CONFIG_URL, "postgresql://localhost/tadak", 0, 0,
      O(database_url), "PostgreSQL connection URL"},
     {"topic", 0, "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, O(topic), "Kafka topic to read"},
     {"group", 0, "TADAK_GROUP", CONFIG_STR, "tadak", 0, 0, O(group), "Kafka consumer group"},
@@ -66,7 +66,7 @@ static const struct config_opt table[] = {
     {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, O(extra),
      "librdkafka setting key=value (repeatable); also from the environment as TADAK_KAFKA_<KEY>, "
      "e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
-    {"metrics", 0, NULL, CONFIG_STR, NULL, 0, 0, O(metrics),
+    {"metrics", 0, NULL, CONFIG_ADDR, NULL, 0, 0, O(metrics),
      "Serve Prometheus metrics on HOST:PORT"},
     {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, O(log_level),
      "error, warn, info or debug"},

@@ -24,13 +24,13 @@ static const struct config_opt shared_rows[] = {
      "TADAK_KAFKA_<KEY>, e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
     {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, O(log_level),
      "error, warn, info or debug"},
-    {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_STR, NULL, 0, 0, O(ack_log),
+    {"ack-log", 0, "TADAK_ACK_LOG", CONFIG_FILE, NULL, 0, 0, O(ack_log),
      "Append one JSON line per acknowledged event to this file"},
     CONFIG_END};
 
 /* ---- serve ---------------------------------------------------------------- */
 
-static const struct config_opt serve_head[] = {{"listen", 'l', "TADAK_LISTEN", CONFIG_STR,
+static const struct config_opt serve_head[] = {{"listen", 'l', "TADAK_LISTEN", CONFIG_ADDR,
                                                 "127.0.0.1:8000", 0, 0, O(listen),
                                                 "HTTP listen address HOST:PORT"},
                                                CONFIG_END};
@@ -41,13 +41,13 @@ static const struct config_opt serve_rows[] = {
     {"delivery-timeout-ms", 0, "TADAK_DELIVERY_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,
      O(delivery_timeout_ms),
      "Answer 503 if the broker has not acknowledged a vote after this long"},
-    {"database-url", 0, "DATABASE_URL", CONFIG_STR, NULL, 0, 0, O(database_url),
+    {"database-url", 0, "DATABASE_URL", CONFIG_URL, NULL, 0, 0, O(database_url),
      "PostgreSQL for GET /votes/{user_id}/{candidate_id} and /tallies (unset: they answer 503)"},
-    {"redis-url", 0, "REDIS_URL", CONFIG_STR, NULL, 0, 0, O(redis_url),
+    {"redis-url", 0, "REDIS_URL", CONFIG_URL, NULL, 0, 0, O(redis_url),
      "Redis for Idempotency-Key, pending status and /stats (unset: key ignored, 503)"},
     {"key-prefix", 0, "TADAK_KEY_PREFIX", CONFIG_STR, "", 0, 0, O(key_prefix),
      "Prefix of Redis keys, as the consumers' --key-prefix"},
-    {"stats-group", 0, "TADAK_STATS_GROUP", CONFIG_STR, "tadak", 0, 0, O(stats_group),
+    {"stats-group", 0, "TADAK_STATS_GROUP", CONFIG_NAME, "tadak", 0, 0, O(stats_group),
      "The consumer group whose counters GET /stats and the page show (A-Z a-z 0-9 . _ -)"},
     {"idempotency-window-s", 0, "TADAK_IDEMPOTENCY_WINDOW_S", CONFIG_INT, "86400", 1, 31536000,
      O(idem_window_s), "How long an accepted Idempotency-Key answers with the same 202"},
@@ -76,10 +76,10 @@ static const struct config_opt serve_rows[] = {
      "http:// Origin naming the Host header)"},
     {"cors-max-age-s", 0, "TADAK_CORS_MAX_AGE_S", CONFIG_INT, "600", 0, 86400, O(cors_max_age_s),
      "How long a browser may cache a preflight answer"},
-    {"jwt-key", 0, "TADAK_JWT_KEY", CONFIG_STR, NULL, 0, 0, O(jwt_key),
+    {"jwt-key", 0, "TADAK_JWT_KEY", CONFIG_FILE, NULL, 0, 0, O(jwt_key),
      "PEM public key (RSA: RS256, EC P-256: ES256): POST /votes then needs Authorization: "
      "Bearer <JWT>"},
-    {"jwt-secret-env", 0, "TADAK_JWT_SECRET_ENV", CONFIG_STR, NULL, 0, 0, O(jwt_secret_env),
+    {"jwt-secret-env", 0, "TADAK_JWT_SECRET_ENV", CONFIG_NAME, NULL, 0, 0, O(jwt_secret_env),
      "Name of the environment variable holding an HS256 secret (32+ bytes), instead of "
      "--jwt-key"},
     {"jwt-issuer", 0, "TADAK_JWT_ISSUER", CONFIG_STR, NULL, 0, 0, O(jwt_issuer),

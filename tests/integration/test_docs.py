@@ -2,7 +2,8 @@
 
 For every command, each option its --help lists has exactly one row in the
 README section that applies to the command (same environment variable, same
-default, same short flag), and each row there is an option of that command.
+default, same short flag, same placeholder), and each row there is an option
+of that command.
 No services needed.
 """
 import re
@@ -30,8 +31,9 @@ def help_options(cmd):
             continue
         env = re.search(r"\[env ([A-Z0-9_]+)\]", m["rest"])
         default = re.search(r"\(default ([^)]*)\)$", m["rest"])
+        meta = re.match(r"^ ([A-Z][A-Z:=]*)\b", m["rest"])
         opts[m["name"]] = {"short": m["short"], "env": env and env[1],
-                           "default": default and default[1]}
+                           "default": default and default[1], "meta": meta and meta[1]}
     assert len(opts) >= 3, p.stdout
     return opts
 
@@ -84,6 +86,9 @@ def test_reference_matches_help(cmd):
             assert row["default"] == o["default"], f"{label} --{name}: default {row} vs {o}"
         if o["short"]:
             assert f"`-{o['short']}`" in row["flag"], f"{label} --{name}: short flag -{o['short']}"
+        # The placeholder: what the value is (URL, FILE, HOST:PORT, N...), the same in both.
+        shown = re.match(r"`--[a-z0-9-]+(?: ([^`]+))?`", row["flag"])[1]
+        assert shown == o["meta"], f"{label} --{name}: README says {shown!r}, --help {o['meta']!r}"
 
 
 def test_every_reference_row_belongs_to_a_command():
