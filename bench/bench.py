@@ -217,8 +217,17 @@ def delete_topics(stack, names):
             log(f"topic {name} not deleted: {e}")
 
 
+def create_topic(stack, topic):
+    """The stack's broker creates no topic on first use: the product's command does."""
+    p = subprocess.run([str(BIN / "tadak-consumer"), "topics", "--brokers", stack.brokers,
+                        "--topic", topic], capture_output=True, text=True)
+    if p.returncode != 0:
+        die(f"cannot create topic {topic}: {p.stderr.strip()}")
+
+
 def preload(stack, topic, users, dup):
     """Publish users x dup events; returns the producer's events/s."""
+    create_topic(stack, topic)
     t = time.monotonic()
     p = subprocess.run(
         [str(BIN / "tadak-producer"), "load", "-b", stack.brokers, "-t", topic,
@@ -448,6 +457,7 @@ def run_wrk(port, conns, seconds, tokens=None):
 def serve(stack, topic, *extra, env=None, tokens=None):
     """`tadak-producer serve` on a free port, warm (the topic exists, the
     broker connection is up); yields (port, process); SIGTERM at the end."""
+    create_topic(stack, topic)
     port = free_port()
     p = subprocess.Popen(
         [str(BIN / "tadak-producer"), "serve", "--listen", f"127.0.0.1:{port}", "-b",

@@ -158,36 +158,6 @@ static const struct config_opt *find_long(const struct config_opt *t, const char
 }
 
 /*
- * Edit distance between a and b (the optimal string alignment variant: a
- * swap of two neighbours is one edit), for names of at most 63 bytes; a
- * longer one is "far" (64).
- */
-static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb)
-{
-    size_t d[64][64];
-
-    if (na > 63 || nb > 63)
-        return 64;
-    for (size_t i = 0; i <= na; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= nb; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= na; i++)
-        for (size_t j = 1; j <= nb; j++) {
-            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best)
-                best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    return d[na][nb];
-}
-
-/*
  * The option a mistyped long name most likely meant: the one the name is the
  * start of (at least 3 bytes, one such option), else the closest within one
  * edit per three bytes typed (at most two; ties: none). NULL when none is.
@@ -206,7 +176,7 @@ static const struct config_opt *suggest_long(const struct config_opt *t, const c
             prefixed = t;
             nprefixed++;
         }
-        d = edit_distance(name, len, t->name, strlen(t->name));
+        d = util_edit_distance(name, len, t->name, strlen(t->name));
         if (d < best_d) {
             best = t, best_d = d, tie = 0;
         } else if (d == best_d) {

@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h> /* environ */
 
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -54,4 +55,12 @@ int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config_kv *extra, char 
         if (kafka_conf_set(conf, extra->keys[i], extra->vals[i], errstr, errsize) != 0)
             return -1;
     return 0;
+}
+
+const char *kafka_reach_hint(const char *brokers)
+{
+    if (strcmp(brokers, KAFKA_DEFAULT_BROKERS) == 0)
+        return "--brokers or KAFKA_BOOTSTRAP_SERVERS; that is the built-in default: for the "
+               "local stack run eval \"$(scripts/stack env)\" first";
+    return "--brokers or KAFKA_BOOTSTRAP_SERVERS";
 }

@@ -12,6 +12,7 @@
  *   conf = kafka_conf_new(bootstrap, errstr, sizeof errstr);
  *   kafka_conf_set(conf, "acks", "all", errstr, sizeof errstr);
  *   kafka_conf_apply(conf, &cfg.extra_or_null, errstr, sizeof errstr);   env, then -X
+ *   fprintf(stderr, "cannot reach Kafka at %s (%s)", b, kafka_reach_hint(b));
  */
 #ifndef TADAK_KAFKA_H
 #define TADAK_KAFKA_H
@@ -21,10 +22,18 @@
 
 #include "config.h"
 
+/* Kafka's standard port, not the local stack's (scripts/stack env prints that). */
+#define KAFKA_DEFAULT_BROKERS "127.0.0.1:9092"
+
 rd_kafka_conf_t *kafka_conf_new(const char *bootstrap, char *errstr, size_t errsize);
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *errstr,
                    size_t errsize);
 int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config_kv *extra, char *errstr,
                      size_t errsize);
+/*
+ * The tail of a "cannot reach Kafka" line: where the address came from and,
+ * for the built-in default, the local stack's environment.
+ */
+const char *kafka_reach_hint(const char *brokers);
 
 #endif

@@ -42,6 +42,12 @@ uint64_t util_fnv1a64(const void *data, size_t len);
  * short by avail; avail 0 too), *cp then untouched.
  */
 size_t util_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp);
+/*
+ * Edit distance (optimal string alignment: a swap of two neighbours is one
+ * edit) for names of at most 63 bytes; a longer one is "far" (64). For
+ * "did you mean": options, topics.
+ */
+size_t util_edit_distance(const char *a, size_t na, const char *b, size_t nb);
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -10,6 +10,7 @@
 #include "dlq.h"
 #include "kafka.h"
 #include "log.h"
+#include "topics.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -148,46 +149,6 @@ static rd_kafka_resp_err_t topic_state(struct dlq *d, int timeout_ms)
     return err;
 }
 
-/* CreateTopics with the broker's default partitions and replication. */
-static rd_kafka_resp_err_t create_topic(struct dlq *d, int timeout_ms, char *why, size_t whysize)
-{
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(d->topic, -1, -1, why, whysize);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(d->rk);
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(d->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__INVALID_ARG;
-    rd_kafka_event_t *ev = NULL;
-
-    if (!nt)
-        goto out;
-    rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, NULL, 0);
-    rd_kafka_CreateTopics(d->rk, &nt, 1, opt, q);
-    ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
-    if (!ev) {
-        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-        snprintf(why, whysize, "no answer to CreateTopics");
-    } else if ((err = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(why, whysize, "%s", rd_kafka_event_error_string(ev));
-    } else {
-        size_t n = 0;
-        const rd_kafka_topic_result_t **res =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-        err = n == 1 ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__FAIL;
-        if (err)
-            snprintf(why, whysize, "%s",
-                     n == 1 && rd_kafka_topic_result_error_string(res[0])
-                         ? rd_kafka_topic_result_error_string(res[0])
-                         : rd_kafka_err2str(err));
-    }
-out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    if (nt)
-        rd_kafka_NewTopic_destroy(nt);
-    rd_kafka_AdminOptions_destroy(opt);
-    rd_kafka_queue_destroy(q);
-    return err;
-}
-
 int dlq_check(struct dlq *d, int timeout_ms, char *errstr, size_t errsize)
 {
     char why[512] = "";
@@ -203,7 +164,7 @@ int dlq_check(struct dlq *d, int timeout_ms, char *errstr, size_t errsize)
     if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
         err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
         /* Not there (auto-creation off, or still being created): ask for it. */
-        err = create_topic(d, timeout_ms, why, sizeof(why));
+        err = topics_create(d->rk, d->topic, -1, timeout_ms, why, sizeof(why));
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
             return 0;
         if (err == RD_KAFKA_RESP_ERR__TIMED_OUT || err == RD_KAFKA_RESP_ERR__TRANSPORT) {

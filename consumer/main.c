@@ -2,7 +2,8 @@
  * main.c - tadak-consumer: reads votes from Kafka, dedupes them through Redis
  * and records each exactly once in PostgreSQL (see pipeline.c for the loop).
  * `tadak-consumer migrate` only applies the schema (`new-identity`: and
- * gives the database a new id). Start-up waits for
+ * gives the database a new id); `topics` creates the vote and dead-letter
+ * topics (provision.c). Start-up waits for
  * PostgreSQL (startup.c). Exit status: 0 done, 1 runtime failure, 2 bad
  * usage, 3 never got partitions or PostgreSQL (not within --join-timeout-s,
  * with --idle-exit); 130 on a second signal.
@@ -12,6 +13,7 @@
 #include "metrics.h"
 #include "options.h"
 #include "pipeline.h"
+#include "provision.h"
 #include "shutdown.h"
 #include "startup.h"
 #include "store.h"
@@ -40,6 +42,10 @@ int main(int argc, char **argv)
      */
     if (shutdown_install() != 0) {
         log_error("cannot install signal handlers");
+        goto out;
+    }
+    if (o.topics_only) {
+        status = provision_topics(&o);
         goto out;
     }
     store = store_new(o.database_url, o.statement_timeout_ms);

@@ -2,6 +2,7 @@
  * options.c - the consumer's config table. See options.h.
  */
 #include "options.h"
+#include "kafka.h"
 #include "kafkaenv.h"
 #include "log.h"
 #include "util.h"
@@ -15,7 +16,7 @@
 #define O(f) offsetof(struct consumer_opts, f)
 
 static const struct config_opt table[] = {
-    {"brokers", 0, "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, "127.0.0.1:9092", 0, 0, O(brokers),
+    {"brokers", 0, "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, KAFKA_DEFAULT_BROKERS, 0, 0, O(brokers),
      "Kafka bootstrap servers"},
     {"redis-url", 0, "REDIS_URL", CONFIG_URL, "redis://127.0.0.1:6379/0", 0, 0, O(redis_url),
      "Redis for the dedupe gate"},
@@ -27,6 +28,8 @@ static const struct config_opt table[] = {
     {"group", 0, "TADAK_GROUP", CONFIG_STR, "tadak", 0, 0, O(group), "Kafka consumer group"},
     {"dlq-topic", 0, "TADAK_DLQ_TOPIC", CONFIG_STR, NULL, 0, 0, O(dlq_topic),
      "Dead-letter topic for invalid messages (default <topic>.dlq)"},
+    {"partitions", 0, "TADAK_PARTITIONS", CONFIG_INT, "6", 1, 10000, O(partitions),
+     "tadak-consumer topics: partitions of a topic it creates (an existing one keeps its own)"},
     {"batch-size", 0, "TADAK_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, O(batch_size),
      "Most messages per batch"},
     {"inserts-in-flight", 0, "TADAK_INSERTS_IN_FLIGHT", CONFIG_INT, "2", 1, 2, O(inserts_in_flight),
@@ -76,6 +79,8 @@ static const struct config_opt table[] = {
 static const char synopsis[] =
     "usage: tadak-consumer [options]               consume votes into PostgreSQL\n"
     "       tadak-consumer migrate [options]       apply the schema and exit\n"
+    "       tadak-consumer topics [options]        create the vote and dead-letter topics\n"
+    "                                              (--topic, --dlq-topic, --partitions)\n"
     "       tadak-consumer new-identity [options]  migrate, then give this database a new id\n"
     "                                              (run it on a copy: a restored backup, a\n"
     "                                              promoted replica)";
@@ -145,6 +150,8 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
     rc = -1;
     if (npos == 1 && strcmp(pos[0], "migrate") == 0) {
         o->migrate_only = 1;
+    } else if (npos == 1 && strcmp(pos[0], "topics") == 0) {
+        o->topics_only = 1;
     } else if (npos == 1 && strcmp(pos[0], "new-identity") == 0) {
         o->migrate_only = o->new_identity = 1;
     } else if (npos > 0) {

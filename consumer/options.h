@@ -29,8 +29,10 @@ struct consumer_opts {
     struct config_kv extra; /* -X key=value for librdkafka */
     const char *metrics;    /* HOST:PORT or NULL */
     enum log_level log_level;
-    int migrate_only; /* the "migrate" subcommand (or "new-identity") */
-    int new_identity; /* "new-identity": migrate, then a new id for this database */
+    int migrate_only;   /* the "migrate" subcommand (or "new-identity") */
+    int new_identity;   /* "new-identity": migrate, then a new id for this database */
+    int topics_only;    /* the "topics" subcommand: create the vote and dead-letter topics */
+    int64_t partitions; /* of a topic "topics" creates */
     char dlq_default[512];
 };
 

@@ -72,6 +72,7 @@
 #include "offsets.h"
 #include "shutdown.h"
 #include "tokenset.h"
+#include "topics.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -1351,37 +1352,6 @@ static int topic_exists(struct pipeline *p, rd_kafka_resp_err_t *errp, char *why
     return rc;
 }
 
-/* No broker answered at all: the address (or the network) is wrong, not the topic. */
-static int kafka_unreachable(rd_kafka_resp_err_t err)
-{
-    return err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
-           err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__RESOLVE;
-}
-
-/* The cluster's topics (not the internal "__" ones), for a line about a missing one. */
-static void existing_topics(struct pipeline *p, char *out, size_t outsize)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    size_t len = 0;
-    int k;
-
-    snprintf(out, outsize, "?");
-    if (rd_kafka_metadata(p->rk, 1, NULL, &md, TOPIC_CHECK_MS * 4) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    out[0] = '\0';
-    for (int i = 0; i < md->topic_cnt; i++) {
-        if (strncmp(md->topics[i].topic, "__", 2) == 0)
-            continue;
-        k = snprintf(out + len, outsize - len, "%s%s", len ? "," : "", md->topics[i].topic);
-        if (k < 0 || (size_t)k >= outsize - len) {
-            snprintf(out + (len < outsize - 5 ? len : outsize - 5), 5, ",...");
-            break;
-        }
-        len += (size_t)k;
-    }
-    rd_kafka_metadata_destroy(md);
-}
-
 /* With --idle-exit, a consumer that cannot start consuming gives up after --join-timeout-s. */
 static int join_expired(const struct pipeline *p, int64_t since, int64_t now)
 {
@@ -1429,12 +1399,12 @@ static int pipeline_start(struct pipeline *p)
             return PIPELINE_NOT_JOINED;
         }
         if (!logged_at || now - logged_at >= TOPIC_LOG_EVERY_MS) {
-            if (kafka_unreachable(err)) {
+            if (topics_unreachable(err)) {
                 log_warn("cannot reach Kafka, waiting",
                          "brokers=%s set_by=\"--brokers or KAFKA_BOOTSTRAP_SERVERS\" error=%s",
                          p->o->brokers, why);
             } else {
-                existing_topics(p, others, sizeof(others));
+                topics_list(p->rk, TOPIC_CHECK_MS * 4, p->o->topic, others, sizeof(others));
                 log_info("waiting for the topic to exist", "topic=%s error=%s existing=\"%s\"",
                          p->o->topic, why, others);
             }

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "event.h"
 #include "loadgen.h"
+#include "kafka.h"
 #include "log.h"
 #include "options.h"
 #include "publisher.h"
@@ -60,17 +61,18 @@ static int cli_setup(enum producer_cmd cmd, struct producer_opts *o, int argc, c
 #define CLI_REACH_MS 5000 /* how long a command waits for Kafka's first answer */
 
 /*
- * A publisher, once Kafka answered within CLI_REACH_MS: without that, one line
- * naming the address, where it came from and (for the built-in default) the
- * local stack's environment, and *rc = 1, instead of every send failing after
- * the message timeout (30 s) with only librdkafka's connection lines.
+ * A publisher, once Kafka answered within CLI_REACH_MS and has the topic:
+ * without that, one line naming the address, where it came from and (for the
+ * built-in default) the local stack's environment, or the missing topic and
+ * the ones that exist, and *rc = 1, instead of every send failing after the
+ * message timeout (30 s) with only librdkafka's connection lines.
  */
 static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk, const char *cmd,
                                        int *rc)
 {
     struct publisher_opts o = {cfg->brokers, cfg->topic,   &cfg->extra, cfg->delivery_timeout_ms,
                                cfg->ack_log, /*poller*/ 0, bulk};
-    char err[512];
+    char err[512], existing[512];
     struct publisher *p = publisher_new(&o, NULL, err, sizeof(err));
     int reach_ms;
 
@@ -82,14 +84,17 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
     reach_ms =
         cfg->delivery_timeout_ms < CLI_REACH_MS ? (int)cfg->delivery_timeout_ms : CLI_REACH_MS;
     if (!publisher_reach(p, reach_ms)) {
+        fprintf(stderr, "tadak-producer %s: cannot reach Kafka at %s within %.1f s (%s)\n", cmd,
+                cfg->brokers, reach_ms / 1000.0, kafka_reach_hint(cfg->brokers));
+        publisher_free(p);
+        *rc = 1;
+        return NULL;
+    }
+    if (publisher_topic(p, reach_ms, existing, sizeof(existing)) == 0) {
         fprintf(stderr,
-                "tadak-producer %s: cannot reach Kafka at %s within %.1f s "
-                "(--brokers, or KAFKA_BOOTSTRAP_SERVERS%s)\n",
-                cmd, cfg->brokers, reach_ms / 1000.0,
-                strcmp(cfg->brokers, PRODUCER_DEFAULT_BROKERS) == 0
-                    ? "; that is the built-in default: for the local stack run "
-                      "eval \"$(scripts/stack env)\" first"
-                    : "");
+                "tadak-producer %s: topic %s does not exist at %s (existing: %s); create it with "
+                "tadak-consumer topics --topic %s, or use --topic\n",
+                cmd, cfg->topic, cfg->brokers, existing[0] ? existing : "none", cfg->topic);
         publisher_free(p);
         *rc = 1;
         return NULL;

@@ -21,12 +21,13 @@
 
 #include "api.h"
 #include "config.h"
+#include "kafka.h"
 #include "log.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define PRODUCER_DEFAULT_BROKERS "127.0.0.1:9092" /* Kafka's standard port, not the stack's */
+#define PRODUCER_DEFAULT_BROKERS KAFKA_DEFAULT_BROKERS
 #define PRODUCER_OPTS_MAX        48 /* rows in one command's table, CONFIG_END included */
 
 enum producer_cmd { PRODUCER_SERVE, PRODUCER_SEND, PRODUCER_REPLAY, PRODUCER_LOAD };

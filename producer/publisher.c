@@ -20,6 +20,7 @@
 #include "publisher.h"
 #include "kafka.h"
 #include "log.h"
+#include "topics.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -196,6 +197,8 @@ static int configure(rd_kafka_conf_t *conf, const struct publisher_opts *o, char
         {"compression.type", o->bulk ? "lz4" : "none"},
         {"batch.size", o->bulk ? "1000000" : "65536"},
         {"queue.buffering.max.messages", o->bulk ? "500000" : "100000"},
+        /* Topics are created on purpose (topics.h): a typo in --topic must not make one. */
+        {"allow.auto.create.topics", "false"},
     };
 
     snprintf(timeout, sizeof(timeout), "%" PRId64,
@@ -507,6 +510,18 @@ int publisher_reach(struct publisher *p, int timeout_ms)
     }
     producer_put(k);
     return ok;
+}
+
+int publisher_topic(struct publisher *p, int timeout_ms, char *existing, size_t existing_size)
+{
+    struct producer *k = producer_get(p);
+    rd_kafka_resp_err_t err;
+    int n = topics_partitions(k->rk, p->topic, timeout_ms, &err);
+
+    if (n == 0)
+        topics_list(k->rk, timeout_ms, p->topic, existing, existing_size);
+    producer_put(k);
+    return n;
 }
 
 int publisher_test_fatal(struct publisher *p)

@@ -52,6 +52,7 @@
  *   publisher_flush(p, timeout_ms);   remaining messages after the wait
  *   publisher_probe(p, timeout_ms);   1 if a broker answered a metadata request
  *                                     (0 while fatal, see above)
+ *   publisher_topic(p, timeout_ms, existing, sizeof existing);   partitions, 0: missing
  *   publisher_free(p);                stops the poller, flushes, purges the rest
  */
 #ifndef TADAK_PUBLISHER_H
@@ -104,6 +105,8 @@ void publisher_poll(struct publisher *p, int timeout_ms);
 int publisher_flush(struct publisher *p, int timeout_ms);
 int publisher_probe(struct publisher *p, int timeout_ms);
 int publisher_reach(struct publisher *p, int timeout_ms); /* probe, without connect lines */
+/* The topic's partitions; 0 when it does not exist (existing: the ones that do); -1 unknown. */
+int publisher_topic(struct publisher *p, int timeout_ms, char *existing, size_t existing_size);
 void publisher_free(struct publisher *p);
 
 /*

@@ -7,6 +7,9 @@
  * every request in flight get its answer (the HTTP timer 503s whatever the
  * broker does not acknowledge in time), stop HTTP, then flush Kafka, and
  * only then free the HTTP state that late delivery reports still touch.
+ *
+ * Start-up refuses a topic Kafka says does not exist (exit 1, naming the
+ * topics that do); a Kafka that does not answer yet only delays it 2 s.
  */
 #include "serve.h"
 #include "edge.h"
@@ -22,6 +25,9 @@
 
 #include <stdio.h>
 #include <time.h>
+
+/* How long start-up asks whether the topic exists; no answer: start anyway. */
+#define SERVE_TOPIC_CHECK_MS 2000
 
 static void nap_ms(long ms)
 {
@@ -56,6 +62,18 @@ int serve_main(int argc, char **argv)
                                 o.ack_log, /*poller*/ 1, /*bulk*/ 0};
     if (!(pub = publisher_new(&po, metrics, err, sizeof(err))))
         goto fail;
+    /*
+     * A missing topic is a typo or a deployment step not taken: say so now,
+     * not as a 503 per vote. Kafka not answering yet is /readyz's business.
+     */
+    char existing[256];
+    if (publisher_topic(pub, SERVE_TOPIC_CHECK_MS, existing, sizeof(existing)) == 0) {
+        snprintf(err, sizeof(err),
+                 "topic %s does not exist at %s (existing: %s); create it with tadak-consumer "
+                 "topics --topic %s, or use --topic",
+                 o.topic, o.brokers, existing[0] ? existing : "none", o.topic);
+        goto fail;
+    }
     struct reads_opts ro = {o.database_url, o.redis_url, o.key_prefix, o.tallies_top,
                             o.stats_group};
     if (!(reads = reads_new(&ro, metrics, err, sizeof(err))))

@@ -17,7 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis as redis_lib
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared" / "corpus" / "json-test-suite" / "test_parsing"
@@ -70,10 +71,48 @@ def unique(prefix):
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "own_topic: the test creates its topic itself (partitions, config)")
+
+
+def create_topic(env, name, config=None, partitions=6):
+    """The stack's broker creates no topic on first use (as a deployment's should not)."""
+    admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
+    admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result(30)
+
+
+_created = set()
+
+
+def ensure_topic(env, name):
+    """create_topic unless it exists: for helpers handed any topic name."""
+    if name in _created:
+        return
+    admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
+    if name not in admin.list_topics(timeout=30).topics:
+        try:
+            admin.create_topics([NewTopic(name, 6, 1)])[name].result(30)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    _created.add(name)
+
+
+def new_topic(env, stem):
+    """A fresh topic name, created (6 partitions)."""
+    name = unique(stem)
+    create_topic(env, name)
+    return name
+
+
 @pytest.fixture
-def topic(request):
-    name = request.node.name.replace("[", "_").replace("]", "")[:40]
-    return unique(f"t_{name}")
+def topic(request, env):
+    """A topic of the test's own, created with 6 partitions (not with own_topic)."""
+    name = unique("t_" + request.node.name.replace("[", "_").replace("]", "")[:40])
+    if not request.node.get_closest_marker("own_topic"):
+        create_topic(env, name)
+    return name
 
 
 class Database:
@@ -128,6 +167,7 @@ def prefix(redis_client):
 
 def produce(env, topic, values, keys=None, headers=None):
     """Produce raw values (bytes/str) and wait until every one is acknowledged."""
+    ensure_topic(env, topic)
     p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
                   "enable.idempotence": True, "acks": "all",
                   "linger.ms": 5, "message.max.bytes": 4 * 1024 * 1024})

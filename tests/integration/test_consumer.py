@@ -20,9 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import CORPUS, consume_all, produce, run, unique, wait_for
+from conftest import CORPUS, consume_all, create_topic, produce, run, unique, wait_for
 
 IDLE = "3"
 TIMEOUT = 120
@@ -271,12 +270,7 @@ def test_other_owner_finishing_makes_a_duplicate(bins, env, topic, db, prefix, r
 
 # ---------------------------------------------------------------- 8. poison
 
-def create_topic(env, name, config=None, partitions=6):
-    admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
-    fut = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])
-    fut[name].result(30)
-
-
+@pytest.mark.own_topic
 def test_poison_is_dead_lettered(bins, env, topic, db, prefix):
     files = sorted(CORPUS.glob("*.json"))
     assert len(files) == 318

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 import redis as redis_lib
 from confluent_kafka.admin import AdminClient
 
@@ -165,6 +166,7 @@ def group_members(admin, group):
     return admin.describe_consumer_groups([group])[group].result(timeout=10).members
 
 
+@pytest.mark.own_topic
 def test_idle_exit_waits_out_an_outage_across_a_lost_assignment(bins, env, topic, db, prefix,
                                                                 tmp_path):
     """--idle-exit 3 with PostgreSQL down and messages held, then the group

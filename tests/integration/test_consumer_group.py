@@ -13,10 +13,12 @@ import urllib.request
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+import pytest
 
-from conftest import free_port, produce, run, unique, wait_for
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from conftest import create_topic, free_port, produce, run, unique, wait_for
 from test_consumer import (TIMEOUT, Proxy, consumer_args, summary_of, token,
                            tokens_in, vote)
 
@@ -50,11 +52,6 @@ class Logged:
         assert self.proc.returncode == expect, \
             f"consumer exited {self.proc.returncode}:\n{self.text()[-3000:]}"
         return summary_of(out), self.text()
-
-
-def create_topic(env, name, partitions=6, config=None):
-    admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
-    admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result(30)
 
 
 def produce_to(env, topic, partition, values):
@@ -105,6 +102,7 @@ def test_start_at_latest_skips_what_came_before(bins, env, topic, db, prefix):
 
 # ---------------------------------------------------------------- a topic that is not there yet
 
+@pytest.mark.own_topic
 def test_consumer_waits_for_its_topic(bins, env, topic, db, prefix, tmp_path):
     c = Logged(without_start_flag(consumer_args(bins, env, topic, db, prefix, idle=None)),
                tmp_path / "c.log")
@@ -202,7 +200,6 @@ def test_postgresql_outage_across_rebalances(bins, env, topic, db, prefix, tmp_p
     rows A held); PostgreSQL back: A must notice although the rows it held
     may all be gone; B leaves: the partitions A gets back, paused by A before
     they were revoked, must be fetched again. Every vote is recorded."""
-    create_topic(env, topic)
     u = urlsplit(db.url)
     proxy = Proxy(u.hostname, u.port)
     proxied = SimpleNamespace(url=u._replace(netloc=f"{u.username}@127.0.0.1:{proxy.port}")
@@ -272,7 +269,6 @@ def test_failing_dlq_holds_one_partition_and_counts(bins, env, topic, db, prefix
     other partitions flow, the failures are counted and logged once (not per
     retry); when the DLQ takes it, the partition completes."""
     dlq = f"{topic}.dlq"
-    create_topic(env, topic)
     create_topic(env, dlq, partitions=1, config={"max.message.bytes": "600"})
     produce_to(env, topic, 0, [b"x" * 3000])  # poison at partition 0, offset 0
     produce_to(env, topic, 0, [vote(n, 1) for n in range(1, 201)])

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from conftest import produce, run, wait_for
-from test_consumer import (Proxy, consumer_args, create_topic, summary_of, token, tokens_in,
+from test_consumer import (Proxy, consumer_args, summary_of, token, tokens_in,
                            vote)
 
 # A table of the users' own: extra columns with defaults, our six columns,
@@ -116,7 +116,6 @@ def test_start_wait_is_bounded_by_join_timeout(bins, env, topic, db, prefix, tmp
     u = urlsplit(db.url)
     proxy = Proxy(u.hostname, u.port)
     proxy.stop()
-    create_topic(env, topic)
     p = run(consumer_args(bins, env, topic, proxied(db, proxy), prefix,
                           extra=["--join-timeout-s", "3"]), timeout=60)
     assert p.returncode == 3, p.stderr[-3000:]
@@ -128,7 +127,6 @@ def test_sigterm_while_waiting_for_postgresql_exits_0(bins, env, topic, db, pref
     u = urlsplit(db.url)
     proxy = Proxy(u.hostname, u.port)
     proxy.stop()
-    create_topic(env, topic)
     proc = started(bins, env, topic, proxied(db, proxy), prefix, tmp_path)
     wait_for(lambda: "waiting for PostgreSQL" in proc.log.read_text() or proc.poll() is not None,
              60, "the consumer to wait for PostgreSQL")
@@ -160,7 +158,6 @@ def test_table_without_unique_on_token_is_refused(bins, env, topic, db, prefix):
     """Refused at start, before consuming: the old consumer started and would
     exit only at the first vote's INSERT (42P10)."""
     own_table(db, "")
-    create_topic(env, topic)
     p = run(consumer_args(bins, env, topic, db, prefix), timeout=60)
     assert p.returncode == 1, p.stderr[-3000:]
     assert "table votes does not fit" in p.stderr and "no UNIQUE constraint on (token)" in p.stderr
@@ -189,7 +186,6 @@ def test_existing_table_is_verified_not_altered(bins, env, topic, db, prefix):
 def test_missing_columns_and_database_are_refused(bins, env, topic, db, prefix):
     with psycopg.connect(db.url, autocommit=True) as conn:
         conn.execute("create table votes (token text primary key, user_id bigint)")
-    create_topic(env, topic)
     p = run(consumer_args(bins, env, topic, db, prefix), timeout=60)
     assert p.returncode == 1, p.stderr[-3000:]
     assert "lacks column(s) candidate_id,event_id,kafka_offset,kafka_partition" in p.stderr

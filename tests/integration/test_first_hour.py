@@ -7,7 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO, free_port, produce, run, wait_for
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from conftest import REPO, free_port, produce, run, unique, wait_for
 from test_consumer import consumer_args, vote
 from test_consumer_group import scrape
 
@@ -175,3 +178,82 @@ def test_consumer_says_what_it_waits_for_and_what_sets_it(bins, env, topic, db, 
         assert rc == 0, log.read_text()[-2000:]
         for w in wants:
             assert w in line, (w, line)
+
+
+# ---------------------------------------------------------------- topics on purpose
+
+def topics_of(env):
+    admin = AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
+    return admin.list_topics(timeout=30).topics
+
+
+def test_stack_broker_creates_no_topic_on_first_use(env):
+    """A producer's first message to a name the broker does not know used to
+    create a 6-partition topic of that name; the stack's own topics exist."""
+    name = unique("t_typo")
+    errors = []
+    p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+                  "allow.auto.create.topics": True, "message.timeout.ms": 3000})
+    p.produce(name, b"{}", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    assert len(errors) == 1 and errors[0] is not None, errors
+    have = topics_of(env)
+    assert name not in have
+    assert "votes" in have and "votes.dlq" in have
+
+
+def test_send_to_a_missing_topic_fails_fast_naming_the_nearest(bins, env, topic):
+    """`send --topic votse` answered {"sent":1,"acked":1} and created votse:
+    now one line within 5 s names it and, first, the topic most like it."""
+    typo = topic[:-2] + topic[-1] + topic[-2]  # two letters swapped
+    for cmd in (["send", "--user", "1", "--candidate", "1"], ["load", "--users", "3"]):
+        t0 = time.monotonic()
+        p = run([bins.producer, *cmd, "--topic", typo, "-b", env["KAFKA_BOOTSTRAP_SERVERS"]],
+                timeout=60)
+        took = time.monotonic() - t0
+        assert p.returncode == 1, (cmd, p.returncode, p.stdout, p.stderr[-2000:])
+        assert took < 5 + 2, f"{cmd[0]} took {took:.1f} s"
+        ours = [ln for ln in p.stderr.splitlines() if ln.startswith(f"tadak-producer {cmd[0]}:")]
+        assert len(ours) == 1, p.stderr[-2000:]
+        assert f"topic {typo} does not exist" in ours[0], ours[0]
+        assert f"(existing: {topic}," in ours[0], ours[0]  # the nearest first
+        assert f"tadak-consumer topics --topic {typo}" in ours[0], ours[0]
+    assert typo not in topics_of(env)
+
+
+def test_serve_refuses_a_missing_topic(bins, env, topic, tmp_path):
+    typo = topic + "x"
+    t0 = time.monotonic()
+    p = run([bins.producer, "serve", "--listen", f"127.0.0.1:{free_port()}", "--topic", typo,
+             "-b", env["KAFKA_BOOTSTRAP_SERVERS"]], timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert time.monotonic() - t0 < 10
+    assert f"topic {typo} does not exist" in p.stderr and topic in p.stderr, p.stderr[-2000:]
+    assert typo not in topics_of(env)
+
+
+def test_topics_command_creates_both_topics_once(bins, env):
+    name = unique("t_made")
+    args = [bins.consumer, "topics", "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", name,
+            "--partitions", "3"]
+    p = run(args, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines() == [f"created {name} partitions=3",
+                                     f"created {name}.dlq partitions=3"], p.stdout
+    have = topics_of(env)
+    assert len(have[name].partitions) == 3 and len(have[name + ".dlq"].partitions) == 3
+    p = run([*args[:-1], "12"], timeout=60)  # again: nothing changes
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines() == [f"exists  {name} partitions=3",
+                                     f"exists  {name}.dlq partitions=3"], p.stdout
+    assert len(topics_of(env)[name].partitions) == 3
+
+
+def test_topics_command_without_kafka_says_what_to_set(bins):
+    t0 = time.monotonic()
+    p = run([bins.consumer, "topics", "--brokers", "127.0.0.1:1"], timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert time.monotonic() - t0 < 5 + 2
+    assert p.stderr.strip().splitlines() == [
+        "tadak-consumer topics: cannot reach Kafka at 127.0.0.1:1 within 5.0 s "
+        "(--brokers or KAFKA_BOOTSTRAP_SERVERS)"], p.stderr

@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 
-from conftest import consume_all, free_port, produce, request, run, unique, wait_serving
+from conftest import consume_all, free_port, new_topic, produce, request, run, unique, wait_serving
 from hostile import FORGED, STRICT
 from logfmt import parse_log
 
@@ -44,7 +44,7 @@ def test_producer_log_under_hostile_requests(bins, env, tmp_path):
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
             [bins.producer, "serve", "--listen", f"127.0.0.1:{port}", "--topic",
-             unique("t_logs"), "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--log-level",
+             new_topic(env, "t_logs"), "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], "--log-level",
              "debug", "--database-url", dead_pg],
             stdout=logf, stderr=subprocess.STDOUT)
         try:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, request, wait_serving, CORPUS, consume_all, run, unique, wait_for
+from conftest import (consume_all, CORPUS, ensure_topic, free_port, new_topic, request, run, unique,
+                     wait_for, wait_serving)
 from hostile import STRICT
 from logfmt import parse_log
 
@@ -38,6 +39,7 @@ class Server:
     """A running `tadak-producer serve`; records the event ids it accepted."""
 
     def __init__(self, bins, env, tmp, topic, extra_args=(), brokers=None):
+        ensure_topic(env, topic)  # serve refuses a topic that does not exist
         self.port = free_port()
         self.topic = topic
         self.ack_log = tmp / f"{topic}.acks"
@@ -443,7 +445,7 @@ def keys_by_partition(env, topic, n):
 
 
 def test_load_is_deterministic(bins, env):
-    topics = [unique("t_producer_load"), unique("t_producer_load")]
+    topics = [new_topic(env, "t_producer_load"), new_topic(env, "t_producer_load")]
     for t in topics:
         r = cli(bins, env, "load", "--topic", t, "--users", "200", "--dup-factor", "3",
                 "--seed", "7")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import consume_all, free_port, request, unique, wait_for, wait_serving
+from conftest import consume_all, free_port, new_topic, request, wait_for, wait_serving
 from logfmt import parse_log
 
 SHIM = Path(__file__).with_name("fatal_shim.c")
@@ -74,7 +74,7 @@ def test_serve_recovers_from_a_fatal_producer_error(bins, env, tmp_path, shim):
     cause, /readyz 503 for a while and then 200 again, votes accepted again
     (by a new producer, counted on /metrics), a clean SIGTERM exit, and every
     202 in the topic."""
-    topic, port = unique("t_fatal"), free_port()
+    topic, port = new_topic(env, "t_fatal"), free_port()
     log = tmp_path / "serve.log"
     asan = ":".join(o for o in (os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if o)
     proc_env = dict(os.environ, LD_PRELOAD=str(shim), ASAN_OPTIONS=asan)

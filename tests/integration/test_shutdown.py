@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 
-from conftest import consume_all, free_port, unique, wait_for, wait_serving
+from conftest import consume_all, free_port, new_topic, wait_for, wait_serving
 
 ROUNDS = 20
 CLIENTS = 16
@@ -60,7 +60,7 @@ class Client(threading.Thread):
 
 
 def test_sigterm_under_keepalive_load_exits_clean_every_time(bins, env, tmp_path):
-    topic = unique("t_shutdown")
+    topic = new_topic(env, "t_shutdown")
     accepted = []  # list.append is atomic under the GIL
     statuses = {}
     for rnd in range(ROUNDS):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import free_port, request, unique, wait_for, wait_serving
+from conftest import free_port, new_topic, request, wait_for, wait_serving
 
 DEADLINE_S = 3
 TRICKLERS = 300  # from one address, as the issue asks
@@ -29,7 +29,7 @@ class Serve:
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen(
             [bins.producer, "serve", "--listen", f"127.0.0.1:{self.port}",
-             "--topic", unique("t_slow"), "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], *extra],
+             "--topic", new_topic(env, "t_slow"), "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"], *extra],
             stdout=self._logf, stderr=subprocess.STDOUT)
         wait_serving(self.proc, self.port, self.log)
 

@@ -20,7 +20,8 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import free_port, request, wait_serving, REPO, consume_all, unique, wait_for
+from conftest import (ensure_topic, free_port, request, wait_serving, REPO, consume_all, unique,
+                     wait_for)
 
 SCHEMA = (REPO / "sql" / "schema.sql").read_text()
 
@@ -45,6 +46,7 @@ class Serve:
 
     def __init__(self, bins, env, tmp, topic, database_url=None, redis_url=None, prefix="",
                  brokers=None, extra=()):
+        ensure_topic(env, topic)  # serve refuses a topic that does not exist
         self.port = free_port()
         self.topic = topic
         self.log = tmp / f"serve-{self.port}.log"
