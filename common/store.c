@@ -909,36 +909,73 @@ int store_vote(struct store *s, const char *token, struct store_vote *v, char *e
     return 0;
 }
 
-int store_tallies(struct store *s, size_t limit, struct store_tally *out, size_t *n, int64_t *total,
-                  int64_t *candidates, char *errstr, size_t errsize)
+void store_ballot_params(const struct store_range *ballot, size_t n, struct strbuf *lo,
+                         struct strbuf *hi)
 {
-    /* One scan: the per-candidate counts, ranked, with the sums over all of them. */
+    strbuf_putc(lo, '{');
+    strbuf_putc(hi, '{');
+    for (size_t i = 0; i < n; i++) {
+        strbuf_printf(lo, "%s%" PRId64, i ? "," : "", ballot[i].lo);
+        strbuf_printf(hi, "%s%" PRId64, i ? "," : "", ballot[i].hi);
+    }
+    strbuf_putc(lo, '}');
+    strbuf_putc(hi, '}');
+}
+
+int store_tallies(struct store *s, const struct store_range *ballot, size_t nballot, size_t limit,
+                  struct store_tally *out, size_t *n, struct store_tallies_sum *sum, char *errstr,
+                  size_t errsize)
+{
+    /*
+     * One scan: the per-candidate counts, each marked on the ballot or not
+     * (no ballot, $2 NULL: all are), then the sums over both kinds and the
+     * ranked top of the ballot's. The LEFT JOIN keeps the sums' row when no
+     * ballot candidate has a vote. The ballot is two arrays of range bounds.
+     */
     static const char sql[] =
-        "SELECT candidate_id, n, sum(n) OVER (), count(*) OVER () FROM "
-        "(SELECT candidate_id, count(*) AS n FROM votes GROUP BY candidate_id) t "
-        "ORDER BY n DESC, candidate_id LIMIT $1";
+        "WITH c AS (SELECT candidate_id, count(*) AS n, $2::bigint[] IS NULL OR EXISTS "
+        "(SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) b(lo, hi) "
+        "WHERE candidate_id BETWEEN b.lo AND b.hi) AS listed FROM votes GROUP BY candidate_id), "
+        "s AS (SELECT coalesce(sum(n) FILTER (WHERE listed), 0) AS total, "
+        "count(*) FILTER (WHERE listed) AS candidates, "
+        "coalesce(sum(n) FILTER (WHERE NOT listed), 0) AS outside FROM c) "
+        "SELECT t.candidate_id, t.n, s.total, s.candidates, s.outside FROM s LEFT JOIN LATERAL "
+        "(SELECT candidate_id, n FROM c WHERE listed ORDER BY n DESC, candidate_id LIMIT $1) t "
+        "ON true ORDER BY t.n DESC, t.candidate_id";
+    struct strbuf lo = {0}, hi = {0};
     char lim[24];
-    const char *params[1] = {lim};
+    const char *params[3] = {lim, NULL, NULL};
     PGresult *r;
-    int rows;
+    int rows, rc = -1;
 
     *n = 0;
-    *total = *candidates = 0;
+    memset(sum, 0, sizeof(*sum));
     snprintf(lim, sizeof(lim), "%zu", limit);
-    if (!(r = read_query(s, sql, 1, params, errstr, errsize)))
-        return -1;
+    if (nballot > 0) {
+        store_ballot_params(ballot, nballot, &lo, &hi);
+        params[1] = lo.s;
+        params[2] = hi.s;
+    }
+    if (!(r = read_query(s, sql, 3, params, errstr, errsize)))
+        goto out;
     rows = rows_of(r);
-    for (int i = 0; i < rows && (size_t)i < limit; i++) {
-        if (util_parse_i64(PQgetvalue(r, i, 0), &out[i].candidate_id) != 0 ||
-            util_parse_i64(PQgetvalue(r, i, 1), &out[i].votes) != 0)
+    for (int i = 0; i < rows && *n < limit; i++) {
+        if (PQgetisnull(r, i, 0) || /* no ballot candidate has a vote */
+            util_parse_i64(PQgetvalue(r, i, 0), &out[*n].candidate_id) != 0 ||
+            util_parse_i64(PQgetvalue(r, i, 1), &out[*n].votes) != 0)
             continue;
         (*n)++;
     }
-    if (rows > 0 && (util_parse_i64(PQgetvalue(r, 0, 2), total) != 0 ||
-                     util_parse_i64(PQgetvalue(r, 0, 3), candidates) != 0))
-        *total = *candidates = 0;
+    if (rows > 0 && (util_parse_i64(PQgetvalue(r, 0, 2), &sum->total) != 0 ||
+                     util_parse_i64(PQgetvalue(r, 0, 3), &sum->candidates) != 0 ||
+                     util_parse_i64(PQgetvalue(r, 0, 4), &sum->outside) != 0))
+        memset(sum, 0, sizeof(*sum));
     PQclear(r);
-    return 0;
+    rc = 0;
+out:
+    free(lo.s);
+    free(hi.s);
+    return rc;
 }
 
 int store_connected(const struct store *s)

@@ -50,10 +50,13 @@
  * The producer's status routes read through the same module:
  *
  *   store_vote(s, token, &vote, err, sizeof err)      the row of one token, if any
- *   store_tallies(s, limit, out, &n, &total, &candidates, err, sizeof err)
+ *   store_tallies(s, ballot, nballot, limit, out, &n, &sum, err, sizeof err)
  *                                  the top `limit` candidates by votes (ties:
  *                                  lower id first), the total of votes and
- *                                  the number of candidates, in one statement
+ *                                  the number of candidates, in one statement;
+ *                                  with a ballot (ranges of ids, nballot > 0)
+ *                                  all three count only its candidates, and
+ *                                  sum.outside the votes for any other
  *   store_connected(s)             1 while a session is open
  *
  * Before any consumer created the table, both read as "no votes".
@@ -147,11 +150,23 @@ struct store_tally {
     int64_t votes;
 };
 
+/* One range of a ballot's candidate ids, both ends included (lo <= hi). */
+struct store_range {
+    int64_t lo, hi;
+};
+
+struct store_tallies_sum {
+    int64_t total;      /* votes for the (ballot's) candidates */
+    int64_t candidates; /* how many of them have a vote */
+    int64_t outside;    /* votes for candidates not on the ballot; 0 without one */
+};
+
 int store_vote(struct store *s, const char *token, struct store_vote *v, char *errstr,
                size_t errsize);
-/* out holds at least limit entries; *n of them are filled. */
-int store_tallies(struct store *s, size_t limit, struct store_tally *out, size_t *n, int64_t *total,
-                  int64_t *candidates, char *errstr, size_t errsize);
+/* out holds at least limit entries; *n of them are filled. nballot == 0: no ballot. */
+int store_tallies(struct store *s, const struct store_range *ballot, size_t nballot, size_t limit,
+                  struct store_tally *out, size_t *n, struct store_tallies_sum *sum, char *errstr,
+                  size_t errsize);
 int store_connected(const struct store *s);
 
 /*
@@ -160,6 +175,15 @@ int store_connected(const struct store *s);
  * token then marks its row inserted (0), or matches none (-1).
  */
 void store_sort_rows(const struct store_row *rows, size_t n, size_t *order);
+
+/*
+ * The ballot as the tallies query takes it, exposed for the tests: two
+ * PostgreSQL array literals, the ranges' lower ends into lo ("{1,7}") and
+ * their upper ends into hi ("{4,7}"), appended to the buffers.
+ */
+struct strbuf;
+void store_ballot_params(const struct store_range *ballot, size_t n, struct strbuf *lo,
+                         struct strbuf *hi);
 int store_mark_returned(struct store_row *rows, const size_t *order, size_t n, const char *token);
 
 /* The failure class of a SQLSTATE (five characters, or NULL: no server answer). */

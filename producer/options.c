@@ -64,9 +64,11 @@ static const struct config_opt serve_rows[] = {
      "Most connections one client address may hold (a --trusted-proxy address: no cap; behind "
      "a NAT or an untrusted proxy all clients share one)"},
     {"candidates", 0, "TADAK_CANDIDATES", CONFIG_STR, NULL, 0, 0, O(candidates),
-     "Candidate ids on the ballot, e.g. 1-4,7 (others: 400 unknown_candidate; unset: any)"},
+     "Candidate ids on the ballot, e.g. 1-4,7 (others: 400 unknown_candidate, and neither "
+     "the page nor GET /tallies shows them; unset: any)"},
     {"tallies-top", 0, "TADAK_TALLIES_TOP", CONFIG_INT, "100", 1, 100000, O(tallies_top),
-     "GET /tallies lists this many candidates, most votes first (with the total of all)"},
+     "GET /tallies lists this many candidates, most votes first (with the total of all; "
+     "with --candidates, of the ballot's)"},
     /* The frontend edge: every part off unless set. */
     {"cors-origin", 0, "TADAK_CORS_ORIGINS", CONFIG_LIST, NULL, 0, 0, O(cors_origins),
      "Web origin allowed to call the API from a browser, e.g. https://app.example; repeatable "
@@ -131,7 +133,7 @@ static const struct config_opt load_rows[] = {
     {"seed", 's', NULL, CONFIG_INT, "1", 0, INT64_MAX, O(seed),
      "Seed of the shuffle and of the candidate choice"},
     {"candidates", 'k', NULL, CONFIG_INT, "4", 1, 1000000, O(candidate_count),
-     "Number of candidates, 1..N (4: the vote page's and the demo's)"},
+     "Number of candidates, 1..N (4: the demo's clicks go to 1-4 too)"},
     CONFIG_END};
 
 static const struct command {

@@ -8,6 +8,7 @@
  * one at a time (held across the query, only by workers).
  */
 #include "reads.h"
+#include "api.h"
 #include "event.h"
 #include "log.h"
 #include "metrics.h"
@@ -34,6 +35,8 @@ struct worker {
 
 struct reads {
     size_t top;
+    struct store_range ballot[API_CANDIDATE_RANGES];
+    size_t nballot; /* 0: no ballot, every candidate counts */
     char *stats_group;
     char *database_url, *redis_url;
 
@@ -109,16 +112,22 @@ static void read_stats(struct worker *w, struct read_job *job)
         gate_read_stats(w->gate, w->rd->stats_group, job->stats, job->why, sizeof(job->why)) != 0;
 }
 
-static char *tallies_json(const struct store_tally *t, size_t n, int64_t total, int64_t candidates)
+/* outside_ballot only with a ballot: without one there is no outside. */
+static char *tallies_json(const struct store_tally *t, size_t n,
+                          const struct store_tallies_sum *sum, int ballot)
 {
     struct strbuf b;
 
-    strbuf_init(&b, 64 + 48 * n);
+    strbuf_init(&b, 96 + 48 * n);
     strbuf_printf(&b, "{\"tallies\":[");
     for (size_t i = 0; i < n; i++)
         strbuf_printf(&b, "%s{\"candidate_id\":%" PRId64 ",\"votes\":%" PRId64 "}", i ? "," : "",
                       t[i].candidate_id, t[i].votes);
-    strbuf_printf(&b, "],\"total\":%" PRId64 ",\"candidates\":%" PRId64 "}\n", total, candidates);
+    strbuf_printf(&b, "],\"total\":%" PRId64 ",\"candidates\":%" PRId64, sum->total,
+                  sum->candidates);
+    if (ballot)
+        strbuf_printf(&b, ",\"outside_ballot\":%" PRId64, sum->outside);
+    strbuf_printf(&b, "}\n");
     return b.s;
 }
 
@@ -140,7 +149,7 @@ static void read_tallies(struct worker *w, struct read_job *job)
 {
     struct reads *rd = w->rd;
     struct store_tally *t = NULL;
-    int64_t total, candidates;
+    struct store_tallies_sum sum;
     struct store *s;
     size_t n;
     int hit;
@@ -154,12 +163,12 @@ static void read_tallies(struct worker *w, struct read_job *job)
         t = xcalloc(rd->top, sizeof(*t)); /* only for a query: a hit copies the cache */
         if ((s = db(w, job)) != NULL)
             metric_add(rd->m_queries, 1);
-        if (!s || store_tallies(s, rd->top, t, &n, &total, &candidates, job->why,
+        if (!s || store_tallies(s, rd->ballot, rd->nballot, rd->top, t, &n, &sum, job->why,
                                 sizeof(job->why)) != 0) {
             db_failed(w);
             hit = -1;
         } else {
-            job->tallies = tallies_json(t, n, total, candidates);
+            job->tallies = tallies_json(t, n, &sum, rd->nballot > 0);
         }
         pthread_mutex_lock(&rd->cache_lock);
         free(rd->tallies);
@@ -225,6 +234,9 @@ struct reads *reads_new(const struct reads_opts *o, struct metrics *metrics, cha
 
     rd->top = o->tallies_top > 0 ? (size_t)o->tallies_top : READS_TOP_DEFAULT;
     rd->stats_group = xstrdup(o->stats_group ? o->stats_group : "tadak");
+    for (size_t i = 0; o->ballot && i < o->ballot->n; i++)
+        rd->ballot[rd->nballot++] =
+            (struct store_range){.lo = o->ballot->r[i].lo, .hi = o->ballot->r[i].hi};
     pthread_mutex_init(&rd->lock, NULL);
     pthread_cond_init(&rd->work, NULL);
     pthread_mutex_init(&rd->cache_lock, NULL);

@@ -16,7 +16,10 @@
  * time, so PostgreSQL sees at most one tallies query per TTL whatever the
  * request rate (a failed refresh is remembered for the TTL too). The answer
  * is bounded: the top N candidates by votes (opts.tallies_top), with the
- * total of votes and the number of candidates.
+ * total of votes and the number of candidates. With a ballot (opts.ballot,
+ * fixed for the producer's life, so one cached answer is always the right
+ * one) the three count only its candidates and "outside_ballot" the votes
+ * for any other.
  *
  * A store that is down costs a fast failure: a worker whose session broke
  * tries to reconnect at most once a second (Redis: redisconn's policy).
@@ -45,15 +48,17 @@
 #define READS_TALLIES_TTL_MS 1000
 #define READS_TOP_DEFAULT    100
 
+struct api_candidates;
 struct metrics;
 struct reads;
 
 struct reads_opts {
-    const char *database_url; /* NULL or "": no PostgreSQL */
-    const char *redis_url;    /* NULL or "": no Redis */
-    const char *key_prefix;   /* the consumers' --key-prefix */
-    int64_t tallies_top;      /* candidates in a /tallies answer */
-    const char *stats_group;  /* the consumer group /stats counts */
+    const char *database_url;            /* NULL or "": no PostgreSQL */
+    const char *redis_url;               /* NULL or "": no Redis */
+    const char *key_prefix;              /* the consumers' --key-prefix */
+    int64_t tallies_top;                 /* candidates in a /tallies answer */
+    const char *stats_group;             /* the consumer group /stats counts */
+    const struct api_candidates *ballot; /* copied; NULL or empty: no ballot */
 };
 
 enum read_kind { READ_VOTE, READ_TALLIES, READ_STATS };

@@ -74,8 +74,12 @@ int serve_main(int argc, char **argv)
                  o.topic, o.brokers, existing[0] ? existing : "none", o.topic);
         goto fail;
     }
-    struct reads_opts ro = {o.database_url, o.redis_url, o.key_prefix, o.tallies_top,
-                            o.stats_group};
+    struct reads_opts ro = {.database_url = o.database_url,
+                            .redis_url = o.redis_url,
+                            .key_prefix = o.key_prefix,
+                            .tallies_top = o.tallies_top,
+                            .stats_group = o.stats_group,
+                            .ballot = &o.ballot};
     if (!(reads = reads_new(&ro, metrics, err, sizeof(err))))
         goto fail;
     if (o.redis_url && *o.redis_url &&

@@ -120,7 +120,7 @@ def test_vote_page_asks_for_a_token_with_identity_on(bins, env, tmp_path):
     secret = "a-page-test-secret-of-at-least-32-bytes"
     os.environ["TADAK_TEST_PAGE_SECRET"] = secret
     s = Server(bins, env, tmp_path, unique("t_page_jwt"),
-               ["--jwt-secret-env", "TADAK_TEST_PAGE_SECRET"])
+               ["--jwt-secret-env", "TADAK_TEST_PAGE_SECRET", "--candidates", "1-4"])
     tok = jwt.encode({"sub": "31337", "exp": int(time.time()) + 600}, secret, algorithm="HS256")
     try:
         (OUT / "page-token.png").unlink(missing_ok=True)

@@ -203,6 +203,32 @@ def test_tallies_top_n_and_one_query_a_second(bins, env, tmp_path, topic, schema
         assert s.stop() == 0
 
 
+def test_tallies_count_only_the_ballot(bins, env, tmp_path, topic, schema_db):
+    """--candidates 1-4,7: rows for 5 and 9 (recorded before the ballot, or by
+    another producer) are not in the list, the total or the count of candidates,
+    even when 5 has the most votes; outside_ballot says how many there are."""
+    for cand, n in [(1, 2), (5, 4), (7, 1), (9, 1), (3, 1)]:
+        for user in range(n):
+            insert_vote(schema_db, 200 + user, cand)
+    s = Serve(bins, env, tmp_path, topic, schema_db.url,
+              extra=("--candidates", "1-4,7", "--tallies-top", "2"))
+    try:
+        assert get_json(s.port, "/tallies") == (200, {
+            "tallies": [{"candidate_id": 1, "votes": 2}, {"candidate_id": 3, "votes": 1}],
+            "total": 4, "candidates": 3, "outside_ballot": 5})
+    finally:
+        assert s.stop() == 0
+
+
+def test_tallies_with_a_ballot_and_no_votes_on_it(bins, env, tmp_path, topic, schema_db):
+    insert_vote(schema_db, 1, 5)
+    s = Serve(bins, env, tmp_path, topic, schema_db.url, extra=("--candidates", "1-4,7"))
+    try:
+        assert get_json(s.port, "/tallies") == (200, {**EMPTY_TALLIES, "outside_ballot": 1})
+    finally:
+        assert s.stop() == 0
+
+
 def test_voting_never_waits_on_status_reads(bins, env, tmp_path, topic, schema_db):
     """Status reads stuck in PostgreSQL (the table locked: every read waits for
     the 2 s statement timeout) while clients keep asking: votes are still

@@ -2,7 +2,7 @@
  * test_store.c - the schema compiled into the consumer is sql/schema.sql,
  * byte for byte (the SQL file is what people read and review), and each
  * SQLSTATE class means what the consumer does about it: wait, reconnect
- * or stop.
+ * or stop. A ballot reaches the tallies query as two array literals.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "strbuf.h"
 
 /* tests/run starts unit tests in tests/unit; make may start them at the root. */
 static FILE *open_schema(void)
@@ -161,9 +162,29 @@ static void test_returned_tokens_mark_their_rows(void **state)
         assert_int_equal(rows[i].inserted, 1);
 }
 
+/* The ranges' ends, in order, as PostgreSQL bigint[] literals; the extremes print in full. */
+static void test_ballot_params(void **state)
+{
+    static const struct store_range one[] = {{7, 7}};
+    static const struct store_range many[] = {{1, 4}, {7, 7}, {100, INT64_MAX}};
+    struct strbuf lo = {0}, hi = {0};
+
+    (void)state;
+    store_ballot_params(one, 1, &lo, &hi);
+    assert_string_equal(lo.s, "{7}");
+    assert_string_equal(hi.s, "{7}");
+    lo.len = hi.len = 0;
+    store_ballot_params(many, 3, &lo, &hi);
+    assert_string_equal(lo.s, "{1,7,100}");
+    assert_string_equal(hi.s, "{4,7,9223372036854775807}");
+    free(lo.s);
+    free(hi.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ballot_params),
         cmocka_unit_test(test_embedded_schema_matches_file),
         cmocka_unit_test(test_returned_tokens_mark_their_rows),
         cmocka_unit_test(test_schema_is_idempotent_and_unique),
