@@ -428,9 +428,14 @@ int store_migrate(struct store *s, char *errstr, size_t errsize)
  * many of those are DEFERRABLE (ON CONFLICT refuses them: 55000) and their
  * names; NOT NULL columns without a default that we never write; whether
  * we may INSERT and read token back (RETURNING).
+ * to_regclass() looks the name up in the newest catalog state, the joins
+ * read the statement's snapshot: a table another consumer committed in
+ * between would be a table without columns. Its pg_class row, read in the
+ * same snapshot, decides whether it exists (not yet: apply the schema,
+ * which waits on the advisory lock and finds the table there).
  */
 static const char verify_sql[] =
-    "WITH t AS (SELECT to_regclass('votes') AS oid), "
+    "WITH t AS (SELECT (SELECT c.oid FROM pg_class c WHERE c.oid = to_regclass('votes')) AS oid), "
     "tok AS (SELECT a.attnum FROM pg_attribute a, t WHERE a.attrelid = t.oid "
     "  AND a.attname = 'token' AND a.attnum > 0 AND NOT a.attisdropped), "
     "u AS (SELECT i.indimmediate, i.indexrelid::regclass::text AS name FROM pg_index i, t, tok "

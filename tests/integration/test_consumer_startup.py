@@ -10,6 +10,7 @@ or with a DEFERRABLE one - ends the start at once, non-zero, with a message
 that names the table and the fix. The tables here are the users' own, not
 ones tadak created.
 """
+import re
 import signal
 import subprocess
 import time
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from conftest import produce, run, wait_for
+from conftest import REPO, produce, run, wait_for
 from test_consumer import (Proxy, consumer_args, summary_of, token, tokens_in,
                            vote)
 
@@ -194,3 +195,31 @@ def test_missing_columns_and_database_are_refused(bins, env, topic, db, prefix):
     assert p.returncode == 1, p.stderr[-3000:]
     assert "does not exist" in p.stderr and "SQLSTATE 3D000" in p.stderr
     assert "createdb" in p.stderr
+
+
+def store_verify_sql():
+    """verify_sql of common/store.c, as the consumer sends it."""
+    src = (REPO / "common" / "store.c").read_text()
+    cols = re.search(r'#define STORE_COLUMNS "(.*)"\n', src).group(1)
+    body = src[src.index("static const char verify_sql[] ="):]
+    body = body[:body.index(";\n")].replace('" STORE_COLUMNS "', cols)
+    return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', body))
+
+
+def test_a_table_committed_during_the_check_is_not_a_table_without_columns(db):
+    """Two consumers starting on a fresh database: one applies the schema
+    while the other reads the catalogs. The name lookup sees the newest
+    catalog, the column list the statement's snapshot: the old check saw a
+    table lacking all six columns and exited 1 ("does not fit"), as the chaos
+    suite's simultaneous starts did. A snapshot taken before the CREATE
+    (REPEATABLE READ) holds that moment still."""
+    sql = store_verify_sql()
+    with psycopg.connect(db.url) as before, psycopg.connect(db.url, autocommit=True) as other:
+        before.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        before.execute("select 1")  # the snapshot
+        other.execute(OWN_TABLE.format(unique="unique"))
+        exists, missing = before.execute(sql).fetchone()[:2]
+        assert not (exists and missing), f"exists={exists} but lacks {missing}"
+        before.rollback()
+        exists, missing = before.execute(sql).fetchone()[:2]
+        assert exists and missing == "", (exists, missing)
