@@ -7,6 +7,7 @@ anything they did not create.
 """
 import http.client
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -109,7 +110,7 @@ def new_topic(env, stem):
 @pytest.fixture
 def topic(request, env):
     """A topic of the test's own, created with 6 partitions (not with own_topic)."""
-    name = unique("t_" + request.node.name.replace("[", "_").replace("]", "")[:40])
+    name = unique("t_" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name)[:40])
     if not request.node.get_closest_marker("own_topic"):
         create_topic(env, name)
     return name
