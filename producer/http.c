@@ -593,6 +593,28 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 /* ---- lifecycle ---------------------------------------------------------- */
 
 /*
+ * The listening socket, bound here rather than by libmicrohttpd: its own
+ * bind failure is a warning about "port 0" (it was handed an address, not a
+ * port) before our error; this way a taken port is one line, ours. -1 and
+ * errno when the address cannot be had.
+ */
+static int listen_on(const struct sockaddr_in *sa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), on = 1, saved;
+
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0 || listen(fd, SOMAXCONN) != 0) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/*
  * Connections MHD may hold. The usual soft limit of 1024 descriptors would
  * let ~1000 idle sockets make accept() fail with EMFILE, and MHD then stops
  * accepting anyone until they time out; so raise the soft limit towards the
@@ -625,6 +647,7 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
 {
     struct http_server *s = xcalloc(1, sizeof(*s));
     struct sockaddr_in sa;
+    int fd;
     pthread_condattr_t ca;
     /* A resumed connection must not be reaped as idle for the time it waited. */
     unsigned int conn_timeout_s = (unsigned int)(o->delivery_timeout_ms / 1000 + 5);
@@ -688,16 +711,21 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
         goto fail;
     }
     s->has_prober = 1;
+    if ((fd = listen_on(&sa)) < 0) {
+        snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, strerror(errno));
+        goto fail;
+    }
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ERROR_LOG,
         0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
         MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
-        snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, strerror(errno));
+        snprintf(errstr, errsize, "cannot serve on %s: %s", o->listen, strerror(errno));
+        close(fd);
         goto fail;
     }
     return s;

@@ -2,6 +2,7 @@
 what was meant, and a file that cannot be read says why. Each test fails on
 a build that only says "unknown option" / prints usage / drops the reason."""
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -257,3 +258,18 @@ def test_topics_command_without_kafka_says_what_to_set(bins):
     assert p.stderr.strip().splitlines() == [
         "tadak-consumer topics: cannot reach Kafka at 127.0.0.1:1 within 5.0 s "
         "(--brokers or KAFKA_BOOTSTRAP_SERVERS)"], p.stderr
+
+
+def test_serve_on_a_taken_port_says_so_once(bins, env, topic):
+    """libmicrohttpd's own "Failed to bind to port 0" came first, then ours."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = run([bins.producer, "serve", "--listen", f"127.0.0.1:{port}", "--topic", topic,
+                 "-b", env["KAFKA_BOOTSTRAP_SERVERS"]], timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    lines = [ln for ln in p.stderr.splitlines() if "bind" in ln or "listen" in ln]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith('level=error msg="cannot start" error="cannot listen on '
+                             f'127.0.0.1:{port}: Address already in use"'), lines
