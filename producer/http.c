@@ -21,6 +21,7 @@
  * ordered by deadline and the timer only ever looks at its head.
  */
 #include "http.h"
+#include "acceptor.h"
 #include "config.h"
 #include "conncap.h"
 #include "guard.h"
@@ -63,7 +64,7 @@ struct pending {
 
 struct http_server {
     struct MHD_Daemon *daemon;
-    MHD_socket quiesced_fd; /* closed at once: only marks that quiesce happened */
+    struct acceptor *acceptor; /* the listening socket: new clients until quiesced */
     struct http_routes routes;
 
     pthread_mutex_t lock;
@@ -592,26 +593,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-/*
- * The listening socket, bound here rather than by libmicrohttpd: its own
- * bind failure is a warning about "port 0" (it was handed an address, not a
- * port) before our error; this way a taken port is one line, ours. -1 and
- * errno when the address cannot be had.
- */
-static int listen_on(const struct sockaddr_in *sa)
+/* The acceptor's callback: MHD takes the socket (and closes it when it cannot). */
+static void hand_connection(void *arg, int fd, const struct sockaddr *addr, socklen_t len)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), on = 1, saved;
+    struct http_server *s = arg;
 
-    if (fd < 0)
-        return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0 || listen(fd, SOMAXCONN) != 0) {
-        saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
+    if (MHD_add_connection(s->daemon, fd, addr, len) != MHD_YES)
+        log_debug("connection not taken", "error=\"%s\"", strerror(errno));
 }
 
 /*
@@ -647,7 +635,7 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
 {
     struct http_server *s = xcalloc(1, sizeof(*s));
     struct sockaddr_in sa;
-    int fd;
+    char why[256];
     pthread_condattr_t ca;
     /* A resumed connection must not be reaped as idle for the time it waited. */
     unsigned int conn_timeout_s = (unsigned int)(o->delivery_timeout_ms / 1000 + 5);
@@ -664,7 +652,6 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
     s->routes.edge = o->edge;
     s->routes.idem_window_ms = o->idem_window_ms;
     s->routes.idem_timeout_ms = o->idem_timeout_ms;
-    s->quiesced_fd = MHD_INVALID_SOCKET;
     s->running = 1;
     if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
         s->id_prefix = (uint32_t)util_wall_ms() ^ (uint32_t)getpid();
@@ -711,21 +698,24 @@ struct http_server *http_start(const struct http_opts *o, struct publisher *pub,
         goto fail;
     }
     s->has_prober = 1;
-    if ((fd = listen_on(&sa)) < 0) {
-        snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, strerror(errno));
+    if (!(s->acceptor = acceptor_new(&sa, why, sizeof(why)))) {
+        snprintf(errstr, errsize, "cannot listen on %s: %s", o->listen, why);
         goto fail;
     }
+    /* Connections come from the acceptor (acceptor.h says why), not a socket of MHD's. */
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ERROR_LOG,
+            MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
         0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
-        MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
+        conn_limit(), MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errstr, errsize, "cannot serve on %s: %s", o->listen, strerror(errno));
-        close(fd);
+        goto fail;
+    }
+    if (acceptor_run(s->acceptor, hand_connection, s) != 0) {
+        snprintf(errstr, errsize, "cannot start the accepting thread");
         goto fail;
     }
     return s;
@@ -740,12 +730,7 @@ void http_quiesce(struct http_server *s)
     pthread_mutex_lock(&s->lock);
     atomic_store(&s->draining, 1);
     pthread_mutex_unlock(&s->lock);
-    /* MHD hands the listening socket back; closing it refuses new clients now. */
-    if (s->daemon && s->quiesced_fd == MHD_INVALID_SOCKET) {
-        s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
-        if (s->quiesced_fd != MHD_INVALID_SOCKET)
-            close(s->quiesced_fd);
-    }
+    acceptor_stop(s->acceptor); /* the socket is closed: new clients are refused now */
 }
 
 int64_t http_active(struct http_server *s)
@@ -783,6 +768,7 @@ void http_stop(struct http_server *s)
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
+    acceptor_stop(s->acceptor); /* no MHD_add_connection() after this */
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
@@ -798,5 +784,6 @@ void http_free(struct http_server *s)
     free(s->routes.page);
     guard_free(s->guard);
     conncap_free(s->conncap);
+    acceptor_free(s->acceptor);
     free(s);
 }
