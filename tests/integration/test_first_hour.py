@@ -1,6 +1,8 @@
 """The first hour (#26): what a new user mistypes gets an answer that says
 what was meant, and a file that cannot be read says why. Each test fails on
 a build that only says "unknown option" / prints usage / drops the reason."""
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -273,3 +275,25 @@ def test_serve_on_a_taken_port_says_so_once(bins, env, topic):
     assert len(lines) == 1, lines
     assert lines[0].endswith('level=error msg="cannot start" error="cannot listen on '
                              f'127.0.0.1:{port}: Address already in use"'), lines
+
+
+def readme_block(heading):
+    """The first ```sh block under a README heading, as a user would paste it."""
+    text = (REPO / "README.md").read_text()
+    rest = text[text.index(heading):]
+    start = rest.index("```sh\n") + len("```sh\n")
+    return rest[start:rest.index("```", start)]
+
+
+def test_readme_verify_block_runs_twice(bins, env):
+    """The block recreates its database; the second run used to stop at the
+    consumer, because Redis still held the first database's markers under the
+    same --key-prefix ("give each database its own --key-prefix")."""
+    block = readme_block("### Verifying a run").replace("build/", str(Path(bins.producer).parent) + "/")
+    for n in (1, 2):
+        p = subprocess.run(["bash", "-ec", block], env=dict(os.environ, **env), cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (n, p.stdout[-2000:], p.stderr[-3000:])
+        result = json.loads(p.stdout.strip().splitlines()[-1])
+        assert result["missing"] == 0 and result["duplicates"] == 0, (n, result)
+        assert result["rows"] == result["tokens"] == 20000, (n, result)
