@@ -24,9 +24,10 @@ int topics_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, rd_kafk
             continue;
         *errp = md->topics[i].err;
         n = md->topics[i].err ? -1 : md->topics[i].partition_cnt;
-        if (md->topics[i].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-            md->topics[i].err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
-            n = 0; /* being created or deleted: not there yet */
+        if (md->topics[i].err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+            n = md->topics[i].partition_cnt > 0 ? md->topics[i].partition_cnt : 1; /* just made */
+        else if (md->topics[i].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            n = 0;
         break;
     }
     rd_kafka_metadata_destroy(md);

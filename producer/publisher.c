@@ -28,6 +28,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@
 #define PUBLISHER_REBUILD_RETRY_MS 1000
 /* "All broker connections are down" comes with every failed reconnect: a line this often. */
 #define PUBLISHER_DOWN_LOG_EVERY_MS 10000
+/* A topic missing twice this far apart is missing (publisher_topic). */
+#define PUBLISHER_TOPIC_CONFIRM_MS 500
 
 /* One rd_kafka_t and its topic handle: replaced whole after a fatal error. */
 struct producer {
@@ -518,6 +521,15 @@ int publisher_topic(struct publisher *p, int timeout_ms, char *existing, size_t 
     rd_kafka_resp_err_t err;
     int n = topics_partitions(k->rk, p->topic, timeout_ms, &err);
 
+    /*
+     * A broker learns of a topic the controller just created a moment later:
+     * "missing" is the answer only when it holds PUBLISHER_TOPIC_CONFIRM_MS on.
+     */
+    if (n == 0) {
+        struct timespec ts = {0, PUBLISHER_TOPIC_CONFIRM_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        n = topics_partitions(k->rk, p->topic, timeout_ms, &err);
+    }
     if (n == 0)
         topics_list(k->rk, timeout_ms, p->topic, existing, existing_size);
     producer_put(k);
