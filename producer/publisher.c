@@ -508,7 +508,9 @@ int publisher_reach(struct publisher *p, int timeout_ms)
     ok = publisher_probe(p, timeout_ms);
     k = producer_get(p);
     if (ok) {
-        rd_kafka_set_log_level(k->rk, atoi(level));
+        int64_t was = 6;
+        util_parse_i64(level, &was); /* librdkafka's own value; 6 if it were not a number */
+        rd_kafka_set_log_level(k->rk, (int)was);
         atomic_store(&k->reaching, 0);
     }
     producer_put(k);
