@@ -1,6 +1,7 @@
 /*
  * config.c - table-driven settings: defaults, environment, flags, --help.
- * See config.h for the table format and precedence.
+ * See config.h for the table format and precedence, sharedopts.h for the
+ * rows both programs share.
  */
 #include "config.h"
 #include "log.h"
@@ -196,13 +197,12 @@ static const struct config_opt *find_short(const struct config_opt *t, char c)
     return NULL;
 }
 
-int config_load(const struct config_opt *table, void *dst, int argc, char **argv, char **pos,
-                int *npos, char *errstr, size_t errsize)
+/* Every field to its default, then what the environment sets: the command line comes last. */
+static int load_defaults_and_env(const struct config_opt *table, void *dst, char *errstr,
+                                 size_t errsize)
 {
     const struct config_opt *o;
-    int i, only_pos = 0;
 
-    *npos = 0;
     for (o = table; o->name; o++) {
         if (o->type == CONFIG_KV)
             memset(field(dst, o), 0, sizeof(struct config_kv));
@@ -218,9 +218,64 @@ int config_load(const struct config_opt *table, void *dst, int argc, char **argv
         if (ev && *ev && set_value(o, dst, ev, o->env, errstr, errsize) != 0)
             return -1;
     }
-    for (i = 0; i < argc; i++) {
-        const char *a = argv[i], *val = NULL, *eq;
-        size_t len;
+    return 0;
+}
+
+/*
+ * The flag argv[*i] ("--name", "--name=value", "-c", "-cvalue") and its value
+ * into dst; *i moves past a value taken from the next argument. 0 or -1.
+ */
+static int load_flag(const struct config_opt *table, void *dst, int argc, char **argv, int *i,
+                     char *errstr, size_t errsize)
+{
+    const char *a = argv[*i], *val = NULL, *eq;
+    const struct config_opt *o;
+    size_t len = 0;
+
+    if (a[1] == '-') {
+        eq = strchr(a + 2, '=');
+        len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        o = find_long(table, a + 2, len);
+        if (eq)
+            val = eq + 1;
+    } else {
+        o = find_short(table, a[1]);
+        if (a[2] != '\0')
+            val = a + 2; /* -Xkey=value */
+    }
+    if (!o) {
+        const struct config_opt *meant = a[1] == '-' ? suggest_long(table, a + 2, len) : NULL;
+        if (meant)
+            snprintf(errstr, errsize, "unknown option %s (did you mean --%s? try --help)", a,
+                     meant->name);
+        else
+            snprintf(errstr, errsize, "unknown option %s (try --help)", a);
+        return -1;
+    }
+    if (o->type == CONFIG_BOOL && !val) {
+        *(int *)field(dst, o) = 1;
+        return 0;
+    }
+    if (!val) {
+        if (*i + 1 >= argc) {
+            snprintf(errstr, errsize, "option %s needs a value", a);
+            return -1;
+        }
+        val = argv[++*i];
+    }
+    return set_value(o, dst, val, "option", errstr, errsize);
+}
+
+int config_load(const struct config_opt *table, void *dst, int argc, char **argv, char **pos,
+                int *npos, char *errstr, size_t errsize)
+{
+    int only_pos = 0;
+
+    *npos = 0;
+    if (load_defaults_and_env(table, dst, errstr, errsize) != 0)
+        return -1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
 
         if (only_pos || a[0] != '-' || a[1] == '\0') {
             pos[(*npos)++] = argv[i];
@@ -232,38 +287,7 @@ int config_load(const struct config_opt *table, void *dst, int argc, char **argv
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return 1;
-        if (a[1] == '-') {
-            eq = strchr(a + 2, '=');
-            len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-            o = find_long(table, a + 2, len);
-            if (eq)
-                val = eq + 1;
-        } else {
-            o = find_short(table, a[1]);
-            if (a[2] != '\0')
-                val = a + 2; /* -Xkey=value */
-        }
-        if (!o) {
-            const struct config_opt *meant = a[1] == '-' ? suggest_long(table, a + 2, len) : NULL;
-            if (meant)
-                snprintf(errstr, errsize, "unknown option %s (did you mean --%s? try --help)", a,
-                         meant->name);
-            else
-                snprintf(errstr, errsize, "unknown option %s (try --help)", a);
-            return -1;
-        }
-        if (o->type == CONFIG_BOOL && !val) {
-            *(int *)field(dst, o) = 1;
-            continue;
-        }
-        if (!val) {
-            if (i + 1 >= argc) {
-                snprintf(errstr, errsize, "option %s needs a value", a);
-                return -1;
-            }
-            val = argv[++i];
-        }
-        if (set_value(o, dst, val, "option", errstr, errsize) != 0)
+        if (load_flag(table, dst, argc, argv, &i, errstr, errsize) != 0)
             return -1;
     }
     return 0;

@@ -5,11 +5,12 @@
  * that one table, so they cannot drift apart (the idea of Redis' config.c
  * and pgbouncer's CF_ABS tables).
  *
- * Precedence: default < environment < command line.
+ * Precedence: default < environment < command line. The rows both programs
+ * have (Kafka, Redis, PostgreSQL, log level, key prefix) are in sharedopts.h.
  *
  *   static const struct config_opt opts[] = {
- *       {"topic", 0, "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0,
- *        offsetof(struct cfg, topic), "Kafka topic to read"},
+ *       {.name = "group", .env = "TADAK_GROUP", .type = CONFIG_STR, .def = "tadak",
+ *        .offset = offsetof(struct cfg, group), .help = "Kafka consumer group"},
  *       CONFIG_END};
  *   int rc = config_load(opts, &cfg, argc, argv, pos, &npos, err, sizeof err);
  *   rc: 0 ok, 1 --help was asked for, -1 error (reason in err).
@@ -62,9 +63,10 @@ struct config_opt {
     const char *help;
 };
 
+/* The row that ends a table: no name. */
 #define CONFIG_END                                                                                 \
     {                                                                                              \
-        NULL, 0, NULL, CONFIG_STR, NULL, 0, 0, 0, NULL                                             \
+        .name = NULL                                                                               \
     }
 
 int config_load(const struct config_opt *table, void *dst, int argc, char **argv, char **pos,

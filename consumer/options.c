@@ -1,10 +1,12 @@
 /*
- * options.c - the consumer's config table. See options.h.
+ * options.c - the consumer's config table. See options.h. The rows the
+ * producer has too (Kafka, Redis, PostgreSQL, log level, key prefix) are
+ * common/sharedopts.h's, placed where --help has always listed them.
  */
 #include "options.h"
-#include "kafka.h"
 #include "kafkaenv.h"
 #include "log.h"
+#include "sharedopts.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -16,63 +18,146 @@
 #define O(f) offsetof(struct consumer_opts, f)
 
 static const struct config_opt table[] = {
-    {"brokers", 0, "KAFKA_BOOTSTRAP_SERVERS", CONFIG_STR, KAFKA_DEFAULT_BROKERS, 0, 0, O(brokers),
-     "Kafka bootstrap servers"},
-    {"redis-url", 0, "REDIS_URL", CONFIG_URL, "redis://127.0.0.1:6379/0", 0, 0, O(redis_url),
-     "Redis for the dedupe gate"},
-    {"require-redis", 0, "TADAK_REQUIRE_REDIS", CONFIG_BOOL, "0", 0, 0, O(require_redis),
-     "Exit 1 when Redis cannot be reached at start, instead of deduping in PostgreSQL only"},
-    {"database-url", 0, "DATABASE_URL", CONFIG_URL, "postgresql://localhost/tadak", 0, 0,
-     O(database_url), "PostgreSQL connection URL"},
-    {"topic", 0, "TADAK_TOPIC", CONFIG_STR, "votes", 0, 0, O(topic), "Kafka topic to read"},
-    {"group", 0, "TADAK_GROUP", CONFIG_STR, "tadak", 0, 0, O(group), "Kafka consumer group"},
-    {"dlq-topic", 0, "TADAK_DLQ_TOPIC", CONFIG_STR, NULL, 0, 0, O(dlq_topic),
-     "Dead-letter topic for invalid messages (default <topic>.dlq)"},
-    {"partitions", 0, "TADAK_PARTITIONS", CONFIG_INT, "6", 1, 10000, O(partitions),
-     "tadak-consumer topics: partitions of a topic it creates (an existing one keeps its own)"},
-    {"batch-size", 0, "TADAK_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, O(batch_size),
-     "Most messages per batch"},
-    {"inserts-in-flight", 0, "TADAK_INSERTS_IN_FLIGHT", CONFIG_INT, "2", 1, 2, O(inserts_in_flight),
-     "Batch INSERTs PostgreSQL may run at once, each on its own connection"},
-    {"batch-wait-ms", 0, "TADAK_BATCH_WAIT_MS", CONFIG_INT, "100", 0, 60000, O(batch_wait_ms),
-     "Longest wait to fill a batch"},
-    {"lock-ttl-ms", 0, "TADAK_LOCK_TTL_MS", CONFIG_INT, "30000", 100, 86400000, O(lock_ttl_ms),
-     "Lifetime of a Redis in-flight lock"},
-    {"dedupe-window-s", 0, "TADAK_DEDUPE_WINDOW_S", CONFIG_INT, "86400", 1, 315360000,
-     O(dedupe_window_s), "How long Redis remembers a recorded vote"},
-    {"key-prefix", 0, "TADAK_KEY_PREFIX", CONFIG_STR, "", 0, 0, O(key_prefix),
-     "Prefix for Redis keys"},
-    {"start-at", 0, "TADAK_START_AT", CONFIG_STR, "earliest", 0, 0, O(start_at),
-     "Where a group without a committed offset starts: earliest (every vote in the log) or "
-     "latest (only votes produced after it joined: votes already acknowledged are never "
-     "recorded)"},
-    {"from-beginning", 0, NULL, CONFIG_BOOL, "0", 0, 0, O(from_beginning),
-     "Same as --start-at earliest"},
-    {"idle-exit", 0, NULL, CONFIG_INT, "0", 0, 31536000, O(idle_exit_s),
-     "Exit 0 after this many seconds with partitions assigned and nothing to consume (0: never)"},
-    {"join-timeout-s", 0, "TADAK_JOIN_TIMEOUT_S", CONFIG_INT, "60", 1, 31536000, O(join_timeout_s),
-     "With --idle-exit: exit 3 when the topic or an assignment is not there within this long"},
-    {"group-protocol", 0, "TADAK_GROUP_PROTOCOL", CONFIG_STR, "consumer", 0, 0, O(group_protocol),
-     "consumer: KIP-848, the broker assigns and rebalances incrementally (Kafka >= 4.0); classic: "
-     "the older protocol with the cooperative-sticky assignor (for older brokers)"},
-    {"session-timeout-ms", 0, "TADAK_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000,
-     O(session_timeout_ms),
-     "With --group-protocol classic: a consumer that stops heartbeating loses its partitions "
-     "after this long (heartbeats every sixth of it); with consumer the broker's "
-     "group.consumer.session.timeout.ms decides"},
-    {"instance-id", 0, "TADAK_INSTANCE_ID", CONFIG_STR, NULL, 0, 0, O(instance_id),
-     "Static group membership (e.g. the pod name): a restart under the same id takes its "
-     "partitions back without a rebalance; [A-Za-z0-9._-], at most 64"},
-    {"statement-timeout-ms", 0, "TADAK_STATEMENT_TIMEOUT_MS", CONFIG_INT, "4000", 100, 3600000,
-     O(statement_timeout_ms),
-     "PostgreSQL statement timeout; a batch that times out is held and retried like an outage"},
-    {"kafka", 'X', NULL, CONFIG_KV, NULL, 0, 0, O(extra),
-     "librdkafka setting key=value (repeatable); also from the environment as TADAK_KAFKA_<KEY>, "
-     "e.g. TADAK_KAFKA_SASL_PASSWORD for sasl.password"},
-    {"metrics", 0, NULL, CONFIG_ADDR, NULL, 0, 0, O(metrics),
-     "Serve Prometheus metrics on HOST:PORT"},
-    {"log-level", 0, "TADAK_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0, O(log_level),
-     "error, warn, info or debug"},
+    SHAREDOPTS_BROKERS(struct consumer_opts),
+    SHAREDOPTS_REDIS_URL(struct consumer_opts, "redis://127.0.0.1:6379/0"),
+    {.name = "require-redis",
+     .env = "TADAK_REQUIRE_REDIS",
+     .type = CONFIG_BOOL,
+     .def = "0",
+     .offset = O(require_redis),
+     .help =
+         "Exit 1 when Redis cannot be reached at start, instead of deduping in PostgreSQL only"},
+    SHAREDOPTS_DATABASE_URL(struct consumer_opts, "postgresql://localhost/tadak"),
+    SHAREDOPTS_TOPIC(struct consumer_opts),
+    {.name = "group",
+     .env = "TADAK_GROUP",
+     .type = CONFIG_STR,
+     .def = "tadak",
+     .offset = O(group),
+     .help = "Kafka consumer group"},
+    {.name = "dlq-topic",
+     .env = "TADAK_DLQ_TOPIC",
+     .type = CONFIG_STR,
+     .offset = O(dlq_topic),
+     .help = "Dead-letter topic for invalid messages (default <topic>.dlq)"},
+    {.name = "partitions",
+     .env = "TADAK_PARTITIONS",
+     .type = CONFIG_INT,
+     .def = "6",
+     .min = 1,
+     .max = 10000,
+     .offset = O(partitions),
+     .help =
+         "tadak-consumer topics: partitions of a topic it creates (an existing one keeps its own)"},
+    {.name = "batch-size",
+     .env = "TADAK_BATCH_SIZE",
+     .type = CONFIG_INT,
+     .def = "1000",
+     .min = 1,
+     .max = 100000,
+     .offset = O(batch_size),
+     .help = "Most messages per batch"},
+    {.name = "inserts-in-flight",
+     .env = "TADAK_INSERTS_IN_FLIGHT",
+     .type = CONFIG_INT,
+     .def = "2",
+     .min = 1,
+     .max = 2,
+     .offset = O(inserts_in_flight),
+     .help = "Batch INSERTs PostgreSQL may run at once, each on its own connection"},
+    {.name = "batch-wait-ms",
+     .env = "TADAK_BATCH_WAIT_MS",
+     .type = CONFIG_INT,
+     .def = "100",
+     .max = 60000,
+     .offset = O(batch_wait_ms),
+     .help = "Longest wait to fill a batch"},
+    {.name = "lock-ttl-ms",
+     .env = "TADAK_LOCK_TTL_MS",
+     .type = CONFIG_INT,
+     .def = "30000",
+     .min = 100,
+     .max = 86400000,
+     .offset = O(lock_ttl_ms),
+     .help = "Lifetime of a Redis in-flight lock"},
+    {.name = "dedupe-window-s",
+     .env = "TADAK_DEDUPE_WINDOW_S",
+     .type = CONFIG_INT,
+     .def = "86400",
+     .min = 1,
+     .max = 315360000,
+     .offset = O(dedupe_window_s),
+     .help = "How long Redis remembers a recorded vote"},
+    SHAREDOPTS_KEY_PREFIX(struct consumer_opts),
+    {.name = "start-at",
+     .env = "TADAK_START_AT",
+     .type = CONFIG_STR,
+     .def = "earliest",
+     .offset = O(start_at),
+     .help = "Where a group without a committed offset starts: earliest (every vote in the log) or "
+             "latest (only votes produced after it joined: votes already acknowledged are never "
+             "recorded)"},
+    {.name = "from-beginning",
+     .type = CONFIG_BOOL,
+     .def = "0",
+     .offset = O(from_beginning),
+     .help = "Same as --start-at earliest"},
+    {.name = "idle-exit",
+     .type = CONFIG_INT,
+     .def = "0",
+     .max = 31536000,
+     .offset = O(idle_exit_s),
+     .help = "Exit 0 after this many seconds with partitions assigned and nothing to consume (0: "
+             "never)"},
+    {.name = "join-timeout-s",
+     .env = "TADAK_JOIN_TIMEOUT_S",
+     .type = CONFIG_INT,
+     .def = "60",
+     .min = 1,
+     .max = 31536000,
+     .offset = O(join_timeout_s),
+     .help =
+         "With --idle-exit: exit 3 when the topic or an assignment is not there within this long"},
+    {.name = "group-protocol",
+     .env = "TADAK_GROUP_PROTOCOL",
+     .type = CONFIG_STR,
+     .def = "consumer",
+     .offset = O(group_protocol),
+     .help = "consumer: KIP-848, the broker assigns and rebalances incrementally (Kafka >= 4.0); "
+             "classic: "
+             "the older protocol with the cooperative-sticky assignor (for older brokers)"},
+    {.name = "session-timeout-ms",
+     .env = "TADAK_SESSION_TIMEOUT_MS",
+     .type = CONFIG_INT,
+     .def = "6000",
+     .min = 1000,
+     .max = 3600000,
+     .offset = O(session_timeout_ms),
+     .help =
+         "With --group-protocol classic: a consumer that stops heartbeating loses its partitions "
+         "after this long (heartbeats every sixth of it); with consumer the broker's "
+         "group.consumer.session.timeout.ms decides"},
+    {.name = "instance-id",
+     .env = "TADAK_INSTANCE_ID",
+     .type = CONFIG_STR,
+     .offset = O(instance_id),
+     .help = "Static group membership (e.g. the pod name): a restart under the same id takes its "
+             "partitions back without a rebalance; [A-Za-z0-9._-], at most 64"},
+    {.name = "statement-timeout-ms",
+     .env = "TADAK_STATEMENT_TIMEOUT_MS",
+     .type = CONFIG_INT,
+     .def = "4000",
+     .min = 100,
+     .max = 3600000,
+     .offset = O(statement_timeout_ms),
+     .help =
+         "PostgreSQL statement timeout; a batch that times out is held and retried like an outage"},
+    SHAREDOPTS_KAFKA(struct consumer_opts),
+    {.name = "metrics",
+     .type = CONFIG_ADDR,
+     .offset = O(metrics),
+     .help = "Serve Prometheus metrics on HOST:PORT"},
+    SHAREDOPTS_LOG_LEVEL(struct consumer_opts),
     CONFIG_END,
 };
 
@@ -93,15 +178,21 @@ static const char synopsis[] =
 static const struct {
     const char *key, *keep, *why;
 } guarded[] = {
-    {"enable.auto.offset.store", "false",
-     "tadak stores an offset only once its message is recorded; librdkafka storing every polled "
-     "message lets auto-commit pass votes never recorded"},
-    {"partition.assignment.strategy", NULL,
-     "the consumer's rebalance handling is written for its own assignor"},
-    {"group.protocol", NULL, "use --group-protocol (consumer or classic)"},
-    {"enable.partition.eof", "false",
-     "end-of-partition events are not messages the consumer reads"},
-    {"auto.offset.reset", NULL, "use --start-at (earliest or latest) or --from-beginning"},
+    {.key = "enable.auto.offset.store",
+     .keep = "false",
+     .why = "tadak stores an offset only once its message is recorded; librdkafka storing every "
+            "polled "
+            "message lets auto-commit pass votes never recorded"},
+    {.key = "partition.assignment.strategy",
+     .keep = NULL,
+     .why = "the consumer's rebalance handling is written for its own assignor"},
+    {.key = "group.protocol", .keep = NULL, .why = "use --group-protocol (consumer or classic)"},
+    {.key = "enable.partition.eof",
+     .keep = "false",
+     .why = "end-of-partition events are not messages the consumer reads"},
+    {.key = "auto.offset.reset",
+     .keep = NULL,
+     .why = "use --start-at (earliest or latest) or --from-beginning"},
 };
 
 /* -1 (errstr names the key and why) when key=val would break a guarantee. */
@@ -136,6 +227,25 @@ static int check_kafka_settings(const struct config_kv *extra, char *errstr, siz
     return 0;
 }
 
+/* The subcommand, the one positional argument there may be: 0, or -1 for another. */
+static int pick_subcommand(struct consumer_opts *o, char **pos, int npos, char *errstr,
+                           size_t errsize)
+{
+    if (npos == 0)
+        return 0;
+    if (npos == 1 && strcmp(pos[0], "migrate") == 0) {
+        o->migrate_only = 1;
+    } else if (npos == 1 && strcmp(pos[0], "topics") == 0) {
+        o->topics_only = 1;
+    } else if (npos == 1 && strcmp(pos[0], "new-identity") == 0) {
+        o->migrate_only = o->new_identity = 1;
+    } else {
+        snprintf(errstr, errsize, "unexpected argument \"%s\" (try --help)", pos[0]);
+        return -1;
+    }
+    return 0;
+}
+
 int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, size_t errsize)
 {
     char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
@@ -148,16 +258,8 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
     if (rc != 0)
         goto out;
     rc = -1;
-    if (npos == 1 && strcmp(pos[0], "migrate") == 0) {
-        o->migrate_only = 1;
-    } else if (npos == 1 && strcmp(pos[0], "topics") == 0) {
-        o->topics_only = 1;
-    } else if (npos == 1 && strcmp(pos[0], "new-identity") == 0) {
-        o->migrate_only = o->new_identity = 1;
-    } else if (npos > 0) {
-        snprintf(errstr, errsize, "unexpected argument \"%s\" (try --help)", pos[0]);
+    if (pick_subcommand(o, pos, npos, errstr, errsize) != 0)
         goto out;
-    }
     log_set_level(o->log_level);
     if (!o->dlq_topic || !*o->dlq_topic) {
         snprintf(o->dlq_default, sizeof(o->dlq_default), "%s.dlq", o->topic);

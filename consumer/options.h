@@ -1,6 +1,7 @@
 /*
  * options.h - the consumer's settings: one config table (flag, env, default,
- * range, help) and the struct it fills. See common/config.h.
+ * range, help) and the struct it fills. See common/config.h; the rows shared
+ * with tadak-producer are common/sharedopts.h's.
  *
  *   rc = options_load(&o, argc, argv, err, sizeof err);  0 ok, 1 --help shown, -1 error
  *   options_free(&o);

@@ -70,8 +70,13 @@ static int cli_setup(enum producer_cmd cmd, struct producer_opts *o, int argc, c
 static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk, const char *cmd,
                                        int *rc)
 {
-    struct publisher_opts o = {cfg->brokers, cfg->topic,   &cfg->extra, cfg->delivery_timeout_ms,
-                               cfg->ack_log, /*poller*/ 0, bulk};
+    struct publisher_opts o = {.brokers = cfg->brokers,
+                               .topic = cfg->topic,
+                               .extra = &cfg->extra,
+                               .delivery_timeout_ms = cfg->delivery_timeout_ms,
+                               .ack_log = cfg->ack_log,
+                               .poller = 0, /* reports are served on this thread */
+                               .bulk = bulk};
     char err[512], existing[512];
     struct publisher *p = publisher_new(&o, NULL, err, sizeof(err));
     int reach_ms;
@@ -141,7 +146,7 @@ static int cli_finish(struct publisher *p, struct cli_counts *c, int with_bad_li
 int cli_send(int argc, char **argv)
 {
     struct producer_opts cfg;
-    struct cli_counts c = {{count_report}, 0, 0, 0, 0, 0, 0};
+    struct cli_counts c = {.completion = {.fn = count_report}};
     struct publisher *p;
     int rc = 2;
 
@@ -150,7 +155,8 @@ int cli_send(int argc, char **argv)
     if (!(p = cli_publisher(&cfg, 0, "send", &rc)))
         goto out;
     for (int64_t i = 0; i < cfg.repeat; i++) {
-        struct vote v = {cfg.user, cfg.candidate, util_wall_ms(), "", ""};
+        struct vote v = {
+            .user_id = cfg.user, .candidate_id = cfg.candidate, .ts_ms = util_wall_ms()};
         event_new_id(v.event_id);
         event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
         cli_publish(p, &c, &v);
@@ -197,10 +203,46 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
+/*
+ * Publish line `lineno` of a replay, its first len bytes (too_long: the rest
+ * was dropped); a line that is no vote is counted bad and skipped, a blank
+ * one skipped.
+ */
+static void replay_line(struct publisher *p, struct cli_counts *c, const char *line, size_t len,
+                        int too_long, int64_t lineno)
+{
+    struct vote v;
+    enum event_err err;
+    char detail[256];
+
+    if (too_long) {
+        log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
+                 event_err_name(EVENT_ERR_TOO_LARGE), "the line is longer than 1 MiB");
+        c->bad_lines++;
+        return;
+    }
+    if (is_blank(line, len))
+        return;
+    while (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (event_parse(line, len, &v, &err, detail, sizeof(detail)) != 0) {
+        log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
+                 event_err_name(err), detail);
+        c->bad_lines++;
+        return;
+    }
+    if (v.event_id[0] == '\0')
+        event_new_id(v.event_id);
+    if (v.ts_ms == 0)
+        v.ts_ms = util_wall_ms();
+    cli_publish(p, c, &v);
+    publisher_poll(p, 0);
+}
+
 int cli_replay(int argc, char **argv)
 {
     struct producer_opts cfg;
-    struct cli_counts c = {{count_report}, 0, 0, 0, 0, 0, 0};
+    struct cli_counts c = {.completion = {.fn = count_report}};
     struct publisher *p = NULL;
     FILE *in = NULL;
     char *line = xmalloc(EVENT_MAX_BYTES); /* the longest line a vote can be */
@@ -217,35 +259,8 @@ int cli_replay(int argc, char **argv)
     }
     if (!(p = cli_publisher(&cfg, 0, "replay", &rc)))
         goto out;
-    while ((got = read_line(in, line, EVENT_MAX_BYTES, &len, &too_long)) > 0) {
-        struct vote v;
-        enum event_err err;
-        char detail[256];
-
-        lineno++;
-        if (too_long) {
-            log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
-                     event_err_name(EVENT_ERR_TOO_LARGE), "the line is longer than 1 MiB");
-            c.bad_lines++;
-            continue;
-        }
-        if (is_blank(line, len))
-            continue;
-        while (len > 0 && line[len - 1] == '\r')
-            len--;
-        if (event_parse(line, len, &v, &err, detail, sizeof(detail)) != 0) {
-            log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
-                     event_err_name(err), detail);
-            c.bad_lines++;
-            continue;
-        }
-        if (v.event_id[0] == '\0')
-            event_new_id(v.event_id);
-        if (v.ts_ms == 0)
-            v.ts_ms = util_wall_ms();
-        cli_publish(p, &c, &v);
-        publisher_poll(p, 0);
-    }
+    while ((got = read_line(in, line, EVENT_MAX_BYTES, &len, &too_long)) > 0)
+        replay_line(p, &c, line, len, too_long, ++lineno);
     if (got < 0) /* EIO, a directory, ...: say where, and never exit 0 */
         log_error("read error", "file=%s line=%" PRId64 " error=\"%s\"", cfg.pos[0], lineno + 1,
                   strerror(errno));
@@ -272,7 +287,7 @@ static void load_pace(struct publisher *p, int64_t start_ms, uint64_t i, int64_t
 int cli_load(int argc, char **argv)
 {
     struct producer_opts cfg;
-    struct cli_counts c = {{count_report}, 0, 0, 0, 0, 0, 0};
+    struct cli_counts c = {.completion = {.fn = count_report}};
     struct publisher *p = NULL;
     struct loadgen *g = NULL;
     char err[256];

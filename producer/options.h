@@ -5,7 +5,9 @@
  *
  * The rows every command has (brokers, topic, -X, log-level, ack-log) are
  * defined once and joined to each command's own rows, so a default or a
- * help text cannot differ between `serve` and the CLI. Loading also checks
+ * help text cannot differ between `serve` and the CLI; the rows the consumer
+ * has too (Kafka, Redis, PostgreSQL, log level, key prefix) come from
+ * common/sharedopts.h, so they cannot differ between the programs either. Loading also checks
  * what the table cannot (positional arguments, required flags, the
  * --candidates ballot), sets the log level and prints --help; README's
  * "Configuration reference" says what --help says (tests/integration/test_docs.py).
@@ -21,14 +23,12 @@
 
 #include "api.h"
 #include "config.h"
-#include "kafka.h"
 #include "log.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define PRODUCER_DEFAULT_BROKERS KAFKA_DEFAULT_BROKERS
-#define PRODUCER_OPTS_MAX        48 /* rows in one command's table, CONFIG_END included */
+#define PRODUCER_OPTS_MAX 48 /* rows in one command's table, CONFIG_END included */
 
 enum producer_cmd { PRODUCER_SERVE, PRODUCER_SEND, PRODUCER_REPLAY, PRODUCER_LOAD };
 

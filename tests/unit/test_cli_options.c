@@ -84,6 +84,10 @@ static void test_each_command_keeps_its_defaults(void **state)
     assert_string_equal(o.listen, "127.0.0.1:8000");
     assert_string_equal(o.brokers, "127.0.0.1:9092");
     assert_int_equal(o.ballot.n, 0); /* no --candidates: any id */
+    /* The shared Redis and PostgreSQL rows have no default in serve: unset, no reads. */
+    assert_null(o.redis_url);
+    assert_null(o.database_url);
+    assert_string_equal(o.key_prefix, "");
     producer_opts_free(&o);
 
     assert_int_equal(

@@ -25,12 +25,30 @@ struct cfg {
 };
 
 static const struct config_opt opts[] = {
-    {"topic", 0, "TEST_TOPIC", CONFIG_STR, "votes", 0, 0, offsetof(struct cfg, topic), "Topic"},
-    {"batch-size", 0, "TEST_BATCH", CONFIG_INT, "500", 1, 100000, offsetof(struct cfg, batch),
-     "Batch"},
-    {"from-beginning", 0, NULL, CONFIG_BOOL, "0", 0, 0, offsetof(struct cfg, from_beginning),
-     "Start at the beginning"},
-    {"set", 'X', NULL, CONFIG_KV, NULL, 0, 0, offsetof(struct cfg, extra), "librdkafka setting"},
+    {.name = "topic",
+     .env = "TEST_TOPIC",
+     .type = CONFIG_STR,
+     .def = "votes",
+     .offset = offsetof(struct cfg, topic),
+     .help = "Topic"},
+    {.name = "batch-size",
+     .env = "TEST_BATCH",
+     .type = CONFIG_INT,
+     .def = "500",
+     .min = 1,
+     .max = 100000,
+     .offset = offsetof(struct cfg, batch),
+     .help = "Batch"},
+    {.name = "from-beginning",
+     .type = CONFIG_BOOL,
+     .def = "0",
+     .offset = offsetof(struct cfg, from_beginning),
+     .help = "Start at the beginning"},
+    {.name = "set",
+     .short_name = 'X',
+     .type = CONFIG_KV,
+     .offset = offsetof(struct cfg, extra),
+     .help = "librdkafka setting"},
     CONFIG_END,
 };
 
@@ -143,8 +161,12 @@ struct lvl_cfg {
 };
 
 static const struct config_opt lvl_opts[] = {
-    {"log-level", 0, "TEST_LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
-     offsetof(struct lvl_cfg, level), "error, warn, info or debug"},
+    {.name = "log-level",
+     .env = "TEST_LOG_LEVEL",
+     .type = CONFIG_LOG_LEVEL,
+     .def = "info",
+     .offset = offsetof(struct lvl_cfg, level),
+     .help = "error, warn, info or debug"},
     CONFIG_END,
 };
 
@@ -197,8 +219,12 @@ static void test_log_level_type(void **state)
 /* A repeatable flag: the environment's comma-separated items, replaced by the flags. */
 static void test_list_type(void **state)
 {
-    static const struct config_opt lopts[] = {
-        {"origin", 0, "TEST_ORIGINS", CONFIG_LIST, NULL, 0, 0, 0, "Origins"}, CONFIG_END};
+    static const struct config_opt lopts[] = {{.name = "origin",
+                                               .env = "TEST_ORIGINS",
+                                               .type = CONFIG_LIST,
+                                               .offset = 0,
+                                               .help = "Origins"},
+                                              CONFIG_END};
     struct config_list l;
     char err[256], *pos[4];
     int npos;

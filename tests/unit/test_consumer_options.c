@@ -1,0 +1,123 @@
+/*
+ * test_consumer_options.c - tadak-consumer's option table (consumer/options.c):
+ * the rows it shares with tadak-producer (common/sharedopts.h) keep the
+ * consumer's defaults, environment variables and flags, and gain the
+ * producer's short forms -b and -t.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* By path: the producer's options.h has the same name and comes first on the include path. */
+#include "../../consumer/options.h"
+
+#define ARGV(...) ((char *[]){__VA_ARGS__})
+
+static const char *const env_names[] = {
+    "KAFKA_BOOTSTRAP_SERVERS", "TADAK_TOPIC",     "REDIS_URL",      "DATABASE_URL",
+    "TADAK_KEY_PREFIX",        "TADAK_LOG_LEVEL", "TADAK_DLQ_TOPIC"};
+
+static int clear_env(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(env_names) / sizeof(env_names[0]); i++)
+        unsetenv(env_names[i]);
+    return 0;
+}
+
+static void test_shared_rows_keep_the_consumer_defaults(void **state)
+{
+    struct consumer_opts o;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(options_load(&o, 1, ARGV((char[]){"tadak-consumer"}), err, sizeof(err)), 0);
+    assert_string_equal(o.brokers, "127.0.0.1:9092");
+    assert_string_equal(o.topic, "votes");
+    assert_string_equal(o.dlq_topic, "votes.dlq");
+    assert_string_equal(o.redis_url, "redis://127.0.0.1:6379/0");
+    assert_string_equal(o.database_url, "postgresql://localhost/tadak");
+    assert_string_equal(o.key_prefix, "");
+    assert_int_equal(o.log_level, LOG_INFO);
+    assert_int_equal(o.extra.n, 0);
+    options_free(&o);
+}
+
+static void test_shared_rows_from_the_environment(void **state)
+{
+    struct consumer_opts o;
+    char err[256];
+
+    (void)state;
+    setenv("KAFKA_BOOTSTRAP_SERVERS", "k:1", 1);
+    setenv("TADAK_TOPIC", "t1", 1);
+    setenv("REDIS_URL", "redis://r:1/2", 1);
+    setenv("DATABASE_URL", "postgresql://p/db", 1);
+    setenv("TADAK_KEY_PREFIX", "pre:", 1);
+    setenv("TADAK_LOG_LEVEL", "warn", 1);
+    assert_int_equal(options_load(&o, 1, ARGV((char[]){"tadak-consumer"}), err, sizeof(err)), 0);
+    assert_string_equal(o.brokers, "k:1");
+    assert_string_equal(o.topic, "t1");
+    assert_string_equal(o.dlq_topic, "t1.dlq");
+    assert_string_equal(o.redis_url, "redis://r:1/2");
+    assert_string_equal(o.database_url, "postgresql://p/db");
+    assert_string_equal(o.key_prefix, "pre:");
+    assert_int_equal(o.log_level, LOG_WARN);
+    options_free(&o);
+}
+
+static void test_shared_rows_from_flags(void **state)
+{
+    struct consumer_opts o;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(
+        options_load(&o, 12,
+                     ARGV((char[]){"tadak-consumer"}, (char[]){"-b"}, (char[]){"k:2"},
+                          (char[]){"-t"}, (char[]){"t2"}, (char[]){"-Xfetch.wait.max.ms=5"},
+                          (char[]){"--redis-url=redis://r:3/0"}, (char[]){"--database-url"},
+                          (char[]){"postgresql://q/db"}, (char[]){"--key-prefix=k:"},
+                          (char[]){"--log-level"}, (char[]){"error"}),
+                     err, sizeof(err)),
+        0);
+    assert_string_equal(o.brokers, "k:2");
+    assert_string_equal(o.topic, "t2");
+    assert_int_equal(o.extra.n, 1);
+    assert_string_equal(o.extra.keys[0], "fetch.wait.max.ms");
+    assert_string_equal(o.extra.vals[0], "5");
+    assert_string_equal(o.redis_url, "redis://r:3/0");
+    assert_string_equal(o.database_url, "postgresql://q/db");
+    assert_string_equal(o.key_prefix, "k:");
+    assert_int_equal(o.log_level, LOG_ERROR);
+    options_free(&o);
+
+    /* The long forms, as scripts have always written them. */
+    assert_int_equal(options_load(&o, 5,
+                                  ARGV((char[]){"tadak-consumer"}, (char[]){"--brokers"},
+                                       (char[]){"k:3"}, (char[]){"--topic=t3"}, (char[]){"topics"}),
+                                  err, sizeof(err)),
+                     0);
+    assert_string_equal(o.brokers, "k:3");
+    assert_string_equal(o.topic, "t3");
+    assert_int_equal(o.topics_only, 1);
+    options_free(&o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shared_rows_keep_the_consumer_defaults, clear_env,
+                                        clear_env),
+        cmocka_unit_test_setup_teardown(test_shared_rows_from_the_environment, clear_env,
+                                        clear_env),
+        cmocka_unit_test_setup_teardown(test_shared_rows_from_flags, clear_env, clear_env),
+    };
+    return cmocka_run_group_tests_name("consumer_options", tests, NULL, NULL);
+}
