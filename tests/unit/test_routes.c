@@ -10,7 +10,9 @@
  * libmicrohttpd's. Answers are real MHD_Responses (no daemon needed), so the
  * headers the routes add are read back as libmicrohttpd would send them.
  * Votes go to a real publisher on librdkafka's in-process mock cluster, so
- * a publish completes asynchronously on the publisher's own thread.
+ * a publish completes asynchronously on the publisher's own thread, and
+ * Idempotency-Key claims to idem.h's workers talking to a fake Redis here
+ * that answers SET ... GET with the value a test sets (nil: a new key).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,11 @@
 #include <strings.h>
 
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <microhttpd.h>
@@ -31,6 +38,7 @@
 #include "config.h"
 #include "edge.h"
 #include "http.h"
+#include "idem.h"
 #include "log.h"
 #include "metrics.h"
 #include "publisher.h"
@@ -229,6 +237,128 @@ static void wait_wakes(struct fake_req *f, int n)
         fail_msg("no delivery report within %d ms", DEADLINE_MS);
 }
 
+/* ---- a fake Redis: SET answers the old value a test chose, the rest +OK ----- */
+
+#define FAKE_REDIS_CONNS 8
+
+static struct {
+    int listen_fd, port, stop_fd[2];
+    pthread_t thread;
+    pthread_mutex_t lock;
+    char old[1024]; /* what SET ... GET answers; "": nil */
+    int sets;       /* SET commands seen */
+} redis = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* One whole RESP command at the front of buf: its length, 0 if not all there yet. */
+static size_t resp_command(const char *buf, size_t len, int *is_set)
+{
+    const char *p = buf, *end = buf + len, *nl;
+    long n, argc;
+
+    if (len < 1 || *p != '*' || !(nl = memchr(p, '\n', len)))
+        return 0;
+    argc = strtol(p + 1, NULL, 10);
+    p = nl + 1;
+    for (long i = 0; i < argc; i++) {
+        if (p >= end || *p != '$' || !(nl = memchr(p, '\n', (size_t)(end - p))))
+            return 0;
+        n = strtol(p + 1, NULL, 10);
+        if (end - (nl + 1) < n + 2)
+            return 0;
+        if (i == 0)
+            *is_set = n == 3 && strncasecmp(nl + 1, "SET", 3) == 0;
+        p = nl + 1 + n + 2;
+    }
+    return (size_t)(p - buf);
+}
+
+static void redis_reply(int fd, int is_set)
+{
+    char out[1200];
+    int n;
+
+    pthread_mutex_lock(&redis.lock);
+    if (!is_set)
+        n = snprintf(out, sizeof(out), "+OK\r\n");
+    else if (!redis.old[0])
+        n = snprintf(out, sizeof(out), "$-1\r\n");
+    else
+        n = snprintf(out, sizeof(out), "$%zu\r\n%s\r\n", strlen(redis.old), redis.old);
+    redis.sets += is_set;
+    pthread_mutex_unlock(&redis.lock);
+    if (write(fd, out, (size_t)n) != n) /* the client went away: its worker sees it */
+        return;
+}
+
+static void *redis_main(void *arg)
+{
+    struct pollfd fds[FAKE_REDIS_CONNS + 2];
+    static char bufs[FAKE_REDIS_CONNS + 2][4096];
+    size_t lens[FAKE_REDIS_CONNS + 2] = {0};
+    int nfds = 2;
+
+    (void)arg;
+    fds[0] = (struct pollfd){.fd = redis.listen_fd, .events = POLLIN};
+    fds[1] = (struct pollfd){.fd = redis.stop_fd[0], .events = POLLIN};
+    while (poll(fds, (nfds_t)nfds, -1) > 0 && !fds[1].revents) {
+        if (fds[0].revents && nfds < FAKE_REDIS_CONNS + 2)
+            fds[nfds++] =
+                (struct pollfd){.fd = accept(redis.listen_fd, NULL, NULL), .events = POLLIN};
+        for (int i = 2; i < nfds; i++) {
+            ssize_t got;
+            size_t used;
+            int is_set = 0;
+            if (!fds[i].revents)
+                continue;
+            got = read(fds[i].fd, bufs[i] + lens[i], sizeof(bufs[i]) - lens[i]);
+            if (got <= 0) {
+                fds[i].events = 0; /* closed: never polled for input again */
+                continue;
+            }
+            lens[i] += (size_t)got;
+            while ((used = resp_command(bufs[i], lens[i], &is_set)) > 0) {
+                redis_reply(fds[i].fd, is_set);
+                memmove(bufs[i], bufs[i] + used, lens[i] - used);
+                lens[i] -= used;
+            }
+        }
+    }
+    for (int i = 2; i < nfds; i++)
+        close(fds[i].fd);
+    return NULL;
+}
+
+static void redis_start(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+
+    redis.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(redis.listen_fd >= 0);
+    assert_int_equal(bind(redis.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(redis.listen_fd, 16), 0);
+    assert_int_equal(getsockname(redis.listen_fd, (struct sockaddr *)&sa, &len), 0);
+    redis.port = ntohs(sa.sin_port);
+    assert_int_equal(pipe(redis.stop_fd), 0);
+    assert_int_equal(pthread_create(&redis.thread, NULL, redis_main, NULL), 0);
+}
+
+static void redis_stop(void)
+{
+    assert_int_equal(write(redis.stop_fd[1], "x", 1), 1);
+    pthread_join(redis.thread, NULL);
+    close(redis.listen_fd);
+    close(redis.stop_fd[0]);
+    close(redis.stop_fd[1]);
+}
+
+static void redis_answer_set(const char *old)
+{
+    pthread_mutex_lock(&redis.lock);
+    util_strlcpy(redis.old, old ? old : "", sizeof(redis.old));
+    pthread_mutex_unlock(&redis.lock);
+}
+
 /* ---- fixtures -------------------------------------------------------------- */
 
 struct fixture {
@@ -236,6 +366,7 @@ struct fixture {
     struct metrics *metrics;
     struct publisher *pub;
     struct edge *edge;
+    struct idem *idem;
     struct routes *rt;
     struct config_list origins;
     char *origin_items[1];
@@ -244,12 +375,13 @@ struct fixture {
 static struct fixture fx;
 static char allowed_origin[] = "https://app.example";
 
-static struct routes *routes_with(struct edge *edge)
+static struct routes *routes_with(struct edge *edge, struct idem *idem)
 {
     struct routes_opts o = {.core = &fake_core,
                             .pub = fx.pub,
                             .metrics = fx.metrics,
                             .edge = edge,
+                            .idem = idem,
                             .max_body = 4096,
                             .delivery_timeout_ms = 5000,
                             .idem_window_ms = 86400000,
@@ -302,7 +434,7 @@ static int routes_plain(void **state)
 {
     (void)state;
     draining = 0;
-    fx.rt = routes_with(NULL);
+    fx.rt = routes_with(NULL, NULL);
     return 0;
 }
 
@@ -310,7 +442,32 @@ static int routes_cors(void **state)
 {
     (void)state;
     draining = 0;
-    fx.rt = routes_with(fx.edge);
+    fx.rt = routes_with(fx.edge, NULL);
+    return 0;
+}
+
+static int routes_idem(void **state)
+{
+    char url[64], err[256];
+
+    (void)state;
+    draining = 0;
+    redis_start();
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", redis.port);
+    if (!(fx.idem = idem_new(url, "t:", 2000, err, sizeof(err))))
+        fail_msg("idem_new: %s", err);
+    fx.rt = routes_with(NULL, fx.idem);
+    return 0;
+}
+
+static int routes_idem_gone(void **state)
+{
+    (void)state;
+    handlers.stop(handlers.arg); /* as http_stop(): idem's workers answered and joined */
+    routes_free(fx.rt);
+    idem_free(fx.idem);
+    fx.idem = NULL;
+    redis_stop();
     return 0;
 }
 
@@ -496,6 +653,53 @@ static void test_without_cors_no_cors_headers(void **state)
     fake_free(f);
 }
 
+static void test_idempotency_key_new_claims_then_publishes(void **state)
+{
+    struct fake_conn c = {{"Content-Type", "Idempotency-Key"}, {"application/json", "k-new"}};
+    struct fake_req *f;
+
+    (void)state;
+    redis_answer_set(NULL); /* nil: the key is new, the claim is ours */
+    f = run("POST", "/votes", &c, VOTE_JSON);
+    assert_int_equal(f->timeout_ms, 500); /* the claim's timeout, not the delivery's */
+    wait_wakes(f, 1);
+    handlers.resume(f->req, HTTP_WOKEN); /* claimed: now handed to the publisher */
+    assert_int_equal(f->timeout_ms, 5000);
+    wait_wakes(f, 2);
+    handlers.resume(f->req, HTTP_WOKEN);
+    assert_string_equal(f->events, "suspend,wake,suspend,wake,send 202,");
+    assert_string_equal(f->last.replayed, "");
+    fake_free(f);
+}
+
+static void test_idempotency_key_seen_is_replayed(void **state)
+{
+    struct fake_conn c = {{"Content-Type", "Idempotency-Key"}, {"application/json", "k-old"}};
+    static const char stored[] = "{\"status\":\"accepted\",\"event_id\":\"stored-one\"}\n";
+    char hash[IDEM_HASH_HEX], old[1024];
+    struct fake_req *f;
+    int sets;
+
+    (void)state;
+    idem_hash_hex(VOTE_JSON, strlen(VOTE_JSON), hash);
+    assert_true(idem_accepted_value(hash, stored, old, sizeof(old)) > 0);
+    redis_answer_set(old);
+    pthread_mutex_lock(&redis.lock);
+    sets = redis.sets;
+    pthread_mutex_unlock(&redis.lock);
+    f = run("POST", "/votes", &c, VOTE_JSON);
+    wait_wakes(f, 1);
+    handlers.resume(f->req, HTTP_WOKEN);
+    /* Answered from the key: nothing published (no second suspension). */
+    assert_string_equal(f->events, "suspend,wake,send 202,");
+    assert_string_equal(f->last.replayed, "true");
+    assert_string_equal(f->last.body, stored);
+    pthread_mutex_lock(&redis.lock);
+    assert_int_equal(redis.sets, sets + 1);
+    pthread_mutex_unlock(&redis.lock);
+    fake_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +721,10 @@ int main(void)
                                         routes_gone),
         cmocka_unit_test_setup_teardown(test_without_cors_no_cors_headers, routes_plain,
                                         routes_gone),
+        cmocka_unit_test_setup_teardown(test_idempotency_key_new_claims_then_publishes, routes_idem,
+                                        routes_idem_gone),
+        cmocka_unit_test_setup_teardown(test_idempotency_key_seen_is_replayed, routes_idem,
+                                        routes_idem_gone),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
