@@ -8,8 +8,8 @@
  *   body      bytes kept up to max_body (the buffer grows with them, a
  *             declared Content-Length reserves nothing); more is counted
  *             only; all of it must arrive by the guard's deadline (guard.h)
- *   complete  handlers.serve: answered at once, or suspended (http_suspend)
- *   resumed   by its completion (http_wake), its deadline (the timer) or
+ *   complete  handlers.serve: answered at once, or suspended (core_suspend)
+ *   resumed   by its completion (core_wake), its deadline (the timer) or
  *             the drain: handlers.resume answers
  *   answered  MHD's completion callback drops the last reference
  *
@@ -51,8 +51,8 @@
 
 enum req_state {
     REQ_BODY,      /* reading the request */
-    REQ_SUSPENDED, /* handed over, waiting for http_wake or its deadline */
-    REQ_WOKEN,     /* http_wake came in time */
+    REQ_SUSPENDED, /* handed over, waiting for core_wake or its deadline */
+    REQ_WOKEN,     /* core_wake came in time */
     REQ_EXPIRED,   /* the deadline passed (or MHD tore the connection down) */
     REQ_STOPPED,   /* the drain answers it */
 };

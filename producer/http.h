@@ -17,27 +17,27 @@
  *
  *   begin(arg, hr, req, conn, method, url, &body)   headers arrived; req is
  *            handlers.req_size zeroed bytes the request carries for them.
- *            Either answers now (http_send) and sets body = HTTP_ANSWERED,
+ *            Either answers now (core->send) and sets body = HTTP_ANSWERED,
  *            or asks for the body: HTTP_BODY_KEEP (up to max_body, more is
  *            only counted: overflow) or HTTP_BODY_DISCARD.
  *   serve(req, body, len, overflow)   the whole request arrived in time:
- *            answer it now, or http_suspend() it (body stays valid)
+ *            answer it now, or core->suspend() it (body stays valid)
  *   resume(req, how)   a suspended request's connection was resumed:
- *            HTTP_WOKEN (its completion called http_wake), HTTP_EXPIRED
- *            (the timeout given to http_suspend passed) or HTTP_STOPPED
+ *            HTTP_WOKEN (its completion called core->wake), HTTP_EXPIRED
+ *            (the timeout given to core->suspend passed) or HTTP_STOPPED
  *            (the drain answers it); answer it now
  *   headers(req, status, resp)   on every answer, before it is queued
  *   done(req)          the request is gone: free what req points to
  *   stop(arg)          from http_stop(): complete every request suspended
- *                      without a timeout, now (through http_wake)
+ *                      without a timeout, now (through core->wake)
  *
  * A suspended request is reference-counted (its connection + its pending
  * completion) under the server lock, so a completion that comes after the
- * request was answered (expired, stopped) is harmless: http_wake says so.
+ * request was answered (expired, stopped) is harmless: core->wake says so.
  *
  * Shutdown never leaves a connection suspended for MHD_stop_daemon() (which
  * aborts the process if it finds one): once the drain begins nothing is
- * suspended any more (http_suspend returns 1; http_draining() says so to
+ * suspended any more (core->suspend returns 1; core->draining() says so to
  * begin), every answer says Connection: close, and http_stop() resumes what
  * still waits (HTTP_STOPPED) and lets every resume happen first.
  *
@@ -45,11 +45,11 @@
  *   http_quiesce(s);        begin the drain: stop accepting, suspend nothing new
  *   http_active(s);         requests not yet answered and sent
  *   http_stop(s);           answer the rest, close everything
- *   http_free(s);           after whatever calls http_wake() is gone
+ *   http_free(s);           after whatever calls core->wake() is gone
  *
- * What the handlers call: http_send, http_suspend, http_wake, http_draining,
- * each through a struct http_core (http_core is the server's; a unit test
- * gives the handlers a fake one).
+ * What the handlers call: send, suspend, wake and draining, through a
+ * struct http_core (http_core is the server's; a unit test gives the
+ * handlers a fake one), which the routes are given when they are made.
  */
 #ifndef TADAK_HTTP_H
 #define TADAK_HTTP_H
