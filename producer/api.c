@@ -166,15 +166,9 @@ static int json_content_type(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
-int api_begin(const char *method, const char *path, const char *content_type,
-              const char *content_length, size_t max_body, struct api_reply *r)
+/* GET /votes/{user_id}/{candidate_id}: 1 the reply is final, 0 read on, -1 not that path. */
+static int begin_status(const char *method, const char *path, struct api_reply *r)
 {
-    const struct route *match = NULL;
-    int64_t declared;
-    char detail[128];
-
-    memset(r, 0, sizeof(*r));
-    r->route = "other";
     switch (api_vote_path(path, &r->user_id, &r->candidate_id, r)) {
     case -1:
         r->route = API_STATUS_LABEL;
@@ -189,34 +183,43 @@ int api_begin(const char *method, const char *path, const char *content_type,
         api_error(r, 405, "method_not_allowed", "use GET on this path");
         return 1;
     default:
-        break;
+        return -1;
     }
+}
+
+/* The routes table's row for method + path, or NULL with the 404 or 405 in r. */
+static const struct route *find_route(const char *method, const char *path, struct api_reply *r)
+{
+    char detail[128];
+
     for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++) {
         if (strcmp(routes[i].path, path) != 0)
             continue;
         r->route = routes[i].label;
-        if (strcmp(routes[i].method, method) == 0) {
-            match = &routes[i];
-            break;
-        }
+        if (strcmp(routes[i].method, method) == 0)
+            return &routes[i];
         if (!strstr(r->allow, routes[i].method))
             snprintf(r->allow + strlen(r->allow), sizeof(r->allow) - strlen(r->allow), "%s%s",
                      r->allow[0] ? ", " : "", routes[i].method);
     }
-    if (!match && r->allow[0]) {
+    if (r->allow[0]) {
         snprintf(detail, sizeof(detail), "use %s on this path", r->allow);
         api_error(r, 405, "method_not_allowed", detail);
-        return 1;
+        return NULL;
     }
-    if (!match) {
-        api_error(r, 404, "not_found",
-                  "unknown path; votes go to POST /votes, their status is at GET "
-                  "/votes/{user_id}/{candidate_id}");
-        return 1;
-    }
-    r->action = match->action;
-    if (match->action != API_VOTE)
-        return 0;
+    api_error(r, 404, "not_found",
+              "unknown path; votes go to POST /votes, their status is at GET "
+              "/votes/{user_id}/{candidate_id}");
+    return NULL;
+}
+
+/* POST /votes' headers: 1 the reply is final (415, 413), 0 read the body. */
+static int begin_vote(const char *content_type, const char *content_length, size_t max_body,
+                      struct api_reply *r)
+{
+    int64_t declared;
+    char detail[128];
+
     /* Required: a missing type is what a cross-site no-cors form post can send. */
     if (!content_type || !json_content_type(content_type)) {
         api_error(r, 415, "unsupported_media_type", "send the vote as application/json");
@@ -229,6 +232,24 @@ int api_begin(const char *method, const char *path, const char *content_type,
         return 1;
     }
     return 0;
+}
+
+int api_begin(const char *method, const char *path, const char *content_type,
+              const char *content_length, size_t max_body, struct api_reply *r)
+{
+    const struct route *match;
+    int final;
+
+    memset(r, 0, sizeof(*r));
+    r->route = "other";
+    if ((final = begin_status(method, path, r)) >= 0)
+        return final;
+    if (!(match = find_route(method, path, r)))
+        return 1;
+    r->action = match->action;
+    if (match->action != API_VOTE)
+        return 0;
+    return begin_vote(content_type, content_length, max_body, r);
 }
 
 int api_vote(const char *body, size_t len, int overflow, size_t max_body,

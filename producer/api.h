@@ -31,12 +31,13 @@
  *       GET /votes/{u}/{c}: 200 recorded (with event_id, created_at), 202 pending,
  *       404 unknown; 0, or -1 if it does not fit the reply
  *   api_stats(&reply, group, names, values, n, accepted)   GET /stats: the consumer
- *       group's n counters + "accepted" (group: [A-Za-z0-9._-], checked by options.c)
+ *       group's n counters + "accepted" (group: [A-Za-z0-9._-], not escaped: the
+ *       --stats-group row's CONFIG_NAME type admits nothing else)
  *   api_vote_path(path, &user, &candidate, &reply)   GET /votes/{user_id}/{candidate_id}:
  *       1 = ids parsed, 0 = not that shape, -1 = reply is a 400
  *
  * The builders of a 2xx answer set reply.status and reply.body only, never
- * reply.action (the server's caching headers follow the action).
+ * reply.action (routes.c's Cache-Control follows the action).
  */
 #ifndef TADAK_API_H
 #define TADAK_API_H

@@ -2,6 +2,7 @@
  * guard.c - whole-request deadlines for HTTP connections. See guard.h.
  */
 #include "guard.h"
+#include "deadline.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -9,52 +10,23 @@
 #include <sys/socket.h>
 
 struct guard_conn {
+    struct deadline due; /* first member: the list's node is the connection */
     int fd;
-    int64_t deadline_ms;
-    int listed; /* on the deadline list */
     int reaped; /* shut down for being late: never armed again */
-    struct guard_conn *prev, *next;
 };
 
 struct guard {
     pthread_mutex_t lock;
     int64_t timeout_ms;
-    struct guard_conn *head, *tail; /* owing a request, earliest deadline first */
-    int64_t count;                  /* open connections, listed or not */
+    struct deadline_list owing; /* connections owing a request, earliest deadline first */
+    int64_t count;              /* open connections, listed or not */
 };
 
-static void unlink_locked(struct guard *g, struct guard_conn *c)
+static void arm_locked(struct guard *g, struct guard_conn *c, int64_t now_ms)
 {
-    if (!c->listed)
-        return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        g->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        g->tail = c->prev;
-    c->prev = c->next = NULL;
-    c->listed = 0;
-}
-
-/* Callers pass a now taken before the lock: never let the list go out of order. */
-static void append_locked(struct guard *g, struct guard_conn *c, int64_t now_ms)
-{
-    unlink_locked(g, c);
     if (c->reaped)
         return;
-    c->deadline_ms = now_ms + g->timeout_ms;
-    if (g->tail && c->deadline_ms < g->tail->deadline_ms)
-        c->deadline_ms = g->tail->deadline_ms;
-    c->prev = g->tail;
-    if (g->tail)
-        g->tail->next = c;
-    else
-        g->head = c;
-    g->tail = c;
-    c->listed = 1;
+    deadline_add(&g->owing, &c->due, now_ms + g->timeout_ms);
 }
 
 struct guard *guard_new(int64_t timeout_ms)
@@ -80,7 +52,7 @@ struct guard_conn *guard_open(struct guard *g, int fd, int64_t now_ms)
 
     c->fd = fd;
     pthread_mutex_lock(&g->lock);
-    append_locked(g, c, now_ms);
+    arm_locked(g, c, now_ms);
     g->count++;
     pthread_mutex_unlock(&g->lock);
     return c;
@@ -91,7 +63,7 @@ void guard_busy(struct guard *g, struct guard_conn *c)
     if (!c)
         return;
     pthread_mutex_lock(&g->lock);
-    unlink_locked(g, c);
+    deadline_remove(&g->owing, &c->due);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -100,7 +72,7 @@ void guard_idle(struct guard *g, struct guard_conn *c, int64_t now_ms)
     if (!c)
         return;
     pthread_mutex_lock(&g->lock);
-    append_locked(g, c, now_ms);
+    arm_locked(g, c, now_ms);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -109,7 +81,7 @@ void guard_close(struct guard *g, struct guard_conn *c)
     if (!c)
         return;
     pthread_mutex_lock(&g->lock);
-    unlink_locked(g, c);
+    deadline_remove(&g->owing, &c->due);
     g->count--;
     pthread_mutex_unlock(&g->lock);
     free(c);
@@ -117,17 +89,17 @@ void guard_close(struct guard *g, struct guard_conn *c)
 
 int guard_reap(struct guard *g, int64_t now_ms, int64_t *next_ms)
 {
+    struct deadline *d;
     int n = 0;
 
     pthread_mutex_lock(&g->lock);
-    while (g->head && g->head->deadline_ms <= now_ms) {
-        struct guard_conn *c = g->head;
-        unlink_locked(g, c);
+    while ((d = deadline_due(&g->owing, now_ms))) {
+        struct guard_conn *c = (struct guard_conn *)d; /* due is the first member */
         c->reaped = 1;
         shutdown(c->fd, SHUT_RDWR); /* still open: guard_close() comes before close() */
         n++;
     }
-    *next_ms = g->head ? g->head->deadline_ms : INT64_MAX;
+    *next_ms = deadline_next(&g->owing);
     pthread_mutex_unlock(&g->lock);
     return n;
 }

@@ -5,12 +5,12 @@
  *
  * libmicrohttpd's own timeout is an idle timeout: a client trickling a byte
  * a second keeps a connection (and a slot of the connection limit) forever.
- * The guard keeps the connections that owe a request in one list ordered by
- * deadline (every deadline is "now + timeout", so appending keeps it sorted)
- * and shuts the late ones down with shutdown(2); libmicrohttpd then reads end
- * of file and closes them in its own time. A connection whose request has
- * arrived is off the list while it is served (a vote waiting for Kafka has
- * the delivery timeout); once answered it owes the next one.
+ * The guard keeps the connections that owe a request in one deadline list
+ * (deadline.h, the same kind the suspended requests' lanes are, serviced by
+ * the same timer in http.c) and shuts the late ones down with shutdown(2); libmicrohttpd then reads
+ * end of file and closes them in its own time. A connection whose request has arrived is off the
+ * list while it is served (a vote waiting for Kafka has the delivery timeout); once answered it
+ * owes the next one.
  *
  * guard_close() must come before the descriptor is closed (libmicrohttpd's
  * MHD_CONNECTION_NOTIFY_CLOSED does): a shutdown is only ever made, under the

@@ -232,8 +232,13 @@ struct reads *reads_new(const struct reads_opts *o, struct metrics *metrics, cha
 {
     struct reads *rd = xcalloc(1, sizeof(*rd));
 
-    rd->top = o->tallies_top > 0 ? (size_t)o->tallies_top : READS_TOP_DEFAULT;
-    rd->stats_group = xstrdup(o->stats_group ? o->stats_group : "tadak");
+    if (o->tallies_top < 1 || !o->stats_group) { /* the options table's defaults set both */
+        snprintf(errstr, errsize, "reads: tallies_top and stats_group must be set");
+        free(rd);
+        return NULL;
+    }
+    rd->top = (size_t)o->tallies_top;
+    rd->stats_group = xstrdup(o->stats_group);
     for (size_t i = 0; o->ballot && i < o->ballot->n; i++)
         rd->ballot[rd->nballot++] =
             (struct store_range){.lo = o->ballot->r[i].lo, .hi = o->ballot->r[i].hi};

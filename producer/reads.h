@@ -46,7 +46,6 @@
 #define READS_THREADS        2
 #define READS_QUEUE_MAX      256
 #define READS_TALLIES_TTL_MS 1000
-#define READS_TOP_DEFAULT    100
 
 struct api_candidates;
 struct metrics;
@@ -56,8 +55,8 @@ struct reads_opts {
     const char *database_url;            /* NULL or "": no PostgreSQL */
     const char *redis_url;               /* NULL or "": no Redis */
     const char *key_prefix;              /* the consumers' --key-prefix */
-    int64_t tallies_top;                 /* candidates in a /tallies answer */
-    const char *stats_group;             /* the consumer group /stats counts */
+    int64_t tallies_top;                 /* candidates in a /tallies answer: required, >= 1 */
+    const char *stats_group;             /* the consumer group /stats counts: required */
     const struct api_candidates *ballot; /* copied; NULL or empty: no ballot */
 };
 
