@@ -84,7 +84,8 @@ def server(bins, env, tmp_path_factory):
     rc = s.stop()
     assert rc == 0, f"serve did not shut down cleanly ({rc}): {s.log.read_text()[-2000:]}"
     records = parse_log(s.log.read_bytes())
-    assert records and records[0]["msg"] == "serving"
+    # librdkafka's threads may log first (GETPID retries on a fresh broker).
+    assert "serving" in [r["msg"] for r in records]
 
 
 def events_on(env, topic, expected=None):
