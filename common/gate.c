@@ -932,6 +932,7 @@ again:
     /* The script cache was flushed (SCRIPT FLUSH, a restart): send the bodies once. */
     if (noscript && !use_eval) {
         use_eval = 1;
+        g->reload_scripts = 1; /* EVAL caches only this script: load them all again */
         goto again;
     }
     return 0;
