@@ -61,3 +61,40 @@ def test_release_after_script_flush_loads_every_script_again(bins, env, topic, d
     assert delta["evalsha"] >= 4, delta  # a release per refused row, the takeover
     assert delta["noscript"] == 1, delta
     assert delta["eval"] == 1, delta
+
+
+def test_takeover_after_script_flush_is_sent_again_with_the_body(bins, env, topic, db, prefix,
+                                                                 tmp_path, redis_client):
+    """After a SCRIPT FLUSH, two locks of a dead owner (met in one batch, as a
+    rule): both takeover calls get NOSCRIPT, both go again with the body and
+    take their lock; a third one later is a plain EVALSHA (the scripts were
+    loaded again)."""
+    dead = "deadhost:1:abcd1234"
+
+    def lock(u):
+        redis_client.set(prefix + token(u, 1), f"P {dead} 3000e370-2202-5a5c-8e6f-874e518ef9a8",
+                         px=60000)
+
+    proc = start_logged(bins, env, topic, db, prefix, tmp_path)
+    try:
+        owner_of(proc)
+        lock(1)
+        lock(2)
+        redis_client.script_flush()
+        before = script_calls(redis_client)
+        produce(env, topic, [vote(1, 1), vote(2, 1)], keys=[b"k", b"k"])
+        wait_for(lambda: db.count() == 2, 30, "the two votes behind dead owners' locks")
+        first = script_calls(redis_client)
+        lock(3)
+        produce(env, topic, [vote(3, 1)])
+        wait_for(lambda: db.count() == 3, 30, "the third vote behind a dead owner's lock")
+        after = script_calls(redis_client)
+    finally:
+        s, err = finish_logged(proc)
+    assert s["inserted"] == 3 and s["retries"] == 0
+    assert all(redis_client.get(prefix + token(u, 1)) == b"1" for u in (1, 2, 3))
+    # One batch as a rule (2, 2, 2); should the votes come in two, the second finds the
+    # scripts loaded again (1 NOSCRIPT, 1 EVAL): either way every NOSCRIPT went again as EVAL.
+    d = {k: first[k] - before[k] for k in first}
+    assert d["evalsha"] == 2 and d["noscript"] >= 1 and d["eval"] == d["noscript"], d
+    assert {k: after[k] - first[k] for k in after} == {"eval": 0, "evalsha": 1, "noscript": 0}
