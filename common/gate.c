@@ -112,7 +112,6 @@ struct gate {
     int64_t next_beat;
     char release_sha[GATE_SHA_LEN], takeover_sha[GATE_SHA_LEN];
     int warned_error_reply;
-    uint64_t takeovers;
 
     /* Replies owed to commands sent without waiting: a ring, grown only when full. */
     struct pend *pending;
@@ -136,8 +135,8 @@ enum gate_action gate_decide(const char *old, size_t len, const char *owner)
         return GATE_OURS; /* nil: SET NX succeeded, the lock is ours */
     if (len == sizeof(GATE_DONE_VALUE) - 1 && memcmp(old, GATE_DONE_VALUE, len) == 0)
         return GATE_DUPLICATE;
-    if (len >= 1 && old[0] == 'D' && (len == 1 || old[1] == ' '))
-        return GATE_DUPLICATE; /* "D", or "D <event_id>", as earlier versions wrote it */
+    if (len == 1 && old[0] == 'D')
+        return GATE_DUPLICATE; /* the done marker as earlier versions wrote it */
     if (len >= 2 && old[0] == 'P' && old[1] == ' ') {
         /* "P <owner> ..." is ours only on a whole-word match of the owner. */
         if (len >= 2 + olen && memcmp(old + 2, owner, olen) == 0 &&
@@ -939,10 +938,8 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
     if (busy > 0) {
         if ((taken = gate_takeover(g, items, n)) < 0)
             goto fail;
-        if (taken > 0) {
-            g->takeovers += (uint64_t)taken;
+        if (taken > 0)
             log_info("took over locks of dead owners", "count=%d", taken);
-        }
     }
     return 0;
 fail:
@@ -1088,11 +1085,6 @@ int gate_is_down(const struct gate *g, char *where, size_t wheresize)
     if (where)
         snprintf(where, wheresize, "%s:%d", redisconn_host(g->rc), redisconn_port(g->rc));
     return redisconn_is_down(g->rc);
-}
-
-uint64_t gate_takeovers(const struct gate *g)
-{
-    return g->takeovers;
 }
 
 const char *const gate_stat_names[GATE_NSTATS] = {"consumed", "inserted", "dup_redis", "dup_db",

@@ -117,7 +117,7 @@ def test_status_recorded_pending_unknown(serve, schema_db, redis_client, prefix)
 
     # Nothing anywhere, a lock under another prefix, a "done" marker without a row: unknown.
     redis_client.set("other" + prefix + "vote_lock:13:1", "P other x", px=60000)
-    redis_client.set(prefix + "vote_lock:14:1", "D " + str(uuid.uuid4()), px=60000)
+    redis_client.set(prefix + "vote_lock:14:1", "1", px=60000)
     try:
         for path in ("/votes/13/1", "/votes/14/1", "/votes/11/3"):
             status, doc = get_json(serve.port, path)
