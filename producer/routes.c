@@ -88,7 +88,7 @@ static enum MHD_Result claim_key(struct request *r)
 static enum MHD_Result answer_claim(struct request *r, enum req_state state)
 {
     const struct idem_claim *c = &r->claim; /* not read when late: a worker may hold it */
-    char legacy[IDEM_LEGACY_HEX], why[96];
+    char why[96];
     const char *body;
     size_t len;
 
@@ -105,8 +105,7 @@ static enum MHD_Result answer_claim(struct request *r, enum req_state state)
         r->idem_claimed = 1;
         return publish(r);
     }
-    idem_legacy_hex(r->body, r->len, legacy); /* values stored by the previous version */
-    switch (idem_decide(c->old, r->idem_hash, legacy, &body, &len)) {
+    switch (idem_decide(c->old, r->idem_hash, &body, &len)) {
     case IDEM_REPLAY:
         r->replayed = 1;
         return http_send(r, MHD_HTTP_ACCEPTED, body, "application/json");
