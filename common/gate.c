@@ -22,6 +22,11 @@
  * other owners: one takeover script per such lock, which takes it when its
  * owner's alive key no longer names that owner.
  *
+ * Every reply is read by gate_reply, and every burst of script calls
+ * (takeover, release) goes through gate_run_scripts: after a NOSCRIPT (the
+ * script cache was flushed) the calls go again with the scripts' bodies,
+ * and the next call loads the scripts again (gate_drain).
+ *
  * Stats: per field, "confirmed" (Redis answered the burst's EXEC with an
  * array) and "sent" (confirmed + in flight). A burst carries totals - sent;
  * its EXEC reply adds those deltas to confirmed, a failed EXEC takes them
@@ -166,8 +171,6 @@ static const char *lock_owner(const char *val, size_t len, size_t *olen)
     *olen = (size_t)((sp ? sp : val + len) - (val + 2));
     return val + 2;
 }
-
-/* ------------------------------------------------------------ url */
 
 /* ------------------------------------------------------------ connection */
 
