@@ -199,6 +199,15 @@ int event_parse(const char *buf, size_t len, struct vote *out, enum event_err *e
     return event_parse_strict(buf, len, out, err, detail, detailsize);
 }
 
+/* 1 when s[0, len) is JSON whitespace only: all that may follow the value. */
+static int only_whitespace(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+            return 0;
+    return 1;
+}
+
 /*
  * The strict-object check: buf is one JSON object and nothing else, by
  * jsoncheck's strict grammar (which also fills *strict) and then json-c's.
@@ -210,7 +219,7 @@ static json_object *strict_object(const char *buf, size_t len, struct jsoncheck_
     json_tokener *tok = NULL;
     json_object *obj = NULL;
     enum json_tokener_error jerr;
-    size_t end, consumed = len;
+    size_t consumed = len;
 
     if (len == 0) {
         fail(err, EVENT_ERR_EMPTY, detail, detailsize, "%s", "the body is empty");
@@ -246,14 +255,10 @@ static json_object *strict_object(const char *buf, size_t len, struct jsoncheck_
                                            : json_tokener_error_desc(jerr));
         goto reject;
     }
-    /* Only whitespace may follow the value. */
-    for (end = consumed; end < len; end++) {
-        char c = buf[end];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-            fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s",
-                 "unexpected bytes after the JSON value");
-            goto reject;
-        }
+    if (consumed < len && !only_whitespace(buf + consumed, len - consumed)) {
+        fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s",
+             "unexpected bytes after the JSON value");
+        goto reject;
     }
     if (!json_object_is_type(obj, json_type_object)) {
         fail(err, EVENT_ERR_NOT_OBJECT, detail, detailsize, "%s",

@@ -22,6 +22,11 @@
  * other owners: one takeover script per such lock, which takes it when its
  * owner's alive key no longer names that owner.
  *
+ * Every reply is read by gate_reply, and every burst of script calls
+ * (takeover, release) goes through gate_run_scripts: after a NOSCRIPT (the
+ * script cache was flushed) the calls go again with the scripts' bodies,
+ * and the next call loads the scripts again (gate_drain).
+ *
  * Stats: per field, "confirmed" (Redis answered the burst's EXEC with an
  * array) and "sent" (confirmed + in flight). A burst carries totals - sent;
  * its EXEC reply adds those deltas to confirmed, a failed EXEC takes them
@@ -112,7 +117,6 @@ struct gate {
     int64_t next_beat;
     char release_sha[GATE_SHA_LEN], takeover_sha[GATE_SHA_LEN];
     int warned_error_reply;
-    uint64_t takeovers;
 
     /* Replies owed to commands sent without waiting: a ring, grown only when full. */
     struct pend *pending;
@@ -136,8 +140,8 @@ enum gate_action gate_decide(const char *old, size_t len, const char *owner)
         return GATE_OURS; /* nil: SET NX succeeded, the lock is ours */
     if (len == sizeof(GATE_DONE_VALUE) - 1 && memcmp(old, GATE_DONE_VALUE, len) == 0)
         return GATE_DUPLICATE;
-    if (len >= 1 && old[0] == 'D' && (len == 1 || old[1] == ' '))
-        return GATE_DUPLICATE; /* "D", or "D <event_id>", as earlier versions wrote it */
+    if (len == 1 && old[0] == 'D')
+        return GATE_DUPLICATE; /* the done marker as earlier versions wrote it */
     if (len >= 2 && old[0] == 'P' && old[1] == ' ') {
         /* "P <owner> ..." is ours only on a whole-word match of the owner. */
         if (len >= 2 + olen && memcmp(old + 2, owner, olen) == 0 &&
@@ -167,8 +171,6 @@ static const char *lock_owner(const char *val, size_t len, size_t *olen)
     *olen = (size_t)((sp ? sp : val + len) - (val + 2));
     return val + 2;
 }
-
-/* ------------------------------------------------------------ url */
 
 /* ------------------------------------------------------------ connection */
 
@@ -389,10 +391,36 @@ static void stats_reply(struct gate *g, const int64_t *deltas, int applied)
     }
 }
 
+/* 1 for the error Redis answers an EVALSHA whose script it no longer has. */
+static int is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
 /*
- * Read the replies owed to commands sent without waiting. A NOSCRIPT among
- * them (the script cache was flushed) loads the scripts again; the markers
- * it lost only leave "P" locks to expire, and PostgreSQL decides meanwhile.
+ * The next reply: every burst reads its replies here. NULL when the
+ * connection failed; it is dropped then (Redis is down, g->c is NULL). A
+ * NOSCRIPT (the script cache was flushed: SCRIPT FLUSH, a restart) sets
+ * reload_scripts, so the next gate_drain loads every script again: an EVAL
+ * caches only its own script, and each other one would meet NOSCRIPT too.
+ */
+static redisReply *gate_reply(struct gate *g)
+{
+    redisReply *r = NULL;
+
+    if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r) {
+        gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
+        return NULL;
+    }
+    if (is_noscript(r))
+        g->reload_scripts = 1;
+    return r;
+}
+
+/*
+ * Read the replies owed to commands sent without waiting, then load the
+ * scripts again if a reply said NOSCRIPT; the markers a flush lost only
+ * leave "P" locks to expire, and PostgreSQL decides meanwhile.
  */
 static int gate_drain(struct gate *g)
 {
@@ -400,22 +428,19 @@ static int gate_drain(struct gate *g)
 
     while (g->qlen > 0) {
         struct pend *e = &g->pending[g->qhead];
-        redisReply *r = NULL;
+        redisReply *r = gate_reply(g);
+        int foreign;
 
-        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r) {
-            gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
+        if (!r)
             return -1;
-        }
-        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
-            g->reload_scripts = 1;
         if (e->kind == PEND_STATS)
             stats_reply(g, e->deltas, r->type == REDIS_REPLY_ARRAY);
-        if (e->kind == PEND_IDENTITY && identity_reply(g, r, why, sizeof(why)) != 0) {
-            freeReplyObject(r);
+        foreign = e->kind == PEND_IDENTITY && identity_reply(g, r, why, sizeof(why)) != 0;
+        freeReplyObject(r);
+        if (foreign) {
             gate_disconnect(g, why);
             return -1;
         }
-        freeReplyObject(r);
         if (--e->n == 0) {
             g->qhead = (g->qhead + 1) % g->qcap;
             g->qlen--;
@@ -427,6 +452,50 @@ static int gate_drain(struct gate *g)
             gate_disconnect(g, g->c->err ? g->c->errstr : "SCRIPT LOAD failed");
             return -1;
         }
+    }
+    return 0;
+}
+
+/*
+ * A burst of script calls: append sends them (the scripts' bodies with
+ * EVAL when eval, else EVALSHA) and returns how many, or -1; answer (may
+ * be NULL) takes their replies in order, NULL for a NOSCRIPT: that call
+ * goes again, so its item stays as it is.
+ */
+struct script_calls {
+    int (*append)(struct gate *g, void *arg, int eval);
+    void (*answer)(struct gate *g, void *arg, const redisReply *r);
+    void *arg;
+};
+
+/*
+ * Send a burst of script calls and read the replies: one round trip, and
+ * the one NOSCRIPT path. When a call met NOSCRIPT, the burst goes again
+ * once with the bodies (its answered calls find their items settled and
+ * send nothing, or send again what is harmless to repeat), and gate_reply
+ * has set reload_scripts: the next call loads the scripts first. 0, or -1
+ * when append failed or the connection did (then dropped).
+ */
+static int gate_run_scripts(struct gate *g, const struct script_calls *sc)
+{
+    for (int eval = 0; eval <= 1; eval++) {
+        size_t noscript = 0;
+        int sent = sc->append(g, sc->arg, eval);
+
+        if (sent < 0)
+            return -1;
+        for (; sent > 0; sent--) {
+            redisReply *r = gate_reply(g);
+
+            if (!r)
+                return -1;
+            noscript += (size_t)is_noscript(r);
+            if (sc->answer)
+                sc->answer(g, sc->arg, is_noscript(r) ? NULL : r);
+            freeReplyObject(r);
+        }
+        if (noscript == 0)
+            break;
     }
     return 0;
 }
@@ -651,86 +720,110 @@ static int takeover_candidate(const struct gate_item *it)
 }
 
 /*
+ * Append the takeover script call for one candidate: 1 when appended, 0
+ * when its lock names no owner to ask about (it is no candidate then), -1
+ * when appending failed.
+ */
+static int append_takeover(struct gate *g, struct gate_item *it, const char *ttl, int eval)
+{
+    char key[GATE_KEY_MAX], alive[GATE_ALIVE_KEY_MAX], val[GATE_VALUE_MAX];
+    size_t olen = 0;
+    const char *owner = lock_owner(it->lock, strlen(it->lock), &olen);
+
+    if (!owner) {
+        it->lock[0] = '\0'; /* "P" with no owner to ask about: wait for it to expire */
+        return 0;
+    }
+    /* KEYS: the lock, its owner's alive key; ARGV: the lock as read, that owner, ours, TTL. */
+    const char *argv[9] = {eval ? "EVAL" : "EVALSHA",
+                           eval ? takeover_script : g->takeover_sha,
+                           "2",
+                           key,
+                           alive,
+                           it->lock,
+                           owner,
+                           val,
+                           ttl};
+    size_t argvlen[9] = {
+        strlen(argv[0]),
+        strlen(argv[1]),
+        1,
+        gate_key(g, it->token, key, sizeof(key)),
+        gate_alive_key(g, owner, gate_owner_id(owner, olen), alive, sizeof(alive)),
+        strlen(it->lock),
+        olen,
+        gate_lock_value(g, it->event_id, val),
+        strlen(ttl),
+    };
+
+    return redisAppendCommandArgv(g->c, 9, argv, argvlen) == REDIS_OK ? 1 : -1;
+}
+
+/* gate_takeover's burst: its items, and the first one the next answer may be for. */
+struct takeover {
+    struct gate_item *const *items;
+    size_t n, next;
+    char ttl[24];
+    int taken;
+};
+
+static int takeover_append(struct gate *g, void *arg, int eval)
+{
+    struct takeover *t = arg;
+    int sent = 0, rc;
+
+    t->next = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        if (!takeover_candidate(t->items[i]))
+            continue;
+        if ((rc = append_takeover(g, t->items[i], t->ttl, eval)) < 0)
+            return -1;
+        sent += rc;
+    }
+    return sent;
+}
+
+/* The replies come in the order sent: the same candidates, in the same order. */
+static void takeover_answer(struct gate *g, void *arg, const redisReply *r)
+{
+    struct takeover *t = arg;
+    struct gate_item *it;
+
+    while (t->next < t->n && !takeover_candidate(t->items[t->next]))
+        t->next++;
+    if (t->next == t->n)
+        return;
+    it = t->items[t->next++];
+    if (!r)
+        return; /* NOSCRIPT: still a candidate, asked again with the script's body */
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        it->action = GATE_OURS;
+        gate_lock_value(g, it->event_id, it->lock);
+        t->taken++;
+    } else {
+        it->lock[0] = '\0';
+    }
+}
+
+/*
  * One round trip for the candidates among items: each lock whose owner's
  * alive key no longer names that owner becomes ours (GATE_OURS, our value
- * in lock); the others stay GATE_BUSY. The number taken, or -1 on an I/O
- * error (the caller drops the connection).
+ * in lock); the others stay GATE_BUSY. The number taken, or -1 on an error
+ * (the caller drops the connection if it is not dropped yet).
  */
 static int gate_takeover(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    char key[GATE_KEY_MAX], alive[GATE_ALIVE_KEY_MAX], val[GATE_VALUE_MAX], ttl[24];
-    const char *argv[9];
-    size_t argvlen[9], i, olen = 0, sent = 0, noscript = 0;
-    int use_eval = 0, taken = 0;
+    struct takeover t = {.items = items, .n = n};
+    const struct script_calls calls = {
+        .append = takeover_append, .answer = takeover_answer, .arg = &t};
 
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
-again:
-    for (i = 0; i < n; i++) {
-        struct gate_item *it = items[i];
-        const char *owner;
-        int vlen;
-
-        if (!takeover_candidate(it))
-            continue;
-        owner = lock_owner(it->lock, strlen(it->lock), &olen);
-        if (!owner) {
-            it->lock[0] = '\0'; /* "P" with no owner to ask about: wait for it to expire */
-            continue;
-        }
-        vlen = snprintf(val, sizeof(val), "P %s %s", g->owner, it->event_id);
-        argv[0] = use_eval ? "EVAL" : "EVALSHA";
-        argv[1] = use_eval ? takeover_script : g->takeover_sha;
-        argv[2] = "2";
-        for (int k = 0; k < 3; k++)
-            argvlen[k] = strlen(argv[k]);
-        argv[3] = key;
-        argvlen[3] = gate_key(g, it->token, key, sizeof(key));
-        argv[4] = alive;
-        argvlen[4] = gate_alive_key(g, owner, gate_owner_id(owner, olen), alive, sizeof(alive));
-        argv[5] = it->lock;
-        argvlen[5] = strlen(it->lock);
-        argv[6] = owner;
-        argvlen[6] = olen;
-        argv[7] = val;
-        argvlen[7] = vlen < 0 ? 0 : (size_t)vlen;
-        argv[8] = ttl;
-        argvlen[8] = strlen(ttl);
-        if (redisAppendCommandArgv(g->c, 9, argv, argvlen) != REDIS_OK)
-            return -1;
-        sent++;
-    }
-    /* The replies come in the order sent: the same items, in the same order. */
-    for (i = 0; i < n && sent > 0; i++) {
-        struct gate_item *it = items[i];
-        redisReply *r = NULL;
-
-        if (!takeover_candidate(it))
-            continue;
-        sent--;
-        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r)
-            return -1;
-        if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
-            it->action = GATE_OURS;
-            gate_lock_value(g, it->event_id, it->lock);
-            taken++;
-        } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-            noscript++; /* still a candidate: asked again below with the script's body */
-        } else {
-            it->lock[0] = '\0';
-        }
-        freeReplyObject(r);
-    }
-    /* The script cache was flushed (SCRIPT FLUSH, a restart): send the body once. */
-    if (noscript && !use_eval) {
-        use_eval = 1;
-        noscript = 0;
-        g->reload_scripts = 1; /* and load it again before the next EVALSHA */
-        goto again;
-    }
-    for (i = 0; i < n; i++)
+    snprintf(t.ttl, sizeof(t.ttl), "%lld", (long long)g->lock_ttl_ms);
+    if (gate_run_scripts(g, &calls) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
         if (items[i]->action == GATE_BUSY)
             items[i]->lock[0] = '\0';
-    return taken;
+    return t.taken;
 }
 
 /*
@@ -748,12 +841,85 @@ static int append_set(struct gate *g, const char *token, const char *val, size_t
     return redisAppendCommandArgv(g->c, lock ? 7 : 5, argv, argvlen) == REDIS_OK;
 }
 
+/* A lock (SET NX GET) per item, then the namespace check: 1 when the check was appended. */
+static int append_locks(struct gate *g, struct gate_item *const *items, size_t n)
+{
+    char val[GATE_VALUE_MAX], ttl[24];
+    int tlen = snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
+
+    for (size_t i = 0; i < n; i++)
+        append_set(g, items[i]->token, val, gate_lock_value(g, items[i]->event_id, val), ttl,
+                   (size_t)tlen, 1);
+    /* After the locks, so that its answer covers what they read: see check_after_locks. */
+    return append_identity(g);
+}
+
+/* What SET ... NX GET answered for it: its action and lock. 1 when another owner holds it. */
+static int lock_reply(struct gate *g, struct gate_item *it, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_NIL) {
+        it->action = GATE_OURS;
+        gate_lock_value(g, it->event_id, it->lock);
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        if (r->type == REDIS_REPLY_ERROR && !g->warned_error_reply) {
+            log_warn("redis refused SET NX GET (Redis >= 7 needed?), PostgreSQL decides",
+                     "error=\"%s\"", r->str);
+            g->warned_error_reply = 1;
+        }
+        it->action = GATE_OPEN;
+        return 0;
+    }
+    it->action = gate_decide(r->str, r->len, g->owner);
+    if (it->action != GATE_OURS && it->action != GATE_BUSY)
+        return 0;
+    /*
+     * Ours (re-acquired): the value to compare is the one in Redis.
+     * Another owner's: the value a takeover compares.
+     */
+    if (r->len >= sizeof(it->lock)) {
+        it->lock[0] = '\0';
+        if (it->action == GATE_OURS)
+            it->action = GATE_OPEN;
+        return 0;
+    }
+    memcpy(it->lock, r->str, r->len);
+    it->lock[r->len] = '\0';
+    return it->action == GATE_BUSY;
+}
+
+/*
+ * The namespace check sent after the locks: 0 when the prefix still names
+ * our database after the SETs ran, so nothing they read (a done marker
+ * above all) was written for another database: one that claimed the
+ * prefix after ours was evicted or flushed would still hold it. If not,
+ * the answers are worth nothing: the locks just taken there are given
+ * back and the connection dropped, so PostgreSQL decides until the prefix
+ * is ours again (-1; also when the connection failed).
+ */
+static int check_after_locks(struct gate *g, struct gate_item *const *items, size_t n)
+{
+    char why[GATE_PREFIX_MAX + 128];
+    redisReply *r = gate_reply(g);
+    int foreign;
+
+    if (!r)
+        return -1;
+    foreign = identity_reply(g, r, why, sizeof(why)) != 0;
+    freeReplyObject(r);
+    if (!foreign)
+        return 0;
+    gate_release(g, items, n);
+    if (g->c)
+        gate_disconnect(g, why);
+    return -1;
+}
+
 int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    char val[GATE_VALUE_MAX], ttl[24], why[GATE_PREFIX_MAX + 128];
-    size_t i, got = 0, busy = 0;
-    int taken, checked, foreign,
-        tlen = snprintf(ttl, sizeof(ttl), "%lld", (long long)g->lock_ttl_ms);
+    size_t i, busy = 0;
+    int checked, taken;
 
     for (i = 0; i < n; i++)
         items[i]->action = GATE_OPEN;
@@ -761,82 +927,29 @@ int gate_acquire(struct gate *g, struct gate_item *const *items, size_t n)
         return 0;
     if (gate_ready(g) != 0)
         return -1;
-    for (i = 0; i < n; i++)
-        append_set(g, items[i]->token, val, gate_lock_value(g, items[i]->event_id, val), ttl,
-                   (size_t)tlen, 1);
-    /* After the locks, so that its answer covers what they read: see below. */
-    checked = append_identity(g);
-    for (; got < n; got++) {
-        struct gate_item *it = items[got];
-        redisReply *r = NULL;
+    checked = append_locks(g, items, n);
+    for (i = 0; i < n; i++) {
+        redisReply *r = gate_reply(g);
 
-        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r)
-            goto io_error;
-        if (r->type == REDIS_REPLY_NIL) {
-            it->action = GATE_OURS;
-            gate_lock_value(g, it->event_id, it->lock);
-        } else if (r->type == REDIS_REPLY_STRING) {
-            it->action = gate_decide(r->str, r->len, g->owner);
-            /*
-             * Ours (re-acquired): the value to compare is the one in Redis.
-             * Another owner's: the value a takeover compares.
-             */
-            if (it->action == GATE_OURS || it->action == GATE_BUSY) {
-                if (r->len < sizeof(it->lock)) {
-                    memcpy(it->lock, r->str, r->len);
-                    it->lock[r->len] = '\0';
-                    busy += it->action == GATE_BUSY;
-                } else {
-                    it->lock[0] = '\0';
-                    if (it->action == GATE_OURS)
-                        it->action = GATE_OPEN;
-                }
-            }
-        } else {
-            if (r->type == REDIS_REPLY_ERROR && !g->warned_error_reply) {
-                log_warn("redis refused SET NX GET (Redis >= 7 needed?), PostgreSQL decides",
-                         "error=\"%s\"", r->str);
-                g->warned_error_reply = 1;
-            }
-            it->action = GATE_OPEN;
-        }
+        if (!r)
+            goto fail;
+        busy += (size_t)lock_reply(g, items[i], r);
         freeReplyObject(r);
     }
-    /*
-     * The prefix still names our database after the SETs ran, so nothing they
-     * read (a done marker above all) was written for another database: one
-     * that claimed the prefix after ours was evicted or flushed would still
-     * hold it. If not, the answers are worth nothing: give back the locks we
-     * just took there and let PostgreSQL decide, until the prefix is ours.
-     */
-    if (checked) {
-        redisReply *r = NULL;
-        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r)
-            goto io_error;
-        foreign = identity_reply(g, r, why, sizeof(why)) != 0;
-        freeReplyObject(r);
-        if (foreign) {
-            gate_release(g, items, n);
-            for (i = 0; i < n; i++)
-                items[i]->action = GATE_OPEN;
-            if (g->c)
-                gate_disconnect(g, why);
-            return -1;
-        }
-    }
+    if (checked && check_after_locks(g, items, n) != 0)
+        goto fail;
     if (busy > 0) {
         if ((taken = gate_takeover(g, items, n)) < 0)
-            goto io_error;
-        if (taken > 0) {
-            g->takeovers += (uint64_t)taken;
+            goto fail;
+        if (taken > 0)
             log_info("took over locks of dead owners", "count=%d", taken);
-        }
     }
     return 0;
-io_error:
+fail:
     for (i = 0; i < n; i++)
         items[i]->action = GATE_OPEN;
-    gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
+    if (g->c)
+        gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
     return -1;
 }
 
@@ -902,39 +1015,36 @@ int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n)
     return 0;
 }
 
+/* gate_release's burst: a script call per GATE_SETTLE_CHUNK items (see gate_release_chunk). */
+struct release {
+    struct gate_item *const *items;
+    size_t n;
+};
+
+static int release_append(struct gate *g, void *arg, int eval)
+{
+    const struct release *rl = arg;
+    size_t sent = 0;
+
+    for (size_t i = 0; i < rl->n; i += GATE_SETTLE_CHUNK)
+        sent += gate_release_chunk(
+            g, rl->items, i, i + GATE_SETTLE_CHUNK < rl->n ? i + GATE_SETTLE_CHUNK : rl->n, eval);
+    return (int)sent;
+}
+
 /*
  * Release every lock we hold (compare-and-delete), GATE_SETTLE_CHUNK keys a
- * script call, all calls in one round trip, waiting for the replies.
+ * script call, all calls in one round trip, waiting for the replies (the
+ * number of keys deleted: nothing to act on).
  */
 int gate_release(struct gate *g, struct gate_item *const *items, size_t n)
 {
-    size_t i, sent = 0, noscript = 0;
-    int use_eval = 0;
+    struct release rl = {.items = items, .n = n};
+    const struct script_calls calls = {.append = release_append, .arg = &rl};
 
-again:
     if (gate_ready(g) != 0)
         return -1;
-    sent = 0;
-    for (i = 0; i < n; i += GATE_SETTLE_CHUNK)
-        sent += gate_release_chunk(g, items, i,
-                                   i + GATE_SETTLE_CHUNK < n ? i + GATE_SETTLE_CHUNK : n, use_eval);
-    noscript = 0;
-    for (i = 0; i < sent; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r) {
-            gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
-            return -1;
-        }
-        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
-            noscript++;
-        freeReplyObject(r);
-    }
-    /* The script cache was flushed (SCRIPT FLUSH, a restart): send the bodies once. */
-    if (noscript && !use_eval) {
-        use_eval = 1;
-        goto again;
-    }
-    return 0;
+    return gate_run_scripts(g, &calls);
 }
 
 int gate_heartbeat(struct gate *g)
@@ -978,11 +1088,6 @@ int gate_is_down(const struct gate *g, char *where, size_t wheresize)
     if (where)
         snprintf(where, wheresize, "%s:%d", redisconn_host(g->rc), redisconn_port(g->rc));
     return redisconn_is_down(g->rc);
-}
-
-uint64_t gate_takeovers(const struct gate *g)
-{
-    return g->takeovers;
 }
 
 const char *const gate_stat_names[GATE_NSTATS] = {"consumed", "inserted", "dup_redis", "dup_db",

@@ -11,8 +11,8 @@
  *                            Redis stores one shared object for every
  *                            marker instead of a string per key (32 B a
  *                            token less; not with an LRU/LFU maxmemory
- *                            policy). "D" and "D <event_id>", written by
- *                            earlier versions, still read as done.
+ *                            policy). "D", written by earlier versions,
+ *                            still reads as done.
  *
  * A batch takes its locks in one pipelined round trip of
  * `SET key "P owner id" NX PX ttl GET` (Redis >= 7). A recorded token is
@@ -119,7 +119,6 @@ int gate_mark_done(struct gate *g, struct gate_item *const *items, size_t n);
 int gate_release(struct gate *g, struct gate_item *const *items, size_t n);
 int gate_heartbeat(struct gate *g);
 void gate_retire(struct gate *g);
-uint64_t gate_takeovers(const struct gate *g); /* locks of dead owners taken over so far */
 /* 1 while Redis is down, 0 while it answers; where (may be NULL): its "host:port". */
 int gate_is_down(const struct gate *g, char *where, size_t wheresize);
 

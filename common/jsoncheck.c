@@ -179,6 +179,47 @@ static void keys_close(struct scan *s, size_t first, size_t arena_mark)
 
 /* ---- strings ------------------------------------------------------------ */
 
+/* A key just read (its unescaped bytes from key_off in the arena): kept for the duplicate check. */
+static void key_seen(struct scan *s, size_t key_off, const unsigned char *open)
+{
+    if (s->nkeys == s->kcap) {
+        s->kcap = s->kcap * 2 + 16;
+        s->keys = xrealloc(s->keys, s->kcap * sizeof(*s->keys));
+    }
+    s->keys[s->nkeys].off = key_off;
+    s->keys[s->nkeys].len = s->alen - key_off;
+    s->keys[s->nkeys].at = (size_t)(open - s->start);
+    s->nkeys++;
+}
+
+/*
+ * The \uXXXX escape at s->p (just after its "\u") in the string opened at
+ * open, and a low surrogate's escape right after a high one: 0, or -1 (bad).
+ */
+static int u_escape(struct scan *s, const unsigned char *open, int keep)
+{
+    unsigned int cp, lo;
+
+    if (hex4(s, &cp) != 0)
+        return -1;
+    if (cp == 0 && s->strict && s->strict->nul_at == JSONCHECK_NONE)
+        s->strict->nul_at = (size_t)(open - s->start);
+    /* A surrogate pair is one code point: "\ud83d\ude00" is the raw U+1F600. */
+    if (cp >= 0xd800 && cp <= 0xdbff && s->end - s->p >= 6 && s->p[0] == '\\' && s->p[1] == 'u') {
+        const unsigned char *save = s->p;
+        s->p += 2;
+        if (hex4(s, &lo) != 0)
+            return -1;
+        if (lo >= 0xdc00 && lo <= 0xdfff)
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        else
+            s->p = save; /* not a pair: the second escape is read on its own */
+    }
+    if (keep)
+        arena_put_cp(s, cp);
+    return 0;
+}
+
 /* A string; with is_key (and a strict report asked for) its decoded bytes go to the arena. */
 static int string(struct scan *s, int is_key)
 {
@@ -191,16 +232,8 @@ static int string(struct scan *s, int is_key)
         unsigned char c = *s->p;
         if (c == '"') {
             s->p++;
-            if (keep) {
-                if (s->nkeys == s->kcap) {
-                    s->kcap = s->kcap * 2 + 16;
-                    s->keys = xrealloc(s->keys, s->kcap * sizeof(*s->keys));
-                }
-                s->keys[s->nkeys].off = key_off;
-                s->keys[s->nkeys].len = s->alen - key_off;
-                s->keys[s->nkeys].at = (size_t)(open - s->start);
-                s->nkeys++;
-            }
+            if (keep)
+                key_seen(s, key_off, open);
             return 0;
         }
         if (c < 0x20)
@@ -208,7 +241,6 @@ static int string(struct scan *s, int is_key)
         if (c == '\\') {
             static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
             const char *e;
-            unsigned int cp, lo;
 
             s->p++;
             if (s->p >= s->end)
@@ -216,24 +248,8 @@ static int string(struct scan *s, int is_key)
             c = *s->p;
             if (c == 'u') {
                 s->p++;
-                if (hex4(s, &cp) != 0)
+                if (u_escape(s, open, keep) != 0)
                     return -1;
-                if (cp == 0 && s->strict && s->strict->nul_at == JSONCHECK_NONE)
-                    s->strict->nul_at = (size_t)(open - s->start);
-                /* A surrogate pair is one code point: "\ud83d\ude00" is the raw U+1F600. */
-                if (cp >= 0xd800 && cp <= 0xdbff && s->end - s->p >= 6 && s->p[0] == '\\' &&
-                    s->p[1] == 'u') {
-                    const unsigned char *save = s->p;
-                    s->p += 2;
-                    if (hex4(s, &lo) != 0)
-                        return -1;
-                    if (lo >= 0xdc00 && lo <= 0xdfff)
-                        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                    else
-                        s->p = save; /* not a pair: the second escape is read on its own */
-                }
-                if (keep)
-                    arena_put_cp(s, cp);
                 continue;
             }
             if (c == '\0' || !(e = strchr(from, c)))

@@ -113,6 +113,57 @@ static int find_password(const char *s, size_t len, size_t *from, size_t *to)
     return 0;
 }
 
+/* The character at u (u[0] >= 0x80, len bytes left), escaped; the bytes it took. */
+static size_t put_escaped_utf8(struct line *l, const unsigned char *u, size_t len)
+{
+    char esc[8];
+    uint32_t cp = 0;
+    size_t k = util_utf8_decode(u, len, &cp);
+
+    if (k == 0) {
+        put(l, "\\ufffd", 6);
+        return 1;
+    }
+    if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) {
+        snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
+        put(l, esc, 6);
+    } else {
+        put(l, (const char *)u, k);
+    }
+    return k;
+}
+
+/* One ASCII byte, escaped. */
+static void put_escaped_ascii(struct line *l, unsigned char c)
+{
+    char esc[8];
+
+    switch (c) {
+    case '"':
+        put(l, "\\\"", 2);
+        break;
+    case '\\':
+        put(l, "\\\\", 2);
+        break;
+    case '\n':
+        put(l, "\\n", 2);
+        break;
+    case '\r':
+        put(l, "\\r", 2);
+        break;
+    case '\t':
+        put(l, "\\t", 2);
+        break;
+    default:
+        if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            put(l, esc, 6);
+        } else {
+            put(l, (const char *)&c, 1);
+        }
+    }
+}
+
 /* Escaped s[0, len) into the line, at most LOG_VALUE_MAX bytes of output. */
 static void put_escaped(struct line *l, const char *s, size_t len)
 {
@@ -121,10 +172,6 @@ static void put_escaped(struct line *l, const char *s, size_t len)
     int has_pw = find_password(s, len, &pw_from, &pw_to);
 
     for (size_t i = 0; i < len && !l->full;) {
-        char esc[8];
-        uint32_t cp = 0;
-        size_t k;
-
         if (l->n - start >= LOG_VALUE_MAX) {
             put(l, "...", 3);
             return;
@@ -134,48 +181,12 @@ static void put_escaped(struct line *l, const char *s, size_t len)
             i = pw_to;
             has_pw = find_password(s + i, len - i, &pw_from, &pw_to);
             pw_from += i, pw_to += i;
-            continue;
+        } else if (u[i] >= 0x80) {
+            i += put_escaped_utf8(l, u + i, len - i);
+        } else {
+            put_escaped_ascii(l, u[i]);
+            i++;
         }
-        if (u[i] >= 0x80) {
-            k = util_utf8_decode(u + i, len - i, &cp);
-            if (k == 0) {
-                put(l, "\\ufffd", 6);
-                i++;
-            } else if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) {
-                snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
-                put(l, esc, 6);
-                i += k;
-            } else {
-                put(l, s + i, k);
-                i += k;
-            }
-            continue;
-        }
-        switch (u[i]) {
-        case '"':
-            put(l, "\\\"", 2);
-            break;
-        case '\\':
-            put(l, "\\\\", 2);
-            break;
-        case '\n':
-            put(l, "\\n", 2);
-            break;
-        case '\r':
-            put(l, "\\r", 2);
-            break;
-        case '\t':
-            put(l, "\\t", 2);
-            break;
-        default:
-            if (u[i] < 0x20 || u[i] == 0x7f) {
-                snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
-                put(l, esc, 6);
-            } else {
-                put(l, s + i, 1);
-            }
-        }
-        i++;
     }
 }
 

@@ -35,6 +35,26 @@ static int prefix_match(const unsigned char *a, const unsigned char *net, int bi
     return (a[full] & mask) == (net[full] & mask);
 }
 
+/*
+ * 1 when c has address bits set after its prefix, with net the network it
+ * would be, to say so: a typo here trusts the wrong proxies.
+ */
+static int host_bits_set(const struct clientaddr_cidr *c, int maxbits, char *net, size_t netsize)
+{
+    unsigned char masked[16] = {0};
+
+    for (int b = c->bits; b < maxbits; b++) {
+        if (c->addr[b / 8] & (0x80 >> (b % 8))) {
+            memcpy(masked, c->addr, (size_t)(c->bits + 7) / 8);
+            if (c->bits % 8)
+                masked[c->bits / 8] &= (unsigned char)(0xff << (8 - c->bits % 8));
+            inet_ntop(c->family, masked, net, netsize);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int clientaddr_cidr_parse(const char *text, struct clientaddr_cidr *out, char *errstr,
                           size_t errsize)
 {
@@ -77,19 +97,10 @@ int clientaddr_cidr_parse(const char *text, struct clientaddr_cidr *out, char *e
             return -1;
         }
     }
-    for (int b = c.bits; b < maxbits; b++) {
-        if (c.addr[b / 8] & (0x80 >> (b % 8))) {
-            /* Say which network it would be: a typo here trusts the wrong proxies. */
-            unsigned char masked[16] = {0};
-
-            memcpy(masked, c.addr, (size_t)(c.bits + 7) / 8);
-            if (c.bits % 8)
-                masked[c.bits / 8] &= (unsigned char)(0xff << (8 - c.bits % 8));
-            inet_ntop(c.family, masked, net, sizeof(net));
-            snprintf(errstr, errsize, "\"%.64s\": host bits set after the prefix (%s/%d?)", text,
-                     net, c.bits);
-            return -1;
-        }
+    if (host_bits_set(&c, maxbits, net, sizeof(net))) {
+        snprintf(errstr, errsize, "\"%.64s\": host bits set after the prefix (%s/%d?)", text, net,
+                 c.bits);
+        return -1;
     }
     *out = c;
     return 0;

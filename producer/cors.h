@@ -28,8 +28,9 @@
  *   cors_allow_origin(&c, origin)       the Access-Control-Allow-Origin value
  *   cors_free(&c)
  *
- * The headers themselves (preflight and actual answers) are CORS_ALLOW_HEADERS
- * and CORS_EXPOSE_HEADERS below; http.c adds them.
+ * The header lists themselves are CORS_ALLOW_HEADERS (a preflight's answer,
+ * with Access-Control-Max-Age from max_age_s) and CORS_EXPOSE_HEADERS (any
+ * other answer) below; edge.c (edge_headers) adds them.
  */
 #ifndef TADAK_CORS_H
 #define TADAK_CORS_H

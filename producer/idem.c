@@ -38,12 +38,6 @@ void idem_hash_hex(const char *body, size_t len, char hex[IDEM_HASH_HEX])
     hex[2 * n] = '\0';
 }
 
-void idem_legacy_hex(const char *body, size_t len, char hex[IDEM_LEGACY_HEX])
-{
-    /* The standard FNV-1a 64 (offset basis 14695981039346656037), as the old values used. */
-    snprintf(hex, IDEM_LEGACY_HEX, "%016" PRIx64, util_fnv1a64(body ? body : "", len));
-}
-
 static int fits(int n, size_t size)
 {
     return (n < 0 || (size_t)n >= size) ? -1 : n;
@@ -61,10 +55,9 @@ int idem_accepted_value(const char *hex, const char *body, char *buf, size_t siz
 
 /*
  * "<word> <hash> " at the start of old: the rest follows. *same says whether
- * <hash> is this body's: SHA-256 for 64 digits, the legacy FNV for 16.
+ * <hash> is this body's (hex, all of it: a fingerprint cut short is another).
  */
-static const char *match(const char *old, const char *word, const char *hex, const char *legacy,
-                         int *same)
+static const char *match(const char *old, const char *word, const char *hex, int *same)
 {
     size_t w = strlen(word), h;
 
@@ -75,29 +68,25 @@ static const char *match(const char *old, const char *word, const char *hex, con
     h = strcspn(old, " ");
     if (old[h] != ' ')
         return NULL;
-    if (h == strlen(hex))
-        *same = memcmp(old, hex, h) == 0;
-    else if (legacy && h == strlen(legacy))
-        *same = memcmp(old, legacy, h) == 0;
+    *same = h == strlen(hex) && memcmp(old, hex, h) == 0;
     return old + h + 1;
 }
 
-enum idem_verdict idem_decide(const char *old, const char *hex, const char *legacy_hex,
-                              const char **body, size_t *len)
+enum idem_verdict idem_decide(const char *old, const char *hex, const char **body, size_t *len)
 {
     const char *rest;
     int same;
 
     *body = NULL;
     *len = 0;
-    if ((rest = match(old, "done", hex, legacy_hex, &same)) != NULL) {
+    if ((rest = match(old, "done", hex, &same)) != NULL) {
         if (!same || *rest == '\0')
             return IDEM_MISMATCH;
         *body = rest;
         *len = strlen(rest);
         return IDEM_REPLAY;
     }
-    if ((rest = match(old, "inflight", hex, legacy_hex, &same)) != NULL)
+    if ((rest = match(old, "inflight", hex, &same)) != NULL)
         return same ? IDEM_IN_PROGRESS : IDEM_MISMATCH;
     return IDEM_MISMATCH;
 }

@@ -16,15 +16,10 @@
  * unique to one request, so releasing it after a failure (compare-and-delete)
  * never removes another request's marker.
  *
- * The previous version fingerprinted with FNV-1a 64 (16 hex digits). Its
- * values are still honoured, compared with idem_legacy_hex() of the body,
- * until they expire: drop that once one --idempotency-window-s has passed.
- *
  *   idem_hash_hex(body, len, hex)               hex[IDEM_HASH_HEX], SHA-256
- *   idem_legacy_hex(body, len, hex)             hex[IDEM_LEGACY_HEX], FNV-1a 64
  *   idem_inflight_value(hex, event_id, buf, n)  the value claimed with SET NX
- *   idem_accepted_value(hex, body, buf, n)          the value stored after the 202
- *   idem_decide(old, hex, legacy_or_null, &body, &len)   what to answer when the key existed
+ *   idem_accepted_value(hex, body, buf, n)      the value stored after the 202
+ *   idem_decide(old, hex, &body, &len)          what to answer when the key existed
  *
  * The Redis side never runs on an HTTP thread: a stalled Redis (stopped,
  * overloaded, packets lost) must not hold votes without the header, or
@@ -60,8 +55,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDEM_HASH_HEX   65 /* 64 hex digits + NUL */
-#define IDEM_LEGACY_HEX 17 /* 16 hex digits + NUL */
+#define IDEM_HASH_HEX 65 /* 64 hex digits + NUL */
 
 enum idem_verdict {
     IDEM_REPLAY,      /* "done", same body: answer the stored 202 again */
@@ -70,11 +64,9 @@ enum idem_verdict {
 };
 
 void idem_hash_hex(const char *body, size_t len, char hex[IDEM_HASH_HEX]);
-void idem_legacy_hex(const char *body, size_t len, char hex[IDEM_LEGACY_HEX]);
 int idem_inflight_value(const char *hex, const char *event_id, char *buf, size_t size);
 int idem_accepted_value(const char *hex, const char *body, char *buf, size_t size);
-enum idem_verdict idem_decide(const char *old, const char *hex, const char *legacy_hex,
-                              const char **body, size_t *len);
+enum idem_verdict idem_decide(const char *old, const char *hex, const char **body, size_t *len);
 
 #define IDEM_THREADS   2
 #define IDEM_QUEUE_MAX 1024

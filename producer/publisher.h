@@ -14,8 +14,10 @@
  * allocation happens per message on the publisher side.
  *
  * Delivery reports are served either by a dedicated poller thread
- * (opts.poller = 1, used by `serve`) or by whoever calls publisher_poll()
- * and publisher_flush() (the CLI, single-threaded).
+ * (opts.poller = 1, used by `serve`) or, without one (the CLI, on its one
+ * thread), inside the calls that wait on librdkafka: publisher_poll(),
+ * publisher_flush(), a PUBLISH_WAIT publisher_send() waiting for room in a
+ * full queue, and publisher_free()'s last flush.
  *
  * A fatal error (librdkafka's idempotent producer can raise one after a
  * partition leader change: "Local: Inconsistent state", a fenced producer

@@ -38,6 +38,22 @@ struct ratelimit {
     struct rl_entry *table;            /* slots entries; each set MRU first */
 };
 
+/* The seconds in a rate's unit, "s", "m" or "h": 0, or -1 for any other text. */
+static int rate_unit(const char *unit, double *seconds)
+{
+    static const struct {
+        const char *name;
+        double seconds;
+    } units[] = {{"s", 1}, {"m", 60}, {"h", 3600}};
+
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(units); i++)
+        if (strcmp(unit, units[i].name) == 0) {
+            *seconds = units[i].seconds;
+            return 0;
+        }
+    return -1;
+}
+
 int ratelimit_parse_rate(const char *text, double *per_second, char *errstr, size_t errsize)
 {
     const char *p = text;
@@ -72,16 +88,9 @@ int ratelimit_parse_rate(const char *text, double *per_second, char *errstr, siz
         return -1;
     }
     if (*p == '/') {
-        p++;
-        if (strcmp(p, "s") == 0)
-            unit_s = 1;
-        else if (strcmp(p, "m") == 0)
-            unit_s = 60;
-        else if (strcmp(p, "h") == 0)
-            unit_s = 3600;
-        else {
+        if (rate_unit(p + 1, &unit_s) != 0) {
             snprintf(errstr, errsize, "rate \"%.64s\": unknown unit \"%.16s\", expected s, m or h",
-                     text, p);
+                     text, p + 1);
             return -1;
         }
     } else if (*p != '\0') {

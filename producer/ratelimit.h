@@ -2,8 +2,9 @@
  * ratelimit.h - per-client token buckets in a table of fixed size: the
  * producer's answer to one client sending more than its share.
  *
- * Each client, named by a key of bytes the caller chooses ("u:42" for a
- * verified user, a tag and the 16 bytes of an address for the rest), has a
+ * Each client, named by a key of bytes the caller chooses (the producer's
+ * edge.c: 'u' and the 8 bytes of a verified user's id; for the rest the
+ * address family and 16 bytes of the address, clientaddr_key()), has a
  * bucket of at most `burst` tokens that refills at `per_second`; a request
  * takes one token or is refused. A new client starts with a full bucket.
  * Refill is min(burst, tokens + elapsed_ms * rate / 1000); a clock that

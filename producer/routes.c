@@ -267,7 +267,7 @@ static enum MHD_Result claim_key(struct route_req *r)
 static enum MHD_Result answer_claim(struct route_req *r, enum http_wake how)
 {
     const struct idem_claim *c = &r->claim; /* not read when late: a worker may hold it */
-    char legacy[IDEM_LEGACY_HEX], why[96];
+    char why[96];
     const char *body;
     size_t len;
 
@@ -284,8 +284,7 @@ static enum MHD_Result answer_claim(struct route_req *r, enum http_wake how)
         r->idem_claimed = 1;
         return publish(r);
     }
-    idem_legacy_hex(r->body, r->len, legacy); /* values stored by the previous version */
-    switch (idem_decide(c->old, r->idem_hash, legacy, &body, &len)) {
+    switch (idem_decide(c->old, r->idem_hash, &body, &len)) {
     case IDEM_REPLAY:
         r->replayed = 1;
         return route_send(r, MHD_HTTP_ACCEPTED, body, "application/json");

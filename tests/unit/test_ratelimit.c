@@ -183,7 +183,7 @@ static void test_fractional_rates(void **state)
     }
 }
 
-static void test_parse_rate(void **state)
+static void test_parse_rate_good(void **state)
 {
     static const struct {
         const char *text;
@@ -193,6 +193,22 @@ static void test_parse_rate(void **state)
         {"2/h", 2.0 / 3600},     {"007/s", 7},   {"1000000000/s", 1e9}, {"60000000000/m", 1e9},
         {"0.000000001/s", 1e-9}, {"1.25", 1.25},
     };
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(good); i++) {
+        char err[128] = "", got[160], want[160];
+        double rate = -1;
+        int rc = ratelimit_parse_rate(good[i].text, &rate, err, sizeof(err));
+
+        /* 12 significant digits: the same number up to rounding */
+        snprintf(got, sizeof(got), "\"%s\": %d %.12g/s %s", good[i].text, rc, rate, err);
+        snprintf(want, sizeof(want), "\"%s\": 0 %.12g/s ", good[i].text, good[i].want);
+        assert_string_equal(got, want);
+    }
+}
+
+static void test_parse_rate_bad(void **state)
+{
     static const struct {
         const char *text;
         const char *why; /* a piece of the error */
@@ -226,16 +242,6 @@ static void test_parse_rate(void **state)
     };
 
     (void)state;
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(good); i++) {
-        char err[128] = "", got[160], want[160];
-        double rate = -1;
-        int rc = ratelimit_parse_rate(good[i].text, &rate, err, sizeof(err));
-
-        /* 12 significant digits: the same number up to rounding */
-        snprintf(got, sizeof(got), "\"%s\": %d %.12g/s %s", good[i].text, rc, rate, err);
-        snprintf(want, sizeof(want), "\"%s\": 0 %.12g/s ", good[i].text, good[i].want);
-        assert_string_equal(got, want);
-    }
     for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
         char err[128] = "", got[200], want[200];
         double rate = -1;
@@ -435,7 +441,7 @@ static int addr_of(const char *text, unsigned char *addr)
     return family;
 }
 
-static void test_cidr_parse(void **state)
+static void test_cidr_parse_good(void **state)
 {
     static const struct {
         const char *text;
@@ -455,6 +461,28 @@ static void test_cidr_parse(void **state)
         {"2001:db8::1/128", AF_INET6, 128, "2001:db8::1"},
         {"::ffff:10.0.0.0/104", AF_INET6, 104, "::ffff:10.0.0.0"},
     };
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(good); i++) {
+        struct clientaddr_cidr c = {0};
+        unsigned char want[16] = {0};
+        char err[160] = "";
+
+        char got_s[200], want_s[200];
+        int rc = clientaddr_cidr_parse(good[i].text, &c, err, sizeof(err));
+
+        snprintf(got_s, sizeof(got_s), "\"%s\": %d family %d bits %d %s", good[i].text, rc,
+                 c.family, c.bits, err);
+        snprintf(want_s, sizeof(want_s), "\"%s\": 0 family %d bits %d ", good[i].text,
+                 good[i].family, good[i].bits);
+        assert_string_equal(got_s, want_s);
+        addr_of(good[i].net, want);
+        assert_memory_equal(c.addr, want, 16);
+    }
+}
+
+static void test_cidr_parse_bad(void **state)
+{
     static const struct {
         const char *text;
         const char *why;
@@ -487,22 +515,6 @@ static void test_cidr_parse(void **state)
     };
 
     (void)state;
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(good); i++) {
-        struct clientaddr_cidr c = {0};
-        unsigned char want[16] = {0};
-        char err[160] = "";
-
-        char got_s[200], want_s[200];
-        int rc = clientaddr_cidr_parse(good[i].text, &c, err, sizeof(err));
-
-        snprintf(got_s, sizeof(got_s), "\"%s\": %d family %d bits %d %s", good[i].text, rc,
-                 c.family, c.bits, err);
-        snprintf(want_s, sizeof(want_s), "\"%s\": 0 family %d bits %d ", good[i].text,
-                 good[i].family, good[i].bits);
-        assert_string_equal(got_s, want_s);
-        addr_of(good[i].net, want);
-        assert_memory_equal(c.addr, want, 16);
-    }
     for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
         struct clientaddr_cidr c = {.family = -7};
         char err[160] = "", got[300], want[300];
@@ -526,6 +538,42 @@ static size_t parse_list(const char *const *texts, size_t n, struct clientaddr_c
     return n;
 }
 
+/* Address, in one of test_cidr_membership's lists or not. */
+static const struct membership_row {
+    int list; /* 0 mixed, 1 all4, 2 all6, 3 mapped */
+    const char *addr;
+    int want;
+} membership_rows[] = {
+    {0, "10.1.2.3", 1},
+    {0, "9.255.255.255", 0},
+    {0, "11.0.0.0", 0},
+    {0, "192.168.1.128", 1},
+    {0, "192.168.1.255", 1},
+    {0, "192.168.1.127", 0},
+    {0, "203.0.113.7", 1}, /* /32: that one address */
+    {0, "203.0.113.6", 0},
+    {0, "203.0.113.8", 0},
+    {0, "fd12:3456::1", 1},
+    {0, "fe00::1", 0},
+    {0, "2001:db8::1", 1}, /* /128 */
+    {0, "2001:db8::2", 0},
+    {0, "::ffff:10.9.9.9", 1}, /* IPv4-mapped: in 10.0.0.0/8 */
+    {0, "::ffff:203.0.113.7", 1},
+    {0, "::ffff:11.0.0.1", 0},
+    {0, "::10.9.9.9", 0}, /* IPv4-compatible is not mapped */
+    {0, "::1", 0},
+    {1, "0.0.0.0", 1},
+    {1, "255.255.255.255", 1},
+    {1, "::ffff:1.2.3.4", 1},
+    {1, "::1", 0},
+    {2, "::1", 1},
+    {2, "ffff::1", 1},
+    {2, "1.2.3.4", 1}, /* as ::ffff:1.2.3.4 */
+    {3, "1.2.3.4", 1},
+    {3, "::ffff:1.2.3.4", 1},
+    {3, "::1", 0},
+};
+
 static void test_cidr_membership(void **state)
 {
     static const char *const mixed[] = {"10.0.0.0/8", "192.168.1.128/25", "fd00::/8", "203.0.113.7",
@@ -533,40 +581,6 @@ static void test_cidr_membership(void **state)
     static const char *const all4[] = {"0.0.0.0/0"};
     static const char *const all6[] = {"::/0"};
     static const char *const mapped[] = {"::ffff:0:0/96"};
-    static const struct {
-        int list; /* 0 mixed, 1 all4, 2 all6, 3 mapped */
-        const char *addr;
-        int want;
-    } rows[] = {
-        {0, "10.1.2.3", 1},
-        {0, "9.255.255.255", 0},
-        {0, "11.0.0.0", 0},
-        {0, "192.168.1.128", 1},
-        {0, "192.168.1.255", 1},
-        {0, "192.168.1.127", 0},
-        {0, "203.0.113.7", 1}, /* /32: that one address */
-        {0, "203.0.113.6", 0},
-        {0, "203.0.113.8", 0},
-        {0, "fd12:3456::1", 1},
-        {0, "fe00::1", 0},
-        {0, "2001:db8::1", 1}, /* /128 */
-        {0, "2001:db8::2", 0},
-        {0, "::ffff:10.9.9.9", 1}, /* IPv4-mapped: in 10.0.0.0/8 */
-        {0, "::ffff:203.0.113.7", 1},
-        {0, "::ffff:11.0.0.1", 0},
-        {0, "::10.9.9.9", 0}, /* IPv4-compatible is not mapped */
-        {0, "::1", 0},
-        {1, "0.0.0.0", 1},
-        {1, "255.255.255.255", 1},
-        {1, "::ffff:1.2.3.4", 1},
-        {1, "::1", 0},
-        {2, "::1", 1},
-        {2, "ffff::1", 1},
-        {2, "1.2.3.4", 1}, /* as ::ffff:1.2.3.4 */
-        {3, "1.2.3.4", 1},
-        {3, "::ffff:1.2.3.4", 1},
-        {3, "::1", 0},
-    };
     struct clientaddr_cidr lists[4][8];
     size_t lens[4];
     unsigned char addr[16];
@@ -576,13 +590,14 @@ static void test_cidr_membership(void **state)
     lens[1] = parse_list(all4, UTIL_ARRAY_LEN(all4), lists[1]);
     lens[2] = parse_list(all6, UTIL_ARRAY_LEN(all6), lists[2]);
     lens[3] = parse_list(mapped, UTIL_ARRAY_LEN(mapped), lists[3]);
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
-        int family = addr_of(rows[i].addr, addr);
-        int in = clientaddr_in(lists[rows[i].list], lens[rows[i].list], family, addr);
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(membership_rows); i++) {
+        const struct membership_row *row = &membership_rows[i];
+        int family = addr_of(row->addr, addr);
+        int in = clientaddr_in(lists[row->list], lens[row->list], family, addr);
         char got[80], want[80];
 
-        snprintf(got, sizeof(got), "%s in list %d: %d", rows[i].addr, rows[i].list, in);
-        snprintf(want, sizeof(want), "%s in list %d: %d", rows[i].addr, rows[i].list, rows[i].want);
+        snprintf(got, sizeof(got), "%s in list %d: %d", row->addr, row->list, in);
+        snprintf(want, sizeof(want), "%s in list %d: %d", row->addr, row->list, row->want);
         assert_string_equal(got, want);
     }
     addr_of("10.0.0.1", addr);
@@ -609,92 +624,98 @@ static void peer_of(const char *text, struct sockaddr_storage *ss)
     }
 }
 
+/* Peer, X-Forwarded-For, the client resolved, with test_resolve's trusted proxies. */
+static const struct resolve_row {
+    const char *peer, *xff, *want;
+} resolve_rows[] = {
+    /* an untrusted peer's header is ignored entirely */
+    {"203.0.113.9", "1.1.1.1", "203.0.113.9"},
+    {"203.0.113.9", "1.1.1.1, 10.0.0.2", "203.0.113.9"},
+    {"2001:db8::9", "1.1.1.1", "2001:db8::9"},
+    /* no header, nothing in it */
+    {"10.0.0.1", NULL, "10.0.0.1"},
+    {"10.0.0.1", "", "10.0.0.1"},
+    {"10.0.0.1", " , ,", "10.0.0.1"},
+    /* from the right, past trusted proxies, to the first untrusted */
+    {"10.0.0.1", "1.1.1.1", "1.1.1.1"},
+    {"127.0.0.1", "1.1.1.1", "1.1.1.1"},
+    {"10.0.0.1", "1.1.1.1, 10.0.0.2", "1.1.1.1"},
+    {"10.0.0.1", "9.9.9.9, 1.1.1.1, 10.0.0.2", "1.1.1.1"}, /* 9.9.9.9: the client's word */
+    {"10.0.0.1", "1.1.1.1,10.0.0.5, 10.0.0.2", "1.1.1.1"}, /* header values joined */
+    {"10.0.0.1", "1.1.1.1 ,\t10.0.0.2 ", "1.1.1.1"},
+    {"10.0.0.1", "1.1.1.1,,10.0.0.2,", "1.1.1.1"}, /* empty elements skipped */
+    /* all trusted: the leftmost */
+    {"10.0.0.1", "10.0.0.3, 10.0.0.2", "10.0.0.3"},
+    {"10.0.0.1", ",10.0.0.2", "10.0.0.2"},
+    /* junk stops the walk: the last address found so far, else the peer */
+    {"10.0.0.1", "1.1.1.1, unknown, 10.0.0.2", "10.0.0.2"},
+    {"10.0.0.1", "1.1.1.1, unknown", "10.0.0.1"},
+    {"10.0.0.1", "garbage", "10.0.0.1"},
+    {"10.0.0.1", "1.1.1.1, 10.0.0.2 10.0.0.3", "10.0.0.1"},
+    {"10.0.0.1", "fe80::1%eth0", "10.0.0.1"},
+    {"10.0.0.1", "example.com", "10.0.0.1"},
+    {"10.0.0.1", "1.1.1.1, 1111111111111111111111111111111111111111111111111111111111111111",
+     "10.0.0.1"},
+    /* ports, where unambiguous */
+    {"10.0.0.1", "1.1.1.1:5678, 10.0.0.2:80", "1.1.1.1"},
+    {"10.0.0.1", "[2001:db8::5]:443", "2001:db8::5"},
+    {"10.0.0.1", "[2001:db8::5]", "2001:db8::5"},
+    {"10.0.0.1", "2001:db8::5", "2001:db8::5"},
+    {"10.0.0.1", "1.1.1.1:99999", "10.0.0.1"},
+    {"10.0.0.1", "1.1.1.1:", "10.0.0.1"},
+    {"10.0.0.1", "1.1.1.1:80x", "10.0.0.1"},
+    {"10.0.0.1", "[2001:db8::5]x", "10.0.0.1"},
+    {"10.0.0.1", "[2001:db8::5", "10.0.0.1"},
+    {"10.0.0.1", "[1.1.1.1]", "10.0.0.1"},
+    /* IPv6 peers */
+    {"fd00::1", "2001:db8::7, fd00::2", "2001:db8::7"},
+    {"fd00::1", "1.1.1.1, fd00::2, 10.0.0.9", "1.1.1.1"},
+    {"::1", "1.1.1.1", "::1"}, /* only 127.0.0.1 is trusted, not ::1 */
+    /* IPv4-mapped: reported as IPv4, trusted by IPv4 CIDRs */
+    {"::ffff:10.0.0.1", "1.1.1.1", "1.1.1.1"},
+    {"::ffff:203.0.113.9", "1.1.1.1", "203.0.113.9"},
+    {"10.0.0.1", "::ffff:1.1.1.1", "1.1.1.1"},
+    {"10.0.0.1", "1.1.1.1, ::ffff:10.0.0.2", "1.1.1.1"},
+};
+
 static void test_resolve(void **state)
 {
     static const char *const trusted_text[] = {"10.0.0.0/8", "fd00::/8", "127.0.0.1"};
-    static const struct {
-        const char *peer, *xff, *want;
-    } rows[] = {
-        /* an untrusted peer's header is ignored entirely */
-        {"203.0.113.9", "1.1.1.1", "203.0.113.9"},
-        {"203.0.113.9", "1.1.1.1, 10.0.0.2", "203.0.113.9"},
-        {"2001:db8::9", "1.1.1.1", "2001:db8::9"},
-        /* no header, nothing in it */
-        {"10.0.0.1", NULL, "10.0.0.1"},
-        {"10.0.0.1", "", "10.0.0.1"},
-        {"10.0.0.1", " , ,", "10.0.0.1"},
-        /* from the right, past trusted proxies, to the first untrusted */
-        {"10.0.0.1", "1.1.1.1", "1.1.1.1"},
-        {"127.0.0.1", "1.1.1.1", "1.1.1.1"},
-        {"10.0.0.1", "1.1.1.1, 10.0.0.2", "1.1.1.1"},
-        {"10.0.0.1", "9.9.9.9, 1.1.1.1, 10.0.0.2", "1.1.1.1"}, /* 9.9.9.9: the client's word */
-        {"10.0.0.1", "1.1.1.1,10.0.0.5, 10.0.0.2", "1.1.1.1"}, /* header values joined */
-        {"10.0.0.1", "1.1.1.1 ,\t10.0.0.2 ", "1.1.1.1"},
-        {"10.0.0.1", "1.1.1.1,,10.0.0.2,", "1.1.1.1"}, /* empty elements skipped */
-        /* all trusted: the leftmost */
-        {"10.0.0.1", "10.0.0.3, 10.0.0.2", "10.0.0.3"},
-        {"10.0.0.1", ",10.0.0.2", "10.0.0.2"},
-        /* junk stops the walk: the last address found so far, else the peer */
-        {"10.0.0.1", "1.1.1.1, unknown, 10.0.0.2", "10.0.0.2"},
-        {"10.0.0.1", "1.1.1.1, unknown", "10.0.0.1"},
-        {"10.0.0.1", "garbage", "10.0.0.1"},
-        {"10.0.0.1", "1.1.1.1, 10.0.0.2 10.0.0.3", "10.0.0.1"},
-        {"10.0.0.1", "fe80::1%eth0", "10.0.0.1"},
-        {"10.0.0.1", "example.com", "10.0.0.1"},
-        {"10.0.0.1", "1.1.1.1, 1111111111111111111111111111111111111111111111111111111111111111",
-         "10.0.0.1"},
-        /* ports, where unambiguous */
-        {"10.0.0.1", "1.1.1.1:5678, 10.0.0.2:80", "1.1.1.1"},
-        {"10.0.0.1", "[2001:db8::5]:443", "2001:db8::5"},
-        {"10.0.0.1", "[2001:db8::5]", "2001:db8::5"},
-        {"10.0.0.1", "2001:db8::5", "2001:db8::5"},
-        {"10.0.0.1", "1.1.1.1:99999", "10.0.0.1"},
-        {"10.0.0.1", "1.1.1.1:", "10.0.0.1"},
-        {"10.0.0.1", "1.1.1.1:80x", "10.0.0.1"},
-        {"10.0.0.1", "[2001:db8::5]x", "10.0.0.1"},
-        {"10.0.0.1", "[2001:db8::5", "10.0.0.1"},
-        {"10.0.0.1", "[1.1.1.1]", "10.0.0.1"},
-        /* IPv6 peers */
-        {"fd00::1", "2001:db8::7, fd00::2", "2001:db8::7"},
-        {"fd00::1", "1.1.1.1, fd00::2, 10.0.0.9", "1.1.1.1"},
-        {"::1", "1.1.1.1", "::1"}, /* only 127.0.0.1 is trusted, not ::1 */
-        /* IPv4-mapped: reported as IPv4, trusted by IPv4 CIDRs */
-        {"::ffff:10.0.0.1", "1.1.1.1", "1.1.1.1"},
-        {"::ffff:203.0.113.9", "1.1.1.1", "203.0.113.9"},
-        {"10.0.0.1", "::ffff:1.1.1.1", "1.1.1.1"},
-        {"10.0.0.1", "1.1.1.1, ::ffff:10.0.0.2", "1.1.1.1"},
-    };
     struct clientaddr_cidr trusted[8];
     size_t ntrusted = parse_list(trusted_text, UTIL_ARRAY_LEN(trusted_text), trusted);
 
     (void)state;
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(resolve_rows); i++) {
+        const struct resolve_row *row = &resolve_rows[i];
         struct sockaddr_storage ss;
         struct clientaddr got;
         unsigned char want[16] = {0};
         char got_s[300], want_s[300];
-        int family = addr_of(rows[i].want, want), rc;
+        int family = addr_of(row->want, want), rc;
 
-        peer_of(rows[i].peer, &ss);
+        peer_of(row->peer, &ss);
         memset(&got, 0xa5, sizeof(got));
-        rc = clientaddr_resolve((struct sockaddr *)&ss, rows[i].xff, trusted, ntrusted, &got);
+        rc = clientaddr_resolve((struct sockaddr *)&ss, row->xff, trusted, ntrusted, &got);
         got.text[sizeof(got.text) - 1] = '\0';
         snprintf(got_s, sizeof(got_s), "peer %s, X-Forwarded-For \"%s\": %d %s family %d",
-                 rows[i].peer, rows[i].xff ? rows[i].xff : "(none)", rc, got.text, got.family);
+                 row->peer, row->xff ? row->xff : "(none)", rc, got.text, got.family);
         snprintf(want_s, sizeof(want_s), "peer %s, X-Forwarded-For \"%s\": 0 %s family %d",
-                 rows[i].peer, rows[i].xff ? rows[i].xff : "(none)", rows[i].want, family);
+                 row->peer, row->xff ? row->xff : "(none)", row->want, family);
         assert_string_equal(got_s, want_s);
         assert_memory_equal(got.addr, want, 16); /* the unused bytes are zero */
     }
-    /* No trusted proxies: the header is never believed. */
-    {
-        struct sockaddr_storage ss;
-        struct clientaddr got;
+}
 
-        peer_of("10.0.0.1", &ss);
-        assert_int_equal(clientaddr_resolve((struct sockaddr *)&ss, "1.1.1.1", NULL, 0, &got), 0);
-        assert_string_equal(got.text, "10.0.0.1");
-    }
+/* No trusted proxies: the header is never believed. */
+static void test_resolve_without_proxies(void **state)
+{
+    struct sockaddr_storage ss;
+    struct clientaddr got;
+
+    (void)state;
+    peer_of("10.0.0.1", &ss);
+    assert_int_equal(clientaddr_resolve((struct sockaddr *)&ss, "1.1.1.1", NULL, 0, &got), 0);
+    assert_string_equal(got.text, "10.0.0.1");
 }
 
 static void test_resolve_bad_peer(void **state)
@@ -754,13 +775,23 @@ static void test_bucket_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_burst_then_refusal), cmocka_unit_test(test_keys_independent),
-        cmocka_unit_test(test_fractional_rates),   cmocka_unit_test(test_parse_rate),
-        cmocka_unit_test(test_new_arguments),      cmocka_unit_test(test_time_backwards),
-        cmocka_unit_test(test_eviction_bounded),   cmocka_unit_test(test_eviction_keeps_recent),
-        cmocka_unit_test(test_concurrent_takes),   cmocka_unit_test(test_cidr_parse),
-        cmocka_unit_test(test_cidr_membership),    cmocka_unit_test(test_resolve),
-        cmocka_unit_test(test_resolve_bad_peer),   cmocka_unit_test(test_bucket_key),
+        cmocka_unit_test(test_burst_then_refusal),
+        cmocka_unit_test(test_keys_independent),
+        cmocka_unit_test(test_fractional_rates),
+        cmocka_unit_test(test_parse_rate_good),
+        cmocka_unit_test(test_parse_rate_bad),
+        cmocka_unit_test(test_new_arguments),
+        cmocka_unit_test(test_time_backwards),
+        cmocka_unit_test(test_eviction_bounded),
+        cmocka_unit_test(test_eviction_keeps_recent),
+        cmocka_unit_test(test_concurrent_takes),
+        cmocka_unit_test(test_cidr_parse_good),
+        cmocka_unit_test(test_cidr_parse_bad),
+        cmocka_unit_test(test_cidr_membership),
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_resolve_without_proxies),
+        cmocka_unit_test(test_resolve_bad_peer),
+        cmocka_unit_test(test_bucket_key),
         cmocka_unit_test(test_peek_takes_nothing),
     };
     return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
