@@ -476,11 +476,15 @@ int publisher_probe(struct publisher *p, int timeout_ms)
     struct producer *k;
     int ok = 0;
 
-    /* Once per fatal error, however quickly the rebuild went: a prober sees it. */
-    if (atomic_exchange(&p->fatal_unseen, 0))
-        return 0;
+    /*
+     * Once per fatal error, however quickly the rebuild went: a prober sees it.
+     * The producer first, the flag second: a k taken before the rebuild is
+     * itself fatal (librdkafka sets that at once), and a k taken after it was
+     * made after error_cb had set the flag. The other order let a rebuild
+     * land between the two and the probe pass on the new producer.
+     */
     k = producer_get(p);
-    if (!producer_is_fatal(k)) {
+    if (!atomic_exchange(&p->fatal_unseen, 0) && !producer_is_fatal(k)) {
         rd_kafka_resp_err_t err = rd_kafka_metadata(k->rk, 0, k->rkt, &md, timeout_ms);
         ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0;
     }
