@@ -20,6 +20,29 @@
 
 #include <stdio.h>
 
+/*
+ * The Redis gate, or NULL (logged). Redis down at start is an outage like
+ * any later one, unless the operator says not (--require-redis).
+ */
+static struct gate *gate_open(const struct consumer_opts *o, const char *dbid)
+{
+    char err[512];
+    struct gate *gate = gate_new(o->redis_url, o->key_prefix, o->instance_id, dbid, o->lock_ttl_ms,
+                                 o->dedupe_window_s * 1000, err, sizeof(err));
+
+    if (!gate) {
+        log_error("cannot start", "error=\"%s\"", err);
+        return NULL;
+    }
+    if (o->require_redis && gate_is_down(gate, err, sizeof(err))) {
+        log_error("cannot reach Redis, and --require-redis is set",
+                  "address=%s set_by=\"--redis-url or REDIS_URL\"", err);
+        gate_free(gate);
+        return NULL;
+    }
+    return gate;
+}
+
 int main(int argc, char **argv)
 {
     struct consumer_opts o;
@@ -62,15 +85,9 @@ int main(int argc, char **argv)
         log_error("cannot serve metrics", "error=\"%s\"", err);
         goto out;
     }
-    gate = gate_new(o.redis_url, o.key_prefix, o.instance_id, dbid, o.lock_ttl_ms,
-                    o.dedupe_window_s * 1000, err, sizeof(err));
-    /* Redis down at start is an outage like any later one, unless the operator says not. */
-    if (gate && o.require_redis && gate_is_down(gate, err, sizeof(err))) {
-        log_error("cannot reach Redis, and --require-redis is set",
-                  "address=%s set_by=\"--redis-url or REDIS_URL\"", err);
+    if (!(gate = gate_open(&o, dbid)))
         goto out;
-    }
-    if (!gate || !(p = pipeline_new(&o, gate, store, metrics, err, sizeof(err)))) {
+    if (!(p = pipeline_new(&o, gate, store, metrics, err, sizeof(err)))) {
         log_error("cannot start", "error=\"%s\"", err);
         goto out;
     }

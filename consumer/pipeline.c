@@ -10,7 +10,7 @@
  *                (recorded.h); a token in an INSERT in flight waits;
  *                within the batch the first event wins
  *   5. gate      one Redis round trip: a lock per token (or "done", or busy)
- *   6. collect   read the results of the INSERTs already answered (without
+ *   6. finish    read the results of the INSERTs already answered (without
  *                waiting); settle their rows
  *   7. mark done their tokens become "D" in Redis (sent, read with the next
  *                gate call, in the same round trip)
@@ -48,6 +48,12 @@
  * While PostgreSQL is down, or HOLD_BATCHES batches wait on foreign locks,
  * the assigned partitions are paused; polling goes on so the group keeps us.
  *
+ * What this file leans on, each behind a small interface: group.c (the
+ * Kafka consumer group: rebalances call back through on_revoke and
+ * hold_all, pause and resume, lag, commits, the topic wait and the idle
+ * clock), flights.c (which INSERT is in flight on which connection),
+ * offsets.c, recorded.c, tokenset.c, dlq.c, and gate.c / store.c in common/.
+ *
  * Counting: every settled message is "consumed" and exactly one of
  * inserted, dup_redis, dup_db, dead_lettered. Two kinds of duplicate are
  * decided here, before Redis: a later copy of a token within the same batch,
@@ -65,14 +71,14 @@
  */
 #include "pipeline.h"
 #include "dlq.h"
-#include "recorded.h"
 #include "event.h"
-#include "kafka.h"
+#include "flights.h"
+#include "group.h"
 #include "log.h"
 #include "offsets.h"
+#include "recorded.h"
 #include "shutdown.h"
 #include "tokenset.h"
-#include "topics.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -86,11 +92,6 @@
 #define DLQ_TRUNCATE_BYTES  1024
 #define DLQ_CHECK_MS        8000
 #define DLQ_LOG_EVERY_MS    60000
-#define LAG_EVERY_MS        1000
-#define TOPIC_LOG_EVERY_MS  30000
-#define TOPIC_CHECK_MS      500
-#define HELD_BACKOFF_MIN_MS 250
-#define HELD_BACKOFF_MAX_MS 1000
 /*
  * Pause fetching while this many batches of messages are held, in all (by
  * foreign locks), or behind one partition's oldest unsettled message (a
@@ -98,20 +99,6 @@
  * other partitions keep flowing.
  */
 #define HOLD_BATCHES 4
-/*
- * librdkafka's prefetch: up to PREFETCH_BATCHES batches of messages, at most
- * PREFETCH_KB in its queue and PARTITION_FETCH_KB per partition a fetch; a
- * queue over that is topped up again after FETCH_QUEUE_BACKOFF_MS. Measured
- * with librdkafka 2.14.2 on 1M-event backlogs (bench/, 1 consumer): 4
- * batches and a 10 ms back-off did 440k duplicate events/s (RSS 29 MiB);
- * 10 batches and 1 ms, 665k (32 MiB), unique votes 117k (38 MiB); a 512 KiB
- * fetch, 535k but 46 MiB. Under librdkafka 2.0.2 a full queue backed its
- * partition off for a fixed second, so only a deep (60-85 MiB) queue kept up.
- */
-#define PREFETCH_BATCHES       10
-#define PREFETCH_KB            1024
-#define PARTITION_FETCH_KB     256
-#define FETCH_QUEUE_BACKOFF_MS 1
 /*
  * Done markers owed to Redis (recorded while it did not answer), at most;
  * beyond, a token's stale lock expires by its TTL. Sent OWED_CHUNK a call.
@@ -122,12 +109,16 @@
 #define RECORDED_SLOTS      131072
 #define RECORDED_POOL_BYTES (2u << 20)
 
+/* The group's codes pass through pipeline_run unchanged. */
+_Static_assert(GROUP_FATAL == PIPELINE_FATAL && GROUP_NOT_JOINED == PIPELINE_NOT_JOINED,
+               "group and pipeline exit codes differ");
+
 enum item_state {
     ITEM_NEW,      /* polled, not parsed yet */
     ITEM_VOTE,     /* a valid vote, waiting for its (next) try */
     ITEM_POISON,   /* invalid, waiting to be dead-lettered */
     ITEM_DLQ_SENT, /* dead letter produced, waiting for the broker's ack */
-    ITEM_FLIGHT,   /* in the INSERT in flight, settled when its result is read */
+    ITEM_FLIGHT,   /* in an INSERT in flight, settled when its result is read */
     ITEM_DONE,     /* settled or dropped: message released, slot to reclaim */
 };
 
@@ -147,23 +138,11 @@ struct item {
     struct gate_item gate;
 };
 
-/* Rows for one INSERT and the items they came from. */
-struct batch {
-    struct store_row *rows;
-    struct item **its;
-    size_t n;
-    struct store *store; /* a flight's own connection */
-    uint64_t sent;       /* a flight's send number: the oldest is collected first */
-};
-
-#define FLIGHTS_MAX 2
-
 struct pipeline {
     const struct consumer_opts *o;
     struct gate *gate;
     struct store *store;
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *cq;        /* the consumer queue, popped a batch at a time */
+    struct group *group;         /* the Kafka consumer and its assignment */
     rd_kafka_message_t **polled; /* poll_batch's scratch: batch-size entries */
     struct dlq *dlq;
     struct offsets *offsets;
@@ -177,29 +156,16 @@ struct pipeline {
     /* Per-round scratch, sized with items. */
     size_t *cand, *dups;
     struct gate_item **gitems;
-    /* The batch being filled this round, and those whose INSERT is in flight. */
-    struct batch fill, flight[FLIGHTS_MAX];
-    int nflights;          /* --inserts-in-flight; flight[1]'s store is ours */
-    uint64_t flights_sent; /* send numbers */
+    /* The INSERTs in flight, and the rows of this round's (flights_fill). */
+    struct flights *flights;
+    struct batch *fill;
 
     uint64_t next_seq;
     int db_down;
     int gate_up; /* Redis answered the last batch that asked it */
     int64_t db_backoff_ms, db_probe_at;
 
-    /* The assignment, and the pause state we asked librdkafka for. */
-    int32_t *parts;
-    int nparts, parts_cap;
-    int8_t *pstate; /* by partition: -1 unknown (new), 0 fetching, 1 paused */
-    int32_t npstate;
-
-    int joined;   /* got an assignment at least once */
-    int assigned; /* holds an assignment (maybe empty): idle time counts */
-    int64_t started_at, active_at, unassigned_since, next_lag_at;
-    int fatal;               /* stop: a fatal error was logged */
-    int kafka_fatal;         /* ... and it was Kafka's: do not commit */
-    int instance_held;       /* ... UNRELEASED_INSTANCE_ID before any assignment */
-    int64_t held_backoff_ms; /* between tries to take our --instance-id */
+    int fatal; /* stop: a fatal error was logged (Kafka's are the group's) */
 
     char **owed; /* tokens recorded whose done marker Redis has not taken yet */
     size_t nowed, owed_cap;
@@ -213,6 +179,12 @@ struct pipeline {
 };
 
 /* ------------------------------------------------------------ helpers */
+
+/* A fatal error was logged, ours (PostgreSQL's refusal) or Kafka's. */
+static int stopping(const struct pipeline *p)
+{
+    return p->fatal || group_fatal(p->group);
+}
 
 static int due(const struct item *it, int64_t now)
 {
@@ -314,10 +286,7 @@ static void grow(struct pipeline *p, size_t want)
     p->cand = xrealloc(p->cand, p->cap * sizeof(*p->cand));
     p->dups = xrealloc(p->dups, p->cap * sizeof(*p->dups));
     p->gitems = xrealloc(p->gitems, p->cap * sizeof(*p->gitems));
-    for (struct batch *b = &p->fill; b <= &p->flight[FLIGHTS_MAX - 1]; b++) {
-        b->rows = xrealloc(b->rows, p->cap * sizeof(*b->rows));
-        b->its = xrealloc(b->its, p->cap * sizeof(*b->its));
-    }
+    flights_reserve(p->flights, p->cap);
 }
 
 static struct item *item_new(struct pipeline *p)
@@ -339,267 +308,7 @@ static void compact(struct pipeline *p)
     p->n = w;
 }
 
-static int8_t *part_state(struct pipeline *p, int32_t part)
-{
-    if (part >= p->npstate) {
-        p->pstate = xrealloc(p->pstate, (size_t)(part + 1) * sizeof(*p->pstate));
-        memset(p->pstate + p->npstate, -1, (size_t)(part + 1 - p->npstate));
-        p->npstate = part + 1;
-    }
-    return &p->pstate[part];
-}
-
-/*
- * The assignment grows or shrinks by parts. A partition that comes (back)
- * starts afresh in the offsets table; one that goes is forgotten there, and
- * messages of it polled from now on are dropped untracked (offsets.h).
- */
-static void assignment_change(struct pipeline *p, const rd_kafka_topic_partition_list_t *parts,
-                              int add)
-{
-    for (int i = 0; i < parts->cnt; i++) {
-        int32_t part = parts->elems[i].partition;
-        int k = 0;
-        *part_state(p, part) = -1; /* librdkafka keeps our old pause flag: decide again */
-        if (add)
-            offsets_assign(p->offsets, part);
-        else
-            offsets_revoke(p->offsets, part);
-        while (k < p->nparts && p->parts[k] != part)
-            k++;
-        if (add && k == p->nparts) {
-            if (p->nparts == p->parts_cap) {
-                p->parts_cap = p->parts_cap ? p->parts_cap * 2 : 16;
-                p->parts = xrealloc(p->parts, (size_t)p->parts_cap * sizeof(*p->parts));
-            }
-            p->parts[p->nparts++] = part;
-        } else if (!add && k < p->nparts) {
-            p->parts[k] = p->parts[--p->nparts];
-        }
-    }
-}
-
-/*
- * Pause every assigned partition while PostgreSQL is down or too many
- * messages wait on locks held elsewhere, and one partition alone while too
- * many of its messages wait behind its oldest unsettled one; resume when
- * that no longer holds. We keep polling meanwhile, so the group does not
- * evict us. Partitions in state -1 (just assigned) always get an explicit
- * pause or resume: librdkafka keeps an application's pause across a
- * revoke and a new assignment, so "not paused by us" must be said.
- */
-static void update_paused(struct pipeline *p)
-{
-    size_t limit = HOLD_BATCHES * (size_t)p->o->batch_size;
-    int all = p->db_down || p->n >= limit;
-    rd_kafka_topic_partition_list_t *lists[2] = {NULL, NULL}; /* resume, pause */
-
-    for (int i = 0; i < p->nparts; i++) {
-        int32_t part = p->parts[i];
-        int8_t *st = part_state(p, part);
-        int want = all || offsets_pending(p->offsets, part) >= limit;
-        if (*st == want)
-            continue;
-        if (want && !all)
-            log_info("partition paused behind an unsettled message",
-                     "partition=%" PRId32 " waiting=%zu", part, offsets_pending(p->offsets, part));
-        *st = (int8_t)want;
-        if (!lists[want])
-            lists[want] = rd_kafka_topic_partition_list_new(p->nparts);
-        rd_kafka_topic_partition_list_add(lists[want], p->o->topic, part);
-    }
-    if (lists[0]) {
-        rd_kafka_resume_partitions(p->rk, lists[0]);
-        rd_kafka_topic_partition_list_destroy(lists[0]);
-    }
-    if (lists[1]) {
-        rd_kafka_pause_partitions(p->rk, lists[1]);
-        rd_kafka_topic_partition_list_destroy(lists[1]);
-    }
-}
-
-static void store_offsets(struct pipeline *p)
-{
-    rd_kafka_topic_partition_list_t *l = NULL;
-    rd_kafka_resp_err_t err;
-    int64_t next;
-
-    for (int32_t part = 0; part < offsets_partition_count(p->offsets); part++) {
-        if (!offsets_take(p->offsets, part, &next))
-            continue;
-        if (!l)
-            l = rd_kafka_topic_partition_list_new(8);
-        rd_kafka_topic_partition_list_add(l, p->o->topic, part)->offset = next;
-    }
-    if (!l)
-        return;
-    err = rd_kafka_offsets_store(p->rk, l);
-    if (err)
-        log_warn("offsets not stored", "error=%s", rd_kafka_err2name(err));
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-static void commit_sync(struct pipeline *p)
-{
-    rd_kafka_resp_err_t err = rd_kafka_commit(p->rk, NULL, 0);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        log_warn("offset commit failed", "error=%s", rd_kafka_err2name(err));
-}
-
-static void flights_collect(struct pipeline *p, int64_t now);
-
-/* Drop the held messages of partitions taken away (those in flight were collected). */
-static void drop_partitions(struct pipeline *p, const rd_kafka_topic_partition_list_t *parts)
-{
-    for (int i = 0; i < parts->cnt; i++)
-        for (size_t k = 0; k < p->n; k++)
-            if (p->items[k]->state != ITEM_DONE &&
-                p->items[k]->msg->partition == parts->elems[i].partition)
-                drop(p->items[k]);
-}
-
-/* ------------------------------------------------------------ kafka callbacks */
-
-/* "0,3,5": the partitions of a rebalance, for its log line (cut at size). */
-static void part_list(const rd_kafka_topic_partition_list_t *parts, char *list, size_t size)
-{
-    size_t used = 0;
-
-    list[0] = '\0';
-    for (int i = 0; i < parts->cnt && used < size; i++) {
-        int w = snprintf(list + used, size - used, "%s%" PRId32, i ? "," : "",
-                         parts->elems[i].partition);
-        used += w > 0 ? (size_t)w : 0;
-    }
-}
-
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
-{
-    struct pipeline *p = opaque;
-    const char *protocol = rd_kafka_rebalance_protocol(rk); /* NULL: none (yet) */
-    int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
-    rd_kafka_error_t *error = NULL;
-
-    char list[256];
-
-    part_list(parts, list, sizeof(list));
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info("partitions assigned", "count=%d partitions=\"%s\"", parts->cnt, list);
-        if (cooperative)
-            error = rd_kafka_incremental_assign(rk, parts);
-        else
-            rd_kafka_assign(rk, parts);
-        assignment_change(p, parts, 1);
-        update_paused(p);
-        p->joined = 1;
-        p->assigned = 1;
-        p->active_at = util_now_ms();
-    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        log_info("partitions revoked", "count=%d partitions=\"%s\" lost=%d", parts->cnt, list,
-                 rd_kafka_assignment_lost(rk));
-        /* Hand over what is settled; the rest will be read again by the next owner. */
-        flights_collect(p, util_now_ms());
-        store_offsets(p);
-        if (!rd_kafka_assignment_lost(rk))
-            commit_sync(p);
-        drop_partitions(p, parts);
-        assignment_change(p, parts, 0);
-        if (cooperative) {
-            error = rd_kafka_incremental_unassign(rk, parts);
-        } else {
-            rd_kafka_assign(rk, NULL);
-            p->assigned = 0; /* an eager rebalance: a new assignment follows */
-            p->unassigned_since = util_now_ms();
-        }
-    } else {
-        log_error("rebalance failed", "error=%s", rd_kafka_err2name(err));
-        rd_kafka_assign(rk, NULL);
-        for (int i = 0; i < p->nparts; i++) {
-            offsets_revoke(p->offsets, p->parts[i]);
-            for (size_t k = 0; k < p->n; k++)
-                if (p->items[k]->state != ITEM_DONE && p->items[k]->state != ITEM_FLIGHT &&
-                    p->items[k]->msg->partition == p->parts[i])
-                    drop(p->items[k]);
-        }
-        p->nparts = 0;
-        p->assigned = 0;
-        p->unassigned_since = util_now_ms();
-    }
-    if (error) {
-        log_error("rebalance failed", "error=\"%s\"", rd_kafka_error_string(error));
-        rd_kafka_error_destroy(error);
-    }
-}
-
-/*
- * Kafka's fatal error: the handle is done. 1 when it must be logged as one;
- * 0 for UNRELEASED_INSTANCE_ID before we ever held an assignment: our
- * --instance-id still belongs to a member that vanished without leaving (a
- * crashed consumer restarted at once), which the KIP-848 protocol keeps
- * until its session ends; pipeline_run then tries again (rejoin).
- */
-static int kafka_fatal(struct pipeline *p, rd_kafka_t *rk, char *why, size_t whysize)
-{
-    rd_kafka_resp_err_t code = rd_kafka_fatal_error(rk, why, whysize);
-
-    p->fatal = p->kafka_fatal = 1;
-    if (code == RD_KAFKA_RESP_ERR_UNRELEASED_INSTANCE_ID && !p->joined) {
-        p->instance_held = 1;
-        return 0;
-    }
-    return 1;
-}
-
-static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    struct pipeline *p = opaque;
-    char why[512];
-
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        if (kafka_fatal(p, rk, why, sizeof(why)))
-            log_error("fatal Kafka error", "detail=\"%s\"", why);
-    } else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
-        log_error("Kafka authentication failed", "detail=\"%s\"", reason);
-        p->fatal = p->kafka_fatal = 1;
-    } else {
-        log_warn("Kafka error", "error=%s detail=\"%s\"",
-                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-    }
-}
-
-/* An error delivered as a message: a few mean this consumer cannot work at all. */
-static int message_error(struct pipeline *p, const rd_kafka_message_t *m)
-{
-    char why[512];
-
-    switch (m->err) {
-    case RD_KAFKA_RESP_ERR__PARTITION_EOF:
-        return 0;
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-        /* Deleted, or not yet in every broker's metadata: the group waits for it. */
-        log_warn("topic not available", "topic=%s error=%s", p->o->topic,
-                 rd_kafka_err2name(m->err));
-        return 0;
-    case RD_KAFKA_RESP_ERR__FATAL:
-        if (!kafka_fatal(p, p->rk, why, sizeof(why)))
-            return -1;
-        /* fall through */
-    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
-    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
-        log_error("cannot consume", "topic=%s error=%s detail=\"%s\"", p->o->topic,
-                  rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
-        p->fatal = p->kafka_fatal = 1;
-        return -1;
-    default:
-        log_warn("consumer error", "error=%s detail=\"%s\"", rd_kafka_err2name(m->err),
-                 rd_kafka_message_errstr(m));
-        return 0;
-    }
-}
+/* ------------------------------------------------------------ DLQ callbacks */
 
 /*
  * A dead letter was refused (or could not be produced): the message stays
@@ -667,24 +376,18 @@ static int poll_batch(struct pipeline *p, size_t *got)
             p->items[i]->retry_at < deadline)
             deadline = p->items[i]->retry_at > now ? p->items[i]->retry_at : now;
     /* An INSERT in flight: take what has arrived, then go and read its result. */
-    for (int f = 0; f < p->nflights; f++)
-        if (p->flight[f].n)
-            deadline = now;
+    if (flights_oldest(p->flights))
+        deadline = now;
     grow(p, p->n + (size_t)p->o->batch_size);
     /* A batch per call: one queue lock for many messages, not one each. */
-    while (*got < (size_t)p->o->batch_size && !shutdown_requested() && !p->fatal) {
+    while (*got < (size_t)p->o->batch_size && !shutdown_requested() && !stopping(p)) {
         int timeout = deadline > now ? (int)(deadline - now) : 0;
-        ssize_t k = rd_kafka_consume_batch_queue(p->cq, timeout, p->polled,
-                                                 (size_t)p->o->batch_size - *got);
+        ssize_t k = group_consume(p->group, timeout, p->polled, (size_t)p->o->batch_size - *got);
 
         now = util_now_ms();
         for (ssize_t j = 0; j < k; j++) {
-            m = p->polled[j];
-            if (m->err) {
-                message_error(p, m);
-                rd_kafka_message_destroy(m);
-                continue;
-            }
+            if (!(m = p->polled[j]))
+                continue; /* an error, handled by the group */
             if (offsets_track(p->offsets, m->partition, m->offset) != 0) {
                 /* Delivered again (the first copy is held), or not ours any more. */
                 rd_kafka_message_destroy(m);
@@ -699,7 +402,7 @@ static int poll_batch(struct pipeline *p, size_t *got)
         if (k <= 0 && now >= deadline)
             break;
     }
-    return p->fatal ? -1 : 0;
+    return stopping(p) ? -1 : 0;
 }
 
 static void send_dead_letter(struct pipeline *p, struct item *it, int64_t now)
@@ -886,12 +589,13 @@ static void batch_keep_unsettled(struct batch *b)
 }
 
 /*
- * Read the result of the INSERT in flight (PostgreSQL ran it while we polled,
- * parsed and gated the next batch) and settle its rows. A row refused for
- * its data is isolated (bisect) and dead-lettered, the others recorded, no
- * partition paused; any other failure gives the rows back to the held items.
+ * Read the result of flight b's INSERT (PostgreSQL ran it while we polled,
+ * parsed and gated later batches), waiting for it if need be, and act on
+ * it: every row recorded settles; a row refused for its data is isolated
+ * (bisect) and dead-lettered, the others recorded, no partition paused; any
+ * other failure gives the rows back to the held items.
  */
-static void flight_collect(struct pipeline *p, struct batch *b, int64_t now)
+static void flight_finish(struct pipeline *p, struct batch *b, int64_t now)
 {
     char why[512];
 
@@ -913,71 +617,49 @@ static void flight_collect(struct pipeline *p, struct batch *b, int64_t now)
     db_failed(p, b, b->store, why, now);
 }
 
-/* The flight sent longest ago, or NULL if none is in flight. */
-static struct batch *oldest_flight(struct pipeline *p)
-{
-    struct batch *old = NULL;
-
-    for (int f = 0; f < p->nflights; f++)
-        if (p->flight[f].n && (!old || p->flight[f].sent < old->sent))
-            old = &p->flight[f];
-    return old;
-}
-
-/* Every INSERT in flight, oldest first, waiting for each. */
-static void flights_collect(struct pipeline *p, int64_t now)
+/* Finish every INSERT in flight, oldest first, waiting for each. */
+static void flights_wait_all(struct pipeline *p, int64_t now)
 {
     struct batch *b;
 
-    while ((b = oldest_flight(p)) != NULL)
-        flight_collect(p, b, now);
+    while ((b = flights_oldest(p->flights)) != NULL)
+        flight_finish(p, b, now);
 }
 
-/* The INSERTs whose results are already in, oldest first, without waiting. */
-static void flights_collect_ready(struct pipeline *p, int64_t now)
+/* Finish the INSERTs whose results are already in, oldest first, never waiting. */
+static void flights_poll_ready(struct pipeline *p, int64_t now)
 {
     struct batch *b;
 
-    while ((b = oldest_flight(p)) != NULL && store_insert_ready(b->store))
-        flight_collect(p, b, now);
+    while ((b = flights_oldest(p->flights)) != NULL && store_insert_ready(b->store))
+        flight_finish(p, b, now);
 }
 
 /*
  * Send this round's rows as the next INSERT, on a connection with none in
- * flight (waiting for the oldest when every one has one); they are in
- * flight until collected.
+ * flight (finishing the oldest first when every one has one); they are in
+ * flight until finished.
  */
 static void flight_send(struct pipeline *p, int64_t now)
 {
-    struct batch *free_slot = NULL;
-    struct store_row *rows;
-    struct item **its;
+    struct batch *slot;
     char why[512];
 
-    if (p->fill.n == 0)
+    if (p->fill->n == 0)
         return;
-    for (int f = 0; f < p->nflights && !free_slot; f++)
-        if (p->flight[f].n == 0)
-            free_slot = &p->flight[f];
-    if (!free_slot) {
-        free_slot = oldest_flight(p);
-        flight_collect(p, free_slot, now);
+    if (!(slot = flights_idle(p->flights))) {
+        slot = flights_oldest(p->flights);
+        flight_finish(p, slot, now);
     }
     /* Our alive key is refreshed first: the INSERT may take up to the statement timeout. */
     gate_heartbeat(p->gate);
-    if (store_insert_send(free_slot->store, p->fill.rows, p->fill.n, why, sizeof(why)) != 0) {
-        db_failed(p, &p->fill, free_slot->store, why, now);
+    if (store_insert_send(slot->store, p->fill->rows, p->fill->n, why, sizeof(why)) != 0) {
+        db_failed(p, p->fill, slot->store, why, now);
         return;
     }
-    for (size_t i = 0; i < p->fill.n; i++)
-        p->fill.its[i]->state = ITEM_FLIGHT;
-    /* The rows change places; each flight keeps its connection. */
-    rows = free_slot->rows, its = free_slot->its;
-    free_slot->rows = p->fill.rows, free_slot->its = p->fill.its;
-    free_slot->n = p->fill.n;
-    free_slot->sent = ++p->flights_sent;
-    p->fill.rows = rows, p->fill.its = its;
-    p->fill.n = 0;
+    for (size_t i = 0; i < p->fill->n; i++)
+        p->fill->its[i]->state = ITEM_FLIGHT;
+    flights_launch(p->flights, slot);
 }
 
 /*
@@ -1013,7 +695,8 @@ static void dead_letter_poison(struct pipeline *p, int64_t now)
 /*
  * Step 4: sort the votes due into duplicates (p->dups: in the recorded cache,
  * or a later copy within the round), candidates for the gate (p->cand and
- * p->gitems), and those left waiting for the INSERT in flight.
+ * p->gitems), and those left waiting for the INSERT in flight that holds
+ * their token (one of up to --inserts-in-flight).
  */
 static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups)
 {
@@ -1021,12 +704,14 @@ static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups
 
     for (i = 0; i < p->n; i++)
         nvotes += p->items[i]->state == ITEM_VOTE && due(p->items[i], now);
-    for (int f = 0; f < p->nflights; f++)
-        nvotes += p->flight[f].n;
+    for (int f = 0; f < flights_count(p->flights); f++)
+        nvotes += flights_at(p->flights, f)->n;
     tokenset_reset(&p->seen, nvotes);
-    for (int f = 0; f < p->nflights; f++)
-        for (i = 0; i < p->flight[f].n; i++)
-            tokenset_mark_in_flight(&p->seen, p->flight[f].rows[i].token);
+    for (int f = 0; f < flights_count(p->flights); f++) {
+        const struct batch *b = flights_at(p->flights, f);
+        for (i = 0; i < b->n; i++)
+            tokenset_mark_in_flight(&p->seen, b->rows[i].token);
+    }
     for (i = 0; i < p->n; i++) {
         struct item *it = p->items[i];
         enum token_verdict v;
@@ -1037,7 +722,7 @@ static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups
             continue;
         }
         if ((v = tokenset_verdict(&p->seen, it->vote.token, i)) == TOKEN_IN_FLIGHT)
-            continue; /* held: asked again once the INSERT in flight is read */
+            continue; /* held: asked again once the INSERT holding it is read */
         if (v == TOKEN_REPEAT) {
             p->dups[nd++] = i;
             continue;
@@ -1054,7 +739,7 @@ static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups
 /* A vote whose lock is ours joins the rows of this round's INSERT. */
 static void fill_add(struct pipeline *p, struct item *it)
 {
-    p->fill.rows[p->fill.n] = (struct store_row){
+    p->fill->rows[p->fill->n] = (struct store_row){
         .token = it->vote.token,
         .user_id = it->vote.user_id,
         .candidate_id = it->vote.candidate_id,
@@ -1062,7 +747,7 @@ static void fill_add(struct pipeline *p, struct item *it)
         .partition = it->msg->partition,
         .offset = it->msg->offset,
     };
-    p->fill.its[p->fill.n++] = it;
+    p->fill->its[p->fill->n++] = it;
 }
 
 /*
@@ -1096,6 +781,24 @@ static void pass_gate(struct pipeline *p, size_t ncand, size_t ndups, int64_t no
     }
 }
 
+/*
+ * After the steps: reclaim settled items, pause or resume partitions for
+ * what is now held, share the counts. 0, or -1 to stop (a fatal error).
+ */
+static int round_end(struct pipeline *p, int worked, int64_t started)
+{
+    compact(p);
+    group_update_paused(p->group);
+    share_counts(p);
+    if (stopping(p))
+        return -1;
+    if (worked)
+        metric_observe(p->batch_seconds, (double)(util_now_ms() - started) / 1000.0);
+    if (p->n)
+        group_touch(p->group, util_now_ms()); /* still holding work: not idle */
+    return 0;
+}
+
 static int pipeline_round(struct pipeline *p)
 {
     size_t got, ncand, ndups;
@@ -1106,7 +809,7 @@ static int pipeline_round(struct pipeline *p)
         return -1;
     started = now = util_now_ms();
     if (got)
-        p->active_at = now;
+        group_touch(p->group, now);
 
     /* 2. Parse: a vote (with an event_id, derived if it had none), or poison. */
     parse_new(p);
@@ -1127,15 +830,15 @@ static int pipeline_round(struct pipeline *p)
     pass_gate(p, ncand, ndups, now);
 
     /*
-     * 6-8. Store, overlapped: read the INSERT in flight, settle its rows and
-     * mark them done (flight_collect); then send this round's rows as one
-     * INSERT ... ON CONFLICT (token) DO NOTHING in token order (store.h),
-     * which PostgreSQL runs while the next round polls, parses and gates
-     * (flight_send). Without rows, an outage is ended by a probe.
+     * 6-8. Store, overlapped: read the INSERTs in flight that have answered,
+     * settle their rows and mark them done (flight_finish); then send this
+     * round's rows as one INSERT ... ON CONFLICT (token) DO NOTHING in token
+     * order (store.h), which PostgreSQL runs while the next rounds poll,
+     * parse and gate (flight_send). Without rows, an outage is ended by a probe.
      */
-    flights_collect_ready(p, now);
-    if (p->fill.n == 0) {
-        flights_collect(p, now); /* nothing to overlap with: wait for the rest */
+    flights_poll_ready(p, now);
+    if (p->fill->n == 0) {
+        flights_wait_all(p, now); /* nothing to overlap with: wait for the rest */
         db_probe(p, now);
     }
     flight_send(p, now);
@@ -1147,127 +850,46 @@ static int pipeline_round(struct pipeline *p)
     dlq_poll(p->dlq, on_dead_letter, p);
 
     /* 10. Offsets: up to the highest contiguous settled message of each partition. */
-    store_offsets(p);
-    compact(p);
-    update_paused(p);
-    share_counts(p);
-    if (p->fatal)
-        return -1;
+    group_store_offsets(p->group);
 
-    if (got || ncand || ndups)
-        metric_observe(p->batch_seconds, (double)(util_now_ms() - started) / 1000.0);
-    if (p->n)
-        p->active_at = util_now_ms(); /* still holding work: not idle */
-    return 0;
+    return round_end(p, got || ncand || ndups, started);
 }
 
-/* ------------------------------------------------------------ lag, setup, run */
+/* ------------------------------------------------------------ group hooks */
 
-static void update_lag(struct pipeline *p)
+/*
+ * Partitions are taken away (group.h): on a revoke, every INSERT in flight
+ * is finished first, so that the offsets handed over cover exactly what is
+ * recorded; then the held messages of those partitions are dropped, left
+ * for the next owner to read again. After a failed rebalance (handover 0)
+ * the rows in flight stay: their results settle them later.
+ */
+static void on_revoke(void *arg, const rd_kafka_topic_partition_list_t *parts, int handover)
 {
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    char labels[64];
+    struct pipeline *p = arg;
 
-    if (rd_kafka_assignment(p->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    rd_kafka_position(p->rk, parts);
-    for (int i = 0; i < parts->cnt; i++) {
-        int64_t lo, hi;
-        if (parts->elems[i].offset < 0 ||
-            rd_kafka_get_watermark_offsets(p->rk, parts->elems[i].topic, parts->elems[i].partition,
-                                           &lo, &hi) != 0 ||
-            hi < 0)
-            continue;
-        snprintf(labels, sizeof(labels), "partition=\"%" PRId32 "\"", parts->elems[i].partition);
-        metric_set(metrics_gauge(p->metrics, "tadak_consumer_lag", labels,
-                                 "Messages between the consumer's position and the high watermark"),
-                   hi - parts->elems[i].offset);
-    }
-    rd_kafka_topic_partition_list_destroy(parts);
+    if (handover)
+        flights_wait_all(p, util_now_ms());
+    for (int i = 0; i < parts->cnt; i++)
+        for (size_t k = 0; k < p->n; k++)
+            if (p->items[k]->state != ITEM_DONE && p->items[k]->state != ITEM_FLIGHT &&
+                p->items[k]->msg->partition == parts->elems[i].partition)
+                drop(p->items[k]);
 }
 
 /*
- * The group's settings. By default the KIP-848 protocol (group.protocol=
- * consumer): the broker assigns, a rebalance moves only the partitions that
- * change hands (the others never stop), and session and heartbeat are the
- * broker's settings (group.consumer.session.timeout.ms). --group-protocol
- * classic is for brokers before 4.0: the cooperative-sticky assignor, which
- * is incremental too, with our session timeout. Either way the rebalance
- * callback takes the incremental path. Static membership (--instance-id)
- * works with both. A group without offsets starts at --start-at (earliest by
- * default: "latest" would never read votes acknowledged before the group
- * existed).
+ * Pause every partition while PostgreSQL is down or HOLD_BATCHES batches
+ * of messages are held (waiting on locks held elsewhere): memory stays
+ * bounded. The group pauses one partition alone behind its own backlog.
  */
-static int group_conf(rd_kafka_conf_t *conf, const struct consumer_opts *o, char *errstr,
-                      size_t errsize)
+static int hold_all(void *arg)
 {
-    char session[24], heartbeat[24];
+    const struct pipeline *p = arg;
 
-    if (kafka_conf_set(conf, "group.id", o->group, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "group.protocol", o->group_protocol, errstr, errsize) != 0 ||
-        (o->instance_id &&
-         kafka_conf_set(conf, "group.instance.id", o->instance_id, errstr, errsize) != 0))
-        return -1;
-    if (strcmp(o->group_protocol, "classic") != 0)
-        return 0;
-    snprintf(session, sizeof(session), "%" PRId64, o->session_timeout_ms);
-    snprintf(heartbeat, sizeof(heartbeat), "%" PRId64, o->session_timeout_ms / 6);
-    if (kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
-                       errsize) != 0 ||
-        kafka_conf_set(conf, "session.timeout.ms", session, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "heartbeat.interval.ms", heartbeat, errstr, errsize) != 0)
-        return -1;
-    return 0;
+    return p->db_down || p->n >= HOLD_BATCHES * (size_t)p->o->batch_size;
 }
 
-static rd_kafka_t *consumer_new(struct pipeline *p, char *errstr, size_t errsize)
-{
-    const struct consumer_opts *o = p->o;
-    rd_kafka_conf_t *conf = kafka_conf_new(o->brokers, errstr, errsize);
-    rd_kafka_t *rk = NULL;
-    char why[512], min_msgs[24], max_kb[24], backoff[24], part_bytes[24];
-
-    if (!conf)
-        return NULL;
-    snprintf(min_msgs, sizeof(min_msgs), "%" PRId64, PREFETCH_BATCHES * o->batch_size);
-    snprintf(max_kb, sizeof(max_kb), "%d", PREFETCH_KB);
-    snprintf(backoff, sizeof(backoff), "%d", FETCH_QUEUE_BACKOFF_MS);
-    snprintf(part_bytes, sizeof(part_bytes), "%d", PARTITION_FETCH_KB * 1024);
-    if (group_conf(conf, o, errstr, errsize) != 0 ||
-        /* Offsets are stored by hand, only for settled messages; auto-commit sends them. */
-        kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "enable.auto.commit", "true", errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "auto.offset.reset", o->start_at, errstr, errsize) != 0 ||
-        /*
-         * A small prefetch (see PREFETCH_BATCHES): fetching is far faster
-         * than PostgreSQL, so a deep queue only costs memory, and with a
-         * short fetch.queue.backoff.ms a full queue is topped up again
-         * within a millisecond instead of librdkafka's one second (the
-         * default, and the only choice before 2.1). -X overrides these.
-         */
-        kafka_conf_set(conf, "queued.min.messages", min_msgs, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "queued.max.messages.kbytes", max_kb, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "max.partition.fetch.bytes", part_bytes, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "fetch.queue.backoff.ms", backoff, errstr, errsize) != 0 ||
-        kafka_conf_set(conf, "fetch.error.backoff.ms", "50", errstr, errsize) != 0 ||
-        kafka_conf_apply(conf, &o->extra, errstr, errsize) != 0)
-        goto fail;
-    rd_kafka_conf_set_opaque(conf, p);
-    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_conf_set_error_cb(conf, error_cb);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
-    if (!rk) {
-        snprintf(errstr, errsize, "cannot create the Kafka consumer: %s", why);
-        goto fail;
-    }
-    conf = NULL; /* now owned by rk */
-    rd_kafka_poll_set_consumer(rk);
-    return rk;
-fail:
-    if (conf)
-        rd_kafka_conf_destroy(conf);
-    return NULL;
-}
+/* ------------------------------------------------------------ setup, run */
 
 struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, struct store *store,
                               struct metrics *metrics, char *errstr, size_t errsize)
@@ -1279,16 +901,14 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
         {"tadak_consumer_dead_lettered_total", "Invalid messages sent to the DLQ"},
     };
     struct pipeline *p = xcalloc(1, sizeof(*p));
+    const struct group_hooks hooks = {.revoke = on_revoke, .hold_all = hold_all, .arg = p};
 
     p->o = o;
     p->gate = gate;
     p->store = store;
-    p->nflights = (int)o->inserts_in_flight;
-    if (p->nflights < 1 || p->nflights > FLIGHTS_MAX)
-        p->nflights = 1;
-    p->flight[0].store = store;
-    if (p->nflights == 2)
-        p->flight[1].store = store_new(o->database_url, o->statement_timeout_ms);
+    p->flights =
+        flights_new((int)o->inserts_in_flight, store, o->database_url, o->statement_timeout_ms);
+    p->fill = flights_fill(p->flights);
     p->metrics = metrics;
     p->offsets = offsets_new();
     p->recorded = recorded_new(RECORDED_SLOTS, RECORDED_POOL_BYTES, o->dedupe_window_s * 1000);
@@ -1309,12 +929,11 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->dlq = dlq_new(o->brokers, &o->extra, o->dlq_topic, errstr, errsize);
     if (!p->dlq)
         goto fail;
-    p->rk = consumer_new(p, errstr, errsize);
-    if (!p->rk)
+    p->group = group_new(o, p->offsets, metrics, HOLD_BATCHES * (size_t)o->batch_size, &hooks,
+                         errstr, errsize);
+    if (!p->group)
         goto fail;
-    p->cq = rd_kafka_queue_get_consumer(p->rk);
     p->polled = xcalloc((size_t)o->batch_size, sizeof(*p->polled));
-    p->started_at = p->active_at = p->unassigned_since = util_now_ms();
     return p;
 fail:
     pipeline_free(p);
@@ -1322,105 +941,19 @@ fail:
 }
 
 /*
- * 1 when the topic exists (with partitions), 0 when not (yet), -1 when we may
- * not see it; *errp: why not (a local error when no broker answered).
- */
-static int topic_exists(struct pipeline *p, rd_kafka_resp_err_t *errp, char *why, size_t whysize)
-{
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, p->o->topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err;
-    int rc = 0;
-
-    if (!rkt) {
-        snprintf(why, whysize, "%s", rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
-    err = rd_kafka_metadata(p->rk, 0, rkt, &md, TOPIC_CHECK_MS * 4);
-    if (!err && md->topic_cnt == 1) {
-        err = md->topics[0].err;
-        rc = !err && md->topics[0].partition_cnt > 0;
-    }
-    if (err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-        err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION)
-        rc = -1;
-    snprintf(why, whysize, "%s", err ? rd_kafka_err2name(err) : "no partitions");
-    *errp = err;
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    return rc;
-}
-
-/* With --idle-exit, a consumer that cannot start consuming gives up after --join-timeout-s. */
-static int join_expired(const struct pipeline *p, int64_t since, int64_t now)
-{
-    return p->o->idle_exit_s && now - since >= p->o->join_timeout_s * 1000;
-}
-
-static int subscribe(struct pipeline *p)
-{
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_resp_err_t err;
-
-    rd_kafka_topic_partition_list_add(topics, p->o->topic, RD_KAFKA_PARTITION_UA);
-    err = rd_kafka_subscribe(p->rk, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (err) {
-        log_error("cannot subscribe", "topic=%s error=\"%s\"", p->o->topic, rd_kafka_err2str(err));
-        return PIPELINE_FATAL;
-    }
-    p->unassigned_since = util_now_ms();
-    return 0;
-}
-
-/*
- * Before subscribing: wait for the topic (a fresh deployment starts its
- * consumers before the first vote creates it; logged once, then every 30 s),
- * then make sure the dead-letter topic can take poison (exists, or is
- * created), so that a DLQ that never can is a clear exit now, not a partition
- * frozen behind the first invalid message later. 0, or PIPELINE_FATAL /
- * PIPELINE_NOT_JOINED.
+ * Before the rounds: wait for the topic (group_wait_topic), then make sure
+ * the dead-letter topic can take poison (exists, or is created), so that a
+ * DLQ that never can is a clear exit now, not a partition frozen behind the
+ * first invalid message later; then subscribe. 0 (also when a signal came
+ * meanwhile), or PIPELINE_FATAL / PIPELINE_NOT_JOINED.
  */
 static int pipeline_start(struct pipeline *p)
 {
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    int64_t logged_at = 0, now;
-    char why[512], others[512];
-    int rc;
+    char why[512];
+    int rc = group_wait_topic(p->group);
 
-    while ((rc = topic_exists(p, &err, why, sizeof(why))) == 0) {
-        now = util_now_ms();
-        if (shutdown_requested())
-            return 0;
-        if (join_expired(p, p->started_at, now)) {
-            log_error("topic never appeared, giving up", "topic=%s waited_s=%" PRId64 " error=%s",
-                      p->o->topic, (now - p->started_at) / 1000, why);
-            return PIPELINE_NOT_JOINED;
-        }
-        if (!logged_at || now - logged_at >= TOPIC_LOG_EVERY_MS) {
-            if (topics_unreachable(err)) {
-                log_warn("cannot reach Kafka, waiting",
-                         "brokers=%s set_by=\"--brokers or KAFKA_BOOTSTRAP_SERVERS\" error=%s",
-                         p->o->brokers, why);
-            } else {
-                topics_list(p->rk, TOPIC_CHECK_MS * 4, p->o->topic, others, sizeof(others));
-                log_info("waiting for the topic to exist", "topic=%s error=%s existing=\"%s\"",
-                         p->o->topic, why, others);
-            }
-            logged_at = now;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->rk, TOPIC_CHECK_MS);
-        if (m)
-            rd_kafka_message_destroy(m); /* nothing is subscribed yet: only errors */
-    }
-    if (rc < 0) {
-        log_error("cannot read the topic", "topic=%s error=%s", p->o->topic, why);
-        return PIPELINE_FATAL;
-    }
-    if (logged_at)
-        log_info("topic exists, consuming", "topic=%s", p->o->topic);
-
+    if (rc != 0)
+        return rc > 0 ? 0 : rc;
     rc = dlq_check(p->dlq, DLQ_CHECK_MS, why, sizeof(why));
     if (rc < 0) {
         log_error("dead-letter topic unusable", "dlq=%s error=\"%s\"", p->o->dlq_topic, why);
@@ -1428,91 +961,7 @@ static int pipeline_start(struct pipeline *p)
     }
     if (rc > 0)
         log_warn("dead-letter topic not checked", "dlq=%s error=\"%s\"", p->o->dlq_topic, why);
-
-    return subscribe(p);
-}
-
-/*
- * Our --instance-id is held by a member that never left (see kafka_fatal):
- * a new Kafka handle after a back-off, until --join-timeout-s has passed
- * since the start; past that, it is a live consumer with the same id. Nothing
- * was ever assigned to this one, so nothing is held or owed. 0 to go on, 1
- * when a signal came during the back-off, PIPELINE_FATAL to give up.
- */
-static int rejoin(struct pipeline *p)
-{
-    int64_t now = util_now_ms();
-    char errstr[512];
-
-    if (now - p->started_at >= p->o->join_timeout_s * 1000) {
-        log_error("our --instance-id is held by another member of the group, giving up",
-                  "instance=%s group=%s waited_s=%" PRId64
-                  " hint=\"another consumer runs with this --instance-id\"",
-                  p->o->instance_id, p->o->group, (now - p->started_at) / 1000);
-        return PIPELINE_FATAL;
-    }
-    if (!p->held_backoff_ms)
-        log_warn("our --instance-id is held by a member that has not left (a crashed consumer?): "
-                 "retrying until the broker ends its session",
-                 "instance=%s group=%s", p->o->instance_id, p->o->group);
-    p->held_backoff_ms = p->held_backoff_ms ? p->held_backoff_ms * 2 : HELD_BACKOFF_MIN_MS;
-    if (p->held_backoff_ms > HELD_BACKOFF_MAX_MS)
-        p->held_backoff_ms = HELD_BACKOFF_MAX_MS;
-    if (shutdown_nap_until(now + p->held_backoff_ms))
-        return 1;
-    rd_kafka_queue_destroy(p->cq);
-    p->cq = NULL;
-    rd_kafka_destroy_flags(p->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    if (!(p->rk = consumer_new(p, errstr, sizeof(errstr)))) {
-        log_error("cannot start", "error=\"%s\"", errstr);
-        return PIPELINE_FATAL;
-    }
-    p->cq = rd_kafka_queue_get_consumer(p->rk);
-    p->fatal = p->kafka_fatal = p->instance_held = 0;
-    return subscribe(p);
-}
-
-/* 1 when we asked librdkafka to pause one of our partitions. */
-static int any_paused(struct pipeline *p)
-{
-    for (int i = 0; i < p->nparts; i++)
-        if (*part_state(p, p->parts[i]) == 1)
-            return 1;
-    return 0;
-}
-
-/*
- * --idle-exit: 0 to go on, 1 to exit 0 (idle long enough with an assignment),
- * PIPELINE_NOT_JOINED when no assignment came within --join-timeout-s. Idle
- * time counts only while an assignment is held: a consumer waiting for the
- * group (dead members' sessions, a rebalance) is not "done", and saying
- * "nothing to consume" then would tell a replay test the topic was empty.
- */
-static int idle_check(struct pipeline *p, int64_t now)
-{
-    if (!p->o->idle_exit_s)
-        return 0;
-    if (!p->assigned) {
-        p->active_at = now;
-        if (!join_expired(p, p->unassigned_since, now))
-            return 0;
-        log_error(p->joined ? "no assignment from the group, giving up"
-                            : "never joined the group, giving up",
-                  "group=%s topic=%s waited_s=%" PRId64, p->o->group, p->o->topic,
-                  (now - p->unassigned_since) / 1000);
-        return PIPELINE_NOT_JOINED;
-    }
-    /*
-     * PostgreSQL down, or a partition paused (behind a held message, or by
-     * the outage), is not "nothing to consume": a rebalance may have dropped
-     * every held message, yet the lag is still there.
-     */
-    if (p->db_down || any_paused(p))
-        p->active_at = now;
-    if (now - p->active_at < p->o->idle_exit_s * 1000)
-        return 0;
-    log_info("nothing to consume, exiting", "idle_s=%" PRId64, p->o->idle_exit_s);
-    return 1;
+    return group_subscribe(p->group);
 }
 
 int pipeline_run(struct pipeline *p)
@@ -1529,7 +978,8 @@ int pipeline_run(struct pipeline *p)
         gate_heartbeat(p->gate);
         metric_set(p->redis_up, !gate_is_down(p->gate, NULL, 0));
         if (pipeline_round(p) != 0) {
-            if (p->instance_held && (rc = rejoin(p)) == 0)
+            /* Our --instance-id held by a member gone (group.h): join again, or stop. */
+            if ((rc = group_rejoin(p->group)) == 0)
                 continue;
             rc = rc > 0 ? 0 : PIPELINE_FATAL;
             break;
@@ -1540,11 +990,8 @@ int pipeline_run(struct pipeline *p)
             break;
         }
         now = util_now_ms();
-        if (now >= p->next_lag_at) {
-            update_lag(p);
-            p->next_lag_at = now + LAG_EVERY_MS;
-        }
-        if ((idle = idle_check(p, now)) != 0) {
+        group_update_lag(p->group, now);
+        if ((idle = group_idle_check(p->group, now, p->db_down)) != 0) {
             rc = idle > 0 ? 0 : idle;
             break;
         }
@@ -1553,17 +1000,12 @@ int pipeline_run(struct pipeline *p)
         log_error("consumer stopping after a fatal error", "topic=%s", p->o->topic);
 
     /* Hold nothing past here: unsettled messages will be read again by the next owner. */
-    flights_collect(p, util_now_ms());
+    flights_wait_all(p, util_now_ms());
     for (size_t i = 0; i < p->n; i++)
         if (p->items[i]->state != ITEM_DONE)
             drop(p->items[i]);
     compact(p);
-    store_offsets(p);
-    if (!p->kafka_fatal)
-        commit_sync(p);
-    rd_kafka_queue_destroy(p->cq); /* before the close, which serves the consumer queue */
-    p->cq = NULL;
-    rd_kafka_consumer_close(p->rk);
+    group_close(p->group); /* the settled offsets stored and committed */
     gate_retire(p->gate);
     return rc;
 }
@@ -1586,11 +1028,8 @@ void pipeline_free(struct pipeline *p)
     for (size_t i = 0; i < p->n; i++)
         if (p->items[i]->state != ITEM_DONE)
             drop(p->items[i]);
-    if (p->cq)
-        rd_kafka_queue_destroy(p->cq);
     free(p->polled);
-    if (p->rk)
-        rd_kafka_destroy(p->rk);
+    group_free(p->group);
     dlq_free(p->dlq);
     offsets_free(p->offsets);
     tokenset_free(&p->seen);
@@ -1604,16 +1043,9 @@ void pipeline_free(struct pipeline *p)
     free(p->cand);
     free(p->dups);
     free(p->gitems);
-    for (struct batch *b = &p->fill; b <= &p->flight[FLIGHTS_MAX - 1]; b++) {
-        free(b->rows);
-        free(b->its);
-    }
-    if (p->nflights == 2)
-        store_free(p->flight[1].store);
+    flights_free(p->flights);
     for (size_t i = 0; i < p->nowed; i++)
         free(p->owed[i]);
     free(p->owed);
-    free(p->parts);
-    free(p->pstate);
     free(p);
 }

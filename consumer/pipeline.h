@@ -10,7 +10,7 @@
  *   pipeline_free(p);
  *
  * The pipeline borrows gate, store and metrics; it owns the Kafka consumer
- * and the dead-letter producer.
+ * (through group.c) and the dead-letter producer.
  */
 #ifndef TADAK_PIPELINE_H
 #define TADAK_PIPELINE_H

@@ -4,7 +4,7 @@
  *
  * A transient failure at start (PostgreSQL unreachable or restarting, a lock
  * or a statement timeout) is waited out with backoff, logged once and then
- * every 30 s, as pipeline_start waits for a missing topic; with --idle-exit,
+ * every 30 s, as group_wait_topic waits for a missing topic; with --idle-exit,
  * --join-timeout-s bounds the wait. A permanent one (password refused, no
  * such database, a table that does not fit) ends it at once, logged with
  * the table and the fix.

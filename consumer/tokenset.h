@@ -6,14 +6,15 @@
  *   tokenset_reset(ts, n)              room for n tokens, empty
  *   tokenset_add(ts, token, i)         -1 when new (now stored as i), else the first index
  *
- * The round's dedupe rule on top of it (pipeline.c): tokens whose INSERT is
- * in flight are marked first; then each due vote, in poll order, is
+ * The round's dedupe rule on top of it (pipeline.c): the tokens of every
+ * INSERT in flight (up to --inserts-in-flight of them) are marked first;
+ * then each due vote, in poll order, is
  *
  *   TOKEN_FIRST      the first copy this round: it goes to the gate
  *   TOKEN_REPEAT     a later copy of a token of this round: a duplicate
- *   TOKEN_IN_FLIGHT  its token is in the INSERT in flight: it waits for that
- *                    INSERT's result (then it meets the recorded cache, or, if the
- *                    INSERT failed, it may be the token's first copy again)
+ *   TOKEN_IN_FLIGHT  its token is in one of the INSERTs in flight: it waits for
+ *                    that INSERT's result (then it meets the recorded cache, or,
+ *                    if the INSERT failed, it may be the token's first copy again)
  *
  *   tokenset_mark_in_flight(ts, token)
  *   tokenset_verdict(ts, token, i)

@@ -26,7 +26,7 @@ static void test_first_wins(void **state)
     tokenset_free(&ts);
 }
 
-/* The in-flight rule: a token in the INSERT in flight is neither sent again nor a duplicate. */
+/* The in-flight rule: a token in an INSERT in flight is neither sent again nor a duplicate. */
 static void test_in_flight_waits(void **state)
 {
     struct tokenset ts = {0};
