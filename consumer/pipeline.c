@@ -12,7 +12,7 @@
  *   5. gate      one Redis round trip: a lock per token (or "done", or busy)
  *   6. finish    read the results of the INSERTs already answered (without
  *                waiting); settle their rows
- *   7. mark done their tokens become "D" in Redis (sent, read with the next
+ *   7. mark done their tokens become the done marker "1" in Redis (sent, read with the next
  *                gate call, in the same round trip)
  *   8. send      this round's rows go out as the next INSERT ... ON CONFLICT
  *                (token) DO NOTHING on a connection with none in flight
@@ -819,7 +819,7 @@ static int pipeline_round(struct pipeline *p)
 
     /*
      * 4. Dedupe: a token this process already saw recorded (by our INSERT,
-     * PostgreSQL's conflict or Redis' "D") is settled now, without Redis;
+     * PostgreSQL's conflict or Redis' done marker) is settled now, without Redis;
      * a token whose INSERT is in flight waits for its result (the in-flight
      * rule, see the top of the file); within the batch the first event of a
      * token (poll order) wins.
