@@ -56,49 +56,33 @@ static rd_kafka_topic_partition_list_t *all_partitions(rd_kafka_t *rk, const cha
     return l;
 }
 
-int main(int argc, char **argv)
+/* The consumer's settings from BROKERS and the -X key=value pairs. 0 / -1. */
+static int conf_from_args(rd_kafka_conf_t *conf, int argc, char **argv)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    rd_kafka_t *rk = NULL;
-    char err[512];
-    long long expected, count = 0;
-    double first = 0, last = 0, deadline;
-    int rc = 1;
-
-    if (argc < 4 || (expected = strtoll(argv[3], NULL, 10)) <= 0) {
-        fprintf(stderr, "usage: kcount BROKERS TOPIC EXPECTED [-X key=value ...]\n");
-        rd_kafka_conf_destroy(conf);
-        return 2;
-    }
     if (conf_set(conf, "bootstrap.servers", argv[1]) || conf_set(conf, "group.id", "kcount") ||
         conf_set(conf, "enable.auto.commit", "false"))
-        goto out;
+        return -1;
     for (int i = 4; i + 1 < argc; i += 2) {
         char kv[512], *eq;
         snprintf(kv, sizeof(kv), "%s", argv[i + 1]);
         eq = strchr(kv, '=');
         if (strcmp(argv[i], "-X") != 0 || !eq) {
             fprintf(stderr, "kcount: expected -X key=value, got %s %s\n", argv[i], argv[i + 1]);
-            goto out;
+            return -1;
         }
         *eq = '\0';
         if (conf_set(conf, kv, eq + 1))
-            goto out;
+            return -1;
     }
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    if (!rk) {
-        fprintf(stderr, "kcount: %s\n", err);
-        goto out;
-    }
-    conf = NULL; /* now owned by rk */
-    rd_kafka_poll_set_consumer(rk);
-    parts = all_partitions(rk, argv[2]);
-    if (!parts || rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        fprintf(stderr, "kcount: cannot assign the partitions of %s\n", argv[2]);
-        goto out;
-    }
-    deadline = now_s() + KCOUNT_DEADLINE_S;
+    return 0;
+}
+
+/* Read until `expected` messages or the deadline; print the rate. 0 / -1. */
+static int count_messages(rd_kafka_t *rk, long long expected)
+{
+    long long count = 0;
+    double first = 0, last = 0, deadline = now_s() + KCOUNT_DEADLINE_S;
+
     while (count < expected && now_s() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m)
@@ -112,11 +96,42 @@ int main(int argc, char **argv)
     }
     if (count < expected) {
         fprintf(stderr, "kcount: read %lld of %lld messages\n", count, expected);
-        goto out;
+        return -1;
     }
     printf("{\"messages\":%lld,\"seconds\":%.3f,\"per_s\":%.0f}\n", count, last - first,
            (double)(count - 1) / (last - first));
-    rc = 0;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_t *rk = NULL;
+    char err[512], *end = NULL;
+    long long expected = argc < 4 ? 0 : strtoll(argv[3], &end, 10);
+    int rc = 1;
+
+    if (argc < 4 || !end || *end != '\0' || expected <= 0) {
+        fprintf(stderr, "usage: kcount BROKERS TOPIC EXPECTED [-X key=value ...]\n");
+        rd_kafka_conf_destroy(conf);
+        return 2;
+    }
+    if (conf_from_args(conf, argc, argv) != 0)
+        goto out;
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        fprintf(stderr, "kcount: %s\n", err);
+        goto out;
+    }
+    conf = NULL; /* now owned by rk */
+    rd_kafka_poll_set_consumer(rk);
+    parts = all_partitions(rk, argv[2]);
+    if (!parts || rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "kcount: cannot assign the partitions of %s\n", argv[2]);
+        goto out;
+    }
+    rc = count_messages(rk, expected) == 0 ? 0 : 1;
 out:
     if (parts)
         rd_kafka_topic_partition_list_destroy(parts);

@@ -93,6 +93,32 @@ static void check_vote(const struct api_reply *r, size_t len, int overflow, size
         abort();
 }
 
+/* A route api_begin accepted: its method fits. 1: a vote, read its body next. */
+static int check_route(const struct api_reply *r, const char *method)
+{
+    switch (r->action) {
+    case API_VOTE:
+        if (strcmp(method, "POST") != 0)
+            abort();
+        return 1;
+    case API_STATUS:
+        if (strcmp(method, "GET") != 0 || r->user_id < 1 || r->candidate_id < 1)
+            abort();
+        return 0;
+    case API_HEALTH:
+    case API_READY:
+    case API_METRICS:
+    case API_PAGE:
+    case API_TALLIES:
+    case API_STATS:
+        if (strcmp(method, "GET") != 0)
+            abort();
+        return 0;
+    default:
+        abort(); /* API_RESPOND must come with a return of 1 */
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static char method[FIELD_MAX], path[FIELD_MAX], ctype[FIELD_MAX], clen[FIELD_MAX],
@@ -123,27 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_error_reply(&r);
         return 0;
     }
-    switch (r.action) {
-    case API_VOTE:
-        if (strcmp(method, "POST") != 0)
-            abort();
-        break;
-    case API_STATUS:
-        if (strcmp(method, "GET") != 0 || r.user_id < 1 || r.candidate_id < 1)
-            abort();
+    if (!check_route(&r, method))
         return 0;
-    case API_HEALTH:
-    case API_READY:
-    case API_METRICS:
-    case API_PAGE:
-    case API_TALLIES:
-    case API_STATS:
-        if (strcmp(method, "GET") != 0)
-            abort();
-        return 0;
-    default:
-        abort(); /* API_RESPOND must come with a return of 1 */
-    }
     if (flags & 4) {
         if (api_idempotency_key(key, flags & 128 ? 42 : 0, &r)) {
             check_error_reply(&r);
