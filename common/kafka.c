@@ -57,6 +57,20 @@ int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config_kv *extra, char 
     return 0;
 }
 
+rd_kafka_t *kafka_new(rd_kafka_type_t type, rd_kafka_conf_t **conf, const char *what, char *errstr,
+                      size_t errsize)
+{
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new(type, *conf, why, sizeof(why));
+
+    if (!rk) {
+        snprintf(errstr, errsize, "cannot create the %s: %s", what, why);
+        return NULL;
+    }
+    *conf = NULL; /* now owned by rk */
+    return rk;
+}
+
 const char *kafka_reach_hint(const char *brokers)
 {
     if (strcmp(brokers, KAFKA_DEFAULT_BROKERS) == 0)

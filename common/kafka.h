@@ -12,6 +12,7 @@
  *   conf = kafka_conf_new(bootstrap, errstr, sizeof errstr);
  *   kafka_conf_set(conf, "acks", "all", errstr, sizeof errstr);
  *   kafka_conf_apply(conf, &cfg.extra_or_null, errstr, sizeof errstr);   env, then -X
+ *   rk = kafka_new(RD_KAFKA_PRODUCER, &conf, "Kafka producer", errstr, sizeof errstr);
  *   fprintf(stderr, "cannot reach Kafka at %s (%s)", b, kafka_reach_hint(b));
  */
 #ifndef TADAK_KAFKA_H
@@ -30,6 +31,13 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char
                    size_t errsize);
 int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config_kv *extra, char *errstr,
                      size_t errsize);
+/*
+ * rd_kafka_new with tadak's error wording: on success the handle owns the
+ * configuration and *conf is NULL; on failure *conf is still the caller's
+ * and errstr says "cannot create the <what>: <librdkafka's reason>".
+ */
+rd_kafka_t *kafka_new(rd_kafka_type_t type, rd_kafka_conf_t **conf, const char *what, char *errstr,
+                      size_t errsize);
 /*
  * The tail of a "cannot reach Kafka" line: where the address came from and,
  * for the built-in default, the local stack's environment.

@@ -49,7 +49,6 @@ struct dlq *dlq_new(const char *brokers, const struct config_kv *extra, const ch
 {
     struct dlq *d = xcalloc(1, sizeof(*d));
     rd_kafka_conf_t *conf = kafka_conf_new(brokers, errstr, errsize);
-    char why[512];
 
     if (!conf)
         goto fail;
@@ -61,12 +60,8 @@ struct dlq *dlq_new(const char *brokers, const struct config_kv *extra, const ch
     rd_kafka_conf_set_opaque(conf, d);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
-    d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
-    if (!d->rk) {
-        snprintf(errstr, errsize, "cannot create the dead-letter producer: %s", why);
+    if (!(d->rk = kafka_new(RD_KAFKA_PRODUCER, &conf, "dead-letter producer", errstr, errsize)))
         goto fail;
-    }
-    conf = NULL; /* now owned by rk */
     d->topic = xstrdup(topic);
     return d;
 fail:

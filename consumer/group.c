@@ -464,7 +464,6 @@ static int consumer_new(struct group *g, char *errstr, size_t errsize)
 {
     const struct consumer_opts *o = g->o;
     rd_kafka_conf_t *conf = kafka_conf_new(o->brokers, errstr, errsize);
-    char why[512];
 
     if (!conf)
         return -1;
@@ -474,12 +473,8 @@ static int consumer_new(struct group *g, char *errstr, size_t errsize)
     rd_kafka_conf_set_opaque(conf, g);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
-    g->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
-    if (!g->rk) {
-        snprintf(errstr, errsize, "cannot create the Kafka consumer: %s", why);
+    if (!(g->rk = kafka_new(RD_KAFKA_CONSUMER, &conf, "Kafka consumer", errstr, errsize)))
         goto fail;
-    }
-    conf = NULL; /* now owned by rk */
     rd_kafka_poll_set_consumer(g->rk);
     g->cq = rd_kafka_queue_get_consumer(g->rk);
     return 0;

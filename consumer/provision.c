@@ -50,9 +50,8 @@ int provision_topics(const struct consumer_opts *o)
     if (!conf || kafka_conf_set(conf, "log_level", "2", errstr, sizeof(errstr)) != 0 ||
         kafka_conf_apply(conf, &o->extra, errstr, sizeof(errstr)) != 0)
         goto fail;
-    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr))))
+    if (!(rk = kafka_new(RD_KAFKA_PRODUCER, &conf, "Kafka client", errstr, sizeof(errstr))))
         goto fail;
-    conf = NULL; /* now owned by rk */
     /* Connect lines while we only wait are not news: log_level 2 above keeps them out. */
     if (topics_partitions(rk, o->topic, PROVISION_REACH_MS, &err) < 0 && topics_unreachable(err)) {
         fprintf(stderr, "tadak-consumer topics: cannot reach Kafka at %s within %.1f s (%s)\n",

@@ -220,14 +220,11 @@ static struct producer *producer_new(struct publisher *p, char *errstr, size_t e
 {
     struct producer *k = xcalloc(1, sizeof(*k));
     rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf);
-    char why[512];
 
     k->pub = p;
     rd_kafka_conf_set_opaque(conf, k); /* reports and errors find their producer */
-    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
-    if (!k->rk) {
+    if (!(k->rk = kafka_new(RD_KAFKA_PRODUCER, &conf, "Kafka producer", errstr, errsize))) {
         rd_kafka_conf_destroy(conf);
-        snprintf(errstr, errsize, "cannot create Kafka producer: %s", why);
         free(k);
         return NULL;
     }
