@@ -366,6 +366,12 @@ class Scenario:
     def verify(self, *ack_paths):
         return verifier.verify([str(p) for p in ack_paths], self.db.url)
 
+    def verify_acks(self, acks, extra=""):
+        """Verify one acks file against the table and report it (see report)."""
+        v = self.verify(acks)
+        self.report(count_lines(acks), v, extra)
+        return v
+
     def report(self, acked, v, extra=""):
         """Print the scenario's line, then fail on missing/duplicates/crashes."""
         crashes = self.crashes()

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import (CORPUS, FULL, consume_all, count_lines, pause, produce, raise_fd_limit,
+from conftest import (CORPUS, FULL, consume_all, pause, produce, raise_fd_limit,
                       wait_for)
 
 # Sizes: full is `make chaos`; reduced keeps `make test` short.
@@ -88,8 +88,7 @@ def test_consumer_sigkill(scenario):
     assert_clean_exit(c)
     drain = s.consumer(idle_exit=10)
     assert drain.wait(FINISH_S * 2 if FULL else FINISH_S) == 0, drain.text()[-3000:]
-    v = s.verify(acks)
-    s.report(count_lines(acks), v, f"kills={z['kills']}")
+    v = s.verify_acks(acks, f"kills={z['kills']}")
     assert v["acked"] == z["users"] * z["dup"] and v["rows"] == z["users"]
     assert "Assertion" not in drain.text()
 
@@ -148,8 +147,7 @@ def test_consumer_sigkill_recovery(scenario, protocol):
     assert load.wait(300) == 0, load.text()[-2000:]
     s.wait_rows(z["users"], FINISH_S)
     assert_clean_exit(c3)
-    v = s.verify(acks)
-    s.report(count_lines(acks), v, f"protocol={protocol} recovery_s={recovery_s:.1f} restart_s={restart_s:.1f}")
+    v = s.verify_acks(acks, f"protocol={protocol} recovery_s={recovery_s:.1f} restart_s={restart_s:.1f}")
     assert v["rows"] == z["users"]
     assert recovery_s <= 10, f"recovery took {recovery_s:.1f} s (target 10 s)"
     bound = 6 + 3 if protocol == "consumer" else 3
@@ -188,8 +186,7 @@ def test_redis_wiped_and_unreachable(scenario):
     assert load.wait(300) == 0, load.text()[-2000:]
     s.wait_rows(z["users"], FINISH_S)
     assert_clean_exit(c)
-    v = s.verify(acks)
-    s.report(count_lines(acks), v, f"outage_s={z['outage']}")
+    v = s.verify_acks(acks, f"outage_s={z['outage']}")
     assert "redis unavailable" in c.text()
     # Redis came back empty (our own markers since are fine: it was small then).
     assert wiped < z["users"], f"Redis kept {wiped} keys over a restart"
@@ -223,8 +220,7 @@ def test_redis_sigkill_repeatedly(scenario, tls):
     finally:
         if tls:
             s.stack.redis_tls(False)
-    v = s.verify(acks)
-    s.report(count_lines(acks), v, f"redis_kills={kills} tls={int(tls)}")
+    v = s.verify_acks(acks, f"redis_kills={kills} tls={int(tls)}")
     assert v["rows"] == z["users"]
     if tls:
         assert "redis reachable again" in c.text(), "the consumer never got Redis back over TLS"
@@ -249,8 +245,7 @@ def test_postgresql_stopped(scenario):
     assert load.wait(300) == 0, load.text()[-2000:]
     # The same process finishes the stream and exits by itself (--idle-exit).
     rc = c.wait(FINISH_S)
-    v = s.verify(acks)
-    s.report(count_lines(acks), v, f"outage_s={z['outage']}")
+    v = s.verify_acks(acks, f"outage_s={z['outage']}")
     assert rc == 0, c.text()[-3000:]
     log = c.text()
     assert "postgresql unavailable" in log and "postgresql reachable again" in log
@@ -420,8 +415,7 @@ def test_rebalance_storm(scenario):
     s.wait_rows(z["users"], FINISH_S)
     for c in cs:
         assert_clean_exit(c)
-    v = s.verify(acks)
-    s.report(count_lines(acks), v, f"cycles={z['cycles']}")
+    v = s.verify_acks(acks, f"cycles={z['cycles']}")
     assert v["rows"] == z["users"]
 
 
@@ -485,11 +479,10 @@ def test_incremental_rebalance_keeps_the_others_recording(scenario):
     s.wait_rows(z["users"], FINISH_S)
     for c in cs + [joiner]:
         assert_clean_exit(c)
-    v = s.verify(acks)
-    s.report(count_lines(acks), v,
-             f"stayed_max_gap_s={max(stayed.values(), default=0):.2f} "
-             f"moved_max_gap_s={max(went.values(), default=0):.2f} "
-             f"stayed={sorted(stayed)} moved={sorted(went)}")
+    v = s.verify_acks(acks,
+                      f"stayed_max_gap_s={max(stayed.values(), default=0):.2f} "
+                      f"moved_max_gap_s={max(went.values(), default=0):.2f} "
+                      f"stayed={sorted(stayed)} moved={sorted(went)}")
     assert v["rows"] == z["users"]
     assert stayed, f"every partition moved ({sorted(moved)}): nothing to measure"
     # 300-400 votes/s over 6 partitions: a row every ~20 ms each; a pause of

@@ -9,7 +9,7 @@ process records every acknowledged vote and exits 0 by itself (--idle-exit).
 """
 import time
 
-from conftest import FULL, count_lines, wait_for
+from conftest import FULL, wait_for
 
 FINISH_S = 600  # as in test_chaos.py: the pipeline catches up (sanitizer build, 2 cores)
 
@@ -35,8 +35,7 @@ def test_consumer_started_while_postgresql_stopped(scenario):
         s.stack.start("pg")
     assert load.wait(300) == 0, load.text()[-2000:]
     rc = c.wait(FINISH_S)
-    v = s.verify(acks)
-    s.report(count_lines(acks), v, f"outage_s={z['outage']}")
+    v = s.verify_acks(acks, f"outage_s={z['outage']}")
     assert rc == 0, c.text()[-3000:]
     log = c.text()
     assert log.count("waiting for PostgreSQL") == 1 and "PostgreSQL ready" in log

@@ -62,6 +62,15 @@ class Bins:
         self.producer = str(d / "tadak-producer")
         self.consumer = str(d / "tadak-consumer")
 
+    def help_options(self, program, *command):
+        """The option lines of `program command --help` (after "Options:")."""
+        exe = self.producer if program == "tadak-producer" else self.consumer
+        p = subprocess.run([exe, *command, "--help"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.split("Options:", 1)[1].splitlines()
+        assert len(lines) >= 3, p.stdout
+        return lines
+
 
 @pytest.fixture(scope="session")
 def bins():

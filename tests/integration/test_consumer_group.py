@@ -27,6 +27,18 @@ def without_start_flag(args):
     return [a for a in args if a != "--from-beginning"]
 
 
+def crashed_member(args, log, db, rows):
+    """A member that joined and recorded its `rows` votes, then was SIGKILLed:
+    the group keeps it until its session ends."""
+    m = Logged(args, log)
+    wait_for(lambda: "partitions assigned" in m.text(), 60, "the first member to join")
+    wait_for(lambda: db.count() == rows, 60, "its votes")
+    m.proc.send_signal(signal.SIGKILL)
+    m.proc.wait(30)
+    m.fh.close()
+    return m
+
+
 class Logged:
     """A consumer whose stderr goes to its own file (several run at once)."""
 
@@ -138,14 +150,9 @@ def test_no_assignment_is_not_idle_and_never_aborts(bins, env, topic, db, prefix
     produce(env, topic, [vote(n, 6) for n in range(1, 11)])
     group = f"g_{topic}"
     classic = ("--group-protocol", "classic")
-    holder = Logged(consumer_args(bins, env, topic, db, prefix, idle=None,
-                                  extra=(*classic, "--session-timeout-ms", "60000")),
-                    tmp_path / "h.log")
-    wait_for(lambda: "partitions assigned" in holder.text(), 60, "the first member to join")
-    wait_for(lambda: db.count() == 10, 60, "its votes")
-    holder.proc.send_signal(signal.SIGKILL)
-    holder.proc.wait(30)
-    holder.fh.close()
+    crashed_member(consumer_args(bins, env, topic, db, prefix, idle=None,
+                                 extra=(*classic, "--session-timeout-ms", "60000")),
+                   tmp_path / "h.log", db, 10)
     p = run(consumer_args(bins, env, topic, db, prefix, group=group, idle="1",
                           extra=(*classic, "--join-timeout-s", "4")), timeout=TIMEOUT)
     assert p.returncode == 3, (p.returncode, p.stderr[-3000:])
@@ -163,13 +170,8 @@ def test_restart_under_the_id_of_a_crashed_member_takes_its_place(bins, env, top
     id a live member holds gives up after --join-timeout-s, naming the cause."""
     produce(env, topic, [vote(n, 7) for n in range(1, 11)])
     ident = ("--instance-id", "c1")
-    first = Logged(consumer_args(bins, env, topic, db, prefix, idle=None, extra=ident),
-                   tmp_path / "first.log")
-    wait_for(lambda: "partitions assigned" in first.text(), 60, "the first member to join")
-    wait_for(lambda: db.count() == 10, 60, "its votes")
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(30)
-    first.fh.close()
+    crashed_member(consumer_args(bins, env, topic, db, prefix, idle=None, extra=ident),
+                   tmp_path / "first.log", db, 10)
     t0 = time.monotonic()
     again = Logged(consumer_args(bins, env, topic, db, prefix, idle=None, extra=ident),
                    tmp_path / "again.log")
