@@ -137,6 +137,10 @@ struct auth *auth_new(const struct auth_opts *o, char *errstr, size_t errsize)
         snprintf(errstr, errsize, "give one of --jwt-key and --jwt-secret-env");
         goto fail;
     }
+    if (!o->user_claim || !*o->user_claim) { /* its default is the options table's */
+        snprintf(errstr, errsize, "--jwt-user-claim must name a claim");
+        goto fail;
+    }
     if (has_key && load_key(a, o->key_file, errstr, errsize) != 0)
         goto fail;
     if (has_secret) {
@@ -155,7 +159,7 @@ struct auth *auth_new(const struct auth_opts *o, char *errstr, size_t errsize)
     }
     a->issuer = o->issuer && *o->issuer ? xstrdup(o->issuer) : NULL;
     a->audience = o->audience && *o->audience ? xstrdup(o->audience) : NULL;
-    a->user_claim = xstrdup(o->user_claim && *o->user_claim ? o->user_claim : "sub");
+    a->user_claim = xstrdup(o->user_claim);
     a->leeway_s = o->leeway_s;
     if (!(a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
         snprintf(errstr, errsize, "OpenSSL has no SHA-256");

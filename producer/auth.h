@@ -48,7 +48,7 @@ struct auth_opts {
     const char *secret_env; /* name of the environment variable holding the HS256 secret */
     const char *issuer;     /* required "iss", or NULL */
     const char *audience;   /* required "aud" (or one of its items), or NULL */
-    const char *user_claim; /* NULL: "sub" */
+    const char *user_claim; /* the claim holding the user id; required */
     int64_t leeway_s;       /* clock skew allowed on exp and nbf */
 };
 

@@ -100,7 +100,12 @@ static char *token(jwt_alg_t alg, const char *key, const char *claims)
 
 static struct auth *make(const char *key_file, const char *secret_env)
 {
-    struct auth_opts o = {key_file, secret_env, ISSUER, AUD, NULL, 30};
+    struct auth_opts o = {.key_file = key_file,
+                          .secret_env = secret_env,
+                          .issuer = ISSUER,
+                          .audience = AUD,
+                          .user_claim = "sub",
+                          .leeway_s = 30};
     char err[256];
     struct auth *a = auth_new(&o, err, sizeof(err));
 
@@ -358,13 +363,16 @@ static void test_configuration_errors(void **state)
         struct auth_opts o;
         const char *err;
     } cases[] = {
-        {{NULL, NULL, NULL, NULL, NULL, 0}, "one of"},
-        {{rsa.path, "TEST_JWT_SECRET", NULL, NULL, NULL, 0}, "one of"},
-        {{NULL, "TEST_JWT_SHORT", NULL, NULL, NULL, 0}, "at least 32 bytes"},
-        {{NULL, "TEST_JWT_UNSET_VARIABLE", NULL, NULL, NULL, 0}, "unset"},
-        {{"/nonexistent/key.pem", NULL, NULL, NULL, NULL, 0}, "No such file"},
-        {{ec384.path, NULL, NULL, NULL, NULL, 0}, "P-256"},
-        {{"/etc/hostname", NULL, NULL, NULL, NULL, 0}, "not a PEM public key"},
+        {{.user_claim = "sub"}, "one of"},
+        {{.key_file = rsa.path, .secret_env = "TEST_JWT_SECRET", .user_claim = "sub"}, "one of"},
+        {{.secret_env = "TEST_JWT_SHORT", .user_claim = "sub"}, "at least 32 bytes"},
+        {{.secret_env = "TEST_JWT_UNSET_VARIABLE", .user_claim = "sub"}, "unset"},
+        {{.key_file = "/nonexistent/key.pem", .user_claim = "sub"}, "No such file"},
+        {{.key_file = ec384.path, .user_claim = "sub"}, "P-256"},
+        {{.key_file = "/etc/hostname", .user_claim = "sub"}, "not a PEM public key"},
+        /* The claim's default is the options table's ("sub"), not a second one here. */
+        {{.key_file = rsa.path, .user_claim = ""}, "--jwt-user-claim"},
+        {{.key_file = rsa.path}, "--jwt-user-claim"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
