@@ -208,7 +208,11 @@ def test_stack_broker_creates_no_topic_on_first_use(env):
 def test_send_to_a_missing_topic_fails_fast_naming_the_nearest(bins, env, topic):
     """`send --topic votse` answered {"sent":1,"acked":1} and created votse:
     now one line within 5 s names it and, first, the topic most like it."""
-    typo = topic[:-2] + topic[-1] + topic[-2]  # two letters swapped
+    # Two neighbouring letters swapped: two that differ (the name ends in
+    # random hex, whose last two digits are the same one time in 16).
+    i = next(i for i in range(len(topic) - 1, 0, -1) if topic[i] != topic[i - 1])
+    typo = topic[:i - 1] + topic[i] + topic[i - 1] + topic[i + 1:]
+    assert typo != topic
     for cmd in (["send", "--user", "1", "--candidate", "1"], ["load", "--users", "3"]):
         t0 = time.monotonic()
         p = run([bins.producer, *cmd, "--topic", typo, "-b", env["KAFKA_BOOTSTRAP_SERVERS"]],
