@@ -73,13 +73,29 @@ redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsiz
  */
 const char *redisconn_refused(const struct redisconn *rc);
 
-/* A parsed URL: redis[s]://[[user]:password@]host[:port][/db][?tls_...]. */
+#define REDISCONN_SENTINELS_MAX 8
+#define REDISCONN_SENTINEL_PORT 26379 /* a Sentinel's port when the URL names none */
+
+struct redisconn_addr {
+    char host[256];
+    int port;
+};
+
+/*
+ * A parsed URL: redis[s]://[[user]:password@]host[:port][/db][?tls_...], or
+ * redis+sentinel://[[user]:password@]h1[:p1][,h2[:p2]...]/MASTER[/db]. For
+ * the latter, host and port are the master's address as last resolved (the
+ * master's name and port 0 before that).
+ */
 struct redisconn_url {
     char host[256];
     int port, db;
     char user[128], password[256];
     int tls; /* rediss:// */
     char tls_ca[512], tls_cert[512], tls_key[512], tls_server_name[256];
+    struct redisconn_addr sentinels[REDISCONN_SENTINELS_MAX]; /* asked in this order */
+    int nsentinels;                                           /* 0: not a Sentinel URL */
+    char master[128];                                         /* the name Sentinels know */
 };
 
 /* Exposed for the tests. */

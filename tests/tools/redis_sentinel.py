@@ -133,3 +133,27 @@ class SentinelStack:
         """The service ("redis" or "redis-replica") the Sentinels agree is the master."""
         port = self.agreed_master()
         return next((svc for svc, p in self.ports.items() if p == port), None)
+
+    def replica_ready(self, n):
+        """sentinel-n knows a replica in good standing (one a failover can promote)."""
+        try:
+            with self.client(f"sentinel-{n}") as c:
+                reps = c.execute_command("SENTINEL", "replicas", MASTER_NAME)
+        except redis_lib.exceptions.RedisError:
+            return False
+        for r in reps:
+            fields = dict(zip(r[::2], r[1::2])) if isinstance(r, list) else r
+            flags = fields.get(b"flags", b"").decode()
+            link = fields.get(b"master-link-status", b"").decode()
+            if flags == "slave" and link == "ok":
+                return True
+        return False
+
+    def restore(self, timeout=60):
+        """Every node and Sentinel running again, the Sentinels agreed on a master
+        and each knowing a healthy replica: ready for the next failover."""
+        for svc in ("redis", "redis-replica", "sentinels"):
+            self.start(svc)
+        wait_for(lambda: self.agreed_master() and all(self.replica_ready(n) for n in (1, 2, 3)),
+                 timeout, "the Sentinels to agree on a master and know a healthy replica",
+                 interval=0.2)

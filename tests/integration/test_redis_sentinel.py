@@ -1,0 +1,130 @@
+"""redis+sentinel:// (issue #24): the consumers' gate and the producer's
+Idempotency-Key claims find the Redis master through Sentinel, and follow it
+when Sentinel fails it over.
+
+A master, a replica and three Sentinels of this module's own
+(tests/tools/redis_sentinel.py: `TADAK_REDIS_SENTINEL=1 scripts/stack`,
+Redis services only, in a temporary directory); Kafka and PostgreSQL are the
+stack's. Each failover SIGKILLs the master; the next reconnect (at most one a
+second) asks the Sentinels again and must land on the promoted replica.
+"""
+import importlib.util
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import produce, request, wait_for
+from test_consumer import finish_logged, start_logged, token, vote
+from test_producer import Server
+
+_spec = importlib.util.spec_from_file_location(
+    "tadak_redis_sentinel", Path(__file__).resolve().parents[1] / "tools" / "redis_sentinel.py")
+rs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rs)
+
+FAILOVER_DEADLINE = 60  # s: Sentinel's ~2-3 s, a reconnect a second, a busy machine
+
+
+@pytest.fixture(scope="module")
+def sentinels(tmp_path_factory):
+    s = rs.SentinelStack(tmp_path_factory.mktemp("sentinel"))
+    try:
+        s.up()
+        s.restore()
+        yield s
+    finally:
+        s.clean()
+
+
+@pytest.fixture
+def failover(sentinels):
+    """kill() SIGKILLs the current master and returns (old, new) services;
+    afterwards the old master is started again (as a replica)."""
+    sentinels.restore()
+
+    def kill():
+        old = sentinels.master_service()
+        new = "redis-replica" if old == "redis" else "redis"
+        sentinels.kill(old)
+        return old, new
+    yield kill
+    sentinels.restore()
+
+
+def test_a_url_without_a_known_master_is_refused_at_start(bins, env, topic, db, prefix,
+                                                           sentinels):
+    """--require-redis names why: every Sentinel asked, none knows the master."""
+    url = sentinels.url.replace("/tadak/", "/nosuchmaster/")
+    from conftest import run
+    from test_consumer import consumer_args
+    p = run(consumer_args(bins, env, topic, db, prefix, redis_url=url,
+                          extra=("--require-redis",)), timeout=60)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert "does not know the master" in p.stderr, p.stderr[-2000:]
+    assert p.stderr.count("Sentinel 127.0.0.1:") >= 3, p.stderr[-2000:]
+
+
+def test_consumer_follows_the_master_across_a_failover(bins, env, topic, db, prefix, tmp_path,
+                                                       sentinels, failover):
+    produce(env, topic, [vote(n, 1) for n in range(1, 51)])
+    proc = start_logged(bins, env, topic, db, prefix, tmp_path, redis_url=sentinels.url)
+    try:
+        wait_for(lambda: db.count() == 50, 60, "the first 50 votes")
+        old, new = failover()
+        # The gate reconnects when a batch needs it: one probe vote at a time
+        # until the consumer says Redis is back, on the promoted replica.
+        def back():
+            return any("redis reachable again" in ln and f"port={sentinels.ports[new]}" in ln
+                       for ln in proc.log.read_text().splitlines())
+        n = 0
+        while not back():
+            n += 1
+            assert n < FAILOVER_DEADLINE * 2, "the consumer never reached the new master:\n" + \
+                proc.log.read_text()[-3000:]
+            assert proc.poll() is None, proc.log.read_text()[-3000:]
+            produce(env, topic, [vote(n, 2)])
+            wait_for(lambda: db.count() == 50 + n, 30, "the probe vote")
+        # Now the done markers are written to the new master.
+        produce(env, topic, [vote(n + 1, 2)])
+        wait_for(lambda: sentinels.client(new).get(prefix + token(n + 1, 2)) == b"1", 30,
+                 "the done marker on the new master")
+    finally:
+        s, err = finish_logged(proc)
+    assert db.count() == 50 + n + 1
+    assert s["inserted"] == 50 + n + 1
+    assert f"port={sentinels.ports[old]}" in err  # the outage named the old master
+
+
+def test_producer_idempotency_key_follows_the_master(bins, env, tmp_path, prefix, sentinels,
+                                                      failover):
+    s = Server(bins, env, tmp_path, f"t_sentinel_{uuid.uuid4().hex[:10]}",
+               ["--redis-url", sentinels.url, "--key-prefix", prefix,
+                "--idempotency-timeout-ms", "500"])
+    user = [1000]
+
+    def keyed_vote(key):
+        user[0] += 1
+        return s.vote({"user_id": user[0], "candidate_id": 1},
+                      headers={"Idempotency-Key": key})[0]
+    try:
+        wait_for(lambda: keyed_vote(uuid.uuid4().hex) == 202, 30, "a first keyed 202")
+        old, new = failover()
+        key = None
+
+        def answered():
+            nonlocal key
+            key = uuid.uuid4().hex
+            return keyed_vote(key) == 202
+        wait_for(answered, FAILOVER_DEADLINE, "a keyed 202 after the failover", interval=0.2)
+        # The claim is on the new master; the same key again is the same answer.
+        assert sentinels.client(new).keys(f"{prefix}idem:*{key}")
+        status, _, body = s.vote({"user_id": user[0], "candidate_id": 1},
+                                 headers={"Idempotency-Key": key})
+        assert status == 202, body
+        # /stats reads Redis through the same URL: answered, not 503.
+        wait_for(lambda: request(s.port, "GET", "/stats")[0] == 200, FAILOVER_DEADLINE,
+                 "/stats after the failover")
+    finally:
+        assert s.stop() == 0, s.log.read_text()[-3000:]
