@@ -9,14 +9,13 @@ stack's. Each failover SIGKILLs the master; the next reconnect (at most one a
 second) asks the Sentinels again and must land on the promoted replica.
 """
 import importlib.util
-import json
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import produce, request, wait_for
-from test_consumer import finish_logged, start_logged, token, vote
+from conftest import produce, request, run, wait_for
+from test_consumer import consumer_args, finish_logged, start_logged, token, vote
 from test_producer import Server
 
 _spec = importlib.util.spec_from_file_location(
@@ -57,8 +56,6 @@ def test_a_url_without_a_known_master_is_refused_at_start(bins, env, topic, db, 
                                                            sentinels):
     """--require-redis names why: every Sentinel asked, none knows the master."""
     url = sentinels.url.replace("/tadak/", "/nosuchmaster/")
-    from conftest import run
-    from test_consumer import consumer_args
     p = run(consumer_args(bins, env, topic, db, prefix, redis_url=url,
                           extra=("--require-redis",)), timeout=60)
     assert p.returncode == 1, p.stderr[-2000:]
