@@ -642,6 +642,18 @@ fail:
     return NULL;
 }
 
+/*
+ * A master demoted while it kept running (an operator's REPLICAOF, a
+ * partition healed) answers writes with READONLY and keeps the connection
+ * open: without a drop, a redis+sentinel:// user would stay on it for good.
+ * A plain URL names one node on purpose, so it keeps the old behaviour.
+ */
+int redisconn_lost_master(const struct redisconn *rc, const redisReply *r)
+{
+    return rc->u.nsentinels && r && r->type == REDIS_REPLY_ERROR &&
+           strncmp(r->str, "READONLY", 8) == 0;
+}
+
 redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsize, const char *fmt,
                                va_list ap)
 {
@@ -661,8 +673,7 @@ redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsiz
     }
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(errstr, errsize, "redis %s:%d: %s", rc->u.host, rc->u.port, r->str);
-        /* A master demoted by a failover: the next connect asks the Sentinels again. */
-        if (rc->u.nsentinels && strncmp(r->str, "READONLY", 8) == 0)
+        if (redisconn_lost_master(rc, r))
             redisconn_drop(rc, errstr);
         freeReplyObject(r);
         return NULL;

@@ -23,6 +23,7 @@
  *   redisconn_drop(rc, why);         after an I/O error: close, log once, back off
  *   redisconn_command(rc, errstr, errsize, fmt, ...)   one command: its reply, or
  *                                    NULL (down, I/O error: dropped; error reply)
+ *   redisconn_lost_master(rc, reply) READONLY on a Sentinel URL: drop and re-resolve
  *   redisconn_free(rc);
  *
  * The password never appears in a log line or an error text.
@@ -44,9 +45,12 @@ struct redisconn;
  * with optional ?tls_ca=FILE (default: the system's CA store),
  * tls_cert=FILE&tls_key=FILE (a client certificate), tls_server_name=NAME
  * (SNI and the name the certificate must carry; default the host). The
- * certificate is always verified; there is no plaintext fallback. purpose:
- * what an outage means for this connection, logged with it ("deduping in
- * PostgreSQL only").
+ * certificate is always verified; there is no plaintext fallback. Or
+ * redis+sentinel://[[user]:password@]h1[:p1][,h2[:p2]...]/MASTER[/db]: every
+ * connect asks the Sentinels in turn for MASTER's address and checks with
+ * ROLE that the node is the master (user and password are the node's; the
+ * Sentinels are asked without). purpose: what an outage means for this
+ * connection, logged with it ("deduping in PostgreSQL only").
  */
 struct redisconn *redisconn_new(const char *url, const char *purpose, int connect_ms,
                                 int command_ms, char *errstr, size_t errsize);
@@ -65,6 +69,14 @@ redisReply *redisconn_command(struct redisconn *rc, char *errstr, size_t errsize
                               ...);
 redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsize, const char *fmt,
                                va_list ap);
+
+/*
+ * 1 when reply r says this redis+sentinel:// connection no longer reaches
+ * the master (READONLY: it was demoted): the caller drops the connection,
+ * and the next connect asks the Sentinels again. redisconn_command does so
+ * itself; a caller reading replies of its own (pipelines) asks here.
+ */
+int redisconn_lost_master(const struct redisconn *rc, const redisReply *r);
 
 /*
  * The TLS peer was refused (its certificate does not verify): why, naming

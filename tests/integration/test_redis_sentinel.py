@@ -9,6 +9,7 @@ stack's. Each failover SIGKILLs the master; the next reconnect (at most one a
 second) asks the Sentinels again and must land on the promoted replica.
 """
 import importlib.util
+import time
 import uuid
 from pathlib import Path
 
@@ -92,6 +93,49 @@ def test_consumer_follows_the_master_across_a_failover(bins, env, topic, db, pre
     assert db.count() == 50 + n + 1
     assert s["inserted"] == 50 + n + 1
     assert f"port={sentinels.ports[old]}" in err  # the outage named the old master
+
+
+def probe_until(proc, db, topic, env, done, base, deadline):
+    """One probe vote at a time (the gate reconnects when a batch needs it)
+    until done(); the number of probes sent."""
+    n, end = 0, time.monotonic() + deadline
+    while not done():
+        assert time.monotonic() < end, "timed out:\n" + proc.log.read_text()[-3000:]
+        assert proc.poll() is None, proc.log.read_text()[-3000:]
+        n += 1
+        produce(env, topic, [vote(n, 2)])
+        wait_for(lambda: db.count() == base + n, 30, "the probe vote")
+    return n
+
+
+def test_consumer_leaves_a_master_demoted_while_it_runs(bins, env, topic, db, prefix, tmp_path,
+                                                        sentinels, failover):
+    """An operator's REPLICAOF demotes the master but leaves it running and
+    its clients connected: their writes get READONLY. The consumer drops that
+    connection and asks the Sentinels again until they name the new master
+    (they take a master that calls itself a replica for down: ~30 s here).
+    Before, it stayed on the demoted node for good, PostgreSQL alone deciding."""
+    produce(env, topic, [vote(n, 1) for n in range(1, 51)])
+    proc = start_logged(bins, env, topic, db, prefix, tmp_path, redis_url=sentinels.url)
+    try:
+        wait_for(lambda: db.count() == 50, 60, "the first 50 votes")
+        old = sentinels.master_service()
+        new = "redis-replica" if old == "redis" else "redis"
+        sentinels.client(new).execute_command("REPLICAOF", "NO", "ONE")
+        sentinels.client(old).execute_command("REPLICAOF", "127.0.0.1", str(sentinels.ports[new]))
+
+        def on_new():
+            return any("redis reachable again" in ln and f"port={sentinels.ports[new]}" in ln
+                       for ln in proc.log.read_text().splitlines())
+        n = probe_until(proc, db, topic, env, on_new, 50, 120)
+        produce(env, topic, [vote(n + 1, 2)])
+        wait_for(lambda: sentinels.client(new).get(prefix + token(n + 1, 2)) == b"1", 30,
+                 "the done marker on the new master")
+    finally:
+        s, err = finish_logged(proc)
+    assert any("redis unavailable" in ln and "READONLY" in ln for ln in err.splitlines()), \
+        err[-3000:]
+    assert s["inserted"] == 50 + n + 1
 
 
 def test_producer_idempotency_key_follows_the_master(bins, env, tmp_path, prefix, sentinels,
