@@ -234,14 +234,9 @@ int redisconn_parse_url(const char *url, struct redisconn_url *u, char *errstr, 
 
     memset(u, 0, sizeof(*u));
     u->port = 6379;
-    if (strncmp(url, "rediss+sentinel://", 18) == 0) {
-        snprintf(errstr, errsize,
-                 "bad Redis URL: rediss+sentinel:// is not supported (Sentinel discovery speaks "
-                 "plaintext only); use redis+sentinel://");
-        return -1;
-    }
-    if (strncmp(url, "redis+sentinel://", 17) == 0) {
-        p = url + 17;
+    if (strncmp(url, "redis+sentinel://", 17) == 0 || strncmp(url, "rediss+sentinel://", 18) == 0) {
+        u->tls = url[5] == 's';
+        p = url + (u->tls ? 18 : 17);
         query = strchr(p, '?');
         end = query ? query : p + strlen(p);
         if (parse_sentinel(p, end, u, errstr, errsize) != 0)
@@ -262,7 +257,7 @@ int redisconn_parse_url(const char *url, struct redisconn_url *u, char *errstr, 
     }
     if (query && parse_query(query + 1, u, errstr, errsize) != 0)
         return -1;
-    if (u->tls && !u->tls_server_name[0])
+    if (u->tls && !u->nsentinels && !u->tls_server_name[0])
         util_strlcpy(u->tls_server_name, u->host, sizeof(u->tls_server_name));
     return 0;
 bad:
@@ -319,13 +314,15 @@ fail:
 }
 
 /*
- * The TLS handshake on a new connection: SNI, and the certificate must be
- * for the URL's host (or tls_server_name), not merely signed by a trusted
- * CA. 0, or -1 with why; a certificate refused is recorded in rc->refused.
+ * The TLS handshake on a new connection c to host:port (the URL's host, a
+ * Sentinel or the master one named): SNI, and the certificate must be for
+ * that host (or tls_server_name), not merely signed by a trusted CA. 0, or
+ * -1 with why; a certificate refused is recorded in rc->refused.
  */
-static int tls_start(struct redisconn *rc, char *why, size_t whysize)
+static int tls_start(struct redisconn *rc, redisContext *c, const char *host, int port, char *why,
+                     size_t whysize)
 {
-    const char *name = rc->u.tls_server_name;
+    const char *name = rc->u.tls_server_name[0] ? rc->u.tls_server_name : host;
     unsigned char ip[16];
     SSL *ssl = SSL_new(rc->tls);
     long verify;
@@ -342,18 +339,18 @@ static int tls_start(struct redisconn *rc, char *why, size_t whysize)
         SSL_free(ssl);
         return -1;
     }
-    if (redisInitiateSSL(rc->c, ssl) == REDIS_OK)
+    if (redisInitiateSSL(c, ssl) == REDIS_OK)
         return 0; /* ssl now belongs to the context */
     verify = SSL_get_verify_result(ssl);
     if (verify != X509_V_OK) {
         snprintf(rc->refused, sizeof(rc->refused),
                  "the TLS certificate of redis %.200s:%d is refused: %s (name checked: %.200s; "
                  "CA: %.400s)",
-                 rc->u.host, rc->u.port, X509_verify_cert_error_string(verify), name,
+                 host, port, X509_verify_cert_error_string(verify), name,
                  rc->u.tls_ca[0] ? rc->u.tls_ca : "the system's");
         util_strlcpy(why, rc->refused, whysize);
     } else {
-        snprintf(why, whysize, "TLS handshake: %s", rc->c->errstr);
+        snprintf(why, whysize, "TLS handshake: %s", c->errstr);
     }
     SSL_free(ssl);
     return -1;
@@ -491,7 +488,7 @@ static int connect_node(struct redisconn *rc, char *why, size_t whysize)
     rc->c = tcp_connect(rc->u.host, rc->u.port, rc->connect_ms, rc->command_ms, why, whysize);
     if (!rc->c)
         return -1;
-    if (rc->tls && tls_start(rc, why, whysize) != 0)
+    if (rc->tls && tls_start(rc, rc->c, rc->u.host, rc->u.port, why, whysize) != 0)
         return -1;
     rc->refused[0] = '\0';
     if (rc->u.password[0] &&
@@ -511,14 +508,16 @@ static int sentinel_ask(struct redisconn *rc, const struct redisconn_addr *s, ch
                         size_t whysize)
 {
     int ms = rc->connect_ms < REDISCONN_SENTINEL_MS ? rc->connect_ms : REDISCONN_SENTINEL_MS;
-    char err[160];
+    char err[256];
     redisContext *c = tcp_connect(s->host, s->port, ms, ms, err, sizeof(err));
     redisReply *r;
     int64_t port;
     int ok = 0;
 
-    if (!c) {
+    if (!c || (rc->tls && tls_start(rc, c, s->host, s->port, err, sizeof(err)) != 0)) {
         snprintf(why, whysize, "Sentinel %.100s:%d: %.100s", s->host, s->port, err);
+        if (c)
+            redisFree(c);
         return -1;
     }
     r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", rc->u.master);

@@ -49,7 +49,9 @@ struct redisconn;
  * redis+sentinel://[[user]:password@]h1[:p1][,h2[:p2]...]/MASTER[/db]: every
  * connect asks the Sentinels in turn for MASTER's address and checks with
  * ROLE that the node is the master (user and password are the node's; the
- * Sentinels are asked without). purpose: what an outage means for this
+ * Sentinels are asked without); rediss+sentinel:// speaks TLS to both, each
+ * certificate checked against the address connected to (or
+ * tls_server_name). purpose: what an outage means for this
  * connection, logged with it ("deduping in PostgreSQL only").
  */
 struct redisconn *redisconn_new(const char *url, const char *purpose, int connect_ms,

@@ -11,6 +11,9 @@ the replica on P+1000, sentinel-N on P+1000+N (the stack's layout).
     s.master_port(n)                the master's port as sentinel-n names it
     s.kill("redis")                 SIGKILL, wait until its port is closed
     s.clean()                       stop everything, remove the state
+
+SentinelStack(dir, tls=True): every node and Sentinel TLS-only
+(TADAK_REDIS_TLS=1), s.url is rediss+sentinel://...?tls_ca=, s.ca the CA.
 """
 import os
 import random
@@ -59,8 +62,10 @@ def pick_redis_port():
 
 
 class SentinelStack:
-    def __init__(self, state_dir, redis_port=None):
+    def __init__(self, state_dir, redis_port=None, tls=False):
         self.dir = Path(state_dir)
+        self.tls = tls
+        self.ca = self.dir / "redis" / "tls" / "ca.pem"
         p = redis_port or pick_redis_port()
         self.ports = {"redis": p, "redis-replica": p + 1000,
                       **{f"sentinel-{n}": p + 1000 + n for n in (1, 2, 3)}}
@@ -74,7 +79,7 @@ class SentinelStack:
         # have to be valid numbers.
         e.update(TADAK_STACK_DIR=str(self.dir), TADAK_REDIS_PORT=str(p),
                  TADAK_KAFKA_PORT=str(p + 1), TADAK_PG_PORT=str(p + 3),
-                 TADAK_REDIS_SENTINEL="1", TADAK_REDIS_TLS="0")
+                 TADAK_REDIS_SENTINEL="1", TADAK_REDIS_TLS="1" if self.tls else "0")
         return e
 
     def cmd(self, *args, timeout=120, check=True):
@@ -92,6 +97,8 @@ class SentinelStack:
         self.url = line.split("REDIS_URL=", 1)[1].split()[0]
 
     def client(self, svc, **kw):
+        if self.tls:
+            kw.update(ssl=True, ssl_ca_certs=str(self.ca))
         return redis_lib.Redis(host="127.0.0.1", port=self.ports[svc], socket_timeout=2,
                                socket_connect_timeout=2, **kw)
 

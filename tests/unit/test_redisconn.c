@@ -136,6 +136,15 @@ static void test_parse_sentinel_url(void **state)
     assert_string_equal(u.master, "tadak");
     assert_int_equal(u.db, 0);
 
+    /* TLS to the Sentinels and the master; each node's name is its own address. */
+    assert_int_equal(redisconn_parse_url("rediss+sentinel://a:1,b:2/tadak/0?tls_ca=/etc/ca.pem", &u,
+                                         err, sizeof(err)),
+                     0);
+    assert_int_equal(u.tls, 1);
+    assert_int_equal(u.nsentinels, 2);
+    assert_string_equal(u.tls_ca, "/etc/ca.pem");
+    assert_string_equal(u.tls_server_name, "");
+
     /* A plain URL has no Sentinels. */
     assert_int_equal(redisconn_parse_url("redis://h:1/0", &u, err, sizeof(err)), 0);
     assert_int_equal(u.nsentinels, 0);
@@ -159,7 +168,7 @@ static void test_parse_bad_sentinel_urls(void **state)
         {"redis+sentinel://a/tadak/0/1", "database"},
         {"redis+sentinel://a,b,c,d,e,f,g,h,i/tadak", "at most 8"},
         {"redis+sentinel://a/tadak/0?tls_ca=/x", "need rediss://"},
-        {"rediss+sentinel://a/tadak/0", "not supported"},
+        {"rediss+sentinel://a/tadak/0?tls_cert=/c.pem", "go together"},
         {"redis+sentinel://:s3cret@a:x/tadak", "port"}, /* and never the password */
     };
 
