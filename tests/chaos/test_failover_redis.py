@@ -10,7 +10,8 @@ suite's private stack's.
     master reaches the replica; the three Sentinels name the same master;
     after SIGKILL of the master they name the replica, which says ROLE
     master; the old master started again comes back as a replica of the
-    new one, not as a second, empty master.
+    new one, not as a second, empty master; a Sentinel restarted while the
+    replica is down starts and names the same master.
 
   test_redis_master_sigkill_sentinel_failover: the scenario. Two consumers
     and a `tadak-producer serve` reach Redis by the redis+sentinel:// URL;
@@ -87,6 +88,14 @@ def test_stack_replicates_and_fails_over(sentinel_stack):
     wait_for(lambda: s.role(old) == "slave", 20, "the old master to come back as a replica")
     wait_for(lambda: s.client(old).get(key) == value.encode(), 20, "the key on the old master")
     assert s.agreed_master() == s.ports[new]
+
+    # A Sentinel restarted while the replica is down starts (it keeps its
+    # id; it cannot learn of a replica that is not running).
+    s.cmd("stop-service", "sentinel-2")
+    s.kill(old)
+    s.start("sentinels")
+    assert s.master_port(2) == s.ports[new]
+    s.restore()
 
 
 def keyed_vote(port, user, key):
