@@ -399,7 +399,8 @@ static int is_noscript(const redisReply *r)
 
 /*
  * The next reply: every burst reads its replies here. NULL when the
- * connection failed; it is dropped then (Redis is down, g->c is NULL). A
+ * connection failed, or when a redis+sentinel:// master was demoted
+ * (READONLY); it is dropped then (Redis is down, g->c is NULL). A
  * NOSCRIPT (the script cache was flushed: SCRIPT FLUSH, a restart) sets
  * reload_scripts, so the next gate_drain loads every script again: an EVAL
  * caches only its own script, and each other one would meet NOSCRIPT too.
@@ -410,6 +411,13 @@ static redisReply *gate_reply(struct gate *g)
 
     if (redisGetReply(g->c, (void **)&r) != REDIS_OK || !r) {
         gate_disconnect(g, g->c->errstr[0] ? g->c->errstr : "no reply");
+        return NULL;
+    }
+    if (redisconn_lost_master(g->rc, r)) { /* demoted under us: find the master again */
+        char why[128];
+        snprintf(why, sizeof(why), "%.120s", r->str);
+        freeReplyObject(r);
+        gate_disconnect(g, why);
         return NULL;
     }
     if (is_noscript(r))

@@ -21,6 +21,8 @@
 
 /* A TCP connection whose peer stopped acknowledging is given up after this. */
 #define REDISCONN_TCP_USER_TIMEOUT_MS 10000
+/* Connect and command timeout for one Sentinel: a dead one must not hold up the next. */
+#define REDISCONN_SENTINEL_MS 500
 
 struct redisconn {
     struct redisconn_url u;
@@ -101,60 +103,169 @@ static int parse_query(const char *q, struct redisconn_url *u, char *errstr, siz
     return 0;
 }
 
+/* A port in [p, end): 1-65535. */
+static int parse_port(const char *p, const char *end, int *port)
+{
+    char num[32];
+    int64_t v;
+
+    if (copy_part(num, sizeof(num), p, end, 0) != 0 || util_parse_i64(num, &v) != 0 || v < 1 ||
+        v > 65535)
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+/* An optional "[user]:password@" at p (before end): the URL after it. */
+static const char *parse_userinfo(const char *p, const char *end, struct redisconn_url *u)
+{
+    const char *at = memchr(p, '@', (size_t)(end - p)), *pc;
+
+    if (!at)
+        return p;
+    pc = memchr(p, ':', (size_t)(at - p));
+    if (copy_part(u->user, sizeof(u->user), p, pc ? pc : at, 1) != 0 ||
+        (pc && copy_part(u->password, sizeof(u->password), pc + 1, at, 1) != 0))
+        return NULL;
+    return at + 1;
+}
+
+/* A db number in [p, end): empty is 0. */
+static int parse_db(const char *p, const char *end, int *db)
+{
+    char num[32];
+    int64_t v;
+
+    if (copy_part(num, sizeof(num), p, end, 1) != 0)
+        return -1;
+    if (num[0] && (util_parse_i64(num, &v) != 0 || v < 0 || v > 65535))
+        return -1;
+    *db = num[0] ? (int)v : 0;
+    return 0;
+}
+
+/* redis[s]://[[user]:password@]host[:port][/db]: p is after the scheme. */
+static int parse_direct(const char *p, const char *end, struct redisconn_url *u)
+{
+    const char *slash = memchr(p, '/', (size_t)(end - p)), *colon;
+
+    if (slash) {
+        if (parse_db(slash + 1, end, &u->db) != 0)
+            return -1;
+        end = slash;
+    }
+    if (!(p = parse_userinfo(p, end, u)))
+        return -1;
+    colon = memchr(p, ':', (size_t)(end - p));
+    if (copy_part(u->host, sizeof(u->host), p, colon ? colon : end, 0) != 0)
+        return -1;
+    return colon ? parse_port(colon + 1, end, &u->port) : 0;
+}
+
+/* The comma-separated Sentinels in [p, end), each host[:port]. */
+static int parse_sentinel_list(const char *p, const char *end, struct redisconn_url *u,
+                               char *errstr, size_t errsize)
+{
+    while (1) {
+        const char *comma = memchr(p, ',', (size_t)(end - p)), *e = comma ? comma : end;
+        const char *colon = memchr(p, ':', (size_t)(e - p));
+        struct redisconn_addr *a = &u->sentinels[u->nsentinels];
+
+        if (u->nsentinels == REDISCONN_SENTINELS_MAX) {
+            snprintf(errstr, errsize, "bad Redis URL: at most %d Sentinels",
+                     REDISCONN_SENTINELS_MAX);
+            return -1;
+        }
+        a->port = REDISCONN_SENTINEL_PORT;
+        if (copy_part(a->host, sizeof(a->host), p, colon ? colon : e, 0) != 0) {
+            snprintf(errstr, errsize, "bad Redis URL: Sentinel %d has no host (or a too long one)",
+                     u->nsentinels + 1);
+            return -1;
+        }
+        if (colon && parse_port(colon + 1, e, &a->port) != 0) {
+            snprintf(errstr, errsize, "bad Redis URL: Sentinel %d's port must be 1-65535",
+                     u->nsentinels + 1);
+            return -1;
+        }
+        u->nsentinels++;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+/*
+ * redis+sentinel://[[user]:password@]h1[:p1],h2[:p2],.../MASTER[/db]: p is
+ * after the scheme. The user and password are the data node's; until a
+ * Sentinel names the master, host is the master's name and port 0.
+ */
+static int parse_sentinel(const char *p, const char *end, struct redisconn_url *u, char *errstr,
+                          size_t errsize)
+{
+    const char *slash = memchr(p, '/', (size_t)(end - p)), *name_end = NULL;
+
+    if (slash && !(name_end = memchr(slash + 1, '/', (size_t)(end - slash - 1))))
+        name_end = end;
+    if (!slash || copy_part(u->master, sizeof(u->master), slash + 1, name_end, 0) != 0) {
+        snprintf(errstr, errsize,
+                 "bad Redis URL: redis+sentinel:// needs /MASTERNAME after the Sentinels "
+                 "(redis+sentinel://host:port[,host:port...]/MASTERNAME[/db])");
+        return -1;
+    }
+    if (name_end < end && parse_db(name_end + 1, end, &u->db) != 0) {
+        snprintf(errstr, errsize, "bad Redis URL: the database after /%s must be 0-65535",
+                 u->master);
+        return -1;
+    }
+    if (!(p = parse_userinfo(p, slash, u))) {
+        snprintf(errstr, errsize, "bad Redis URL: the user or password is too long");
+        return -1;
+    }
+    if (parse_sentinel_list(p, slash, u, errstr, errsize) != 0)
+        return -1;
+    util_strlcpy(u->host, u->master, sizeof(u->host));
+    u->port = 0;
+    return 0;
+}
+
 int redisconn_parse_url(const char *url, struct redisconn_url *u, char *errstr, size_t errsize)
 {
-    const char *p, *at, *end, *colon, *slash, *query;
-    char num[32], db[32];
-    int64_t v;
+    const char *p, *query, *end;
 
     memset(u, 0, sizeof(*u));
     u->port = 6379;
-    if (strncmp(url, "redis://", 8) == 0) {
-        p = url + 8;
-    } else if (strncmp(url, "rediss://", 9) == 0) {
-        p = url + 9;
-        u->tls = 1;
+    if (strncmp(url, "redis+sentinel://", 17) == 0 || strncmp(url, "rediss+sentinel://", 18) == 0) {
+        u->tls = url[5] == 's';
+        p = url + (u->tls ? 18 : 17);
+        query = strchr(p, '?');
+        end = query ? query : p + strlen(p);
+        if (parse_sentinel(p, end, u, errstr, errsize) != 0)
+            return -1;
     } else {
-        goto bad;
-    }
-    query = strchr(p, '?');
-    end = query ? query : p + strlen(p);
-    slash = memchr(p, '/', (size_t)(end - p));
-    if (slash) {
-        if (copy_part(db, sizeof(db), slash + 1, end, 1) != 0)
+        if (strncmp(url, "redis://", 8) == 0) {
+            p = url + 8;
+        } else if (strncmp(url, "rediss://", 9) == 0) {
+            p = url + 9;
+            u->tls = 1;
+        } else {
             goto bad;
-        if (db[0] && (util_parse_i64(db, &v) != 0 || v < 0 || v > 65535))
+        }
+        query = strchr(p, '?');
+        end = query ? query : p + strlen(p);
+        if (parse_direct(p, end, u) != 0)
             goto bad;
-        u->db = db[0] ? (int)v : 0;
-        end = slash;
-    }
-    at = memchr(p, '@', (size_t)(end - p));
-    if (at) {
-        const char *pc = memchr(p, ':', (size_t)(at - p));
-        if (copy_part(u->user, sizeof(u->user), p, pc ? pc : at, 1) != 0 ||
-            (pc && copy_part(u->password, sizeof(u->password), pc + 1, at, 1) != 0))
-            goto bad;
-        p = at + 1;
-    }
-    colon = memchr(p, ':', (size_t)(end - p));
-    if (copy_part(u->host, sizeof(u->host), p, colon ? colon : end, 0) != 0)
-        goto bad;
-    if (colon) {
-        if (copy_part(num, sizeof(num), colon + 1, end, 0) != 0 || util_parse_i64(num, &v) != 0 ||
-            v < 1 || v > 65535)
-            goto bad;
-        u->port = (int)v;
     }
     if (query && parse_query(query + 1, u, errstr, errsize) != 0)
         return -1;
-    if (u->tls && !u->tls_server_name[0])
+    if (u->tls && !u->nsentinels && !u->tls_server_name[0])
         util_strlcpy(u->tls_server_name, u->host, sizeof(u->tls_server_name));
     return 0;
 bad:
     /* Never echo the URL: it may hold the password. */
     snprintf(errstr, errsize,
              "bad Redis URL (expected redis[s]://[[user]:password@]host[:port][/db][?tls_ca=FILE"
-             "&tls_cert=FILE&tls_key=FILE&tls_server_name=NAME])");
+             "&tls_cert=FILE&tls_key=FILE&tls_server_name=NAME], or "
+             "redis+sentinel://host:port[,host:port...]/MASTERNAME[/db])");
     return -1;
 }
 
@@ -203,13 +314,15 @@ fail:
 }
 
 /*
- * The TLS handshake on a new connection: SNI, and the certificate must be
- * for the URL's host (or tls_server_name), not merely signed by a trusted
- * CA. 0, or -1 with why; a certificate refused is recorded in rc->refused.
+ * The TLS handshake on a new connection c to host:port (the URL's host, a
+ * Sentinel or the master one named): SNI, and the certificate must be for
+ * that host (or tls_server_name), not merely signed by a trusted CA. 0, or
+ * -1 with why; a certificate refused is recorded in rc->refused.
  */
-static int tls_start(struct redisconn *rc, char *why, size_t whysize)
+static int tls_start(struct redisconn *rc, redisContext *c, const char *host, int port, char *why,
+                     size_t whysize)
 {
-    const char *name = rc->u.tls_server_name;
+    const char *name = rc->u.tls_server_name[0] ? rc->u.tls_server_name : host;
     unsigned char ip[16];
     SSL *ssl = SSL_new(rc->tls);
     long verify;
@@ -226,18 +339,18 @@ static int tls_start(struct redisconn *rc, char *why, size_t whysize)
         SSL_free(ssl);
         return -1;
     }
-    if (redisInitiateSSL(rc->c, ssl) == REDIS_OK)
+    if (redisInitiateSSL(c, ssl) == REDIS_OK)
         return 0; /* ssl now belongs to the context */
     verify = SSL_get_verify_result(ssl);
     if (verify != X509_V_OK) {
         snprintf(rc->refused, sizeof(rc->refused),
                  "the TLS certificate of redis %.200s:%d is refused: %s (name checked: %.200s; "
                  "CA: %.400s)",
-                 rc->u.host, rc->u.port, X509_verify_cert_error_string(verify), name,
+                 host, port, X509_verify_cert_error_string(verify), name,
                  rc->u.tls_ca[0] ? rc->u.tls_ca : "the system's");
         util_strlcpy(why, rc->refused, whysize);
     } else {
-        snprintf(why, whysize, "TLS handshake: %s", rc->c->errstr);
+        snprintf(why, whysize, "TLS handshake: %s", c->errstr);
     }
     SSL_free(ssl);
     return -1;
@@ -340,43 +453,173 @@ static int setup(struct redisconn *rc, redisReply *r, const char *what, char *wh
 }
 
 /*
- * Connect with hiredis' own connect and command timeouts and a TCP user
- * timeout (a peer that vanished fails a write in seconds, not minutes),
- * then TLS, AUTH (with the URL's user for an ACL user), SELECT and the
- * user's own steps.
+ * A TCP connection with hiredis' own connect and command timeouts and a TCP
+ * user timeout (a peer that vanished fails a write in seconds, not
+ * minutes); NULL with why.
+ */
+static redisContext *tcp_connect(const char *host, int port, int connect_ms, int command_ms,
+                                 char *why, size_t whysize)
+{
+    struct timeval ct = {connect_ms / 1000, (connect_ms % 1000) * 1000};
+    struct timeval cmd = {command_ms / 1000, (command_ms % 1000) * 1000};
+    redisOptions opt = {0};
+    redisContext *c;
+
+    REDIS_OPTIONS_SET_TCP(&opt, host, port);
+    opt.connect_timeout = &ct;
+    opt.command_timeout = &cmd;
+    c = redisConnectWithOptions(&opt);
+    if (!c || c->err) {
+        snprintf(why, whysize, "%s", c ? c->errstr : "cannot allocate a context");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTcpUserTimeout(c, REDISCONN_TCP_USER_TIMEOUT_MS);
+    return c;
+}
+
+/*
+ * rc->c to rc->u.host:port, then TLS, AUTH (with the URL's user for an ACL
+ * user) and SELECT. 0, or -1 with why (rc->c may be set: the caller drops).
+ */
+static int connect_node(struct redisconn *rc, char *why, size_t whysize)
+{
+    rc->c = tcp_connect(rc->u.host, rc->u.port, rc->connect_ms, rc->command_ms, why, whysize);
+    if (!rc->c)
+        return -1;
+    if (rc->tls && tls_start(rc, rc->c, rc->u.host, rc->u.port, why, whysize) != 0)
+        return -1;
+    rc->refused[0] = '\0';
+    if (rc->u.password[0] &&
+        setup(rc,
+              rc->u.user[0] ? redisCommand(rc->c, "AUTH %s %s", rc->u.user, rc->u.password)
+                            : redisCommand(rc->c, "AUTH %s", rc->u.password),
+              "AUTH", why, whysize) != 0)
+        return -1;
+    if (rc->u.db &&
+        setup(rc, redisCommand(rc->c, "SELECT %d", rc->u.db), "SELECT", why, whysize) != 0)
+        return -1;
+    return 0;
+}
+
+/* The master's address from one Sentinel, into rc->u.host and port: 0, or -1 (why). */
+static int sentinel_ask(struct redisconn *rc, const struct redisconn_addr *s, char *why,
+                        size_t whysize)
+{
+    int ms = rc->connect_ms < REDISCONN_SENTINEL_MS ? rc->connect_ms : REDISCONN_SENTINEL_MS;
+    char err[256];
+    redisContext *c = tcp_connect(s->host, s->port, ms, ms, err, sizeof(err));
+    redisReply *r;
+    int64_t port;
+    int ok = 0;
+
+    if (!c || (rc->tls && tls_start(rc, c, s->host, s->port, err, sizeof(err)) != 0)) {
+        snprintf(why, whysize, "Sentinel %.100s:%d: %.100s", s->host, s->port, err);
+        if (c)
+            redisFree(c);
+        return -1;
+    }
+    r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", rc->u.master);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[0]->len < sizeof(rc->u.host) && util_parse_i64(r->element[1]->str, &port) == 0 &&
+        port >= 1 && port <= 65535) {
+        memcpy(rc->u.host, r->element[0]->str, r->element[0]->len + 1);
+        rc->u.port = (int)port;
+        ok = 1;
+    } else {
+        snprintf(why, whysize, "Sentinel %.100s:%d: %.100s", s->host, s->port,
+                 !r                             ? c->errstr
+                 : r->type == REDIS_REPLY_ERROR ? r->str
+                 : r->type == REDIS_REPLY_NIL   ? "does not know the master"
+                                                : "unexpected reply");
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok ? 0 : -1;
+}
+
+/* ROLE on the node a Sentinel named: 0 when it says master, else -1 (why). */
+static int confirm_master(struct redisconn *rc, char *why, size_t whysize)
+{
+    redisReply *r = redisCommand(rc->c, "ROLE");
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+
+    if (!ok)
+        snprintf(why, whysize, "ROLE: %.100s",
+                 !r                             ? rc->c->errstr
+                 : r->type == REDIS_REPLY_ERROR ? r->str
+                 : r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                         r->element[0]->type == REDIS_REPLY_STRING
+                     ? r->element[0]->str
+                     : "unexpected reply");
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/*
+ * redis+sentinel://, as the Sentinel client guidelines say: ask each
+ * Sentinel in turn (a short timeout each), connect to the address it names
+ * and confirm with ROLE that the node is the master (a failover in progress
+ * may name a node that is not yet, or no longer, one); the Sentinel that
+ * answered right moves to the head of the list. 0 with rc->c connected, or
+ * -1 with why: what each Sentinel said.
+ */
+static int sentinel_connect(struct redisconn *rc, char *why, size_t whysize)
+{
+    char one[256], from[300];
+    size_t used = 0;
+
+    snprintf(from, sizeof(from), "%.255s:%d", rc->u.host, rc->u.port);
+    for (int i = 0; i < rc->u.nsentinels; i++) {
+        struct redisconn_addr s = rc->u.sentinels[i];
+
+        if (sentinel_ask(rc, &s, one, sizeof(one)) == 0) {
+            char node[128];
+            if (connect_node(rc, node, sizeof(node)) == 0 &&
+                confirm_master(rc, node, sizeof(node)) == 0) {
+                memmove(&rc->u.sentinels[1], &rc->u.sentinels[0], (size_t)i * sizeof(s));
+                rc->u.sentinels[0] = s;
+                log_debug("redis master found",
+                          "for=\"%s\" master=%s host=%s port=%d sentinel=%s:%d was=%s", rc->purpose,
+                          rc->u.master, rc->u.host, rc->u.port, s.host, s.port, from);
+                return 0;
+            }
+            if (rc->c)
+                redisFree(rc->c);
+            rc->c = NULL;
+            snprintf(one, sizeof(one), "Sentinel %.60s:%d named %.60s:%d: %.100s", s.host, s.port,
+                     rc->u.host, rc->u.port, node);
+        }
+        used += (size_t)snprintf(why + used, used < whysize ? whysize - used : 0, "%s%s",
+                                 used ? "; " : "", one);
+        if (used >= whysize)
+            used = whysize - 1;
+    }
+    return -1;
+}
+
+/*
+ * A connected context: the one we have, or a new connection (to the master
+ * the Sentinels name, for redis+sentinel://) with the user's own steps
+ * run on it; NULL while Redis is down (a reconnect at most once per
+ * REDISCONN_RETRY_MS).
  */
 redisContext *redisconn_get(struct redisconn *rc)
 {
-    struct timeval ct = {rc->connect_ms / 1000, (rc->connect_ms % 1000) * 1000};
-    struct timeval cmd = {rc->command_ms / 1000, (rc->command_ms % 1000) * 1000};
-    redisOptions opt = {0};
-    char why[256] = "";
+    char why[512] = "";
     int setup_rc;
 
     if (rc->c)
         return rc->c;
     if (util_now_ms() < rc->next_try)
         return NULL;
-    REDIS_OPTIONS_SET_TCP(&opt, rc->u.host, rc->u.port);
-    opt.connect_timeout = &ct;
-    opt.command_timeout = &cmd;
-    rc->c = redisConnectWithOptions(&opt);
-    if (!rc->c || rc->c->err) {
-        snprintf(why, sizeof(why), "%s", rc->c ? rc->c->errstr : "cannot allocate a context");
-        goto fail;
-    }
-    redisSetTcpUserTimeout(rc->c, REDISCONN_TCP_USER_TIMEOUT_MS);
-    if (rc->tls && tls_start(rc, why, sizeof(why)) != 0)
-        goto fail;
-    rc->refused[0] = '\0';
-    if (rc->u.password[0] &&
-        setup(rc,
-              rc->u.user[0] ? redisCommand(rc->c, "AUTH %s %s", rc->u.user, rc->u.password)
-                            : redisCommand(rc->c, "AUTH %s", rc->u.password),
-              "AUTH", why, sizeof(why)) != 0)
-        goto fail;
-    if (rc->u.db &&
-        setup(rc, redisCommand(rc->c, "SELECT %d", rc->u.db), "SELECT", why, sizeof(why)) != 0)
+    if ((rc->u.nsentinels ? sentinel_connect(rc, why, sizeof(why))
+                          : connect_node(rc, why, sizeof(why))) != 0)
         goto fail;
     if (rc->on_connect &&
         (setup_rc = rc->on_connect(rc->c, rc->on_connect_arg, why, sizeof(why)))) {
@@ -398,6 +641,18 @@ fail:
     return NULL;
 }
 
+/*
+ * A master demoted while it kept running (an operator's REPLICAOF, a
+ * partition healed) answers writes with READONLY and keeps the connection
+ * open: without a drop, a redis+sentinel:// user would stay on it for good.
+ * A plain URL names one node on purpose, so it keeps the old behaviour.
+ */
+int redisconn_lost_master(const struct redisconn *rc, const redisReply *r)
+{
+    return rc->u.nsentinels && r && r->type == REDIS_REPLY_ERROR &&
+           strncmp(r->str, "READONLY", 8) == 0;
+}
+
 redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsize, const char *fmt,
                                va_list ap)
 {
@@ -417,6 +672,8 @@ redisReply *redisconn_vcommand(struct redisconn *rc, char *errstr, size_t errsiz
     }
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(errstr, errsize, "redis %s:%d: %s", rc->u.host, rc->u.port, r->str);
+        if (redisconn_lost_master(rc, r))
+            redisconn_drop(rc, errstr);
         freeReplyObject(r);
         return NULL;
     }
