@@ -74,7 +74,8 @@
         .offset = offsetof(opts_type, redis_url),                                                  \
         .help = "Redis of the dedupe gate (in tadak-producer serve: Idempotency-Key, "             \
                 "pending state and /stats; unset there, the key is ignored and /stats "            \
-                "answers 503)"                                                                     \
+                "answers 503); redis://, rediss:// (TLS) or "                                      \
+                "redis+sentinel://h1:p1,h2:p2/MASTER (the master found through Sentinel)"          \
     }
 
 /* default_url: the program's own default, NULL for none. */
