@@ -53,8 +53,9 @@ def _load(name, path):
 # Bins, CORPUS) and the verifier, without registering their fixtures here.
 itest = _load("tadak_itest_conftest", REPO / "tests" / "integration" / "conftest.py")
 verifier = _load("tadak_verify", REPO / "tests" / "tools" / "verify.py")
-wait_for, produce, consume_all, unique = (itest.wait_for, itest.produce, itest.consume_all,
-                                          itest.unique)
+wait_for, produce, consume_all, unique, port_free = (itest.wait_for, itest.produce,
+                                                     itest.consume_all, itest.unique,
+                                                     itest.port_free)
 CORPUS = itest.CORPUS
 
 MODE = os.environ.get("TADAK_CHAOS", "reduced")
@@ -88,24 +89,13 @@ def raise_fd_limit(want=65536):
 
 # ---------------------------------------------------------------- the private stack
 
-def _port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    with socket.socket() as s:  # nothing listening on it either
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
 
 def pick_ports():
     """Four consecutive free ports: Kafka, its controller, Redis, PostgreSQL."""
     rnd = random.SystemRandom()  # not the chaos seed: ports are not the scenario
     for _ in range(200):
         base = rnd.randrange(21000, 28996)
-        if all(_port_free(base + i) for i in range(4)):
+        if all(port_free(base + i) for i in range(4)):
             return base, base + 2, base + 3
     raise RuntimeError("no four consecutive free ports in 21000-28999")
 
@@ -160,7 +150,7 @@ class Stack:
         self.cmd("kill", svc)
         # Gone means its port no longer answers (the kernel closes a killed
         # process' sockets only once all of its threads have exited).
-        wait_for(lambda: _port_free(self.ports[svc]), 30, f"{svc}'s port to close")
+        wait_for(lambda: port_free(self.ports[svc]), 30, f"{svc}'s port to close")
 
     def wipe_redis(self):
         """The stack runs Redis with `save ""` and no AOF, so a restarted Redis
@@ -432,7 +422,7 @@ def pick_cluster_ports():
     rnd = random.SystemRandom()
     for _ in range(200):
         base = rnd.randrange(21000, 28992)
-        if all(_port_free(base + i) for i in range(8)):
+        if all(port_free(base + i) for i in range(8)):
             return base, base + 6, base + 7
     raise RuntimeError("no eight consecutive free ports in 21000-28999")
 

@@ -37,6 +37,19 @@ def wait_for(cond, timeout=30.0, what="condition", interval=0.05):
         time.sleep(interval)
 
 
+def port_free(port):
+    """Nothing bound to 127.0.0.1:port and nothing listening on it."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
 def stack_env():
     out = subprocess.run([str(REPO / "scripts" / "stack"), "env"], check=True,
                          capture_output=True, text=True).stdout

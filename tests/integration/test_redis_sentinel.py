@@ -28,26 +28,24 @@ _spec.loader.exec_module(rs)
 FAILOVER_DEADLINE = 60  # s: Sentinel's ~2-3 s, a reconnect a second, a busy machine
 
 
-@pytest.fixture(scope="module")
-def sentinels(tmp_path_factory):
-    s = rs.SentinelStack(tmp_path_factory.mktemp("sentinel"))
+def sentinel_stack(tmp_path_factory, name, tls=False):
+    s = rs.SentinelStack(tmp_path_factory.mktemp(name), tls=tls)
     try:
         s.up()
         s.restore()
         yield s
     finally:
         s.clean()
+
+
+@pytest.fixture(scope="module")
+def sentinels(tmp_path_factory):
+    yield from sentinel_stack(tmp_path_factory, "sentinel")
 
 
 @pytest.fixture(scope="module")
 def tls_sentinels(tmp_path_factory):
-    s = rs.SentinelStack(tmp_path_factory.mktemp("sentinel-tls"), tls=True)
-    try:
-        s.up()
-        s.restore()
-        yield s
-    finally:
-        s.clean()
+    yield from sentinel_stack(tmp_path_factory, "sentinel-tls", tls=True)
 
 
 @pytest.fixture

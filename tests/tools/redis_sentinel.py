@@ -15,11 +15,10 @@ the replica on P+1000, sentinel-N on P+1000+N (the stack's layout).
 SentinelStack(dir, tls=True): every node and Sentinel TLS-only
 (TADAK_REDIS_TLS=1), s.url is rediss+sentinel://...?tls_ca=, s.ca the CA.
 """
+import importlib.util
 import os
 import random
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis as redis_lib
@@ -29,27 +28,16 @@ STACK = REPO / "scripts" / "stack"
 MASTER_NAME = "tadak"
 
 
-def port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) != 0
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def wait_for(cond, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+# wait_for and port_free, the integration suite's (the chaos suite uses them too).
+_itest = _load("tadak_itest_conftest", REPO / "tests" / "integration" / "conftest.py")
+wait_for, port_free = _itest.wait_for, _itest.port_free
 
 
 def pick_redis_port():
