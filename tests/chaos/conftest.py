@@ -530,3 +530,81 @@ def cluster_scenario(request, cluster, bins, tmp_path):
     s = ClusterScenario(name, cluster, bins, tmp_path)
     yield s
     s.close()
+
+
+# ---------------------------------------------------------------- PostgreSQL with a standby
+#
+# The failover scenarios (test_failover_pg.py) run on a third private stack:
+# `TADAK_PG_STANDBY=1 scripts/stack up` in <TADAK_CHAOS_STACK_DIR>/pg-ha on
+# five consecutive free ports: Kafka and its controller, Redis, PostgreSQL,
+# then pg-standby (PostgreSQL's port + 1, as scripts/stack puts it). A
+# scenario that promotes the standby leaves two diverged clusters behind, so
+# every scenario starts from fresh_pg(): a new primary and a new copy of it.
+
+def pick_ha_ports():
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        base = rnd.randrange(21000, 28995)
+        if all(_port_free(base + i) for i in range(5)):
+            return base, base + 2, base + 3
+    raise RuntimeError("no five consecutive free ports in 21000-28999")
+
+
+class HAStack(Stack):
+    """A private scripts/stack with pg-standby; sync: TADAK_PG_SYNC."""
+
+    sync = False
+
+    def __init__(self, state_dir, kafka_port, redis_port, pg_port):
+        super().__init__(state_dir, kafka_port, redis_port, pg_port)
+        self.ports["pg-standby"] = pg_port + 1
+        self.env["DATABASE_URL"] = self.url("tadak")
+
+    def _stack_env(self):
+        e = super()._stack_env()
+        e.update(TADAK_PG_STANDBY="1", TADAK_PG_SYNC="1" if self.sync else "0")
+        return e
+
+    def url(self, db, port=None):
+        """The multi-host URL of database db, or one server's (port)."""
+        if port:
+            return f"postgresql://tadak@127.0.0.1:{port}/{db}"
+        return (f"postgresql://tadak@127.0.0.1:{self.ports['pg']},127.0.0.1:"
+                f"{self.ports['pg-standby']}/{db}?target_session_attrs=read-write")
+
+    def status(self):
+        out = self.cmd("status", check=False).stdout
+        return {ln.split()[0]: ln for ln in out.splitlines() if ln.strip()}
+
+    def fresh_pg(self, sync):
+        """A new primary (synchronous replication or not) and a new standby of it."""
+        for svc in ("pg-standby", "pg"):
+            self.stop(svc)
+        for name in ("pg", "pg-standby"):
+            d = self.dir / name
+            if d.is_symlink():
+                shutil.rmtree(d.resolve(), ignore_errors=True)
+                d.unlink()
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+        self.sync = sync
+        self.start("pg")
+        self.start("pg-standby")
+        wait_for(lambda: "standby, streaming" in self.status().get("pg-standby", ""), 30,
+                 "pg-standby to stream")
+
+
+@pytest.fixture(scope="session")
+def ha_stack():
+    raise_fd_limit()
+    given = os.environ.get("TADAK_CHAOS_STACK_DIR")
+    state = Path(given) / "pg-ha" if given else Path(tempfile.mkdtemp(prefix="tadak-pgha-"))
+    state.mkdir(parents=True, exist_ok=True)
+    s = HAStack(state, *pick_ha_ports())
+    try:
+        s.cmd("up", timeout=300)
+        yield s
+    finally:
+        s.cmd("clean", timeout=180, check=False)
+        if not given:
+            shutil.rmtree(state, ignore_errors=True)
