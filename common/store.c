@@ -77,6 +77,15 @@
     "INSERT INTO tadak_identity DEFAULT VALUES ON CONFLICT DO NOTHING;\n"
 static const char schema_sql[] = SCHEMA_VOTES SCHEMA_IDENTITY;
 
+/*
+ * A batch whose connection broke before its result arrived (a primary
+ * killed, a failover) has an unknown outcome: it may have committed, and,
+ * with the standby that is promoted next, survived. The caller sends the
+ * same rows again, to whichever server the URL leads to by then (a
+ * multi-host URL with target_session_attrs=read-write: the new primary).
+ * That is safe because of ON CONFLICT (token) DO NOTHING: a row that made
+ * it comes back as already there (inserted 0), never as a second row.
+ */
 static const char insert_sql[] =
     "INSERT INTO votes (token, user_id, candidate_id, event_id, kafka_partition, kafka_offset) "
     "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::int[], "

@@ -7,14 +7,50 @@ starts from a new primary and a new standby (fresh_pg).
          refuses writes until `scripts/stack promote pg-standby`, then takes
          them, and the multi-host URL `scripts/stack env` prints reaches it;
          TADAK_PG_SYNC=1 holds a commit until the standby has it.
+  sync failover: the primary SIGKILLed mid-stream, the standby promoted 3 s
+         later, synchronous replication: every acknowledged vote is one row
+         on the new primary, the consumer never exits; recovery_s is the
+         time from the kill to the first row on the new primary.
 """
+import datetime as dt
 import threading
 import time
 
 import psycopg
 import pytest
 
-from conftest import wait_for
+from conftest import FULL, Scenario, itest, pause, unique, verifier, wait_for
+
+FAILOVER = dict(users=3000, dup=3, rate=300) if FULL else dict(users=1000, dup=3, rate=200)
+PROMOTE_AFTER_S = 3
+JOIN_S = 90
+FINISH_S = 600
+
+
+class HAScenario(Scenario):
+    """A Scenario whose database is reached through the multi-host URL."""
+
+    def __init__(self, name, stack, bins, tmp):
+        super().__init__(name, stack, bins, tmp)
+        self.db.url = stack.url(self.db.name)
+
+    def new_primary_url(self):
+        return self.stack.url(self.db.name, self.stack.ports["pg-standby"])
+
+
+@pytest.fixture
+def ha_scenario(request, ha_stack, bins, tmp_path):
+    """make(sync): a new primary and standby, then the scenario on them."""
+    made = []
+
+    def make(sync):
+        ha_stack.fresh_pg(sync=sync)
+        made.append(HAScenario(request.node.originalname.removeprefix("test_"), ha_stack, bins,
+                               tmp_path))
+        return made[-1]
+    yield make
+    for s in made:
+        s.close()
 
 
 def one(url, sql, params=None):
@@ -105,3 +141,50 @@ def test_stack_async_commit_does_not_wait(ha_stack):
     t.join(30)
     assert "done" in out and not out.get("error"), out
     assert _has(primary, "alone")
+
+
+def first_row_after(url, t):
+    """Seconds from t (epoch) to the first row created after it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        first = conn.execute("select min(created_at) from votes where created_at > %s",
+                             (dt.datetime.fromtimestamp(t, dt.timezone.utc),)).fetchone()[0]
+    return None if first is None else first.timestamp() - t
+
+
+def kill_and_promote(s, c):
+    """SIGKILL the primary mid-stream, promote the standby 3 s later; the kill's epoch time."""
+    wait_for(lambda: "partitions assigned" in c.text() or not c.alive(), JOIN_S,
+             "the consumer to join")
+    wait_for(lambda: s.rows() > 0, 60, "the first rows")
+    pause(s.rng, 0.5, 3.0)
+    killed_at = time.time()
+    s.stack.kill("pg")
+    time.sleep(PROMOTE_AFTER_S)  # the failover's delay itself, as a tool like Patroni's
+    assert c.alive(), "the consumer must wait out the failover, not exit"
+    s.stack.cmd("promote", "pg-standby")
+    assert c.alive()
+    return killed_at
+
+
+def test_failover_sync(ha_scenario):
+    s, z = ha_scenario(sync=True), FAILOVER
+    s.create_topic()
+    acks = s.tmp / "acks.jsonl"
+    load = s.load(z["users"], z["dup"], z["rate"], acks)
+    c = s.consumer(idle_exit=8)
+    killed_at = kill_and_promote(s, c)
+    assert load.wait(300) == 0, load.text()[-2000:]
+    rc = c.wait(FINISH_S)
+    new = s.new_primary_url()
+    # A promoted standby is the same database: the identity the consumer
+    # claimed its Redis prefix for still holds, so it never stopped.
+    assert "no longer names our database" not in c.text()
+    recovery = first_row_after(new, killed_at)
+    v = verifier.verify([str(acks)], new)
+    s.report(sum(1 for _ in open(acks)), v,
+             f"mode=sync recovery_s={recovery:.1f}" if recovery is not None else "mode=sync")
+    assert rc == 0, c.text()[-3000:]
+    assert recovery is not None, "no row reached the new primary after the kill"
+    assert v["rows"] == z["users"]
+    log = c.text()
+    assert "postgresql unavailable" in log and "postgresql reachable again" in log
