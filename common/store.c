@@ -91,6 +91,13 @@ static const char insert_sql[] =
     "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::int[], "
     "$6::bigint[]) ON CONFLICT (token) DO NOTHING RETURNING token";
 
+/*
+ * Tokens of the last committed rows, looked up again after the server's
+ * timeline changed (a promoted standby); tokens are up to 63 bytes (event.h).
+ */
+#define STORE_RECENT       32
+#define STORE_RECENT_TOKEN 64
+
 struct store {
     char *url;
     int64_t statement_timeout_ms;
@@ -103,6 +110,11 @@ struct store {
     char sqlstate[6];    /* of the last failure, "" when it had none */
     char message[256];   /* PostgreSQL's primary message of the last failure, one line */
     int warned_identity; /* tadak_identity unusable: said once */
+    /* The failover check (see "failover" below). */
+    char recent[STORE_RECENT][STORE_RECENT_TOKEN];
+    size_t nrecent, recent_next;
+    uint32_t recent_tl;  /* the timeline those tokens were committed on, 0: unknown */
+    uint32_t session_tl; /* the current session's, 0: not read yet */
 };
 
 const char *store_schema(void)
@@ -307,6 +319,9 @@ static void on_notice(void *arg, const char *message)
     log_debug("postgresql notice", "detail=\"%s\"", line);
 }
 
+static void failover_check(struct store *s);
+static void failover_remember(struct store *s, const struct store_row *rows, size_t n);
+
 static int store_connect(struct store *s, char *errstr, size_t errsize)
 {
     /*
@@ -345,9 +360,13 @@ static int store_connect(struct store *s, char *errstr, size_t errsize)
     r = PQexec(s->conn, sql);
     rc = check(s, r, "cannot set statement_timeout", errstr, errsize);
     PQclear(r);
-    if (rc != 0)
+    if (rc != 0) {
         store_disconnect(s); /* never run a statement without the timeout */
-    return rc;
+        return rc;
+    }
+    s->session_tl = 0;
+    failover_check(s);
+    return 0;
 }
 
 /* Run one statement without parameters; 0 when it succeeded. */
@@ -852,6 +871,7 @@ int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *e
 
     for (int t = 0; t < PQntuples(r); t++)
         store_mark_returned(rows, s->order, n, PQgetvalue(r, t, 0));
+    failover_remember(s, rows, n);
     rc = 0;
 out:
     PQclear(r);
@@ -872,6 +892,93 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
     if (store_insert_send(s, rows, n, errstr, errsize) != 0)
         return -1;
     return store_insert_wait(s, rows, n, errstr, errsize);
+}
+
+/* ------------------------------------------------------------ failover */
+
+/*
+ * A batch acknowledged by an asynchronous primary may never have reached
+ * the standby that is promoted when that primary dies: the rows are gone,
+ * while our done markers and stored offsets say they are recorded. Nothing
+ * fails, so tadak looks: the last rows committed are remembered with the
+ * timeline of the server that committed them, and a new session on another
+ * timeline (a promoted standby: promotion starts one) looks them up. One
+ * error line names the loss and the cure; the check is a sample (the last
+ * STORE_RECENT rows), not a count of everything lost.
+ */
+
+/* The current timeline of a primary, from its WAL file name; 0 when not readable. */
+static uint32_t read_timeline(struct store *s)
+{
+    PGresult *r = PQexec(s->conn, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)");
+    unsigned long tl = 0;
+    char *end = NULL;
+
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        tl = strtoul(PQgetvalue(r, 0, 0), &end, 16);
+    if (!end || *end)
+        tl = 0;
+    PQclear(r);
+    return (uint32_t)tl;
+}
+
+/* Rows of a committed batch: the last STORE_RECENT of them join the sample. */
+static void failover_remember(struct store *s, const struct store_row *rows, size_t n)
+{
+    if (!s->session_tl && !(s->session_tl = read_timeline(s)))
+        return; /* a timeline we cannot read: nothing to compare with later */
+    if (s->recent_tl != s->session_tl)
+        s->nrecent = s->recent_next = 0;
+    s->recent_tl = s->session_tl;
+    for (size_t i = n > STORE_RECENT ? n - STORE_RECENT : 0; i < n; i++) {
+        if (strlen(rows[i].token) >= STORE_RECENT_TOKEN)
+            continue;
+        util_strlcpy(s->recent[s->recent_next], rows[i].token, STORE_RECENT_TOKEN);
+        s->recent_next = (s->recent_next + 1) % STORE_RECENT;
+        if (s->nrecent < STORE_RECENT)
+            s->nrecent++;
+    }
+}
+
+/* A new session: on another timeline than the sample's, are its rows there? */
+static void failover_check(struct store *s)
+{
+    struct strbuf tokens = {0};
+    const char *params[1];
+    PGresult *r = NULL;
+    uint32_t tl;
+    int64_t found = -1;
+
+    if (!s->nrecent || !(tl = read_timeline(s)) || tl == s->recent_tl)
+        return;
+    strbuf_putc(&tokens, '{');
+    for (size_t i = 0; i < s->nrecent; i++) {
+        if (i)
+            strbuf_putc(&tokens, ',');
+        put_quoted(&tokens, s->recent[i]);
+    }
+    strbuf_putc(&tokens, '}');
+    params[0] = tokens.s;
+    r = PQexecParams(s->conn, "SELECT count(*) FROM votes WHERE token = ANY($1::text[])", 1, NULL,
+                     params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+        util_parse_i64(PQgetvalue(r, 0, 0), &found) != 0)
+        goto out; /* not answered: the next session asks again */
+    if (found < (int64_t)s->nrecent)
+        log_error("rows recorded before the failover are missing on the new primary",
+                  "missing=%" PRId64 " timeline_before=%" PRIu32 " timeline_after=%" PRIu32
+                  " hint=\"asynchronous replication lost acknowledged votes; use synchronous "
+                  "replication\" checked=%zu",
+                  (int64_t)s->nrecent - found, s->recent_tl, tl, s->nrecent);
+    else
+        log_info("postgresql timeline changed, the rows recorded before it are there",
+                 "checked=%zu timeline_before=%" PRIu32 " timeline_after=%" PRIu32, s->nrecent,
+                 s->recent_tl, tl);
+    s->nrecent = s->recent_next = 0;
+    s->recent_tl = tl;
+out:
+    PQclear(r);
+    free(tokens.s);
 }
 
 /* ------------------------------------------------------------ reads */

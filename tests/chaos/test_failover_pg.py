@@ -11,6 +11,10 @@ starts from a new primary and a new standby (fresh_pg).
          later, synchronous replication: every acknowledged vote is one row
          on the new primary, the consumer never exits; recovery_s is the
          time from the kill to the first row on the new primary.
+  async failover: the same with asynchronous replication and a standby that
+         has fallen behind (cut off from the primary while votes keep being
+         recorded): the votes recorded in that window are lost, the scenario
+         line says how many, and the consumer says so in one error line.
 """
 import datetime as dt
 import threading
@@ -151,12 +155,14 @@ def first_row_after(url, t):
     return None if first is None else first.timestamp() - t
 
 
-def kill_and_promote(s, c):
+def kill_and_promote(s, c, before_kill=None):
     """SIGKILL the primary mid-stream, promote the standby 3 s later; the kill's epoch time."""
     wait_for(lambda: "partitions assigned" in c.text() or not c.alive(), JOIN_S,
              "the consumer to join")
     wait_for(lambda: s.rows() > 0, 60, "the first rows")
     pause(s.rng, 0.5, 3.0)
+    if before_kill:
+        before_kill()
     killed_at = time.time()
     s.stack.kill("pg")
     time.sleep(PROMOTE_AFTER_S)  # the failover's delay itself, as a tool like Patroni's
@@ -188,3 +194,47 @@ def test_failover_sync(ha_scenario):
     assert v["rows"] == z["users"]
     log = c.text()
     assert "postgresql unavailable" in log and "postgresql reachable again" in log
+    # The consumer looked for the rows it had recorded on the old primary: all there.
+    assert "timeline changed, the rows recorded before it are there" in log, log[-3000:]
+    assert "missing on the new primary" not in log
+
+
+def cut_standby_off(s, rows):
+    """The standby stops receiving WAL (no primary_conninfo: its WAL receiver
+    ends) until `rows` more votes are recorded: a standby behind by that
+    much, as one across a slow or broken link is. A replay delay or a paused
+    replay makes no such window: promotion replays all WAL received first."""
+    standby = s.stack.url("postgres", s.stack.ports["pg-standby"])
+    with psycopg.connect(standby, autocommit=True) as conn:
+        conn.execute("alter system set primary_conninfo = ''")
+        conn.execute("select pg_reload_conf()")
+        wait_for(lambda: conn.execute("select count(*) from pg_stat_wal_receiver").fetchone()[0]
+                 == 0, 30, "the standby's WAL receiver to stop")
+    at = s.rows()
+    wait_for(lambda: s.rows() >= at + rows, 60, f"{rows} votes recorded past the standby")
+
+
+def test_failover_async(ha_scenario):
+    s, z = ha_scenario(sync=False), FAILOVER
+    s.create_topic()
+    acks = s.tmp / "acks.jsonl"
+    load = s.load(z["users"], z["dup"], z["rate"], acks)
+    c = s.consumer(idle_exit=8)
+    killed_at = kill_and_promote(s, c, before_kill=lambda: cut_standby_off(s, 100))
+    assert load.wait(300) == 0, load.text()[-2000:]
+    rc = c.wait(FINISH_S)
+    new = s.new_primary_url()
+    recovery = first_row_after(new, killed_at)
+    v = verifier.verify([str(acks)], new)
+    s.report(sum(1 for _ in open(acks)), v,
+             "mode=async" + (f" recovery_s={recovery:.1f}" if recovery is not None else ""),
+             allow_missing=True)
+    assert rc == 0, c.text()[-3000:]
+    # What asynchronous replication costs: the window's votes, acknowledged and gone.
+    assert v["missing"] >= 100, v
+    lines = [ln for ln in c.text().splitlines()
+             if 'msg="rows recorded before the failover are missing on the new primary"' in ln]
+    assert lines, "the consumer did not say that recorded rows are gone:\n" + c.text()[-3000:]
+    assert "level=error" in lines[0] and "timeline_before=1 timeline_after=2" in lines[0], lines
+    assert int(lines[0].split("missing=")[1].split()[0]) > 0, lines
+    assert "use synchronous replication" in lines[0]
