@@ -115,6 +115,8 @@ struct store {
     size_t nrecent, recent_next;
     uint32_t recent_tl;  /* the timeline those tokens were committed on, 0: unknown */
     uint32_t session_tl; /* the current session's, 0: not read yet */
+    /* Of the database store_identity named ("": not known), checked on every new session. */
+    char sysid[32], dbuuid[40];
 };
 
 const char *store_schema(void)
@@ -320,6 +322,7 @@ static void on_notice(void *arg, const char *message)
 }
 
 static void failover_check(struct store *s);
+static int same_database(struct store *s, char *errstr, size_t errsize);
 static void failover_remember(struct store *s, const struct store_row *rows, size_t n);
 
 static int store_connect(struct store *s, char *errstr, size_t errsize)
@@ -364,6 +367,8 @@ static int store_connect(struct store *s, char *errstr, size_t errsize)
         store_disconnect(s); /* never run a statement without the timeout */
         return rc;
     }
+    if (same_database(s, errstr, errsize) != 0)
+        return -1;
     s->session_tl = 0;
     failover_check(s);
     return 0;
@@ -704,7 +709,10 @@ int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t
      * ours to call, the failure ends only that statement, not the session.
      */
     sys = PQexec(s->conn, "SELECT system_identifier FROM pg_control_system()");
+    s->sysid[0] = '\0';
+    util_strlcpy(s->dbuuid, got == 0 ? id : "", sizeof(s->dbuuid));
     if (PQresultStatus(sys) == PGRES_TUPLES_OK && PQntuples(sys) == 1 && !PQgetisnull(sys, 0, 0)) {
+        util_strlcpy(s->sysid, PQgetvalue(sys, 0, 0), sizeof(s->sysid));
         if (id_append(out, size, &len, PQgetvalue(sys, 0, 0)) != 0)
             goto too_long;
     } else if (check(s, sys, what, errstr, errsize) != 0 && s->failure != STORE_FAIL_PERMANENT) {
@@ -895,6 +903,59 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
 }
 
 /* ------------------------------------------------------------ failover */
+
+void store_same_database(struct store *s, const struct store *like)
+{
+    if (!s || !like)
+        return;
+    util_strlcpy(s->sysid, like->sysid, sizeof(s->sysid));
+    util_strlcpy(s->dbuuid, like->dbuuid, sizeof(s->dbuuid));
+}
+
+/* One value of the server's (NULL: not readable); the result to PQclear in *r. */
+static const char *value_of(struct store *s, const char *sql, PGresult **r)
+{
+    *r = PQexec(s->conn, sql);
+    if (PQresultStatus(*r) != PGRES_TUPLES_OK || PQntuples(*r) != 1 || PQgetisnull(*r, 0, 0))
+        return NULL;
+    return PQgetvalue(*r, 0, 0);
+}
+
+/*
+ * A new session must reach the database store_identity named: the same
+ * cluster (a promoted standby has the primary's system identifier) and the
+ * same tadak_identity id. A URL that now leads elsewhere (a host that is
+ * another cluster, a database made again) would have us write where our
+ * Redis prefix and recorded rows do not belong: PERMANENT, nothing more is
+ * written. What cannot be read (no privilege) is not compared.
+ */
+static int same_database(struct store *s, char *errstr, size_t errsize)
+{
+    PGresult *r1 = NULL, *r2 = NULL;
+    const char *sysid = NULL, *uuid = NULL;
+    int rc = 0;
+
+    if (!s->sysid[0] && !s->dbuuid[0])
+        return 0;
+    if (s->sysid[0])
+        sysid = value_of(s, "SELECT system_identifier::text FROM pg_control_system()", &r1);
+    if (s->dbuuid[0])
+        uuid = value_of(s, "SELECT id::text FROM tadak_identity", &r2);
+    if ((sysid && strcmp(sysid, s->sysid) != 0) || (uuid && strcmp(uuid, s->dbuuid) != 0)) {
+        snprintf(errstr, errsize,
+                 "DATABASE_URL now leads to another database (system identifier %s, id %s; "
+                 "tadak started on %s, %s): its Redis key prefix and recorded rows belong to "
+                 "the first; nothing is written here (restart to start over on this one)",
+                 sysid ? sysid : "?", uuid ? uuid : "?", s->sysid[0] ? s->sysid : "?",
+                 s->dbuuid[0] ? s->dbuuid : "?");
+        s->failure = STORE_FAIL_PERMANENT;
+        store_disconnect(s);
+        rc = -1;
+    }
+    PQclear(r1);
+    PQclear(r2);
+    return rc;
+}
 
 /*
  * A batch acknowledged by an asynchronous primary may never have reached

@@ -138,6 +138,13 @@ int store_ping(struct store *s, char *errstr, size_t errsize);
  */
 int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize);
 int store_new_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize);
+/*
+ * Every new session (after a failover: another server) must reach the
+ * database store_identity named; one that leads elsewhere fails PERMANENT
+ * and writes nothing. store_same_database gives a second store of the same
+ * URL the identity that `like` read, so its sessions are held to it too.
+ */
+void store_same_database(struct store *s, const struct store *like);
 
 struct store_vote {
     int found;

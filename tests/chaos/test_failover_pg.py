@@ -15,7 +15,11 @@ starts from a new primary and a new standby (fresh_pg).
          has fallen behind (cut off from the primary while votes keep being
          recorded): the votes recorded in that window are lost, the scenario
          line says how many, and the consumer says so in one error line.
+  another database: a failover that lands on a server which is not the
+         database the consumer started on (here a copy given an identity of
+         its own) stops the consumer before it writes a row there.
 """
+import subprocess
 import datetime as dt
 import threading
 import time
@@ -238,3 +242,36 @@ def test_failover_async(ha_scenario):
     assert "level=error" in lines[0] and "timeline_before=1 timeline_after=2" in lines[0], lines
     assert int(lines[0].split("missing=")[1].split()[0]) > 0, lines
     assert "use synchronous replication" in lines[0]
+
+
+def test_failover_to_another_database_stops_the_consumer(ha_scenario):
+    s = ha_scenario(sync=False)
+    other = s.new_primary_url()
+    # The standby becomes a database of its own before the consumer starts:
+    # promoted (the same cluster's system identifier) and migrated there
+    # (an id of its own in tadak_identity), as a restored copy would be.
+    wait_for(lambda: one(s.stack.url("postgres", s.stack.ports["pg-standby"]),
+                         "select count(*) from pg_database where datname = %s",
+                         (s.db.name,))[0] == 1, 30, "the database on the standby")
+    s.stack.cmd("promote", "pg-standby")
+    m = subprocess.run([str(s.bins.consumer), "migrate", "--database-url", other],
+                       capture_output=True, text=True, timeout=60)
+    assert m.returncode == 0, m.stderr
+    s.create_topic()
+    first = s.load(200, 1, 100, s.tmp / "acks1.jsonl")
+    c = s.consumer()
+    wait_for(lambda: "partitions assigned" in c.text() or not c.alive(), JOIN_S,
+             "the consumer to join")
+    wait_for(lambda: one(s.stack.url(s.db.name, s.stack.ports["pg"]),
+                         "select count(*) from votes")[0] > 0, 60, "the first rows")
+    assert first.wait(120) == 0
+    s.stack.kill("pg")
+    # New votes (another seed), which the consumer must write: it reconnects.
+    s.spawn("load", [s.bins.producer, "load", "--brokers", s.env["KAFKA_BOOTSTRAP_SERVERS"],
+                     "--topic", s.topic, "--users", 200, "--dup-factor", 1, "--rate", 100,
+                     "--seed", s.seed + 1, "--ack-log", s.tmp / "acks2.jsonl"])
+    wait_for(lambda: not c.alive(), 120, "the consumer to stop")
+    log = c.text()
+    assert c.p.returncode != 0, log[-3000:]
+    assert "DATABASE_URL now leads to another database" in log, log[-3000:]
+    assert one(other, "select count(*) from votes")[0] == 0, "rows were written to the other database"
