@@ -18,8 +18,12 @@ starts from a new primary and a new standby (fresh_pg).
   another database: a failover that lands on a server which is not the
          database the consumer started on (here a copy given an identity of
          its own) stops the consumer before it writes a row there.
+  status reads: GET /votes/{u}/{c} and /tallies through the promote answer
+         200, or 503 with Retry-After while no primary takes writes, never
+         hang; reads_unavailable_s is how long a client saw 503s.
 """
 import subprocess
+import sys
 import datetime as dt
 import threading
 import time
@@ -27,7 +31,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import FULL, Scenario, itest, pause, unique, verifier, wait_for
+from conftest import FULL, MODE, REPO, Scenario, itest, pause, verifier, wait_for
 
 FAILOVER = dict(users=3000, dup=3, rate=300) if FULL else dict(users=1000, dup=3, rate=200)
 PROMOTE_AFTER_S = 3
@@ -160,15 +164,17 @@ def first_row_after(url, t):
 
 
 def kill_and_promote(s, c, before_kill=None):
-    """SIGKILL the primary mid-stream, promote the standby 3 s later; the kill's epoch time."""
+    """SIGKILL the primary mid-stream, promote the standby 3 s later; when it died (epoch)."""
     wait_for(lambda: "partitions assigned" in c.text() or not c.alive(), JOIN_S,
              "the consumer to join")
     wait_for(lambda: s.rows() > 0, 60, "the first rows")
     pause(s.rng, 0.5, 3.0)
     if before_kill:
         before_kill()
-    killed_at = time.time()
     s.stack.kill("pg")
+    # Taken once the primary is gone: rows committed while the kill command
+    # ran would otherwise count as the new primary's.
+    killed_at = time.time()
     time.sleep(PROMOTE_AFTER_S)  # the failover's delay itself, as a tool like Patroni's
     assert c.alive(), "the consumer must wait out the failover, not exit"
     s.stack.cmd("promote", "pg-standby")
@@ -274,4 +280,83 @@ def test_failover_to_another_database_stops_the_consumer(ha_scenario):
     log = c.text()
     assert c.p.returncode != 0, log[-3000:]
     assert "DATABASE_URL now leads to another database" in log, log[-3000:]
-    assert one(other, "select count(*) from votes")[0] == 0, "rows were written to the other database"
+    assert one(other, "select count(*) from votes")[0] == 0, "rows written to the other database"
+
+
+class Reader:
+    """Loops over the status reads, one request at a time, each with a deadline."""
+
+    PATHS = ("/votes/1/2", "/tallies")
+
+    def __init__(self, port):
+        self.port, self.answers, self.stop = port, [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            for path in self.PATHS:
+                t0 = time.monotonic()
+                try:
+                    st, hdrs, _ = itest.request(self.port, "GET", path, timeout=5)
+                    self.answers.append((t0, path, st, hdrs.get("retry-after"),
+                                         time.monotonic() - t0))
+                except OSError as e:  # a hang (timeout) or a refused connection
+                    self.answers.append((t0, path, repr(e), None, time.monotonic() - t0))
+            time.sleep(0.05)  # request pacing, not synchronisation
+
+    def seen(self, status, path=None, since=0.0):
+        return [a for a in self.answers
+                if a[2] == status and a[0] >= since and (path is None or a[1] == path)]
+
+
+def test_status_reads_during_promote(ha_scenario):
+    s = ha_scenario(sync=True)
+    m = subprocess.run([str(s.bins.consumer), "migrate", "--database-url", s.db.url],
+                       capture_output=True, text=True, timeout=60)
+    assert m.returncode == 0, m.stderr
+    # The vote read is of a recorded row (200), committed on both servers.
+    one(s.db.url, "insert into votes (token, user_id, candidate_id, event_id) "
+                  "values ('vote_lock:1:2', 1, 2, gen_random_uuid())")
+    s.create_topic()
+    port = itest.free_port()
+    serve = s.spawn("serve", [s.bins.producer, "serve", "--listen", f"127.0.0.1:{port}",
+                              "--topic", s.topic, "--brokers", s.env["KAFKA_BOOTSTRAP_SERVERS"],
+                              "--database-url", s.db.url, "--redis-url", s.env["REDIS_URL"],
+                              "--key-prefix", s.prefix])
+    itest.wait_serving(serve.p, port, serve.log)
+    r = Reader(port)
+    try:
+        wait_for(lambda: all(r.seen(200, p) for p in Reader.PATHS), 30, "200s before the kill")
+        killed = time.monotonic()
+        s.stack.kill("pg")
+        wait_for(lambda: r.seen(503, since=killed), 30, "a 503 while no primary takes writes")
+        time.sleep(PROMOTE_AFTER_S)  # the failover's delay itself
+        s.stack.cmd("promote", "pg-standby")
+        promoted = time.monotonic()
+        wait_for(lambda: all(r.seen(200, p, since=promoted) for p in Reader.PATHS), 30,
+                 "200s from the new primary")
+    finally:
+        r.stop.set()
+        r.thread.join(30)
+    odd = [a for a in r.answers if a[2] not in (200, 503)]
+    assert not odd, f"answers other than 200/503 (a hang is a timeout): {odd[:5]}"
+    no_retry = [a for a in r.answers if a[2] == 503 and not a[3]]
+    assert not no_retry, f"503s without Retry-After: {no_retry[:5]}"
+    slowest = max(a[4] for a in r.answers)
+    # From the first 503 to the first 200 after the last one; and from the
+    # promote to the first 200 of each read.
+    n503 = r.seen(503, since=killed)
+    last_503 = max(a[0] for a in n503)
+    unavailable = min(a[0] for a in r.seen(200, since=last_503)) - n503[0][0]
+    after = max(min(a[0] for a in r.seen(200, p, since=promoted)) - promoted for p in Reader.PATHS)
+    line = (f"scenario=status_reads_during_promote requests={len(r.answers)} n503={len(n503)} "
+            f"reads_unavailable_s={unavailable:.1f} ok_after_promote_s={after:.2f} "
+            f"slowest_request_s={slowest:.2f} promote_after_s={PROMOTE_AFTER_S}")
+    sys.__stdout__.write("\n" + line + "\n")
+    out = REPO / "tests" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"chaos-{MODE}.txt", "a") as f:
+        f.write(line + "\n")
+    assert serve.alive(), serve.text()[-3000:]
+    assert not s.crashes(), s.crashes()
