@@ -536,31 +536,34 @@ def cluster_scenario(request, cluster, bins, tmp_path):
 
 # ---------------------------------------------------------------- PostgreSQL with a standby
 #
-# The failover scenarios (test_failover_pg.py) run on a third private stack:
-# `TADAK_PG_STANDBY=1 scripts/stack up` in <TADAK_CHAOS_STACK_DIR>/pg-ha on
-# five consecutive free ports: Kafka and its controller, Redis, PostgreSQL,
-# then pg-standby (PostgreSQL's port + 1, as scripts/stack puts it). A
-# scenario that promotes the standby leaves two diverged clusters behind, so
-# every scenario starts from fresh_pg(): a new primary and a new copy of it.
+# The failover scenarios (test_failover_pg.py) use the private stack's Kafka
+# and Redis and a PostgreSQL pair of their own: `TADAK_PG_STANDBY=1
+# scripts/stack start-service pg` and `pg-standby` in
+# <TADAK_CHAOS_STACK_DIR>/pg-ha (so tests/chaos/run's trap removes it too),
+# on two consecutive free ports (pg-standby on PostgreSQL's port + 1, as
+# scripts/stack puts it). A scenario that promotes the standby leaves two
+# diverged clusters behind, so every scenario starts from fresh_pg(): a new
+# primary and a new copy of it.
 
-def pick_ha_ports():
+def pick_pg_pair_ports():
     rnd = random.SystemRandom()
     for _ in range(200):
-        base = rnd.randrange(21000, 28995)
-        if all(_port_free(base + i) for i in range(5)):
-            return base, base + 2, base + 3
-    raise RuntimeError("no five consecutive free ports in 21000-28999")
+        base = rnd.randrange(21000, 28998)
+        if all(_port_free(base + i) for i in range(2)):
+            return base
+    raise RuntimeError("no two consecutive free ports in 21000-28999")
 
 
 class HAStack(Stack):
-    """A private scripts/stack with pg-standby; sync: TADAK_PG_SYNC."""
+    """A private PostgreSQL primary and pg-standby; Kafka and Redis are `base`'s.
+    sync: TADAK_PG_SYNC."""
 
     sync = False
 
-    def __init__(self, state_dir, kafka_port, redis_port, pg_port):
-        super().__init__(state_dir, kafka_port, redis_port, pg_port)
+    def __init__(self, state_dir, base, pg_port):
+        super().__init__(state_dir, base.ports["kafka"], base.ports["redis"], pg_port)
         self.ports["pg-standby"] = pg_port + 1
-        self.env["DATABASE_URL"] = self.url("tadak")
+        self.env = dict(base.env, DATABASE_URL=self.url("tadak"))
 
     def _stack_env(self):
         e = super()._stack_env()
@@ -596,15 +599,13 @@ class HAStack(Stack):
                  "pg-standby to stream")
 
 
-@pytest.fixture(scope="session")
-def ha_stack():
-    raise_fd_limit()
+@pytest.fixture(scope="module")
+def ha_stack(stack):
     given = os.environ.get("TADAK_CHAOS_STACK_DIR")
     state = Path(given) / "pg-ha" if given else Path(tempfile.mkdtemp(prefix="tadak-pgha-"))
     state.mkdir(parents=True, exist_ok=True)
-    s = HAStack(state, *pick_ha_ports())
+    s = HAStack(state, stack, pick_pg_pair_ports())
     try:
-        s.cmd("up", timeout=300)
         yield s
     finally:
         s.cmd("clean", timeout=180, check=False)
