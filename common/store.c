@@ -77,10 +77,26 @@
     "INSERT INTO tadak_identity DEFAULT VALUES ON CONFLICT DO NOTHING;\n"
 static const char schema_sql[] = SCHEMA_VOTES SCHEMA_IDENTITY;
 
+/*
+ * A batch whose connection broke before its result arrived (a primary
+ * killed, a failover) has an unknown outcome: it may have committed, and,
+ * with the standby that is promoted next, survived. The caller sends the
+ * same rows again, to whichever server the URL leads to by then (a
+ * multi-host URL with target_session_attrs=read-write: the new primary).
+ * That is safe because of ON CONFLICT (token) DO NOTHING: a row that made
+ * it comes back as already there (inserted 0), never as a second row.
+ */
 static const char insert_sql[] =
     "INSERT INTO votes (token, user_id, candidate_id, event_id, kafka_partition, kafka_offset) "
     "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::int[], "
     "$6::bigint[]) ON CONFLICT (token) DO NOTHING RETURNING token";
+
+/*
+ * Tokens of the last committed rows, looked up again after the server's
+ * timeline changed (a promoted standby); tokens are up to 63 bytes (event.h).
+ */
+#define STORE_RECENT       32
+#define STORE_RECENT_TOKEN 64
 
 struct store {
     char *url;
@@ -94,6 +110,13 @@ struct store {
     char sqlstate[6];    /* of the last failure, "" when it had none */
     char message[256];   /* PostgreSQL's primary message of the last failure, one line */
     int warned_identity; /* tadak_identity unusable: said once */
+    /* The failover check (see "failover" below). */
+    char recent[STORE_RECENT][STORE_RECENT_TOKEN];
+    size_t nrecent, recent_next;
+    uint32_t recent_tl;  /* the timeline those tokens were committed on, 0: unknown */
+    uint32_t session_tl; /* the current session's, 0: not read yet */
+    /* Of the database store_identity named ("": not known), checked on every new session. */
+    char sysid[32], dbuuid[40];
 };
 
 const char *store_schema(void)
@@ -298,6 +321,10 @@ static void on_notice(void *arg, const char *message)
     log_debug("postgresql notice", "detail=\"%s\"", line);
 }
 
+static void failover_check(struct store *s);
+static int same_database(struct store *s, char *errstr, size_t errsize);
+static void failover_remember(struct store *s, const struct store_row *rows, size_t n);
+
 static int store_connect(struct store *s, char *errstr, size_t errsize)
 {
     /*
@@ -336,9 +363,15 @@ static int store_connect(struct store *s, char *errstr, size_t errsize)
     r = PQexec(s->conn, sql);
     rc = check(s, r, "cannot set statement_timeout", errstr, errsize);
     PQclear(r);
-    if (rc != 0)
+    if (rc != 0) {
         store_disconnect(s); /* never run a statement without the timeout */
-    return rc;
+        return rc;
+    }
+    if (same_database(s, errstr, errsize) != 0)
+        return -1;
+    s->session_tl = 0;
+    failover_check(s);
+    return 0;
 }
 
 /* Run one statement without parameters; 0 when it succeeded. */
@@ -676,7 +709,10 @@ int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t
      * ours to call, the failure ends only that statement, not the session.
      */
     sys = PQexec(s->conn, "SELECT system_identifier FROM pg_control_system()");
+    s->sysid[0] = '\0';
+    util_strlcpy(s->dbuuid, got == 0 ? id : "", sizeof(s->dbuuid));
     if (PQresultStatus(sys) == PGRES_TUPLES_OK && PQntuples(sys) == 1 && !PQgetisnull(sys, 0, 0)) {
+        util_strlcpy(s->sysid, PQgetvalue(sys, 0, 0), sizeof(s->sysid));
         if (id_append(out, size, &len, PQgetvalue(sys, 0, 0)) != 0)
             goto too_long;
     } else if (check(s, sys, what, errstr, errsize) != 0 && s->failure != STORE_FAIL_PERMANENT) {
@@ -843,6 +879,7 @@ int store_insert_wait(struct store *s, struct store_row *rows, size_t n, char *e
 
     for (int t = 0; t < PQntuples(r); t++)
         store_mark_returned(rows, s->order, n, PQgetvalue(r, t, 0));
+    failover_remember(s, rows, n);
     rc = 0;
 out:
     PQclear(r);
@@ -863,6 +900,146 @@ int store_insert_batch(struct store *s, struct store_row *rows, size_t n, char *
     if (store_insert_send(s, rows, n, errstr, errsize) != 0)
         return -1;
     return store_insert_wait(s, rows, n, errstr, errsize);
+}
+
+/* ------------------------------------------------------------ failover */
+
+void store_same_database(struct store *s, const struct store *like)
+{
+    if (!s || !like)
+        return;
+    util_strlcpy(s->sysid, like->sysid, sizeof(s->sysid));
+    util_strlcpy(s->dbuuid, like->dbuuid, sizeof(s->dbuuid));
+}
+
+/* One value of the server's (NULL: not readable); the result to PQclear in *r. */
+static const char *value_of(struct store *s, const char *sql, PGresult **r)
+{
+    *r = PQexec(s->conn, sql);
+    if (PQresultStatus(*r) != PGRES_TUPLES_OK || PQntuples(*r) != 1 || PQgetisnull(*r, 0, 0))
+        return NULL;
+    return PQgetvalue(*r, 0, 0);
+}
+
+/*
+ * A new session must reach the database store_identity named: the same
+ * cluster (a promoted standby has the primary's system identifier) and the
+ * same tadak_identity id. A URL that now leads elsewhere (a host that is
+ * another cluster, a database made again) would have us write where our
+ * Redis prefix and recorded rows do not belong: PERMANENT, nothing more is
+ * written. What cannot be read (no privilege) is not compared.
+ */
+static int same_database(struct store *s, char *errstr, size_t errsize)
+{
+    PGresult *r1 = NULL, *r2 = NULL;
+    const char *sysid = NULL, *uuid = NULL;
+    int rc = 0;
+
+    if (!s->sysid[0] && !s->dbuuid[0])
+        return 0;
+    if (s->sysid[0])
+        sysid = value_of(s, "SELECT system_identifier::text FROM pg_control_system()", &r1);
+    if (s->dbuuid[0])
+        uuid = value_of(s, "SELECT id::text FROM tadak_identity", &r2);
+    if ((sysid && strcmp(sysid, s->sysid) != 0) || (uuid && strcmp(uuid, s->dbuuid) != 0)) {
+        snprintf(errstr, errsize,
+                 "DATABASE_URL now leads to another database (system identifier %s, id %s; "
+                 "tadak started on %s, %s): its Redis key prefix and recorded rows belong to "
+                 "the first; nothing is written here (restart to start over on this one)",
+                 sysid ? sysid : "?", uuid ? uuid : "?", s->sysid[0] ? s->sysid : "?",
+                 s->dbuuid[0] ? s->dbuuid : "?");
+        s->failure = STORE_FAIL_PERMANENT;
+        store_disconnect(s);
+        rc = -1;
+    }
+    PQclear(r1);
+    PQclear(r2);
+    return rc;
+}
+
+/*
+ * A batch acknowledged by an asynchronous primary may never have reached
+ * the standby that is promoted when that primary dies: the rows are gone,
+ * while our done markers and stored offsets say they are recorded. Nothing
+ * fails, so tadak looks: the last rows committed are remembered with the
+ * timeline of the server that committed them, and a new session on another
+ * timeline (a promoted standby: promotion starts one) looks them up. One
+ * error line names the loss and the cure; the check is a sample (the last
+ * STORE_RECENT rows), not a count of everything lost.
+ */
+
+/* The current timeline of a primary, from its WAL file name; 0 when not readable. */
+static uint32_t read_timeline(struct store *s)
+{
+    PGresult *r = PQexec(s->conn, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)");
+    unsigned long tl = 0;
+    char *end = NULL;
+
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        tl = strtoul(PQgetvalue(r, 0, 0), &end, 16);
+    if (!end || *end)
+        tl = 0;
+    PQclear(r);
+    return (uint32_t)tl;
+}
+
+/* Rows of a committed batch: the last STORE_RECENT of them join the sample. */
+static void failover_remember(struct store *s, const struct store_row *rows, size_t n)
+{
+    if (!s->session_tl && !(s->session_tl = read_timeline(s)))
+        return; /* a timeline we cannot read: nothing to compare with later */
+    if (s->recent_tl != s->session_tl)
+        s->nrecent = s->recent_next = 0;
+    s->recent_tl = s->session_tl;
+    for (size_t i = n > STORE_RECENT ? n - STORE_RECENT : 0; i < n; i++) {
+        if (strlen(rows[i].token) >= STORE_RECENT_TOKEN)
+            continue;
+        util_strlcpy(s->recent[s->recent_next], rows[i].token, STORE_RECENT_TOKEN);
+        s->recent_next = (s->recent_next + 1) % STORE_RECENT;
+        if (s->nrecent < STORE_RECENT)
+            s->nrecent++;
+    }
+}
+
+/* A new session: on another timeline than the sample's, are its rows there? */
+static void failover_check(struct store *s)
+{
+    struct strbuf tokens = {0};
+    const char *params[1];
+    PGresult *r = NULL;
+    uint32_t tl;
+    int64_t found = -1;
+
+    if (!s->nrecent || !(tl = read_timeline(s)) || tl == s->recent_tl)
+        return;
+    strbuf_putc(&tokens, '{');
+    for (size_t i = 0; i < s->nrecent; i++) {
+        if (i)
+            strbuf_putc(&tokens, ',');
+        put_quoted(&tokens, s->recent[i]);
+    }
+    strbuf_putc(&tokens, '}');
+    params[0] = tokens.s;
+    r = PQexecParams(s->conn, "SELECT count(*) FROM votes WHERE token = ANY($1::text[])", 1, NULL,
+                     params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+        util_parse_i64(PQgetvalue(r, 0, 0), &found) != 0)
+        goto out; /* not answered: the next session asks again */
+    if (found < (int64_t)s->nrecent)
+        log_error("rows recorded before the failover are missing on the new primary",
+                  "missing=%" PRId64 " timeline_before=%" PRIu32 " timeline_after=%" PRIu32
+                  " hint=\"asynchronous replication lost acknowledged votes; use synchronous "
+                  "replication\" checked=%zu",
+                  (int64_t)s->nrecent - found, s->recent_tl, tl, s->nrecent);
+    else
+        log_info("postgresql timeline changed, the rows recorded before it are there",
+                 "checked=%zu timeline_before=%" PRIu32 " timeline_after=%" PRIu32, s->nrecent,
+                 s->recent_tl, tl);
+    s->nrecent = s->recent_next = 0;
+    s->recent_tl = tl;
+out:
+    PQclear(r);
+    free(tokens.s);
 }
 
 /* ------------------------------------------------------------ reads */

@@ -36,6 +36,13 @@
  * two consumers inserting overlapping tokens take their row locks in the
  * same order and cannot deadlock.
  *
+ * Failover: DATABASE_URL may list several hosts (libpq's multi-host URL,
+ * target_session_attrs=read-write), and every new session goes to whichever
+ * takes writes. Each new session is held to the database store_identity
+ * named (store_same_database), and after a timeline change (a promoted
+ * standby) the last rows committed are looked up: one error line when an
+ * asynchronous standby lost them.
+ *
  *   s = store_new(url, statement_timeout_ms);
  *   store_migrate(s, err, sizeof err);     apply the schema
  *   store_prepare(s, err, sizeof err);     at start: apply it if votes is missing, else verify
@@ -138,6 +145,13 @@ int store_ping(struct store *s, char *errstr, size_t errsize);
  */
 int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize);
 int store_new_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize);
+/*
+ * Every new session (after a failover: another server) must reach the
+ * database store_identity named; one that leads elsewhere fails PERMANENT
+ * and writes nothing. store_same_database gives a second store of the same
+ * URL the identity that `like` read, so its sessions are held to it too.
+ */
+void store_same_database(struct store *s, const struct store *like);
 
 struct store_vote {
     int found;

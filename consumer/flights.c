@@ -24,8 +24,10 @@ struct flights *flights_new(int n, struct store *store, const char *database_url
 
     f->n = n < 1 || n > FLIGHTS_MAX ? 1 : n;
     f->flight[0].store = store;
-    if (f->n == 2)
+    if (f->n == 2) {
         f->flight[1].store = store_new(database_url, statement_timeout_ms);
+        store_same_database(f->flight[1].store, store); /* a failover must not change it */
+    }
     return f;
 }
 

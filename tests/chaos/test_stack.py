@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FULL, STACK, _port_free, wait_for
+from conftest import FULL, STACK, port_free, wait_for
 
 ROUNDS = 200 if FULL else 30
 EXEC_STARTS = 2000
@@ -55,7 +55,7 @@ def shim(tmp_path_factory):
 
 def free_port():
     for port in range(21000 + os.getpid() % 7000, 29000):
-        if _port_free(port):
+        if port_free(port):
             return port
     raise RuntimeError("no free port in 21000-28999")
 
@@ -91,14 +91,14 @@ def test_redis_kill_start_loop_under_load(shim):
             if i:
                 k = stack("kill", "redis")
                 assert k.returncode == 0, k.stderr
-                wait_for(lambda: _port_free(port), 30, "the killed Redis' port to close")
+                wait_for(lambda: port_free(port), 30, "the killed Redis' port to close")
             r = stack("start-service", "redis")
             if r.returncode != 0:
                 failures.append(f"round {i}: exit {r.returncode}: {r.stderr.strip()[:300]}")
                 # The old script left the healthy Redis behind without a pid
                 # file; shut it down so that the next round starts clean.
                 redis_cli(port, "shutdown", "nosave")
-                wait_for(lambda: _port_free(port), 30, "the orphaned Redis to exit")
+                wait_for(lambda: port_free(port), 30, "the orphaned Redis to exit")
                 continue
             pidfile = (state / "redis" / "redis.pid").read_text().strip()
             assert pidfile and pidfile == redis_pid(port), \
@@ -107,7 +107,7 @@ def test_redis_kill_start_loop_under_load(shim):
         hog.kill()
         hog.wait()
         stack("stop-service", "redis")
-        leftover = not _port_free(port)
+        leftover = not port_free(port)
         if leftover:
             redis_cli(port, "shutdown", "nosave")
         stack("clean")
