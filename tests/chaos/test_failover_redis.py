@@ -63,6 +63,8 @@ def sentinel_stack():
             shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.mark.skipif(not FULL and os.environ.get("TADAK_SLOW") != "1",
+                    reason="the failover scenario below covers it: make chaos / make test-slow")
 def test_stack_replicates_and_fails_over(sentinel_stack):
     s = sentinel_stack
     old, new = s.master_service(), None

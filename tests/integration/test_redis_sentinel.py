@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+import os
+
 import pytest
 
 from conftest import produce, request, run, wait_for
@@ -25,6 +27,9 @@ _spec = importlib.util.spec_from_file_location(
 rs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rs)
 
+# The slower variants run in `make test-slow`, not in make test's 20 minutes.
+slow = pytest.mark.skipif(os.environ.get("TADAK_SLOW") != "1",
+                          reason="slow: make test-slow (TADAK_SLOW=1)")
 FAILOVER_DEADLINE = 60  # s: Sentinel's ~2-3 s, a reconnect a second, a busy machine
 
 
@@ -118,6 +123,7 @@ def probe_until(proc, db, topic, env, done, base, deadline):
     return n
 
 
+@slow
 def test_consumer_leaves_a_master_demoted_while_it_runs(bins, env, topic, db, prefix, tmp_path,
                                                         sentinels, failover):
     """An operator's REPLICAOF demotes the master but leaves it running and
@@ -181,6 +187,7 @@ def test_producer_idempotency_key_follows_the_master(bins, env, tmp_path, prefix
         assert s.stop() == 0, s.log.read_text()[-3000:]
 
 
+@slow
 def test_consumer_follows_the_master_over_tls(bins, env, topic, db, prefix, tmp_path,
                                               tls_sentinels):
     """rediss+sentinel://: TLS to the Sentinels and to the master they name,
