@@ -5,10 +5,34 @@
 #include "kafka.h"
 #include "topics.h"
 
+#include "util.h"
+
 #include <stdio.h>
+#include <time.h>
 
 #define PROVISION_REACH_MS 5000 /* the first answer, as every command waits for it */
 #define PROVISION_ADMIN_MS 15000
+#define PROVISION_SEEN_MS  200 /* between looks for a topic just created */
+
+/*
+ * The partitions of a topic just created, once the broker's metadata has
+ * it: CreateTopics answers when the controller has the topic, and a broker
+ * that just started may list it a second later. "created" must mean that a
+ * send can use it now. 0: not seen within PROVISION_ADMIN_MS.
+ */
+static int provision_seen(rd_kafka_t *rk, const char *topic)
+{
+    int64_t end = util_now_ms() + PROVISION_ADMIN_MS;
+    rd_kafka_resp_err_t err;
+    int n;
+
+    while ((n = topics_partitions(rk, topic, PROVISION_ADMIN_MS, &err)) <= 0 &&
+           util_now_ms() < end) {
+        struct timespec nap = {.tv_nsec = PROVISION_SEEN_MS * 1000000L};
+        nanosleep(&nap, NULL); /* a look a PROVISION_SEEN_MS, up to the deadline */
+    }
+    return n > 0 ? n : 0;
+}
 
 /* One topic: "created" or "exists", with its partitions, on stdout. 0 / -1. */
 static int provision_one(rd_kafka_t *rk, const char *topic, int partitions)
@@ -23,14 +47,18 @@ static int provision_one(rd_kafka_t *rk, const char *topic, int partitions)
     }
     if (n == 0) {
         err = topics_create(rk, topic, partitions, PROVISION_ADMIN_MS, why, sizeof(why));
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && provision_seen(rk, topic) > 0) {
             printf("created %s partitions=%d\n", topic, partitions);
             return 0;
         }
-        if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) { /* another one was quicker */
-            printf("exists  %s\n", topic);
+        if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS &&
+            (n = provision_seen(rk, topic)) > 0) { /* another one was quicker */
+            printf("exists  %s partitions=%d\n", topic, n);
             return 0;
         }
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            snprintf(why, sizeof(why), "the broker does not list it within %d ms",
+                     PROVISION_ADMIN_MS);
     } else {
         snprintf(why, sizeof(why), "%s", rd_kafka_err2str(err));
     }
