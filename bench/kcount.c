@@ -6,9 +6,9 @@
  *
  * Every partition is assigned at its beginning (no group, nothing
  * committed); librdkafka keeps its default fetch settings but for what -X
- * sets (bench.py: the consumer's fetch queue back-off). The clock runs from the first message to the EXPECTED-th, so
- * connecting and the first fetch round trip are left out, as they are from
- * the consumer's figure. Prints {"messages":N,"seconds":S,"per_s":R}.
+ * sets (bench.py: the consumer's fetch queue back-off). The clock runs from the first message to
+ * the EXPECTED-th, so connecting and the first fetch round trip are left out, as they are from the
+ * consumer's figure. Prints {"messages":N,"seconds":S,"per_s":R}.
  */
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
