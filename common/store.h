@@ -56,7 +56,7 @@
  *
  * The producer's status routes read through the same module:
  *
- *   store_vote(s, token, &vote, err, sizeof err)      the row of one token, if any
+ *   store_status(s, type, token, &st, err, sizeof err)  the row of one token, if any
  *   store_tallies(s, ballot, nballot, limit, out, &n, &sum, err, sizeof err)
  *                                  the top `limit` candidates by votes (ties:
  *                                  lower id first), the total of votes and
@@ -74,11 +74,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "evtype.h"
+
+struct event;
+
 struct store_row {
-    const char *token; /* unique within one batch */
-    int64_t user_id;
-    int64_t candidate_id;
-    const char *event_id;
+    const struct event *ev; /* of the store's type (store_use_type); tokens unique in a batch */
     int32_t partition;
     int64_t offset;
     int inserted; /* out: 1 when this call inserted the row, 0 when the token existed */
@@ -98,7 +99,21 @@ struct store;
 struct store *store_new(const char *url, int64_t statement_timeout_ms);
 void store_free(struct store *s);
 const char *store_schema(void);
-int store_migrate(struct store *s, char *errstr, size_t errsize);
+/*
+ * The type whose table store_prepare, store_verify and the inserts use: the
+ * vote until set. t must outlive the store.
+ */
+void store_use_type(struct store *s, const struct evtype *t);
+/*
+ * Create every type's table (set NULL: the vote's only): the vote's from
+ * store_schema(), another's from store_type_schema(); a table that exists is
+ * verified, never altered, and one whose columns disagree with its type
+ * fails PERMANENT naming the table, the column and the fix.
+ */
+int store_migrate(struct store *s, const struct evtypes *set, char *errstr, size_t errsize);
+/* The DDL of type t's table and its counts indexes, appended to out (quoted identifiers). */
+struct strbuf;
+void store_type_schema(const struct evtype *t, struct strbuf *out);
 /*
  * The consumer's start: apply the schema only when table votes is missing;
  * when it exists, store_verify checks it from the catalogs, without DDL and
@@ -153,7 +168,7 @@ int store_new_identity(struct store *s, char *out, size_t size, char *errstr, si
  */
 void store_same_database(struct store *s, const struct store *like);
 
-struct store_vote {
+struct store_status {
     int found;
     char event_id[40];   /* the row's event id (a UUID) */
     char created_at[40]; /* ISO 8601 UTC, microseconds */
@@ -175,13 +190,32 @@ struct store_tallies_sum {
     int64_t outside;    /* votes for candidates not on the ballot; 0 without one */
 };
 
-int store_vote(struct store *s, const char *token, struct store_vote *v, char *errstr,
-               size_t errsize);
+int store_status(struct store *s, const struct evtype *t, const char *token,
+                 struct store_status *st, char *errstr, size_t errsize);
 /* out holds at least limit entries; *n of them are filled. nballot == 0: no ballot. */
 int store_tallies(struct store *s, const struct store_range *ballot, size_t nballot, size_t limit,
                   struct store_tally *out, size_t *n, struct store_tallies_sum *sum, char *errstr,
                   size_t errsize);
 int store_connected(const struct store *s);
+
+/*
+ * GET /events/{type}/counts: rows of type t per value of field `by`, the
+ * top `limit` (ties: lower value first), among the rows whose fields equal
+ * the filters (values as text, already checked against their fields by the
+ * caller; sent as parameters), with the total of those rows and the number
+ * of distinct values. One statement.
+ */
+struct store_filter {
+    int field;         /* index in t->fields */
+    const char *value; /* its value as text ("7", "yes") */
+};
+struct store_count {
+    char value[EVTYPE_STRING_MAX + 1]; /* as text; the caller knows the field's kind */
+    int64_t rows;
+};
+int store_counts(struct store *s, const struct evtype *t, int by, const struct store_filter *f,
+                 size_t nf, size_t limit, struct store_count *out, size_t *n, int64_t *total,
+                 int64_t *values, char *errstr, size_t errsize);
 
 /*
  * The two halves of matching RETURNING to rows, exposed for the tests:
