@@ -50,12 +50,12 @@
 
 #include "evtype.h"
 
-#define EVENT_ID_LEN    37            /* 36 chars + NUL */
+#define EVENT_ID_LEN    37  /* 36 chars + NUL */
 #define EVENT_TOKEN_LEN 192 /* the longest a type may make, NUL included (evtype.c checks) */
 /* The longest event_encode writes: envelope, names, 16 values, 1 KiB of strings. */
 #define EVENT_ENCODED_MAX 4096
-#define EVENT_MAX_BYTES (1024 * 1024) /* larger values are rejected unread */
-#define EVENT_MAX_DEPTH 16
+#define EVENT_MAX_BYTES   (1024 * 1024) /* larger values are rejected unread */
+#define EVENT_MAX_DEPTH   16
 
 enum event_err {
     EVENT_OK = 0,

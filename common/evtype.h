@@ -64,16 +64,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EVTYPE_NAME_MAX    32  /* a type's or a field's name, in bytes */
-#define EVTYPE_TABLE_MAX   63  /* PostgreSQL's identifier length */
-#define EVTYPE_TOPIC_MAX   249 /* Kafka's topic name length */
-#define EVTYPE_MAX_FIELDS  16
-#define EVTYPE_MAX_KEY     4
-#define EVTYPE_MAX_COUNTS  4
-#define EVTYPE_MAX_ENUM    64  /* values of an enum */
-#define EVTYPE_STRING_MAX  256 /* the longest max_length */
-#define EVTYPE_MAX_BALLOT  64  /* ranges of a ballot */
-#define EVTYPE_TEXT_MAX    1024 /* a type's string fields together, NULs included */
+#define EVTYPE_NAME_MAX   32  /* a type's or a field's name, in bytes */
+#define EVTYPE_TABLE_MAX  63  /* PostgreSQL's identifier length */
+#define EVTYPE_TOPIC_MAX  249 /* Kafka's topic name length */
+#define EVTYPE_MAX_FIELDS 16
+#define EVTYPE_MAX_KEY    4
+#define EVTYPE_MAX_COUNTS 4
+#define EVTYPE_MAX_ENUM   64   /* values of an enum */
+#define EVTYPE_STRING_MAX 256  /* the longest max_length */
+#define EVTYPE_MAX_BALLOT 64   /* ranges of a ballot */
+#define EVTYPE_TEXT_MAX   1024 /* a type's string fields together, NULs included */
 
 enum evfield_kind {
     EVF_ID,          /* integer 1..INT64_MAX */
@@ -86,13 +86,13 @@ enum evfield_kind {
 struct evfield {
     char name[EVTYPE_NAME_MAX + 1];
     enum evfield_kind kind;
-    int64_t min, max;       /* EVF_ID, EVF_INT: the bounds, both included */
-    size_t max_length;      /* EVF_STRING: in bytes (ASCII) */
-    uint8_t chars[16];      /* EVF_STRING: bit c set = character c allowed (c < 128) */
-    size_t text_off;        /* EVF_STRING: where its value sits in an event's text */
-    size_t nenum;           /* EVF_ENUM_*: how many values */
-    int64_t *enum_int;      /* EVF_ENUM_INT */
-    char **enum_str;        /* EVF_ENUM_STRING */
+    int64_t min, max;  /* EVF_ID, EVF_INT: the bounds, both included */
+    size_t max_length; /* EVF_STRING: in bytes (ASCII) */
+    uint8_t chars[16]; /* EVF_STRING: bit c set = character c allowed (c < 128) */
+    size_t text_off;   /* EVF_STRING: where its value sits in an event's text */
+    size_t nenum;      /* EVF_ENUM_*: how many values */
+    int64_t *enum_int; /* EVF_ENUM_INT */
+    char **enum_str;   /* EVF_ENUM_STRING */
 };
 
 struct evtype {
@@ -103,17 +103,17 @@ struct evtype {
     size_t nfields;
     struct evfield fields[EVTYPE_MAX_FIELDS];
     size_t nkey;
-    int key[EVTYPE_MAX_KEY];       /* field indices, in token order */
-    int identity;                  /* field index, or -1 */
+    int key[EVTYPE_MAX_KEY]; /* field indices, in token order */
+    int identity;            /* field index, or -1 */
     size_t ncounts;
     int counts[EVTYPE_MAX_COUNTS]; /* field indices */
     int ballot_field;              /* field index, or -1 */
     size_t nballot;
     struct {
         int64_t lo, hi;
-    } ballot[EVTYPE_MAX_BALLOT];   /* sorted, merged ranges */
-    size_t text_size;              /* bytes an event of this type needs for its strings */
-    int extra_fields_ok;           /* the vote: unknown JSON members are ignored, as always */
+    } ballot[EVTYPE_MAX_BALLOT]; /* sorted, merged ranges */
+    size_t text_size;            /* bytes an event of this type needs for its strings */
+    int extra_fields_ok;         /* the vote: unknown JSON members are ignored, as always */
 };
 
 struct evtypes;

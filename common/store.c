@@ -25,6 +25,7 @@
  * indices, used to build the arrays and to match RETURNING back to rows.
  */
 #include "store.h"
+#include "event.h"
 #include "log.h"
 #include "strbuf.h"
 #include "util.h"
@@ -445,8 +446,9 @@ static int apply_schema(struct store *s, const char *sql, char *errstr, size_t e
     return exec_simple(s, "COMMIT", what, errstr, errsize);
 }
 
-int store_migrate(struct store *s, char *errstr, size_t errsize)
+int store_migrate(struct store *s, const struct evtypes *set, char *errstr, size_t errsize)
 {
+    (void)set; /* TODO(types): every type's table */
     return apply_schema(s, schema_sql, errstr, errsize);
 }
 
@@ -584,7 +586,7 @@ int store_prepare(struct store *s, char *errstr, size_t errsize)
     if (exists)
         return 0;
     log_info("table votes missing, applying the schema");
-    if (store_migrate(s, errstr, errsize) != 0)
+    if (store_migrate(s, NULL, errstr, errsize) != 0)
         return -1;
     if (store_verify(s, &exists, errstr, errsize) != 0)
         return -1;
@@ -760,7 +762,7 @@ int store_new_identity(struct store *s, char *out, size_t size, char *errstr, si
 static int cmp_token(const void *a, const void *b, void *ctx)
 {
     const struct store_row *rows = ctx;
-    return strcmp(rows[*(const size_t *)a].token, rows[*(const size_t *)b].token);
+    return strcmp(rows[*(const size_t *)a].ev->token, rows[*(const size_t *)b].ev->token);
 }
 
 void store_sort_rows(const struct store_row *rows, size_t n, size_t *order)
@@ -777,7 +779,7 @@ int store_mark_returned(struct store_row *rows, const size_t *order, size_t n, c
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int d = strcmp(rows[order[mid]].token, token);
+        int d = strcmp(rows[order[mid]].ev->token, token);
         if (d == 0) {
             rows[order[mid]].inserted = 1;
             return 0;
@@ -822,10 +824,10 @@ int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *e
         if (i > 0)
             for (c = 0; c < 6; c++)
                 strbuf_putc(&s->cols[c], ',');
-        put_quoted(&s->cols[0], row->token);
-        put_int(&s->cols[1], row->user_id);
-        put_int(&s->cols[2], row->candidate_id);
-        put_quoted(&s->cols[3], row->event_id);
+        put_quoted(&s->cols[0], row->ev->token);
+        put_int(&s->cols[1], row->ev->v[EVENT_VOTE_USER]);
+        put_int(&s->cols[2], row->ev->v[EVENT_VOTE_CANDIDATE]);
+        put_quoted(&s->cols[3], row->ev->event_id);
         put_int(&s->cols[4], row->partition);
         put_int(&s->cols[5], row->offset);
     }
@@ -992,9 +994,9 @@ static void failover_remember(struct store *s, const struct store_row *rows, siz
         s->nrecent = s->recent_next = 0;
     s->recent_tl = s->session_tl;
     for (size_t i = n > STORE_RECENT ? n - STORE_RECENT : 0; i < n; i++) {
-        if (strlen(rows[i].token) >= STORE_RECENT_TOKEN)
+        if (strlen(rows[i].ev->token) >= STORE_RECENT_TOKEN)
             continue;
-        util_strlcpy(s->recent[s->recent_next], rows[i].token, STORE_RECENT_TOKEN);
+        util_strlcpy(s->recent[s->recent_next], rows[i].ev->token, STORE_RECENT_TOKEN);
         s->recent_next = (s->recent_next + 1) % STORE_RECENT;
         if (s->nrecent < STORE_RECENT)
             s->nrecent++;
@@ -1071,9 +1073,10 @@ static int rows_of(const PGresult *r)
     return PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
 }
 
-int store_vote(struct store *s, const char *token, struct store_vote *v, char *errstr,
-               size_t errsize)
+int store_status(struct store *s, const struct evtype *t, const char *token, struct store_status *v,
+                 char *errstr, size_t errsize)
 {
+    (void)t; /* TODO(types): the type's table */
     static const char sql[] = "SELECT event_id::text, to_char(created_at AT TIME ZONE 'UTC', "
                               "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM votes WHERE token = $1";
     const char *params[1] = {token};

@@ -63,7 +63,7 @@ int startup_migrate(struct store *store, int new_identity)
 {
     char why[1024], id[256];
 
-    if (store_migrate(store, why, sizeof(why)) != 0) {
+    if (store_migrate(store, NULL, why, sizeof(why)) != 0) {
         log_error("cannot apply the schema", "error=\"%s\"", why);
         return -1;
     }

@@ -263,30 +263,29 @@ int api_vote(const char *body, size_t len, int overflow, size_t max_body,
         api_error(r, 413, "too_large", detail);
         return 1;
     }
-    if ((user > 0
-             ? event_parse_for(body ? body : "", len, user, &r->vote, &err, detail, sizeof(detail))
-             : event_parse(body ? body : "", len, &r->vote, &err, detail, sizeof(detail))) != 0) {
+    event_init(&r->ev, evtype_vote(), NULL);
+    if (event_parse(&r->ev, body ? body : "", len, user, &err, detail, sizeof(detail)) != 0) {
         api_error(r, 400, event_err_name(err), detail);
         return 1;
     }
-    if (user > 0 && r->vote.user_id != user) {
+    if (user > 0 && r->ev.v[EVENT_VOTE_USER] != user) {
         api_error(r, 403, "user_mismatch", "user_id must be the token's user, or left out");
         return 1;
     }
-    if (!api_candidate_known(candidates, r->vote.candidate_id)) {
+    if (!api_candidate_known(candidates, r->ev.v[EVENT_VOTE_CANDIDATE])) {
         snprintf(detail, sizeof(detail), "candidate %" PRId64 " is not on the ballot",
-                 r->vote.candidate_id);
+                 r->ev.v[EVENT_VOTE_CANDIDATE]);
         api_error(r, 400, "unknown_candidate", detail);
         return 1;
     }
     /* A client does not choose the identity of an event: every request is a new one. */
-    r->vote.event_id[0] = '\0';
-    r->vote.ts_ms = 0;
+    r->ev.event_id[0] = '\0';
+    r->ev.ts_ms = 0;
     r->action = API_VOTE;
     return 0;
 }
 
-int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *buf, size_t size)
+int api_accepted(const struct event *v, int32_t partition, int64_t offset, char *buf, size_t size)
 {
     int n = snprintf(buf, size,
                      "{\"status\":\"accepted\",\"event_id\":\"%s\",\"token\":\"%s\","

@@ -84,7 +84,7 @@ struct api_reply {
     const char *route;                    /* metrics label: the matched path, or "other" */
     char allow[32];                       /* Allow header of a 405, else "" */
     char body[640];                       /* JSON body of an API_RESPOND reply */
-    struct vote vote;                     /* API_VOTE, after api_vote() returned 0 */
+    struct event ev;                      /* API_VOTE, after api_vote() returned 0 */
     int64_t user_id, candidate_id;        /* API_STATUS: the ids of the path */
     char idem_key[API_IDEM_KEY_MAX + 24]; /* API_VOTE: the Idempotency-Key after its
                                              namespace ("u{user}:" or "a:"), or "" */
@@ -100,7 +100,7 @@ size_t api_candidates_list(const struct api_candidates *c, int64_t *ids, size_t 
 void api_error(struct api_reply *r, int status, const char *error, const char *detail);
 void api_error_id(struct api_reply *r, int status, const char *error, const char *detail,
                   const char *request_id);
-int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *buf, size_t size);
+int api_accepted(const struct event *v, int32_t partition, int64_t offset, char *buf, size_t size);
 void api_health(struct api_reply *r);
 void api_ready(struct api_reply *r, int ready);
 int api_vote_status(struct api_reply *r, enum api_vote_state state, const char *token,

@@ -107,7 +107,7 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
     return p;
 }
 
-static int cli_publish(struct publisher *p, struct cli_counts *c, const struct vote *v)
+static int cli_publish(struct publisher *p, struct cli_counts *c, const struct event *v)
 {
     char err[256];
 
@@ -155,10 +155,11 @@ int cli_send(int argc, char **argv)
     if (!(p = cli_publisher(&cfg, 0, "send", &rc)))
         goto out;
     for (int64_t i = 0; i < cfg.repeat; i++) {
-        struct vote v = {
-            .user_id = cfg.user, .candidate_id = cfg.candidate, .ts_ms = util_wall_ms()};
+        struct event v;
+
+        event_vote(&v, cfg.user, cfg.candidate);
+        v.ts_ms = util_wall_ms();
         event_new_id(v.event_id);
-        event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
         cli_publish(p, &c, &v);
         publisher_poll(p, 0);
     }
@@ -211,10 +212,11 @@ static int is_blank(const char *s, size_t n)
 static void replay_line(struct publisher *p, struct cli_counts *c, const char *line, size_t len,
                         int too_long, int64_t lineno)
 {
-    struct vote v;
+    struct event v;
     enum event_err err;
     char detail[256];
 
+    event_init(&v, evtype_vote(), NULL);
     if (too_long) {
         log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
                  event_err_name(EVENT_ERR_TOO_LARGE), "the line is longer than 1 MiB");
@@ -225,7 +227,7 @@ static void replay_line(struct publisher *p, struct cli_counts *c, const char *l
         return;
     while (len > 0 && line[len - 1] == '\r')
         len--;
-    if (event_parse(line, len, &v, &err, detail, sizeof(detail)) != 0) {
+    if (event_parse(&v, line, len, 0, &err, detail, sizeof(detail)) != 0) {
         log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
                  event_err_name(err), detail);
         c->bad_lines++;
@@ -306,12 +308,14 @@ int cli_load(int argc, char **argv)
     if (!(p = cli_publisher(&cfg, 1, "load", &rc)))
         goto out;
     start = util_now_ms();
-    for (struct vote v; loadgen_next(g, &v.user_id, &v.candidate_id); i++) {
+    for (int64_t user, cand; loadgen_next(g, &user, &cand); i++) {
+        struct event v;
+
         if (cfg.rate > 0)
             load_pace(p, start, i, cfg.rate);
+        event_vote(&v, user, cand);
         v.ts_ms = util_wall_ms();
         event_new_id(v.event_id);
-        event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
         cli_publish(p, &c, &v);
         if ((i & 1023) == 0)
             publisher_poll(p, 0);

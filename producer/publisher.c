@@ -397,10 +397,10 @@ fail:
     return NULL;
 }
 
-int publisher_send(struct publisher *p, const struct vote *v, struct publish_completion *cb,
+int publisher_send(struct publisher *p, const struct event *v, struct publish_completion *cb,
                    enum publish_mode mode, char *errstr, size_t errsize)
 {
-    char payload[512];
+    char payload[EVENT_ENCODED_MAX];
     int n = event_encode(v, payload, sizeof(payload)), retried = 0;
     struct producer *k;
 

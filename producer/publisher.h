@@ -101,7 +101,7 @@ enum publish_mode {
 
 struct publisher *publisher_new(const struct publisher_opts *opts, struct metrics *metrics,
                                 char *errstr, size_t errsize);
-int publisher_send(struct publisher *p, const struct vote *v, struct publish_completion *cb,
+int publisher_send(struct publisher *p, const struct event *v, struct publish_completion *cb,
                    enum publish_mode mode, char *errstr, size_t errsize);
 void publisher_poll(struct publisher *p, int timeout_ms);
 int publisher_flush(struct publisher *p, int timeout_ms);

@@ -85,7 +85,8 @@ static void read_vote(struct worker *w, struct read_job *job)
     job->state = READ_UNKNOWN;
     event_token(job->user_id, job->candidate_id, token, sizeof(token));
     job->what = "database unavailable; retry";
-    if (!(s = db(w, job)) || store_vote(s, token, &job->vote, job->why, sizeof(job->why)) != 0) {
+    if (!(s = db(w, job)) ||
+        store_status(s, evtype_vote(), token, &job->vote, job->why, sizeof(job->why)) != 0) {
         db_failed(w);
         job->failed = 1;
         return;

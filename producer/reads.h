@@ -75,7 +75,7 @@ struct read_job {
     const char *what;
     char why[256];
     enum read_vote_state state; /* READ_VOTE */
-    struct store_vote vote;     /* READ_VOTE, READ_RECORDED */
+    struct store_status vote;   /* READ_VOTE, READ_RECORDED */
     char *tallies;              /* READ_TALLIES: malloc'd JSON, the caller frees it */
     int64_t stats[GATE_NSTATS]; /* READ_STATS */
     struct read_job *next;      /* the queue's */

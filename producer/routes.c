@@ -196,8 +196,8 @@ static void store_report(void *req, const void *arg, int late)
 
     if (late) {
         /* The client already has its 503; the event may still have landed. */
-        log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.vote.token,
-                 r->reply.vote.event_id, rep->errname);
+        log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.ev.token,
+                 r->reply.ev.event_id, rep->errname);
         return;
     }
     r->report_err = rep->err;
@@ -259,7 +259,7 @@ static int start_claim(void *req, int64_t deadline_ms, char *err, size_t errsize
 static enum MHD_Result claim_key(struct route_req *r)
 {
     idem_hash_hex(r->body, r->len, r->idem_hash);
-    idem_inflight_value(r->idem_hash, r->reply.vote.event_id, r->idem_value, sizeof(r->idem_value));
+    idem_inflight_value(r->idem_hash, r->reply.ev.event_id, r->idem_value, sizeof(r->idem_value));
     return hand_over(r, WAIT_CLAIM, r->rt->idem_timeout_ms, start_claim, IDEM_UNAVAILABLE);
 }
 
@@ -328,7 +328,7 @@ static int start_publish(void *req, int64_t deadline_ms, char *err, size_t errsi
     struct route_req *r = req;
 
     (void)deadline_ms; /* the publisher has its own, the same delivery timeout */
-    return publisher_send(r->rt->pub, &r->reply.vote, &r->completion, PUBLISH_NOWAIT, err, errsize);
+    return publisher_send(r->rt->pub, &r->reply.ev, &r->completion, PUBLISH_NOWAIT, err, errsize);
 }
 
 static enum MHD_Result publish(struct route_req *r)
@@ -355,8 +355,8 @@ static enum MHD_Result handle_vote(struct route_req *r)
     if (api_vote(r->body, r->len, r->overflow, rt->max_body, &rt->candidates, r->edge.user,
                  &r->reply))
         return route_send_reply(r);
-    event_new_id(r->reply.vote.event_id);
-    r->reply.vote.ts_ms = util_wall_ms();
+    event_new_id(r->reply.ev.event_id);
+    r->reply.ev.ts_ms = util_wall_ms();
     if (!r->reply.idem_key[0])
         return publish(r);
     if (rt->idem)
@@ -374,7 +374,7 @@ static enum MHD_Result answer_vote(struct route_req *r, enum http_wake how)
     char body[512], why[160];
 
     if (how == HTTP_WOKEN && r->report_err == 0 &&
-        api_accepted(&r->reply.vote, r->partition, r->offset, body, sizeof(body)) > 0) {
+        api_accepted(&r->reply.ev, r->partition, r->offset, body, sizeof(body)) > 0) {
         atomic_fetch_add(&rt->accepted, 1);
         idem_finish(r, body);
         return route_send(r, MHD_HTTP_ACCEPTED, body, "application/json");

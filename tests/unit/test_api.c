@@ -141,8 +141,8 @@ static void test_vote_bodies(void **state)
             assert_int_equal(final, 0);
             assert_int_equal(r.action, API_VOTE);
             /* The server, not the client, names the event. */
-            assert_string_equal(r.vote.event_id, "");
-            assert_true(r.vote.user_id > 0);
+            assert_string_equal(r.ev.event_id, "");
+            assert_true(r.ev.v[EVENT_VOTE_USER] > 0);
             continue;
         }
         assert_int_equal(final, 1);
@@ -169,11 +169,13 @@ static void test_streamed_overflow(void **state)
 
 static void test_accepted_body(void **state)
 {
-    struct vote v = {100, 1, 0, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", "vote_lock:100:1"};
+    struct event v;
     char buf[512];
     json_object *o, *f;
 
     (void)state;
+    event_vote(&v, 100, 1);
+    util_strlcpy(v.event_id, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", sizeof(v.event_id));
     assert_true(api_accepted(&v, 3, 42, buf, sizeof(buf)) > 0);
     o = json_tokener_parse(buf);
     assert_non_null(o);
@@ -193,7 +195,10 @@ static void test_accepted_body(void **state)
 
 static void test_accepted_body_exact(void **state)
 {
-    struct vote v = {100, 1, 0, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", "vote_lock:100:1"};
+    struct event v;
+
+    event_vote(&v, 100, 1);
+    util_strlcpy(v.event_id, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", sizeof(v.event_id));
     char buf[512];
     int n;
 
@@ -409,7 +414,7 @@ static void test_verified_user(void **state)
     (void)state;
     memset(&r, 0, sizeof(r));
     assert_int_equal(api_vote(omitted, strlen(omitted), 0, 4096, NULL, 42, &r), 0);
-    assert_string_equal(r.vote.token, "vote_lock:42:3");
+    assert_string_equal(r.ev.token, "vote_lock:42:3");
     assert_int_equal(api_vote(same, strlen(same), 0, 4096, NULL, 42, &r), 0);
     assert_int_equal(api_vote(other, strlen(other), 0, 4096, NULL, 42, &r), 1);
     assert_int_equal(r.status, 403);

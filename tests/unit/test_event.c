@@ -23,14 +23,22 @@ struct case_row {
 };
 
 /* Each row is rejected with its error name, a known one, and a detail. */
+/* An empty vote to parse into. */
+static struct event *vote_ev(struct event *e)
+{
+    event_init(e, evtype_vote(), NULL);
+    return e;
+}
+
 static void expect_rejections(const struct case_row *rows, size_t n)
 {
-    struct vote v;
+    struct event v;
     enum event_err err;
     char detail[256];
 
     for (size_t i = 0; i < n; i++) {
-        int rc = event_parse(rows[i].json, strlen(rows[i].json), &v, &err, detail, sizeof(detail));
+        int rc = event_parse(vote_ev(&v), rows[i].json, strlen(rows[i].json), 0, &err, detail,
+                             sizeof(detail));
         if (rc != -1 || err != rows[i].want)
             fail_msg("row %zu %s: got rc=%d err=%s want %s", i, rows[i].json, rc,
                      event_err_name(err), event_err_name(rows[i].want));
@@ -48,13 +56,14 @@ static void test_valid_votes(void **state)
         "{\"user_id\":100,\"candidate_id\":1,\"token\":\"vote_lock:100:1\","
         "\"event_id\":\"0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70\",\"ts\":1764410000000}",
     };
-    struct vote v;
+    struct event v;
     enum event_err err;
     char detail[256];
 
     (void)state;
     for (size_t i = 0; i < UTIL_ARRAY_LEN(ok); i++) {
-        assert_int_equal(event_parse(ok[i], strlen(ok[i]), &v, &err, detail, sizeof(detail)), 0);
+        assert_int_equal(
+            event_parse(vote_ev(&v), ok[i], strlen(ok[i]), 0, &err, detail, sizeof(detail)), 0);
         assert_int_equal(err, EVENT_OK);
     }
     assert_string_equal(v.token, "vote_lock:100:1");
@@ -128,7 +137,7 @@ static void test_strict_rules_keep_older_names(void **state)
         "{\"user_id\":1,\"candidate_id\":2,\"a\":1,\"b\":{\"a\":1},\"c\":[{\"a\":1},{\"a\":1}]}",
         "{\"user_id\":1,\"candidate_id\":2,\"ts\":0,\"ab\":1,\"a\":1,\"a\\u0000\\u0001\":0}",
     };
-    struct vote v;
+    struct event v;
     enum event_err err;
     char detail[256];
 
@@ -136,9 +145,11 @@ static void test_strict_rules_keep_older_names(void **state)
     expect_rejections(rows, UTIL_ARRAY_LEN(rows));
     assert_string_equal(event_err_name(EVENT_ERR_DUP_KEY), "duplicate_key");
     assert_string_equal(event_err_name(EVENT_ERR_NUL), "nul_in_string");
-    assert_int_equal(event_parse(ok[0], strlen(ok[0]), &v, &err, detail, sizeof(detail)), 0);
+    assert_int_equal(
+        event_parse(vote_ev(&v), ok[0], strlen(ok[0]), 0, &err, detail, sizeof(detail)), 0);
     /* ok[1] holds a \u0000: rejected, but no duplicate ("a" and "a\0\1" differ). */
-    assert_int_equal(event_parse(ok[1], strlen(ok[1]), &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(
+        event_parse(vote_ev(&v), ok[1], strlen(ok[1]), 0, &err, detail, sizeof(detail)), -1);
     assert_int_equal(err, EVENT_ERR_NUL);
 }
 
@@ -146,18 +157,20 @@ static void test_nul_and_oversize(void **state)
 {
     const char withnul[] = "{\"user_id\":1,\"candidate_id\":2}\0garbage";
     char *big;
-    struct vote v;
+    struct event v;
     enum event_err err;
     char detail[128];
 
     (void)state;
-    assert_int_equal(event_parse(withnul, sizeof(withnul) - 1, &v, &err, detail, sizeof(detail)),
-                     -1);
+    assert_int_equal(
+        event_parse(vote_ev(&v), withnul, sizeof(withnul) - 1, 0, &err, detail, sizeof(detail)),
+        -1);
     assert_int_equal(err, EVENT_ERR_INVALID_JSON);
 
     big = xmalloc(EVENT_MAX_BYTES + 1);
     memset(big, ' ', EVENT_MAX_BYTES + 1);
-    assert_int_equal(event_parse(big, EVENT_MAX_BYTES + 1, &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(
+        event_parse(vote_ev(&v), big, EVENT_MAX_BYTES + 1, 0, &err, detail, sizeof(detail)), -1);
     assert_int_equal(err, EVENT_ERR_TOO_LARGE);
     free(big);
 }
@@ -166,34 +179,36 @@ static void test_deep_nesting_is_rejected(void **state)
 {
     enum { DEPTH = 10000 };
     char *deep = xmalloc(2 * DEPTH + 1);
-    struct vote v;
+    struct event v;
     enum event_err err;
     char detail[128];
 
     (void)state;
     memset(deep, '[', DEPTH);
     memset(deep + DEPTH, ']', DEPTH);
-    assert_int_equal(event_parse(deep, 2 * DEPTH, &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(event_parse(vote_ev(&v), deep, 2 * DEPTH, 0, &err, detail, sizeof(detail)),
+                     -1);
     assert_int_equal(err, EVENT_ERR_INVALID_JSON);
     free(deep);
 }
 
 static void test_encode_roundtrip(void **state)
 {
-    struct vote in = {.user_id = 100, .candidate_id = 1, .ts_ms = 1764410000123LL}, out;
+    struct event in, out;
     char buf[512];
     enum event_err err;
     int n;
 
     (void)state;
+    event_vote(&in, 100, 1);
     event_new_id(in.event_id);
     assert_true(event_id_valid(in.event_id));
-    event_token(in.user_id, in.candidate_id, in.token, sizeof(in.token));
+    in.ts_ms = 1764410000123LL;
     n = event_encode(&in, buf, sizeof(buf));
     assert_true(n > 0);
-    assert_int_equal(event_parse(buf, (size_t)n, &out, &err, NULL, 0), 0);
-    assert_int_equal(out.user_id, 100);
-    assert_int_equal(out.candidate_id, 1);
+    assert_int_equal(event_parse(vote_ev(&out), buf, (size_t)n, 0, &err, NULL, 0), 0);
+    assert_int_equal(out.v[EVENT_VOTE_USER], 100);
+    assert_int_equal(out.v[EVENT_VOTE_CANDIDATE], 1);
     assert_string_equal(out.event_id, in.event_id);
     assert_string_equal(out.token, "vote_lock:100:1");
     assert_int_equal(out.ts_ms, in.ts_ms);
@@ -223,30 +238,34 @@ static void test_canonical_fast_path(void **state)
         SHAPE(UUID_LOWER, "1", "2", "vote_lock:1:2", "}"),
         "{\"user_id\":1,\"candidate_id\":2}",
     };
-    struct vote fast, strict, v = {.user_id = 9223372036854775807LL, .candidate_id = 7, .ts_ms = 0};
+    struct event fast, strict, v;
     enum event_err err;
     char buf[512], detail[128];
     int n;
 
     (void)state;
+    event_vote(&v, 9223372036854775807LL, 7);
     event_new_id(v.event_id);
-    event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
     n = event_encode(&v, buf, sizeof(buf));
     assert_true(n > 0);
-    assert_int_equal(event_parse_canonical(buf, (size_t)n, &fast), 1);
-    assert_int_equal(event_parse_strict(buf, (size_t)n, &strict, &err, detail, sizeof(detail)), 0);
-    assert_true(fast.user_id == strict.user_id && fast.candidate_id == strict.candidate_id &&
+    assert_int_equal(event_parse_canonical(vote_ev(&fast), buf, (size_t)n), 1);
+    assert_int_equal(
+        event_parse_strict(vote_ev(&strict), buf, (size_t)n, 0, &err, detail, sizeof(detail)), 0);
+    assert_true(fast.v[EVENT_VOTE_USER] == strict.v[EVENT_VOTE_USER] &&
+                fast.v[EVENT_VOTE_CANDIDATE] == strict.v[EVENT_VOTE_CANDIDATE] &&
                 fast.ts_ms == strict.ts_ms);
     assert_string_equal(fast.event_id, strict.event_id);
     assert_string_equal(fast.token, strict.token);
     /* One byte short of the end is not canonical (nor valid). */
-    assert_int_equal(event_parse_canonical(buf, (size_t)n - 1, &fast), 0);
+    assert_int_equal(event_parse_canonical(vote_ev(&fast), buf, (size_t)n - 1), 0);
     /* The shape the near misses start from is canonical itself. */
-    assert_int_equal(event_parse_canonical(canonical, sizeof(canonical) - 1, &fast), 1);
-    assert_true(fast.user_id == 1 && fast.candidate_id == 2 && fast.ts_ms == 5);
+    assert_int_equal(event_parse_canonical(vote_ev(&fast), canonical, sizeof(canonical) - 1), 1);
+    assert_true(fast.v[EVENT_VOTE_USER] == 1 && fast.v[EVENT_VOTE_CANDIDATE] == 2 &&
+                fast.ts_ms == 5);
     assert_string_equal(fast.event_id, UUID_LOWER);
     for (size_t i = 0; i < UTIL_ARRAY_LEN(near_misses); i++)
-        assert_int_equal(event_parse_canonical(near_misses[i], strlen(near_misses[i]), &fast), 0);
+        assert_int_equal(
+            event_parse_canonical(vote_ev(&fast), near_misses[i], strlen(near_misses[i])), 0);
 }
 
 /* A known voter: "user_id" may be left out; present, it is read (the caller compares). */
@@ -255,26 +274,27 @@ static void test_parse_for_known_user(void **state)
     static const char omitted[] = "{\"candidate_id\":3}";
     static const char given[] = "{\"user_id\":9,\"candidate_id\":3}";
     static const char bad_type[] = "{\"user_id\":\"x\",\"candidate_id\":3}";
-    struct vote v;
+    struct event v;
     enum event_err err;
     char detail[128];
 
     (void)state;
     assert_int_equal(
-        event_parse_for(omitted, strlen(omitted), 42, &v, &err, detail, sizeof(detail)), 0);
-    assert_int_equal(v.user_id, 42);
+        event_parse(vote_ev(&v), omitted, strlen(omitted), 42, &err, detail, sizeof(detail)), 0);
+    assert_int_equal(v.v[EVENT_VOTE_USER], 42);
     assert_string_equal(v.token, "vote_lock:42:3");
-    assert_int_equal(event_parse_for(given, strlen(given), 42, &v, &err, detail, sizeof(detail)),
-                     0);
-    assert_int_equal(v.user_id, 9);
     assert_int_equal(
-        event_parse_for(bad_type, strlen(bad_type), 42, &v, &err, detail, sizeof(detail)), -1);
+        event_parse(vote_ev(&v), given, strlen(given), 42, &err, detail, sizeof(detail)), 0);
+    assert_int_equal(v.v[EVENT_VOTE_USER], 9);
+    assert_int_equal(
+        event_parse(vote_ev(&v), bad_type, strlen(bad_type), 42, &err, detail, sizeof(detail)), -1);
     assert_int_equal(err, EVENT_ERR_TYPE);
     /* Without a known voter the field stays required. */
-    assert_int_equal(event_parse_for(omitted, strlen(omitted), 0, &v, &err, detail, sizeof(detail)),
-                     -1);
+    assert_int_equal(
+        event_parse(vote_ev(&v), omitted, strlen(omitted), 0, &err, detail, sizeof(detail)), -1);
     assert_int_equal(err, EVENT_ERR_MISSING);
-    assert_int_equal(event_parse(omitted, strlen(omitted), &v, &err, detail, sizeof(detail)), -1);
+    assert_int_equal(
+        event_parse(vote_ev(&v), omitted, strlen(omitted), 0, &err, detail, sizeof(detail)), -1);
     assert_int_equal(err, EVENT_ERR_MISSING);
 }
 
@@ -296,12 +316,12 @@ static void test_ids(void **state)
 
 static void check_not_a_vote(const struct corpus_file *f, void *arg)
 {
-    struct vote v;
+    struct event v;
     enum event_err err;
     char detail[256];
 
     (void)arg;
-    if (event_parse(f->buf, f->len, &v, &err, detail, sizeof(detail)) != -1)
+    if (event_parse(vote_ev(&v), f->buf, f->len, 0, &err, detail, sizeof(detail)) != -1)
         fail_msg("%s was accepted as a vote", f->name);
     assert_true(err != EVENT_OK && detail[0] != '\0');
 }

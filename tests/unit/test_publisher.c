@@ -104,12 +104,12 @@ static struct publisher *open_publisher(struct cluster *c, struct metrics *m, in
 
 static void send_vote(struct publisher *p, int64_t user, struct tracked *t)
 {
-    struct vote v = {user, 1 + user % 4, 0, "", ""};
+    struct event v;
     char err[256];
 
+    event_vote(&v, user, 1 + user % 4);
     v.ts_ms = util_wall_ms();
     event_new_id(v.event_id);
-    event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
     t->completion.fn = on_done;
     atomic_store(&t->calls, 0);
     atomic_store(&t->err, -1);

@@ -14,8 +14,10 @@
 
 #include <cmocka.h>
 
+#include "event.h"
 #include "store.h"
 #include "strbuf.h"
+#include "util.h"
 
 /* tests/run starts unit tests in tests/unit; make may start them at the root. */
 static FILE *open_schema(void)
@@ -115,10 +117,13 @@ static void test_sqlstate_classes(void **state)
 static void test_unreachable_server_is_transient(void **state)
 {
     struct store *s = store_new("postgresql://127.0.0.1:1/none?connect_timeout=2", 1000);
-    struct store_row row = {.token = "t", .event_id = "00000000-0000-0000-0000-000000000000"};
+    struct event ev;
+    struct store_row row = {.ev = &ev};
     char err[256], id[128];
 
     (void)state;
+    event_vote(&ev, 1, 2);
+    util_strlcpy(ev.event_id, "00000000-0000-0000-0000-000000000000", sizeof(ev.event_id));
     assert_int_equal(store_insert_batch(s, &row, 1, err, sizeof(err)), -1);
     assert_int_equal(store_last_failure(s), STORE_FAIL_TRANSIENT);
     assert_non_null(strstr(err, "cannot connect to PostgreSQL"));
@@ -134,15 +139,18 @@ static void test_unreachable_server_is_transient(void **state)
 /* RETURNING hands back tokens in no particular order: each must mark exactly its own row. */
 static void test_returned_tokens_mark_their_rows(void **state)
 {
-    struct store_row rows[] = {
-        {.token = "vote_lock:2:1"},  {.token = "vote_lock:1:10"}, {.token = "vote_lock:1:1"},
-        {.token = "vote_lock:10:1"}, {.token = "vote_lock:1:2"},
-    };
+    static const int64_t uc[][2] = {{2, 1}, {1, 10}, {1, 1}, {10, 1}, {1, 2}};
+    struct event evs[5];
+    struct store_row rows[5];
     size_t n = sizeof(rows) / sizeof(rows[0]), order[sizeof(rows) / sizeof(rows[0])];
     /* Byte order (strcmp), the same in every consumer: '0' < ':', so 10:1 < 1:1. */
     static const size_t sorted[] = {3, 2, 1, 4, 0}; /* 10:1 1:1 1:10 1:2 2:1 */
 
     (void)state;
+    for (size_t i = 0; i < n; i++) {
+        event_vote(&evs[i], uc[i][0], uc[i][1]);
+        rows[i] = (struct store_row){.ev = &evs[i]};
+    }
     store_sort_rows(rows, n, order);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(order[i], sorted[i]);
@@ -157,7 +165,7 @@ static void test_returned_tokens_mark_their_rows(void **state)
     assert_int_equal(rows[4].inserted, 0);
     /* Every row of a batch marks: the first, the last and the middle of the order. */
     for (size_t i = 0; i < n; i++)
-        assert_int_equal(store_mark_returned(rows, order, n, rows[i].token), 0);
+        assert_int_equal(store_mark_returned(rows, order, n, rows[i].ev->token), 0);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(rows[i].inserted, 1);
 }
