@@ -335,6 +335,98 @@ static void test_vote_only(void **state)
     }
 }
 
+static void check_ids(const struct evtype *t, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int f = evtype_field(t, names[i]);
+        assert_true(f >= 0);
+        assert_int_equal(t->fields[f].kind, EVF_ID);
+        assert_int_equal(t->fields[f].min, 1);
+        assert_true(t->fields[f].max == INT64_MAX);
+    }
+}
+
+static void check_poll_answer(const struct evtype *t)
+{
+    static const char *const ids[] = {"poll_id", "user_id"};
+
+    assert_string_equal(t->name, "poll_answer");
+    assert_string_equal(t->token_prefix, "poll_answer");
+    assert_string_equal(t->topic, "poll_answers");
+    assert_string_equal(t->table, "poll_answers");
+    assert_int_equal(t->nfields, 3);
+    check_ids(t, ids, 2);
+    assert_string_equal(t->fields[0].name, "poll_id");
+    assert_string_equal(t->fields[2].name, "option_id");
+    assert_int_equal(t->fields[2].kind, EVF_INT);
+    assert_int_equal(t->fields[2].min, 1);
+    assert_int_equal(t->fields[2].max, 64);
+    assert_int_equal(t->nkey, 2);
+    assert_int_equal(t->key[0], 0);
+    assert_int_equal(t->key[1], 1);
+    assert_int_equal(t->identity, 1);
+    assert_int_equal(t->ncounts, 2);
+    assert_int_equal(t->counts[0], 2);
+    assert_int_equal(t->counts[1], 0);
+    assert_int_equal(t->ballot_field, -1);
+    assert_int_equal(t->nballot, 0);
+    assert_int_equal(t->text_size, 0);
+    assert_false(t->extra_fields_ok);
+}
+
+static void check_like_rsvp(const struct evtype *like, const struct evtype *rsvp)
+{
+    static const char *const like_ids[] = {"post_id", "user_id"};
+    static const char *const rsvp_ids[] = {"gathering_id", "user_id"};
+    const struct evfield *answer = &rsvp->fields[2];
+
+    assert_string_equal(like->topic, "likes");
+    assert_string_equal(like->table, "likes");
+    assert_int_equal(like->nfields, 2);
+    check_ids(like, like_ids, 2);
+    assert_int_equal(like->nkey, 2);
+    assert_int_equal(like->identity, 1);
+    assert_int_equal(like->ncounts, 1);
+    assert_int_equal(like->counts[0], 0);
+
+    assert_string_equal(rsvp->topic, "rsvps");
+    assert_string_equal(rsvp->table, "rsvps");
+    assert_string_equal(rsvp->token_prefix, "rsvp");
+    check_ids(rsvp, rsvp_ids, 2);
+    assert_string_equal(answer->name, "answer");
+    assert_int_equal(answer->kind, EVF_ENUM_STRING);
+    assert_int_equal(answer->nenum, 3);
+    assert_string_equal(answer->enum_str[0], "yes");
+    assert_string_equal(answer->enum_str[1], "no");
+    assert_string_equal(answer->enum_str[2], "maybe");
+    assert_null(answer->enum_int);
+    assert_int_equal(rsvp->key[0], 0);
+    assert_int_equal(rsvp->key[1], 1);
+    assert_int_equal(rsvp->identity, 1);
+    assert_int_equal(rsvp->ncounts, 2);
+    assert_int_equal(rsvp->counts[0], 2);
+    assert_int_equal(rsvp->counts[1], 0);
+    assert_int_equal(rsvp->text_size, 0); /* an enum holds its index, not text */
+}
+
+static void test_example_file(void **state)
+{
+    char err[512] = "";
+    struct evtypes *set = evtypes_load("examples/types.json", err, sizeof(err));
+
+    (void)state;
+    if (!set)
+        fail_msg("examples/types.json: %s", err);
+    assert_int_equal(evtypes_count(set), 4);
+    assert_ptr_equal(evtypes_at(set, 0), evtype_vote());
+    assert_ptr_equal(evtypes_find(set, "poll_answer"), evtypes_at(set, 1));
+    assert_ptr_equal(evtypes_find(set, "like"), evtypes_at(set, 2));
+    assert_ptr_equal(evtypes_find(set, "rsvp"), evtypes_at(set, 3));
+    check_poll_answer(evtypes_at(set, 1));
+    check_like_rsvp(evtypes_at(set, 2), evtypes_at(set, 3));
+    evtypes_free(set);
+}
+
 /* Every kind, given both ways, and every default and derived value. */
 static const char every_kind[] =
     "{'types':{'k':{'fields':{"
@@ -470,10 +562,10 @@ static void test_load_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vote_only),          cmocka_unit_test(test_every_kind),
-        cmocka_unit_test(test_defaults_and_order), cmocka_unit_test(test_bad_files),
-        cmocka_unit_test(test_count_limits),       cmocka_unit_test(test_token_limit_edge),
-        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_vote_only),        cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_every_kind),       cmocka_unit_test(test_defaults_and_order),
+        cmocka_unit_test(test_bad_files),        cmocka_unit_test(test_count_limits),
+        cmocka_unit_test(test_token_limit_edge), cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests_name("evtype", tests, NULL, NULL);
 }
