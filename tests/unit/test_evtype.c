@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "corpus.h"
 #include "event.h"
 #include "evtype.h"
 #include "util.h"
@@ -559,6 +560,27 @@ static void test_load_errors(void **state)
     assert_string_equal(err, want);
 }
 
+/* No JSONTestSuite file is a types file: each is refused, with its place or problem named. */
+static void refuse_corpus_file(const struct corpus_file *f, void *arg)
+{
+    char err[512] = "";
+    struct evtypes *set = evtypes_parse(f->buf, f->len, f->name, err, sizeof(err));
+
+    (void)arg;
+    if (set) {
+        evtypes_free(set);
+        fail_msg("%s was taken for a types file", f->name);
+    }
+    if (strncmp(err, f->name, strlen(f->name)) != 0 || err[strlen(f->name)] != ':')
+        fail_msg("%s: the error does not start with the file's name: %s", f->name, err);
+}
+
+static void test_corpus_refused(void **state)
+{
+    (void)state;
+    assert_true(corpus_each(refuse_corpus_file, NULL) >= 300);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_every_kind),       cmocka_unit_test(test_defaults_and_order),
         cmocka_unit_test(test_bad_files),        cmocka_unit_test(test_count_limits),
         cmocka_unit_test(test_token_limit_edge), cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_corpus_refused),
     };
     return cmocka_run_group_tests_name("evtype", tests, NULL, NULL);
 }
