@@ -581,6 +581,23 @@ static void test_corpus_refused(void **state)
     assert_true(corpus_each(refuse_corpus_file, NULL) >= 300);
 }
 
+/* A message stays one line whatever a name holds; a huge file is refused unread. */
+static void test_message_hygiene(void **state)
+{
+    char err[512] = "";
+    size_t big = 1024 * 1024 + 1;
+    char *buf = xmalloc(big);
+
+    (void)state;
+    assert_null(parse("{'types':{'a\\nb':{}}}", err, sizeof(err)));
+    assert_non_null(strstr(err, "type \"a?b\": the name is not a plain identifier"));
+    assert_null(strchr(err, '\n'));
+    memset(buf, ' ', big);
+    assert_null(evtypes_parse(buf, big, "big.json", err, sizeof(err)));
+    assert_string_equal(err, "big.json: larger than 1048576 bytes");
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,7 +605,7 @@ int main(void)
         cmocka_unit_test(test_every_kind),       cmocka_unit_test(test_defaults_and_order),
         cmocka_unit_test(test_bad_files),        cmocka_unit_test(test_count_limits),
         cmocka_unit_test(test_token_limit_edge), cmocka_unit_test(test_load_errors),
-        cmocka_unit_test(test_corpus_refused),
+        cmocka_unit_test(test_corpus_refused),   cmocka_unit_test(test_message_hygiene),
     };
     return cmocka_run_group_tests_name("evtype", tests, NULL, NULL);
 }
