@@ -1,5 +1,6 @@
 /*
- * test_event.c - the vote codec: what is a vote, what is not, and why.
+ * test_event.c - the event codec: what is a vote (or an event of a type
+ * from a file), what is not, and why.
  *
  * Includes the whole JSONTestSuite parsing corpus: none of its files is a
  * valid vote, so each must be rejected with a named error and a detail.
@@ -333,6 +334,161 @@ static void test_json_test_suite_corpus(void **state)
     assert_true(corpus_each(check_not_a_vote, NULL) >= 300);
 }
 
+/* ---- types from a file: every kind through both paths ------------------- */
+
+static const char types_json[] =
+    "{\"types\": {"
+    " \"poll_answer\": {\"fields\": {\"poll_id\": \"id\", \"user_id\": \"id\","
+    "   \"option_id\": {\"kind\": \"int\", \"min\": -5, \"max\": 64}},"
+    "   \"key\": [\"poll_id\", \"user_id\"], \"identity\": \"user_id\"},"
+    " \"tag\": {\"fields\": {\"slug\": {\"kind\": \"string\", \"max_length\": 8, \"chars\": "
+    "\"a-z-\"},"
+    "   \"mood\": {\"kind\": \"enum\", \"values\": [\"up\", \"down\"]},"
+    "   \"level\": {\"kind\": \"enum\", \"values\": [-1, 0, 7]},"
+    "   \"note\": {\"kind\": \"string\", \"chars\": \"a-z :\"}},"
+    "   \"key\": [\"slug\", \"mood\", \"level\"]}}}";
+
+static struct evtypes *types(void)
+{
+    char err[256];
+    struct evtypes *set =
+        evtypes_parse(types_json, sizeof(types_json) - 1, "test", err, sizeof(err));
+    if (!set)
+        fail_msg("types: %s", err);
+    return set;
+}
+
+/* Encode, then both paths parse it back to the same event. */
+static void roundtrip(struct event *in, char *text)
+{
+    char buf[EVENT_ENCODED_MAX], detail[256], text2[EVTYPE_TEXT_MAX];
+    struct event fast, strict;
+    enum event_err err;
+    int n = event_encode(in, buf, sizeof(buf));
+
+    assert_true(n > 0);
+    event_init(&fast, in->type, text);
+    assert_int_equal(event_parse_canonical(&fast, buf, (size_t)n), 1);
+    event_init(&strict, in->type, text2);
+    assert_int_equal(event_parse_strict(&strict, buf, (size_t)n, 0, &err, detail, sizeof(detail)),
+                     0);
+    assert_string_equal(fast.token, in->token);
+    assert_string_equal(strict.token, in->token);
+    for (size_t i = 0; i < in->type->nfields; i++) {
+        const char *a = event_str(&fast, i), *b = event_str(&strict, i);
+        assert_true(fast.v[i] == strict.v[i]);
+        if (a)
+            assert_string_equal(a, b);
+    }
+}
+
+static void test_type_every_kind(void **state)
+{
+    struct evtypes *set = types();
+    const struct evtype *t = evtypes_find(set, "tag");
+    static const char body[] =
+        "{\"slug\":\"a-b\",\"mood\":\"down\",\"level\":-1,\"note\":\"hi: x\"}";
+    char text[EVTYPE_TEXT_MAX], text2[EVTYPE_TEXT_MAX], detail[256];
+    struct event ev;
+    enum event_err err;
+
+    (void)state;
+    event_init(&ev, t, text);
+    assert_int_equal(event_parse(&ev, body, sizeof(body) - 1, 0, &err, detail, sizeof(detail)), 0);
+    assert_string_equal(ev.token, "tag:a-b:down:-1");
+    assert_string_equal(event_str(&ev, 0), "a-b");
+    assert_string_equal(event_str(&ev, 1), "down");
+    assert_int_equal(event_int(&ev, 2), -1);
+    assert_string_equal(event_str(&ev, 3), "hi: x");
+    event_new_id(ev.event_id);
+    ev.ts_ms = 12;
+    roundtrip(&ev, text2);
+    evtypes_free(set);
+}
+
+static void test_type_rejections_name_the_field(void **state)
+{
+    static const struct {
+        const char *json, *type, *detail;
+        enum event_err want;
+    } rows[] = {
+        {"{\"poll_id\":1,\"user_id\":2}", "poll_answer", "\"option_id\"", EVENT_ERR_MISSING},
+        {"{\"poll_id\":1,\"user_id\":2,\"option_id\":65}", "poll_answer", "\"option_id\"",
+         EVENT_ERR_RANGE},
+        {"{\"poll_id\":1,\"user_id\":2,\"option_id\":-6}", "poll_answer", "\"option_id\"",
+         EVENT_ERR_RANGE},
+        {"{\"poll_id\":1,\"user_id\":2,\"option_id\":\"3\"}", "poll_answer", "\"option_id\"",
+         EVENT_ERR_TYPE},
+        {"{\"poll_id\":0,\"user_id\":2,\"option_id\":3}", "poll_answer", "\"poll_id\"",
+         EVENT_ERR_RANGE},
+        {"{\"poll_id\":1,\"user_id\":2,\"option_id\":3,\"x\":1}", "poll_answer", "\"x\"",
+         EVENT_ERR_UNKNOWN},
+        {"{\"slug\":\"A\",\"mood\":\"up\",\"level\":0,\"note\":\"n\"}", "tag", "\"slug\"",
+         EVENT_ERR_VALUE},
+        {"{\"slug\":\"abcdefghi\",\"mood\":\"up\",\"level\":0,\"note\":\"n\"}", "tag", "\"slug\"",
+         EVENT_ERR_VALUE},
+        {"{\"slug\":\"\",\"mood\":\"up\",\"level\":0,\"note\":\"n\"}", "tag", "\"slug\"",
+         EVENT_ERR_VALUE},
+        {"{\"slug\":\"a\",\"mood\":\"sideways\",\"level\":0,\"note\":\"n\"}", "tag", "\"mood\"",
+         EVENT_ERR_VALUE},
+        {"{\"slug\":\"a\",\"mood\":\"up\",\"level\":1,\"note\":\"n\"}", "tag", "\"level\"",
+         EVENT_ERR_VALUE},
+        {"{\"slug\":\"a\",\"mood\":1,\"level\":0,\"note\":\"n\"}", "tag", "\"mood\"",
+         EVENT_ERR_TYPE},
+        {"{\"slug\":\"a\\u0000\",\"mood\":\"up\",\"level\":0,\"note\":\"n\"}", "tag", "\"slug\"",
+         EVENT_ERR_NUL},
+    };
+    struct evtypes *set = types();
+    char text[EVTYPE_TEXT_MAX], detail[256];
+    enum event_err err;
+    struct event ev;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        event_init(&ev, evtypes_find(set, rows[i].type), text);
+        if (event_parse(&ev, rows[i].json, strlen(rows[i].json), 0, &err, detail, sizeof(detail)) !=
+                -1 ||
+            err != rows[i].want || !strstr(detail, rows[i].detail))
+            fail_msg("row %zu (%s): got %s \"%s\"", i, rows[i].json, event_err_name(err), detail);
+    }
+    evtypes_free(set);
+}
+
+/* The identity field may be left out for a known user; the fast path checks it too. */
+static void test_type_identity_and_paths(void **state)
+{
+    struct evtypes *set = types();
+    const struct evtype *t = evtypes_find(set, "poll_answer"), *tag = evtypes_find(set, "tag");
+    static const char omitted[] = "{\"poll_id\":7,\"option_id\":3}";
+    const char *good[] = {"7", "42"}, *bad[] = {"7", "x"}, *tagp[] = {"a-b", "up", "7"};
+    char token[EVENT_TOKEN_LEN], detail[256], buf[EVENT_ENCODED_MAX];
+    enum event_err err;
+    struct event ev, ev2;
+    int n;
+
+    (void)state;
+    event_init(&ev, t, NULL);
+    assert_int_equal(
+        event_parse(&ev, omitted, sizeof(omitted) - 1, 42, &err, detail, sizeof(detail)), 0);
+    assert_string_equal(ev.token, "poll_answer:7:42");
+    event_new_id(ev.event_id);
+    n = event_encode(&ev, buf, sizeof(buf));
+    event_init(&ev2, t, NULL);
+    assert_int_equal(event_parse(&ev2, buf, (size_t)n, 43, &err, detail, sizeof(detail)), 0);
+    assert_int_equal(ev2.v[1], 42); /* given: kept, for the caller to refuse */
+
+    assert_int_equal(event_path_token(t, good, 2, token, sizeof(token), detail, sizeof(detail)), 0);
+    assert_string_equal(token, "poll_answer:7:42");
+    assert_int_equal(event_path_token(t, bad, 2, token, sizeof(token), detail, sizeof(detail)), -1);
+    assert_non_null(strstr(detail, "\"user_id\""));
+    assert_int_equal(event_path_token(t, good, 1, token, sizeof(token), detail, sizeof(detail)),
+                     -1);
+    assert_int_equal(event_path_token(tag, tagp, 3, token, sizeof(token), detail, sizeof(detail)),
+                     0);
+    assert_string_equal(token, "tag:a-b:up:7");
+    evtypes_free(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +502,9 @@ int main(void)
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_parse_for_known_user),
         cmocka_unit_test(test_json_test_suite_corpus),
+        cmocka_unit_test(test_type_every_kind),
+        cmocka_unit_test(test_type_rejections_name_the_field),
+        cmocka_unit_test(test_type_identity_and_paths),
     };
     return cmocka_run_group_tests_name("event", tests, NULL, NULL);
 }
