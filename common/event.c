@@ -365,12 +365,12 @@ static int only_whitespace(const char *s, size_t len)
  * jsoncheck's strict grammar (which also fills *strict) and then json-c's.
  * The object, or NULL with err and detail set.
  */
-static json_object *strict_object(const char *buf, size_t len, struct jsoncheck_strict *strict,
-                                  enum event_err *err, char *detail, size_t detailsize)
+static json_object *strict_object(const struct evtype *t, const char *buf, size_t len,
+                                  struct jsoncheck_strict *strict, enum event_err *err,
+                                  char *detail, size_t detailsize)
 {
-    json_tokener *tok = NULL;
     json_object *obj = NULL;
-    enum json_tokener_error jerr;
+    const char *why;
     size_t consumed = len;
 
     if (len == 0) {
@@ -386,25 +386,8 @@ static json_object *strict_object(const char *buf, size_t len, struct jsoncheck_
         *err = EVENT_ERR_INVALID_JSON;
         goto reject;
     }
-    tok = json_tokener_new_ex(EVENT_MAX_DEPTH + 1);
-    if (!tok) {
-        fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s", "parser unavailable");
-        goto reject;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    obj = json_tokener_parse_ex(tok, buf, (int)len);
-    jerr = json_tokener_get_error(tok);
-    if (!obj && jerr == json_tokener_continue) {
-        /* A bare top-level number only ends at end of input: say so with a NUL. */
-        obj = json_tokener_parse_ex(tok, "", 1);
-        jerr = json_tokener_get_error(tok);
-    } else if (obj) {
-        consumed = json_tokener_get_parse_end(tok);
-    }
-    if (!obj || jerr != json_tokener_success) {
-        fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s",
-             jerr == json_tokener_continue ? "unexpected end of input"
-                                           : json_tokener_error_desc(jerr));
+    if (!(obj = jsoncheck_tree(buf, len, EVENT_MAX_DEPTH, &consumed, &why))) {
+        fail(err, EVENT_ERR_INVALID_JSON, detail, detailsize, "%s", why);
         goto reject;
     }
     if (consumed < len && !only_whitespace(buf + consumed, len - consumed)) {
@@ -413,16 +396,17 @@ static json_object *strict_object(const char *buf, size_t len, struct jsoncheck_
         goto reject;
     }
     if (!json_object_is_type(obj, json_type_object)) {
-        fail(err, EVENT_ERR_NOT_OBJECT, detail, detailsize, "%s",
-             "a vote must be a JSON object like {\"user_id\":1,\"candidate_id\":2}");
+        if (t == evtype_vote())
+            fail(err, EVENT_ERR_NOT_OBJECT, detail, detailsize, "%s",
+                 "a vote must be a JSON object like {\"user_id\":1,\"candidate_id\":2}");
+        else
+            fail(err, EVENT_ERR_NOT_OBJECT, detail, detailsize,
+                 "a %s must be a JSON object of its fields", t->name);
         goto reject;
     }
-    json_tokener_free(tok);
     return obj;
 reject:
     json_object_put(obj);
-    if (tok) /* json-c's free does not take NULL */
-        json_tokener_free(tok);
     return NULL;
 }
 
@@ -516,7 +500,7 @@ int event_parse_strict(struct event *ev, const char *buf, size_t len, int64_t us
     *err = EVENT_OK;
     if (detail && detailsize)
         detail[0] = '\0';
-    obj = strict_object(buf, len, &strict, err, detail, detailsize);
+    obj = strict_object(ev->type, buf, len, &strict, err, detail, detailsize);
     if (obj && read_fields(obj, user, ev, err, detail, detailsize) == 0 &&
         strict_rules(&strict, err, detail, detailsize) == 0)
         rc = 0;

@@ -268,28 +268,12 @@ static int check_syntax(const struct ctx *c, const char *buf, size_t len)
 /* json-c's tree of bytes jsoncheck accepted, or NULL (it disagrees: said where). */
 static json_object *tree(const struct ctx *c, const char *buf, size_t len)
 {
-    json_tokener *tok = json_tokener_new_ex(TYPES_MAX_DEPTH + 1);
-    json_object *obj;
-    enum json_tokener_error jerr;
+    const char *why;
+    size_t end;
+    json_object *obj = jsoncheck_tree(buf, len, TYPES_MAX_DEPTH, &end, &why);
 
-    if (!tok) {
-        fail(c, "the JSON parser is unavailable");
-        return NULL;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    obj = json_tokener_parse_ex(tok, buf, (int)len);
-    jerr = json_tokener_get_error(tok);
-    if (!obj && jerr == json_tokener_continue) {
-        /* A bare top-level number only ends at end of input: say so with a NUL. */
-        obj = json_tokener_parse_ex(tok, "", 1);
-        jerr = json_tokener_get_error(tok);
-    }
-    if (!obj || jerr != json_tokener_success) {
-        fail_at(c, buf, len, json_tokener_get_parse_end(tok), "%s", json_tokener_error_desc(jerr));
-        json_object_put(obj);
-        obj = NULL;
-    }
-    json_tokener_free(tok);
+    if (!obj)
+        fail_at(c, buf, len, end, "%s", why);
     return obj;
 }
 
