@@ -225,6 +225,14 @@ int store_counts(struct store *s, const struct evtype *t, int by, const struct s
 void store_sort_rows(const struct store_row *rows, size_t n, size_t *order);
 
 /*
+ * The batch INSERT of type t, appended to out, exposed for the tests: the
+ * vote's is the statement at the top of this file, byte for byte; another
+ * type's names its table and fields quoted, one array parameter a column
+ * (bigint[] for id, int and enum-of-integers fields, text[] for strings).
+ */
+void store_insert_sql(const struct evtype *t, struct strbuf *out);
+
+/*
  * The ballot as the tallies query takes it, exposed for the tests: two
  * PostgreSQL array literals, the ranges' lower ends into lo ("{1,7}") and
  * their upper ends into hi ("{4,7}"), appended to the buffers.
