@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -169,6 +170,63 @@ static void test_bad_types_file_is_refused(void **state)
     options_free(&o);
 }
 
+/* A types file of one type with a topic of its own, written for the test; its path. */
+static const char *write_types(void)
+{
+    static char path[] = "/tmp/tadak-test-types-XXXXXX";
+    static const char doc[] =
+        "{\"types\": {\"poll_answer\": {\"fields\": {\"poll_id\": \"id\", \"user_id\": \"id\"},"
+        " \"key\": [\"poll_id\", \"user_id\"], \"topic\": \"answers\"}}}";
+    int fd = mkstemp(path);
+    FILE *f;
+
+    assert_true(fd >= 0);
+    assert_non_null(f = fdopen(fd, "w"));
+    assert_int_equal(fwrite(doc, 1, sizeof(doc) - 1, f), sizeof(doc) - 1);
+    fclose(f);
+    return path;
+}
+
+/*
+ * --type picks a type of the file: the topic is the type's unless --topic
+ * or TADAK_TOPIC names one, even the vote's "votes" (not taken for "unset").
+ */
+static void test_topic_defaults_to_the_types(void **state)
+{
+    const char *path = write_types();
+    char *argv[] = {(char[]){"tadak-consumer"}, (char[]){"--types"},     (char *)path,
+                    (char[]){"--type"},         (char[]){"poll_answer"}, (char[]){"--topic"},
+                    (char[]){"votes"}};
+    struct consumer_opts o;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(options_load(&o, 5, argv, err, sizeof(err)), 0);
+    assert_string_equal(o.type->name, "poll_answer");
+    assert_string_equal(o.type->table, "poll_answers");
+    assert_string_equal(o.topic, "answers");
+    assert_string_equal(o.dlq_topic, "answers.dlq");
+    assert_int_equal(evtypes_count(o.set), 2);
+    options_free(&o);
+    assert_int_equal(options_load(&o, 7, argv, err, sizeof(err)), 0);
+    assert_string_equal(o.topic, "votes");
+    assert_string_equal(o.dlq_topic, "votes.dlq");
+    options_free(&o);
+    setenv("TADAK_TOPIC", "mine", 1);
+    setenv("TADAK_TYPES", path, 1);
+    setenv("TADAK_TYPE", "poll_answer", 1);
+    assert_int_equal(options_load(&o, 1, argv, err, sizeof(err)), 0);
+    assert_string_equal(o.type->name, "poll_answer");
+    assert_string_equal(o.topic, "mine");
+    options_free(&o);
+    /* The file's types are named when --type is none of them. */
+    setenv("TADAK_TYPE", "like", 1);
+    assert_int_equal(options_load(&o, 1, argv, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "known: vote, poll_answer"));
+    options_free(&o);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vote_is_the_default_type, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_unknown_type_names_the_known, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_bad_types_file_is_refused, clear_env, clear_env),
+        cmocka_unit_test_setup_teardown(test_topic_defaults_to_the_types, clear_env, clear_env),
     };
     return cmocka_run_group_tests_name("consumer_options", tests, NULL, NULL);
 }
