@@ -1,7 +1,8 @@
 /*
  * sharedopts.h - the option rows tadak-producer and tadak-consumer share:
  * Kafka (--brokers, --topic, -X), Redis (--redis-url), PostgreSQL
- * (--database-url), --log-level and --key-prefix. Each is defined here once,
+ * (--database-url), --log-level, --key-prefix and the event types file
+ * (--types). Each is defined here once,
  * with its flag, short form, environment variable, type, default and its
  * one help text, so the two programs' --help cannot drift apart
  * (tests/integration/test_options.py compares them).
@@ -65,6 +66,18 @@
         .name = "key-prefix", .env = "TADAK_KEY_PREFIX", .type = CONFIG_STR, .def = "",            \
         .offset = offsetof(opts_type, key_prefix),                                                 \
         .help = "Prefix of the Redis keys: the producer's and the consumers' must be the same"     \
+    }
+
+/*
+ * The event types (common/evtype.h) both programs read, so a producer and
+ * its consumers agree on every type's fields, token, topic and table. No
+ * default: without a file there is the built-in vote alone.
+ */
+#define SHAREDOPTS_TYPES(opts_type)                                                                \
+    {                                                                                              \
+        .name = "types", .env = "TADAK_TYPES", .type = CONFIG_FILE,                                \
+        .offset = offsetof(opts_type, types),                                                      \
+        .help = "Event types file (JSON); without it, votes only"                                  \
     }
 
 /* default_url: the program's own default, NULL for none. */

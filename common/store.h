@@ -9,12 +9,16 @@
  *
  * with the six columns passed as array parameters (never spliced into SQL).
  * The UNIQUE token is the final word on "one row per vote": a row whose
- * token comes back was inserted, any other was already there.
+ * token comes back was inserted, any other was already there. An event
+ * type from a file (store_use_type) has the same statement on its own
+ * table: token, one quoted column per field, event_id, kafka_partition,
+ * kafka_offset, each an array parameter (store_insert_sql).
  *
  * The schema (sql/schema.sql) is compiled in as store_schema() and applied
  * under a transaction-scoped advisory lock, so consumers starting together
  * do not race on CREATE ... IF NOT EXISTS. A unit test checks the copy
- * against sql/schema.sql byte for byte.
+ * against sql/schema.sql byte for byte. Another type's table comes from
+ * store_type_schema under the same lock.
  *
  * The connection is opened lazily and re-opened after it breaks, so a
  * PostgreSQL outage is a failed call (retry later), not a dead handle.
@@ -44,8 +48,9 @@
  * asynchronous standby lost them.
  *
  *   s = store_new(url, statement_timeout_ms);
- *   store_migrate(s, err, sizeof err);     apply the schema
- *   store_prepare(s, err, sizeof err);     at start: apply it if votes is missing, else verify
+ *   store_use_type(s, type);               whose table (the vote's until set)
+ *   store_migrate(s, set, err, sizeof err);   apply the schema: every type's table
+ *   store_prepare(s, err, sizeof err);     at start: apply it if the table is missing, else verify
  *   store_insert_batch(s, rows, n, err, sizeof err);  rows[i].inserted set
  *   store_insert_send(...) ... store_insert_wait(...)  the same, overlapped
  *   store_insert_ready(s)                1 if store_insert_wait would not block
@@ -106,17 +111,28 @@ const char *store_schema(void);
 void store_use_type(struct store *s, const struct evtype *t);
 /*
  * Create every type's table (set NULL: the vote's only): the vote's from
- * store_schema(), another's from store_type_schema(); a table that exists is
- * verified, never altered, and one whose columns disagree with its type
- * fails PERMANENT naming the table, the column and the fix.
+ * store_schema(), another's from store_type_schema(); a file type's table
+ * that exists is verified (the vote's is checked at the consumer's start,
+ * as before), never altered, and one whose columns disagree with its type
+ * (missing, or another type than bigint/text) fails PERMANENT naming the
+ * table, the column, its type and the type's, and the fix; nothing of the
+ * migration is committed then. One transaction, under the advisory lock.
  */
 int store_migrate(struct store *s, const struct evtypes *set, char *errstr, size_t errsize);
-/* The DDL of type t's table and its counts indexes, appended to out (quoted identifiers). */
+/*
+ * The DDL of type t's table and its counts indexes, appended to out (quoted
+ * identifiers; the vote's: the votes part of sql/schema.sql). An index is
+ * "<table>_<field>_idx", its table part cut (and hashed) to keep the name
+ * within PostgreSQL's 63 bytes.
+ */
 struct strbuf;
 void store_type_schema(const struct evtype *t, struct strbuf *out);
 /*
- * The consumer's start: apply the schema only when table votes is missing;
- * when it exists, store_verify checks it from the catalogs, without DDL and
+ * The consumer's start: apply the schema only when the type's table (votes
+ * for the vote) is missing: the vote's is sql/schema.sql, another type's
+ * store_type_schema and the identity table. When it exists, store_verify
+ * checks it from the catalogs (a type from a file: also that each field's
+ * column is bigint or text as the field needs), without DDL and
  * without a lock on it (CREATE INDEX IF NOT EXISTS on every start took a
  * SHARE lock, so a migration holding votes made every start fail). -1 with
  * store_last_failure: TRANSIENT (unreachable, a timeout: try again) or
@@ -223,6 +239,14 @@ int store_counts(struct store *s, const struct evtype *t, int by, const struct s
  * token then marks its row inserted (0), or matches none (-1).
  */
 void store_sort_rows(const struct store_row *rows, size_t n, size_t *order);
+
+/*
+ * The batch INSERT of type t, appended to out, exposed for the tests: the
+ * vote's is the statement at the top of this file, byte for byte; another
+ * type's names its table and fields quoted, one array parameter a column
+ * (bigint[] for id, int and enum-of-integers fields, text[] for strings).
+ */
+void store_insert_sql(const struct evtype *t, struct strbuf *out);
 
 /*
  * The ballot as the tallies query takes it, exposed for the tests: two

@@ -136,6 +136,7 @@ struct item {
     int64_t retry_at; /* monotonic ms; due when <= now */
     int64_t backoff_ms;
     struct gate_item gate;
+    char text[]; /* the event's strings: the type's text_size bytes, made with the item */
 };
 
 struct pipeline {
@@ -289,9 +290,15 @@ static void grow(struct pipeline *p, size_t want)
     flights_reserve(p->flights, p->cap);
 }
 
+/*
+ * A new item, or a settled one again: items are made once with room for
+ * the strings of an event of the pipeline's type (one type per consumer,
+ * so every spare fits), and never freed while the consumer runs.
+ */
 static struct item *item_new(struct pipeline *p)
 {
-    struct item *it = p->nspare ? p->spare[--p->nspare] : xmalloc(sizeof(*it));
+    struct item *it =
+        p->nspare ? p->spare[--p->nspare] : xmalloc(sizeof(*it) + p->o->type->text_size);
     memset(it, 0, sizeof(*it));
     return it;
 }
@@ -663,17 +670,21 @@ static void flight_send(struct pipeline *p, int64_t now)
 }
 
 /*
- * Step 2: parse what was polled. A vote without an event_id (a client other
- * than tadak-producer) gets one derived from its topic/partition/offset, so
+ * Step 2: parse what was polled, as an event of the consumer's type (a
+ * message that does not fit it is poison: the parser's detail names the
+ * field). An event without an event_id (a client other than
+ * tadak-producer) gets one derived from its topic/partition/offset, so
  * reading it again yields the same event.
  */
 static void parse_new(struct pipeline *p)
 {
+    const struct evtype *t = p->o->type;
+
     for (size_t i = 0; i < p->n; i++) {
         struct item *it = p->items[i];
         if (it->state != ITEM_NEW)
             continue;
-        event_init(&it->ev, evtype_vote(), NULL);
+        event_init(&it->ev, t, t->text_size ? it->text : NULL);
         if (event_parse(&it->ev, it->msg->payload, it->msg->len, 0, &it->err, it->detail,
                         sizeof(it->detail)) != 0) {
             it->state = ITEM_POISON;
@@ -907,6 +918,8 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->flights =
         flights_new((int)o->inserts_in_flight, store, o->database_url, o->statement_timeout_ms);
     p->fill = flights_fill(p->flights);
+    for (int f = 0; f < flights_count(p->flights); f++) /* rows go to the type's table */
+        store_use_type(flights_at(p->flights, f)->store, o->type);
     p->metrics = metrics;
     p->offsets = offsets_new();
     p->recorded = recorded_new(RECORDED_SLOTS, RECORDED_POOL_BYTES, o->dedupe_window_s * 1000);
@@ -968,9 +981,10 @@ int pipeline_run(struct pipeline *p)
     char why[512];
     int rc, idle;
 
-    log_info("consumer started", "topic=%s group=%s dlq=%s owner=%s instance=%s start_at=%s",
-             p->o->topic, p->o->group, p->o->dlq_topic, gate_owner(p->gate),
-             p->o->instance_id ? p->o->instance_id : "none", p->o->start_at);
+    log_info("consumer started",
+             "type=%s table=%s topic=%s group=%s dlq=%s owner=%s instance=%s start_at=%s",
+             p->o->type->name, p->o->type->table, p->o->topic, p->o->group, p->o->dlq_topic,
+             gate_owner(p->gate), p->o->instance_id ? p->o->instance_id : "none", p->o->start_at);
     rc = pipeline_start(p);
     while (rc == 0 && !shutdown_requested()) {
         gate_heartbeat(p->gate);

@@ -2,7 +2,9 @@
  * test_store.c - the schema compiled into the consumer is sql/schema.sql,
  * byte for byte (the SQL file is what people read and review), and each
  * SQLSTATE class means what the consumer does about it: wait, reconnect
- * or stop. A ballot reaches the tallies query as two array literals.
+ * or stop. A ballot reaches the tallies query as two array literals. Each
+ * type's INSERT and DDL come from the type (the vote's exactly today's),
+ * identifiers of a types file quoted.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -189,15 +191,164 @@ static void test_ballot_params(void **state)
     free(hi.s);
 }
 
+/* The vote's INSERT, as tadak has always sent it (monitoring may match on it). */
+static const char vote_insert[] =
+    "INSERT INTO votes (token, user_id, candidate_id, event_id, kafka_partition, kafka_offset) "
+    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::int[], "
+    "$6::bigint[]) ON CONFLICT (token) DO NOTHING RETURNING token";
+
+/* A type as a types file would give it: poll answers, one per user per poll. */
+static const struct evtype poll_answer = {
+    .name = "poll_answer",
+    .token_prefix = "poll_answer",
+    .topic = "poll_answers",
+    .table = "poll_answers",
+    .nfields = 3,
+    .fields = {{.name = "poll_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
+               {.name = "user_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
+               {.name = "option_id", .kind = EVF_INT, .min = 1, .max = 64}},
+    .nkey = 2,
+    .key = {0, 1},
+    .identity = 1,
+    .ncounts = 2,
+    .counts = {2, 0},
+    .ballot_field = -1,
+};
+
+static char yes[] = "yes", no[] = "no", maybe[] = "maybe";
+static char *rsvp_answers[] = {yes, no, maybe};
+static const int64_t rsvp_seats[] = {1, 2, 4};
+
+/* Every kind of field: strings and enums of strings are text, the rest bigint. */
+static const struct evtype rsvp = {
+    .name = "rsvp",
+    .token_prefix = "rsvp",
+    .topic = "rsvps",
+    .table = "rsvps",
+    .nfields = 5,
+    .fields =
+        {{.name = "event_id_", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
+         {.name = "user_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
+         {.name = "answer", .kind = EVF_ENUM_STRING, .nenum = 3, .enum_str = rsvp_answers},
+         {.name = "seats", .kind = EVF_ENUM_INT, .nenum = 3, .enum_int = (int64_t *)rsvp_seats},
+         {.name = "note", .kind = EVF_STRING, .max_length = 64, .text_off = 0}},
+    .nkey = 2,
+    .key = {0, 1},
+    .identity = -1,
+    .ballot_field = -1,
+    .text_size = 65,
+};
+
+static void test_vote_insert_is_todays(void **state)
+{
+    struct strbuf b = {0};
+
+    (void)state;
+    store_insert_sql(evtype_vote(), &b);
+    assert_string_equal(b.s, vote_insert);
+    free(b.s);
+}
+
+static void test_type_insert_from_its_fields(void **state)
+{
+    struct strbuf b = {0};
+
+    (void)state;
+    store_insert_sql(&poll_answer, &b);
+    assert_string_equal(b.s, "INSERT INTO \"poll_answers\" (token, \"poll_id\", \"user_id\", "
+                             "\"option_id\", event_id, kafka_partition, kafka_offset) SELECT * "
+                             "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], "
+                             "$5::uuid[], $6::int[], $7::bigint[]) ON CONFLICT (token) DO "
+                             "NOTHING RETURNING token");
+    b.len = 0;
+    store_insert_sql(&rsvp, &b);
+    assert_string_equal(b.s, "INSERT INTO \"rsvps\" (token, \"event_id_\", \"user_id\", "
+                             "\"answer\", \"seats\", \"note\", event_id, kafka_partition, "
+                             "kafka_offset) SELECT * FROM unnest($1::text[], $2::bigint[], "
+                             "$3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::uuid[], "
+                             "$8::int[], $9::bigint[]) ON CONFLICT (token) DO NOTHING RETURNING "
+                             "token");
+    free(b.s);
+}
+
+static void test_type_schema(void **state)
+{
+    struct strbuf b = {0};
+
+    (void)state;
+    store_type_schema(&poll_answer, &b);
+    assert_string_equal(b.s, "CREATE TABLE IF NOT EXISTS \"poll_answers\" (\n"
+                             "    id bigserial PRIMARY KEY,\n"
+                             "    token text NOT NULL UNIQUE,\n"
+                             "    \"poll_id\" bigint NOT NULL,\n"
+                             "    \"user_id\" bigint NOT NULL,\n"
+                             "    \"option_id\" bigint NOT NULL,\n"
+                             "    event_id uuid NOT NULL,\n"
+                             "    kafka_partition int,\n"
+                             "    kafka_offset bigint,\n"
+                             "    created_at timestamptz NOT NULL DEFAULT now()\n"
+                             ");\n"
+                             "CREATE INDEX IF NOT EXISTS \"poll_answers_option_id_idx\" ON "
+                             "\"poll_answers\" (\"option_id\");\n"
+                             "CREATE INDEX IF NOT EXISTS \"poll_answers_poll_id_idx\" ON "
+                             "\"poll_answers\" (\"poll_id\");\n\n");
+    b.len = 0;
+    store_type_schema(&rsvp, &b);
+    assert_non_null(strstr(b.s, "    \"answer\" text NOT NULL,\n"
+                                "    \"seats\" bigint NOT NULL,\n"
+                                "    \"note\" text NOT NULL,\n"));
+    assert_null(strstr(b.s, "CREATE INDEX")); /* no counts field, no index */
+    /* The vote's is the first part of sql/schema.sql, the identity table being the rest. */
+    b.len = 0;
+    store_type_schema(evtype_vote(), &b);
+    assert_true(b.len > 0);
+    assert_memory_equal(b.s, store_schema(), b.len);
+    assert_non_null(strstr(b.s, "CREATE INDEX IF NOT EXISTS votes_candidate_idx ON votes"));
+    assert_null(strstr(b.s, "tadak_identity ("));
+    free(b.s);
+}
+
+/* An index name longer than PostgreSQL keeps (63) is cut in its table part, hashed apart. */
+static void test_index_names_fit(void **state)
+{
+    struct evtype a = poll_answer, b = poll_answer;
+    struct strbuf da = {0}, db = {0};
+    const char *na, *nb, *end;
+
+    (void)state;
+    memset(a.table, 'a', EVTYPE_TABLE_MAX);
+    a.table[EVTYPE_TABLE_MAX] = '\0';
+    b = a;
+    b.table[EVTYPE_TABLE_MAX - 1] = 'b'; /* the same first 62 bytes */
+    a.ncounts = b.ncounts = 1;
+    store_type_schema(&a, &da);
+    store_type_schema(&b, &db);
+    assert_non_null(na = strstr(da.s, "CREATE INDEX IF NOT EXISTS \""));
+    assert_non_null(nb = strstr(db.s, "CREATE INDEX IF NOT EXISTS \""));
+    na += strlen("CREATE INDEX IF NOT EXISTS \"");
+    nb += strlen("CREATE INDEX IF NOT EXISTS \"");
+    end = strchr(na, '"');
+    assert_int_equal(end - na, EVTYPE_TABLE_MAX);
+    assert_memory_equal(end - strlen("_option_id_idx"), "_option_id_idx", strlen("_option_id_idx"));
+    assert_int_equal(strchr(nb, '"') - nb, EVTYPE_TABLE_MAX);
+    assert_memory_not_equal(na, nb, EVTYPE_TABLE_MAX);
+    free(da.s);
+    free(db.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ballot_params),
         cmocka_unit_test(test_embedded_schema_matches_file),
+        cmocka_unit_test(test_index_names_fit),
         cmocka_unit_test(test_returned_tokens_mark_their_rows),
         cmocka_unit_test(test_schema_is_idempotent_and_unique),
         cmocka_unit_test(test_sqlstate_classes),
+        cmocka_unit_test(test_type_insert_from_its_fields),
+        cmocka_unit_test(test_type_schema),
         cmocka_unit_test(test_unreachable_server_is_transient),
+        cmocka_unit_test(test_vote_insert_is_todays),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
