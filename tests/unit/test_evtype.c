@@ -413,7 +413,7 @@ static void check_like_rsvp(const struct evtype *like, const struct evtype *rsvp
 static void test_example_file(void **state)
 {
     char err[512] = "";
-    struct evtypes *set = evtypes_load("examples/types.json", err, sizeof(err));
+    struct evtypes *set = evtypes_load("../../examples/types.json", err, sizeof(err));
 
     (void)state;
     if (!set)
