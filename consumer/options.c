@@ -42,7 +42,7 @@ static const struct config_opt table[] = {
      .type = CONFIG_STR,
      .def = "tadak",
      .offset = O(group),
-     .help = "Kafka consumer group"},
+     .help = "Kafka consumer group (for a --type other than vote: tadak-<type>)"},
     {.name = "dlq-topic",
      .env = "TADAK_DLQ_TOPIC",
      .type = CONFIG_STR,
@@ -279,6 +279,11 @@ static int pick_type(struct consumer_opts *o, char *errstr, size_t errsize)
     if ((o->type = evtypes_find(o->set, o->type_name)) != NULL) {
         if (from_default(o->topic, "topic"))
             o->topic = o->type->topic;
+        /* A group per type: the vote's stays "tadak", a poll_answer's is "tadak-poll_answer". */
+        if (from_default(o->group, "group") && o->type != evtype_vote()) {
+            snprintf(o->group_default, sizeof(o->group_default), "%s-%s", o->group, o->type->name);
+            o->group = o->group_default;
+        }
         return 0;
     }
     known[0] = '\0';

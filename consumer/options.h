@@ -46,6 +46,7 @@ struct consumer_opts {
     int topics_only;    /* the "topics" subcommand: create the type's and its dead-letter topic */
     int64_t partitions; /* of a topic "topics" creates */
     char dlq_default[512];
+    char group_default[64]; /* "tadak-<type>" */
 };
 
 int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, size_t errsize);

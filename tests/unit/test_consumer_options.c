@@ -206,6 +206,7 @@ static void test_topic_defaults_to_the_types(void **state)
     assert_string_equal(o.type->table, "poll_answers");
     assert_string_equal(o.topic, "answers");
     assert_string_equal(o.dlq_topic, "answers.dlq");
+    assert_string_equal(o.group, "tadak-poll_answer"); /* a group per type */
     assert_int_equal(evtypes_count(o.set), 2);
     options_free(&o);
     assert_int_equal(options_load(&o, 7, argv, err, sizeof(err)), 0);
@@ -219,6 +220,11 @@ static void test_topic_defaults_to_the_types(void **state)
     assert_string_equal(o.type->name, "poll_answer");
     assert_string_equal(o.topic, "mine");
     options_free(&o);
+    setenv("TADAK_GROUP", "tadak", 1); /* given, even as the default's text: kept */
+    assert_int_equal(options_load(&o, 1, argv, err, sizeof(err)), 0);
+    assert_string_equal(o.group, "tadak");
+    options_free(&o);
+    unsetenv("TADAK_GROUP");
     /* The file's types are named when --type is none of them. */
     setenv("TADAK_TYPE", "like", 1);
     assert_int_equal(options_load(&o, 1, argv, err, sizeof(err)), -1);
