@@ -93,7 +93,8 @@ static void nap_ms(long ms)
 /* The publisher as `serve` has it (poller thread) or as the CLI (poller 0). */
 static struct publisher *open_publisher(struct cluster *c, struct metrics *m, int poller)
 {
-    struct publisher_opts o = {c->bootstraps, TOPIC, NULL, 30000, NULL, poller, 0};
+    struct publisher_opts o = {
+        .brokers = c->bootstraps, .topic = TOPIC, .delivery_timeout_ms = 30000, .poller = poller};
     char err[512];
     struct publisher *p = publisher_new(&o, m, err, sizeof(err));
 
