@@ -127,6 +127,8 @@ const struct evtype *evtype_vote(void);
 int evtype_field(const struct evtype *t, const char *name);
 /* 1 when v is on t's ballot (always, without one). */
 int evtype_on_ballot(const struct evtype *t, int64_t v);
+/* 1 when a string field f's "chars" allow character c. */
+int evfield_allows(const struct evfield *f, unsigned char c);
 /* Parse the bytes of a JSON types file: the same checks, for tests. */
 struct evtypes *evtypes_parse(const char *json, size_t len, const char *origin, char *errstr,
                               size_t errsize);
