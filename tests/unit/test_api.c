@@ -800,6 +800,44 @@ static void test_counts_query(void **state)
     assert_string_equal(r.counts.where[1].value, "3");
 }
 
+/* The routes of a types file's type: found by name, the vote's still there. */
+static void test_routes_of_a_types_file(void **state)
+{
+    static const char json[] =
+        "{\"types\":{\"poll_answer\":{\"fields\":{\"poll_id\":\"id\",\"user_id\":\"id\","
+        "\"option_id\":{\"kind\":\"int\",\"min\":1,\"max\":64}},"
+        "\"key\":[\"poll_id\",\"user_id\"],\"identity\":\"user_id\","
+        "\"counts\":[\"option_id\",\"poll_id\"]}}}";
+    char err[256];
+    struct evtypes *set = evtypes_parse(json, strlen(json), "test", err, sizeof(err));
+    const struct evtype *t;
+    struct api_reply r;
+
+    (void)state;
+    if (!set)
+        fail_msg("evtypes_parse: %s", err);
+    t = evtypes_find(set, "poll_answer");
+    assert_int_equal(
+        api_route(set, "POST", "/events/poll_answer", "application/json", NULL, 4096, &r), 0);
+    assert_int_equal(r.action, API_VOTE);
+    assert_ptr_equal(r.type, t);
+    assert_int_equal(api_route(set, "POST", "/events/vote", "application/json", NULL, 4096, &r), 0);
+    assert_ptr_equal(r.type, evtype_vote());
+    assert_int_equal(api_route(set, "GET", "/events/poll_answer/7/3", NULL, NULL, 4096, &r), 0);
+    assert_int_equal(r.action, API_STATUS);
+    assert_string_equal(r.token, "poll_answer:7:3");
+    assert_int_equal(r.user_id, 3); /* the identity, second in the key */
+    assert_int_equal(api_route(set, "GET", "/events/poll_answer/x/3", NULL, NULL, 4096, &r), 1);
+    assert_error_body(r.body, "invalid_key");
+    assert_detail_has(r.body, "poll_id");
+    assert_int_equal(api_route(set, "GET", "/events/poll_answer/counts", NULL, NULL, 4096, &r), 0);
+    assert_int_equal(r.action, API_COUNTS);
+    assert_int_equal(api_route(set, "GET", "/events/like/1/2", NULL, NULL, 4096, &r), 1);
+    assert_int_equal(r.status, 404);
+    assert_non_null(strstr(r.body, "\"types\":[\"vote\",\"poll_answer\"]"));
+    evtypes_free(set);
+}
+
 static void test_field_value(void **state)
 {
     struct evtype t = like();
@@ -842,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_idempotency_key_per_type),
         cmocka_unit_test(test_counts_query),
         cmocka_unit_test(test_field_value),
+        cmocka_unit_test(test_routes_of_a_types_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

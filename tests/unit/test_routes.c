@@ -378,7 +378,8 @@ static void redis_answer_set(const char *old)
 /* ---- fixtures -------------------------------------------------------------- */
 
 struct fixture {
-    rd_kafka_t *rk; /* owns the mock cluster */
+    rd_kafka_t *rk;        /* owns the mock cluster */
+    struct evtypes *types; /* the vote and poll_answer */
     struct metrics *metrics;
     struct publisher *pub;
     struct edge *edge;
@@ -401,12 +402,21 @@ static struct routes *routes_with(struct edge *edge, struct idem *idem)
                             .max_body = 4096,
                             .delivery_timeout_ms = 5000,
                             .idem_window_ms = 86400000,
-                            .idem_timeout_ms = 500};
+                            .idem_timeout_ms = 500,
+                            .types = fx.types};
     struct routes *rt = routes_new(&o);
 
     handlers = routes_handlers(rt);
     return rt;
 }
+
+#define POLL_JSON "{\"poll_id\":7,\"user_id\":3,\"option_id\":2}"
+
+static const char poll_types[] =
+    "{\"types\":{\"poll_answer\":{\"fields\":{\"poll_id\":\"id\",\"user_id\":\"id\","
+    "\"option_id\":{\"kind\":\"int\",\"min\":1,\"max\":64}},"
+    "\"key\":[\"poll_id\",\"user_id\"],\"identity\":\"user_id\","
+    "\"counts\":[\"option_id\",\"poll_id\"]}}}";
 
 static int setup(void **state)
 {
@@ -425,6 +435,10 @@ static int setup(void **state)
     assert_non_null(fx.rk);
     mc = rd_kafka_handle_mock_cluster(fx.rk);
     assert_int_equal(rd_kafka_mock_topic_create(mc, TOPIC, 2, 1), 0);
+    assert_int_equal(rd_kafka_mock_topic_create(mc, "poll_answers", 1, 1), 0);
+    if (!(fx.types = evtypes_parse(poll_types, strlen(poll_types), "test", err, sizeof(err))))
+        fail_msg("evtypes_parse: %s", err);
+    po.types = fx.types;
     po.brokers = rd_kafka_mock_cluster_bootstraps(mc);
     fx.metrics = metrics_new();
     if (!(fx.pub = publisher_new(&po, fx.metrics, err, sizeof(err))))
@@ -443,6 +457,7 @@ static int teardown(void **state)
     edge_free(fx.edge);
     metrics_free(fx.metrics);
     rd_kafka_destroy(fx.rk);
+    evtypes_free(fx.types);
     return 0;
 }
 
@@ -744,14 +759,46 @@ static void test_events_vote_is_an_alias_of_post_votes(void **state)
     fake_free(f);
 }
 
+/* A type of the file: its own body check, its own topic, the vote's path to the 202. */
+static void test_events_of_a_file_type(void **state)
+{
+    struct fake_conn c = {.names = {"Content-Type"}, .values = {"application/json"}};
+    struct fake_req *f;
+
+    (void)state;
+    f = run("POST", "/events/poll_answer", &c, POLL_JSON);
+    assert_int_equal(f->timeout_ms, 5000);
+    wait_wakes(f, 1);
+    handlers.resume(f->req, HTTP_WOKEN);
+    assert_string_equal(f->events, "suspend,wake,send 202,");
+    assert_non_null(strstr(f->last.body, "\"token\":\"poll_answer:7:3\""));
+    fake_free(f);
+
+    f = run("POST", "/events/poll_answer", &c, "{\"poll_id\":7,\"user_id\":3,\"option_id\":99}");
+    assert_int_equal(f->last.status, 400);
+    assert_non_null(strstr(f->last.body, "option_id"));
+    assert_string_equal(f->events, "send 400,");
+    fake_free(f);
+
+    /* A vote's body is not a poll answer. */
+    f = run("POST", "/events/poll_answer", &c, VOTE_JSON);
+    assert_int_equal(f->last.status, 400);
+    fake_free(f);
+
+    f = run("GET", "/events/poll_answer/7", NULL, NULL);
+    assert_int_equal(f->last.status, 400);
+    assert_non_null(strstr(f->last.body, "wrong_key_length"));
+    fake_free(f);
+}
+
 static void test_events_unknown_type_and_wrong_method(void **state)
 {
     struct fake_req *f;
 
     (void)state;
-    f = run("POST", "/events/poll_answer", NULL, "{}");
+    f = run("POST", "/events/polls", NULL, "{}");
     assert_int_equal(f->last.status, 404);
-    assert_non_null(strstr(f->last.body, "\"types\":[\"vote\"]"));
+    assert_non_null(strstr(f->last.body, "\"types\":[\"vote\",\"poll_answer\"]"));
     assert_string_equal(f->events, "send 404,");
     fake_free(f);
 
@@ -851,6 +898,7 @@ int main(void)
                                         routes_gone),
         cmocka_unit_test_setup_teardown(test_events_unknown_type_and_wrong_method, routes_plain,
                                         routes_gone),
+        cmocka_unit_test_setup_teardown(test_events_of_a_file_type, routes_plain, routes_gone),
         cmocka_unit_test_setup_teardown(test_events_counts_query_checked_first, routes_plain,
                                         routes_gone),
         cmocka_unit_test_setup_teardown(test_events_cors_preflight, routes_cors, routes_gone),
