@@ -13,8 +13,10 @@ messages. The vote's routes keep working beside them.
 """
 import json
 import re
+import time
 import uuid
 
+import jwt
 import psycopg
 import pytest
 
@@ -159,6 +161,36 @@ def test_idempotency_key_on_an_event_route(serve, env, poll_topic):
     vote = post(serve.port, "/votes", {"user_id": 4, "candidate_id": 1}, {"Idempotency-Key": "k-1"})
     assert vote[0] == 202 and "idempotent-replayed" not in vote[1]
     assert len(consume_all(env, poll_topic, expected=1, timeout=10)) == 1
+
+
+def test_identity_binds_the_types_identity_field(bins, env, tmp_path, topic, types_file,
+                                                  poll_db, poll_topic, monkeypatch):
+    secret = "an-hs256-secret-of-more-than-32-bytes-for-tests"
+    monkeypatch.setenv("TADAK_TEST_JWT_SECRET", secret)
+    now = int(time.time())
+    tok = jwt.encode({"sub": "3", "exp": now + 600, "iat": now}, secret, algorithm="HS256")
+    auth = {"Authorization": f"Bearer {tok}"}
+    s = Serve(bins, env, tmp_path, topic, database_url=poll_db.url,
+              extra=("--types", str(types_file), "--jwt-secret-env", "TADAK_TEST_JWT_SECRET"))
+    try:
+        # user_id may be left out (the token's), must be the token's when given.
+        status, _, doc = post(s.port, "/events/poll_answer", {"poll_id": 7, "option_id": 2}, auth)
+        assert status == 202 and doc["token"] == "poll_answer:7:3", doc
+        status, _, doc = post(s.port, "/events/poll_answer",
+                              {"poll_id": 7, "user_id": 4, "option_id": 2}, auth)
+        assert status == 403 and doc["error"] == "user_mismatch" and "user_id" in doc["detail"]
+        status, _, doc = post(s.port, "/events/poll_answer", {"poll_id": 7, "user_id": 3,
+                                                              "option_id": 2})
+        assert status == 401, doc
+        # The status of one's own keys only.
+        status, _, raw = request(s.port, "GET", "/events/poll_answer/7/4", headers=auth)
+        assert status == 403 and json.loads(raw)["error"] == "user_mismatch"
+        assert request(s.port, "GET", "/events/poll_answer/7/3", headers=auth)[0] == 404
+        assert request(s.port, "GET", "/events/poll_answer/7/3")[0] == 401
+    finally:
+        s.stop()
+    msgs = consume_all(env, poll_topic, expected=1)
+    assert [json.loads(m.value)["user_id"] for m in msgs] == [3]
 
 
 # ---------------------------------------------------------------- status and counts
