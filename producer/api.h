@@ -44,6 +44,7 @@
  *   POST /events/{type}            API_VOTE (POST /events/vote = POST /votes)
  *   GET  /events/{type}/{k1}/...   API_STATUS, reply.token the key's token
  *   GET  /events/{type}/counts     API_COUNTS, the query read by api_counts_query
+ *                                  (for a one-field key, the key "counts" is this route)
  *   an unknown type: 404 unknown_type with the known types in "types"
  *
  *   api_route(set, method, path, ...)   api_begin with a set of types (NULL: the

@@ -7,7 +7,7 @@
  * slots (held for a copy, so the HTTP threads never wait on a query),
  * refresh_lock makes refreshes one at a time (held across the query, only
  * by workers). A slot is keyed by its question: "tallies", or
- * "counts/<type>/<by>?<field>=<value>&..." with field indices.
+ * "counts/<type>/<by>?<field>=<value>\x1f..." with field indices.
  */
 #include "reads.h"
 #include "api.h"
@@ -302,9 +302,10 @@ static char *counts_key(const struct read_job *job)
     struct strbuf b;
 
     strbuf_init(&b, 64);
+    /* Each filter ends in \x1f, which no value holds (printable ASCII): one key, one question. */
     strbuf_printf(&b, "counts/%s/%d?", job->type->name, job->by);
     for (size_t i = 0; i < job->nwhere; i++)
-        strbuf_printf(&b, "%s%d=%s", i ? "&" : "", job->where[i].field, job->where[i].value);
+        strbuf_printf(&b, "%d=%s\x1f", job->where[i].field, job->where[i].value);
     return b.s;
 }
 

@@ -312,3 +312,32 @@ def test_bad_types_file_stops_every_command(bins, env, tmp_path):
         p = cli(bins, env, bad, *args)
         assert p.returncode == 2, (args, p.stderr)
         assert "nope" in p.stderr and str(bad) in p.stderr, p.stderr
+
+
+def test_counts_questions_never_share_an_answer(bins, env, tmp_path, topic, db):
+    """Two questions whose filters would read alike once joined with '&' and '='
+    (a string value may hold both) get their own answers."""
+    note_topic = unique("notes")
+    ensure_topic(env, note_topic)
+    path = tmp_path / "notes.json"
+    path.write_text(json.dumps({"types": {"note": {
+        "fields": {"tag": {"kind": "string", "chars": "a-z0-9&="}, "author": "id"},
+        "key": ["author"], "counts": ["author"], "topic": note_topic}}}))
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute("create table notes (id bigserial primary key, token text unique not null, "
+                     "tag text not null, author bigint not null, event_id uuid not null, "
+                     "kafka_partition int not null, kafka_offset bigint not null, "
+                     "created_at timestamptz not null default now())")
+    for author, tag in ((1, "x"), (2, "x&1=1")):
+        db.rows("insert into notes (token, tag, author, event_id, kafka_partition, kafka_offset) "
+                "values (%s, %s, %s, %s, 0, 0) returning id",
+                (f"note:{author}", tag, author, str(uuid.uuid4())))
+    s = Serve(bins, env, tmp_path, topic, database_url=db.url, extra=("--types", str(path)))
+    try:
+        one = get_json(s.port, "/events/note/counts?by=author&tag=x&author=1")
+        other = get_json(s.port, "/events/note/counts?by=author&tag=x%261%3D1")
+    finally:
+        s.stop()
+    assert one[1]["counts"] == [{"author": 1, "rows": 1}], one
+    assert other[1]["where"] == {"tag": "x&1=1"}, other
+    assert other[1]["counts"] == [{"author": 2, "rows": 1}], other
