@@ -84,7 +84,7 @@ struct publisher {
 /* Append "{...event...,"partition":P,"offset":O}" and flush: correctness over speed. */
 static void ack_log_write(struct publisher *p, const rd_kafka_message_t *m)
 {
-    char line[1024];
+    char line[EVENT_ENCODED_MAX + 64]; /* the longest event any type encodes, and the position */
     size_t n = m->len;
     int w;
 

@@ -20,8 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <librdkafka/rdkafka.h>
@@ -358,6 +360,60 @@ static void test_each_type_to_its_topic(void **state)
     evtypes_free(set);
 }
 
+/* The ack log holds every acknowledged event, the longest a type can make too. */
+static void test_ack_log_holds_a_long_event(void **state)
+{
+    static const char types[] =
+        "{\"types\":{\"note\":{\"fields\":{\"a\":{\"kind\":\"string\",\"max_length\":250},"
+        "\"b\":{\"kind\":\"string\",\"max_length\":250},"
+        "\"c\":{\"kind\":\"string\",\"max_length\":250},"
+        "\"d\":{\"kind\":\"string\",\"max_length\":250},\"n\":\"id\"},"
+        "\"key\":[\"n\"],\"topic\":\"poll_answers\"}}}";
+    struct cluster *c = *state;
+    char err[256], text[EVTYPE_TEXT_MAX], path[] = "/tmp/tadak-ack-XXXXXX", line[4096];
+    struct evtypes *set = evtypes_parse(types, strlen(types), "test", err, sizeof(err));
+    struct publisher_opts o = {.brokers = c->bootstraps,
+                               .topic = TOPIC,
+                               .types = set,
+                               .delivery_timeout_ms = 30000,
+                               .ack_log = path,
+                               .poller = 1};
+    struct publisher *p;
+    struct tracked t = {.completion = {.fn = on_done}};
+    struct event ev;
+    int fd = mkstemp(path);
+    FILE *f;
+
+    if (!set)
+        fail_msg("evtypes_parse: %s", err);
+    assert_true(fd >= 0);
+    close(fd);
+    event_init(&ev, evtypes_find(set, "note"), text);
+    for (size_t i = 0; i < 4; i++) { /* 1000 characters: all an event's text may hold */
+        memset(text + ev.type->fields[i].text_off, 'x', 250);
+        text[ev.type->fields[i].text_off + 250] = '\0';
+        ev.v[i] = 250;
+    }
+    ev.v[4] = 1;
+    assert_int_equal(event_make_token(&ev), 0);
+    event_new_id(ev.event_id);
+    if (!(p = publisher_new(&o, NULL, err, sizeof(err))))
+        fail_msg("publisher_new: %s", err);
+    assert_int_equal(publisher_send(p, &ev, &t.completion, PUBLISH_NOWAIT, err, sizeof(err)), 0);
+    wait_done(p, 1, &t, "the long event");
+    assert_int_equal(atomic_load(&t.err), 0);
+    publisher_free(p);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    unlink(path);
+    assert_true(strlen(line) > 4 * 250);
+    assert_non_null(strstr(line, ev.event_id));
+    assert_non_null(strstr(line, "\"partition\":"));
+    evtypes_free(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_without_poller_the_caller_recovers),
         cmocka_unit_test(test_without_poller_a_send_recovers),
         cmocka_unit_test(test_each_type_to_its_topic),
+        cmocka_unit_test(test_ack_log_holds_a_long_event),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
