@@ -1401,23 +1401,106 @@ static int rows_of(const PGresult *r)
     return PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
 }
 
+/* An identifier of the types file, quoted, any '"' doubled (evtype.c admits none, even so). */
+static void read_ident(struct strbuf *b, const char *name)
+{
+    strbuf_putc(b, '"');
+    for (; *name; name++) {
+        if (*name == '"')
+            strbuf_putc(b, '"');
+        strbuf_putc(b, *name);
+    }
+    strbuf_putc(b, '"');
+}
+
 int store_status(struct store *s, const struct evtype *t, const char *token, struct store_status *v,
                  char *errstr, size_t errsize)
 {
-    (void)t; /* TODO(types): the type's table */
-    static const char sql[] = "SELECT event_id::text, to_char(created_at AT TIME ZONE 'UTC', "
-                              "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM votes WHERE token = $1";
     const char *params[1] = {token};
+    struct strbuf sql;
     PGresult *r;
 
     memset(v, 0, sizeof(*v));
-    if (!(r = read_query(s, sql, 1, params, errstr, errsize)))
+    strbuf_init(&sql, 160);
+    strbuf_printf(&sql, "SELECT event_id::text, to_char(created_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM ");
+    read_ident(&sql, t ? t->table : "votes");
+    strbuf_printf(&sql, " WHERE token = $1");
+    r = read_query(s, sql.s, 1, params, errstr, errsize);
+    free(sql.s);
+    if (!r)
         return -1;
     if (rows_of(r) == 1) {
         v->found = 1;
         util_strlcpy(v->event_id, PQgetvalue(r, 0, 0), sizeof(v->event_id));
         util_strlcpy(v->created_at, PQgetvalue(r, 0, 1), sizeof(v->created_at));
     }
+    PQclear(r);
+    return 0;
+}
+
+/*
+ * One statement: the rows per value of `by` among those the filters keep,
+ * ranked, and over all groups (the window runs before the LIMIT) the total
+ * of rows and the number of values. $1 the limit, $2... the filters' values,
+ * typed by their columns.
+ */
+static char *counts_sql(const struct evtype *t, int by, const struct store_filter *f, size_t nf)
+{
+    struct strbuf b;
+
+    strbuf_init(&b, 256);
+    strbuf_printf(&b, "SELECT ");
+    read_ident(&b, t->fields[by].name);
+    strbuf_printf(&b, "::text, count(*), sum(count(*)) OVER (), count(*) OVER () FROM ");
+    read_ident(&b, t->table);
+    for (size_t i = 0; i < nf; i++) {
+        strbuf_printf(&b, i ? " AND " : " WHERE ");
+        read_ident(&b, t->fields[f[i].field].name);
+        strbuf_printf(&b, " = $%zu", i + 2);
+    }
+    strbuf_printf(&b, " GROUP BY 1, ");
+    read_ident(&b, t->fields[by].name);
+    strbuf_printf(&b, " ORDER BY 2 DESC, ");
+    read_ident(&b, t->fields[by].name);
+    strbuf_printf(&b, " LIMIT $1");
+    return b.s;
+}
+
+int store_counts(struct store *s, const struct evtype *t, int by, const struct store_filter *f,
+                 size_t nf, size_t limit, struct store_count *out, size_t *n, int64_t *total,
+                 int64_t *values, char *errstr, size_t errsize)
+{
+    const char *params[1 + EVTYPE_MAX_FIELDS];
+    char lim[24], *sql;
+    PGresult *r;
+    int rows;
+
+    *n = 0;
+    *total = *values = 0;
+    if (nf > EVTYPE_MAX_FIELDS) {
+        snprintf(errstr, errsize, "counts: more than %d filters", EVTYPE_MAX_FIELDS);
+        return -1;
+    }
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    params[0] = lim;
+    for (size_t i = 0; i < nf; i++)
+        params[i + 1] = f[i].value;
+    sql = counts_sql(t, by, f, nf);
+    r = read_query(s, sql, (int)nf + 1, params, errstr, errsize);
+    free(sql);
+    if (!r)
+        return -1;
+    rows = rows_of(r);
+    for (int i = 0; i < rows && *n < limit; i++) {
+        if (PQgetisnull(r, i, 0) || util_parse_i64(PQgetvalue(r, i, 1), &out[*n].rows) != 0)
+            continue;
+        util_strlcpy(out[*n].value, PQgetvalue(r, i, 0), sizeof(out[*n].value));
+        (*n)++;
+    }
+    if (rows > 0 && (util_parse_i64(PQgetvalue(r, 0, 2), total) != 0 ||
+                     util_parse_i64(PQgetvalue(r, 0, 3), values) != 0))
+        *total = *values = 0;
     PQclear(r);
     return 0;
 }

@@ -103,7 +103,9 @@ static int check_route(const struct api_reply *r, const char *method)
             abort();
         return 1;
     case API_STATUS:
-        if (strcmp(method, "GET") != 0 || r->user_id < 1 || r->candidate_id < 1)
+        /* Only the vote is a type here (no --types): /votes/U/C or /events/vote/U/C. */
+        if (strcmp(method, "GET") != 0 || r->user_id < 1 || r->candidate_id < 1 ||
+            r->type != evtype_vote() || strncmp(r->token, "vote_lock:", 10) != 0)
             abort();
         return 0;
     case API_HEALTH:
@@ -112,6 +114,7 @@ static int check_route(const struct api_reply *r, const char *method)
     case API_PAGE:
     case API_TALLIES:
     case API_STATS:
+    case API_COUNTS:
         if (strcmp(method, "GET") != 0)
             abort();
         return 0;
