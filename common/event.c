@@ -410,15 +410,25 @@ reject:
     return NULL;
 }
 
-/* A member the type does not have (a file's type takes exactly its fields). */
+/*
+ * A member the type does not have (a file's type takes exactly its fields
+ * and the envelope's). The producer's ack log adds "partition" and "offset"
+ * to each event it writes; they are the envelope's too, so `replay` takes an
+ * ack log of any type back, as it always took the vote's.
+ */
 static int unknown_member(json_object *obj, const struct evtype *t, enum event_err *err,
                           char *detail, size_t detailsize)
 {
+    static const char *const envelope[] = {"event_id", "token", "ts", "partition", "offset"};
+
     json_object_object_foreach(obj, key, val)
     {
+        size_t e = 0;
+
         (void)val;
-        if (evtype_field(t, key) < 0 && strcmp(key, "event_id") != 0 && strcmp(key, "token") != 0 &&
-            strcmp(key, "ts") != 0)
+        while (e < UTIL_ARRAY_LEN(envelope) && strcmp(key, envelope[e]) != 0)
+            e++;
+        if (evtype_field(t, key) < 0 && e == UTIL_ARRAY_LEN(envelope))
             return fail(err, EVENT_ERR_UNKNOWN, detail, detailsize,
                         "\"%s\" is not a field of this type", key);
     }

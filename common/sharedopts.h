@@ -43,7 +43,7 @@
     {                                                                                              \
         .name = "topic", .short_name = 't', .env = "TADAK_TOPIC", .type = CONFIG_STR,              \
         .def = "votes", .offset = offsetof(opts_type, topic),                                      \
-        .help = "Kafka topic of the votes: the producer publishes to it, the consumers read it"    \
+        .help = "Kafka topic of the events (a --type other than vote: its own unless given)"       \
     }
 
 #define SHAREDOPTS_KAFKA(opts_type)                                                                \
@@ -76,8 +76,16 @@
 #define SHAREDOPTS_TYPES(opts_type)                                                                \
     {                                                                                              \
         .name = "types", .env = "TADAK_TYPES", .type = CONFIG_FILE,                                \
-        .offset = offsetof(opts_type, types),                                                      \
-        .help = "Event types file (JSON); without it, votes only"                                  \
+        .offset = offsetof(opts_type, types_path),                                                 \
+        .help = "Event types beyond the vote, a JSON file (see README; unset: votes only)"         \
+    }
+
+/* The type a command publishes or consumes (serve takes every type of the file). */
+#define SHAREDOPTS_TYPE(opts_type)                                                                 \
+    {                                                                                              \
+        .name = "type", .env = "TADAK_TYPE", .type = CONFIG_NAME, .def = "vote",                   \
+        .offset = offsetof(opts_type, type_name),                                                  \
+        .help = "Event type: vote, or one of the --types file's"                                   \
     }
 
 /* default_url: the program's own default, NULL for none. */

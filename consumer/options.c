@@ -30,13 +30,7 @@ static const struct config_opt table[] = {
     SHAREDOPTS_DATABASE_URL(struct consumer_opts, "postgresql://localhost/tadak"),
     SHAREDOPTS_TOPIC(struct consumer_opts),
     SHAREDOPTS_TYPES(struct consumer_opts),
-    {.name = "type",
-     .env = "TADAK_TYPE",
-     .type = CONFIG_NAME,
-     .def = "vote",
-     .offset = O(type_name),
-     .help = "Event type to consume (vote, or one of --types): its topic (then the --topic "
-             "default) into its table"},
+    SHAREDOPTS_TYPE(struct consumer_opts),
     {.name = "group",
      .env = "TADAK_GROUP",
      .type = CONFIG_STR,
@@ -274,7 +268,7 @@ static int pick_type(struct consumer_opts *o, char *errstr, size_t errsize)
     char known[512];
     size_t len = 0;
 
-    if (!(o->set = evtypes_load(o->types, errstr, errsize)))
+    if (!(o->set = evtypes_load(o->types_path, errstr, errsize)))
         return -1;
     if ((o->type = evtypes_find(o->set, o->type_name)) != NULL) {
         if (from_default(o->topic, "topic"))
@@ -291,7 +285,7 @@ static int pick_type(struct consumer_opts *o, char *errstr, size_t errsize)
         len += (size_t)snprintf(known + len, sizeof(known) - len, "%s%s", i ? ", " : "",
                                 evtypes_at(o->set, i)->name);
     snprintf(errstr, errsize, "--type %s: no such type (known: %s%s)", o->type_name, known,
-             o->types ? "" : "; others come from --types FILE");
+             o->types_path ? "" : "; others come from --types FILE");
     return -1;
 }
 
@@ -310,8 +304,8 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
     if (pick_subcommand(o, pos, npos, errstr, errsize) != 0)
         goto out;
     log_set_level(o->log_level);
-    if (o->types && !*o->types)
-        o->types = NULL;
+    if (o->types_path && !*o->types_path)
+        o->types_path = NULL;
     if (pick_type(o, errstr, errsize) != 0)
         goto out;
     if (!o->dlq_topic || !*o->dlq_topic) {

@@ -25,7 +25,7 @@
 struct consumer_opts {
     const char *brokers, *redis_url, *database_url;
     const char *topic, *group, *dlq_topic;
-    const char *types;         /* --types FILE, or NULL: the vote alone */
+    const char *types_path;    /* --types FILE, or NULL: the vote alone */
     const char *type_name;     /* --type */
     struct evtypes *set;       /* every type: the file's and the vote */
     const struct evtype *type; /* the one this consumer reads (in set) */

@@ -74,6 +74,7 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
 {
     struct publisher_opts o = {.brokers = cfg->brokers,
                                .topic = cfg->topic,
+                               .topic_type = cfg->type,
                                .types = cfg->types,
                                .extra = &cfg->extra,
                                .delivery_timeout_ms = cfg->delivery_timeout_ms,
@@ -103,9 +104,8 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
     if (publisher_topic_named(p, topic, reach_ms, existing, sizeof(existing)) == 0) {
         fprintf(stderr,
                 "tadak-producer %s: topic %s does not exist at %s (existing: %s); create it with "
-                "tadak-consumer topics --topic %s%s\n",
-                cmd, topic, cfg->brokers, existing[0] ? existing : "none", topic,
-                cfg->type == evtype_vote() ? ", or use --topic" : "");
+                "tadak-consumer topics --topic %s, or use --topic\n",
+                cmd, topic, cfg->brokers, existing[0] ? existing : "none", topic);
         publisher_free(p);
         *rc = 1;
         return NULL;

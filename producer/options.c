@@ -29,11 +29,7 @@ static const struct config_opt shared_rows[] = {
      .type = CONFIG_FILE,
      .offset = O(ack_log),
      .help = "Append one JSON line per acknowledged event to this file"},
-    {.name = "types",
-     .env = "TADAK_TYPES",
-     .type = CONFIG_FILE,
-     .offset = O(types_file),
-     .help = "Event types beyond the vote, a JSON file (see README; unset: votes only)"},
+    SHAREDOPTS_TYPES(struct producer_opts),
     CONFIG_END};
 
 /* ---- serve ---------------------------------------------------------------- */
@@ -228,12 +224,7 @@ static const struct config_opt serve_rows[] = {
 
 /* After the shared rows: the CLI waits longer than an HTTP client would. */
 static const struct config_opt cli_rows[] = {
-    {.name = "type",
-     .env = "TADAK_TYPE",
-     .type = CONFIG_NAME,
-     .def = "vote",
-     .offset = O(type_name),
-     .help = "The event type published: vote, or one of the --types file's"},
+    SHAREDOPTS_TYPE(struct producer_opts),
     {.name = "delivery-timeout-ms",
      .env = "TADAK_DELIVERY_TIMEOUT_MS",
      .type = CONFIG_INT,
@@ -377,14 +368,18 @@ static int load_types(struct producer_opts *o, char *errstr, size_t errsize)
     char names[256];
     size_t at = 0;
 
-    if (!(o->types = evtypes_load(o->types_file, errstr, errsize)))
+    if (!(o->types = evtypes_load(o->types_path, errstr, errsize)))
         return -1;
     if (!o->type_name) {
         o->type = evtype_vote();
         return 0;
     }
-    if ((o->type = evtypes_find(o->types, o->type_name)) != NULL)
+    if ((o->type = evtypes_find(o->types, o->type_name)) != NULL) {
+        /* A type's events go to its own topic unless --topic (or TADAK_TOPIC) names one. */
+        if (o->type != evtype_vote() && o->topic == shared_rows[1].def)
+            o->topic = o->type->topic;
         return 0;
+    }
     names[0] = '\0';
     for (size_t i = 0; i < evtypes_count(o->types) && at < sizeof(names); i++)
         at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", i ? ", " : "",

@@ -40,7 +40,7 @@ struct producer_opts {
     struct config_kv extra; /* -X key=value for librdkafka */
     enum log_level log_level;
     int64_t delivery_timeout_ms; /* serve's default and range are not the CLI's */
-    const char *types_file;      /* --types: event types beyond the vote, or NULL */
+    const char *types_path;      /* --types: event types beyond the vote, or NULL */
     struct evtypes *types;       /* loaded from it (the vote only without one); owned */
 
     /* serve */

@@ -354,7 +354,7 @@ static void *poller_main(void *arg)
     return NULL;
 }
 
-/* Every type and its topic: the vote's is o->topic, another's its own. */
+/* Every type and its topic: topic_type's (the vote's) is o->topic, another's its own. */
 static void set_types(struct publisher *p, const struct publisher_opts *o)
 {
     p->ntypes = o->types ? evtypes_count(o->types) : 1;
@@ -362,7 +362,9 @@ static void set_types(struct publisher *p, const struct publisher_opts *o)
     p->topics = xcalloc(p->ntypes, sizeof(*p->topics));
     for (size_t i = 0; i < p->ntypes; i++) {
         p->types[i] = o->types ? evtypes_at(o->types, i) : evtype_vote();
-        p->topics[i] = xstrdup(p->types[i] == evtype_vote() ? o->topic : p->types[i]->topic);
+        p->topics[i] = xstrdup(p->types[i] == (o->topic_type ? o->topic_type : evtype_vote())
+                                   ? o->topic
+                                   : p->types[i]->topic);
     }
     p->topic = p->topics[0];
 }

@@ -90,7 +90,8 @@ struct publish_completion {
 
 struct publisher_opts {
     const char *brokers;
-    const char *topic;             /* the vote's */
+    const char *topic; /* topic_type's (NULL: the vote's) */
+    const struct evtype *topic_type;
     const struct evtypes *types;   /* each type to its topic; NULL: the vote only */
     const struct config_kv *extra; /* -X overrides, applied last; may be NULL */
     int64_t delivery_timeout_ms;

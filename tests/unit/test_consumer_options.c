@@ -121,7 +121,7 @@ static void test_vote_is_the_default_type(void **state)
     (void)state;
     assert_int_equal(options_load(&o, 1, ARGV((char[]){"tadak-consumer"}), err, sizeof(err)), 0);
     assert_ptr_equal(o.type, evtype_vote());
-    assert_null(o.types);
+    assert_null(o.types_path);
     assert_int_equal(evtypes_count(o.set), 1);
     options_free(&o);
     assert_int_equal(

@@ -461,7 +461,7 @@ static void test_type_identity_and_paths(void **state)
     const struct evtype *t = evtypes_find(set, "poll_answer"), *tag = evtypes_find(set, "tag");
     static const char omitted[] = "{\"poll_id\":7,\"option_id\":3}";
     const char *good[] = {"7", "42"}, *bad[] = {"7", "x"}, *tagp[] = {"a-b", "up", "7"};
-    char token[EVENT_TOKEN_LEN], detail[256], buf[EVENT_ENCODED_MAX];
+    char token[EVENT_TOKEN_LEN], detail[256], buf[EVENT_ENCODED_MAX], line[EVENT_ENCODED_MAX + 64];
     enum event_err err;
     struct event ev, ev2;
     int n;
@@ -476,6 +476,11 @@ static void test_type_identity_and_paths(void **state)
     event_init(&ev2, t, NULL);
     assert_int_equal(event_parse(&ev2, buf, (size_t)n, 43, &err, detail, sizeof(detail)), 0);
     assert_int_equal(ev2.v[1], 42); /* given: kept, for the caller to refuse */
+
+    /* A line of the producer's ack log: the event plus partition and offset. */
+    n = snprintf(line, sizeof(line), "%.*s,\"partition\":3,\"offset\":9}", n - 1, buf);
+    assert_int_equal(event_parse(&ev2, line, (size_t)n, 0, &err, detail, sizeof(detail)), 0);
+    assert_string_equal(ev2.token, "poll_answer:7:42");
 
     assert_int_equal(event_path_token(t, good, 2, token, sizeof(token), detail, sizeof(detail)), 0);
     assert_string_equal(token, "poll_answer:7:42");
