@@ -46,6 +46,7 @@ class Session:
         self.topic = unique("t_poll")
         self.types = types_file(tmp_path, self.topic)
         self.log = tmp_path / "serve.log"
+        self.ack_log = tmp_path / "acks.jsonl"
         self.port = free_port()
         self.proc = None
 
@@ -64,7 +65,7 @@ class Session:
         args = [self.bins.producer, "serve", "--listen", f"127.0.0.1:{self.port}",
                 "--types", self.types, "--brokers", self.env["KAFKA_BOOTSTRAP_SERVERS"],
                 "--redis-url", self.env["REDIS_URL"], "--database-url", self.db.url,
-                "--key-prefix", self.prefix, "--topic", unique("t_votes_unused")]
+                "--key-prefix", self.prefix, "--ack-log", self.ack_log]
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen([str(a) for a in args], stdout=self._logf,
                                      stderr=subprocess.STDOUT)
@@ -174,3 +175,23 @@ def test_vote_beside_poll_answer(session, bins, env, db, prefix):
     session.consume()
     assert db.rows("SELECT token FROM votes") == [("vote_lock:1:1",)]
     assert db.rows("SELECT token FROM poll_answers") == [("poll_answer:1:1",)]
+
+
+def test_replay_of_the_ack_log_inserts_nothing(session, bins, env, db):
+    """serve's ack log of poll answers, replayed: every line published again, no new row."""
+    for user in range(1, 21):
+        status, _, raw = post(session.port, "/events/poll_answer",
+                              {"poll_id": 3, "user_id": user, "option_id": 1 + user % 4})
+        assert status == 202, raw
+    session.consume()
+    assert db.rows("SELECT count(*) FROM poll_answers") == [(20,)]
+    wait_for(lambda: len(session.ack_log.read_text().splitlines()) == 20, timeout=10,
+             what="20 lines in the ack log")
+    r = run([bins.producer, "replay", session.ack_log, "--types", session.types,
+             "--type", "poll_answer", "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"]])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["acked"] == 20, r.stdout
+    out = session.consume()
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["consumed"] == 40 and summary["inserted"] == 0, summary
+    assert db.rows("SELECT count(*) FROM poll_answers") == [(20,)]
