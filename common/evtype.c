@@ -13,6 +13,7 @@
 #include "evtype.h"
 #include "event.h"
 #include "jsoncheck.h"
+#include "ranges.h"
 #include "util.h"
 
 #include <errno.h>
@@ -68,10 +69,7 @@ int evtype_on_ballot(const struct evtype *t, int64_t v)
 {
     if (t->ballot_field < 0)
         return 1;
-    for (size_t i = 0; i < t->nballot; i++)
-        if (v >= t->ballot[i].lo && v <= t->ballot[i].hi)
-            return 1;
-    return 0;
+    return ranges_has(t->ballot, t->nballot, v);
 }
 
 int evfield_allows(const struct evfield *f, unsigned char c)
@@ -627,70 +625,16 @@ static int field_list(const struct ctx *c, const struct evtype *t, const char *w
     return 0;
 }
 
-/* An integer of a ballot spec at *s ('-'? digits); advances *s past it. */
-static int ballot_number(const char **s, int64_t *out)
-{
-    char num[24];
-    size_t n = 0;
-    const char *p = *s;
-
-    if (p[n] == '-')
-        num[n] = '-', n++;
-    while (p[n] >= '0' && p[n] <= '9') {
-        if (n + 1 >= sizeof(num))
-            return -1;
-        num[n] = p[n];
-        n++;
-    }
-    num[n] = '\0';
-    if (util_parse_i64(num, out) != 0)
-        return -1;
-    *s = p + n;
-    return 0;
-}
-
-static int bad_ranges(const struct ctx *c, const char *spec)
-{
-    return fail(c,
-                "ballot values \"%s\" are not like \"1-4,7\" (ascending integers and "
-                "ranges, comma-separated)",
-                spec);
-}
-
-/* "1-4,7": ascending values and ranges of f's, merged where they touch. */
+/* "1-4,7": values and ranges of f's (ranges.h), sorted and merged. */
 static int parse_ranges(const struct ctx *c, struct evtype *t, const struct evfield *f,
                         const char *spec)
 {
-    const char *s = spec;
+    char why[160];
 
-    for (t->nballot = 0;;) {
-        int64_t lo, hi;
-
-        if (ballot_number(&s, &lo) != 0)
-            return bad_ranges(c, spec);
-        hi = lo;
-        if (*s == '-' && (s++, ballot_number(&s, &hi) != 0))
-            return bad_ranges(c, spec);
-        if (hi < lo || (t->nballot > 0 && lo <= t->ballot[t->nballot - 1].hi))
-            return fail(c, "ballot values \"%s\" are not ascending at %lld", spec, (long long)lo);
-        if (lo < f->min || hi > f->max)
-            return fail(c, "ballot values \"%s\": %lld-%lld is outside \"%s\" (%lld..%lld)", spec,
-                        (long long)lo, (long long)hi, f->name, (long long)f->min,
-                        (long long)f->max);
-        if (t->nballot > 0 && lo == t->ballot[t->nballot - 1].hi + 1) {
-            t->ballot[t->nballot - 1].hi = hi;
-        } else {
-            if (t->nballot == EVTYPE_MAX_BALLOT)
-                return fail(c, "ballot values \"%s\" make more than %d ranges", spec,
-                            EVTYPE_MAX_BALLOT);
-            t->ballot[t->nballot].lo = lo;
-            t->ballot[t->nballot++].hi = hi;
-        }
-        if (*s == '\0')
-            return 0;
-        if (*s++ != ',')
-            return bad_ranges(c, spec);
-    }
+    if (ranges_parse(spec, f->min, f->max, t->ballot, EVTYPE_MAX_BALLOT, &t->nballot, why,
+                     sizeof(why)) != 0)
+        return fail(c, "ballot values \"%s\" of \"%s\": %s", spec, f->name, why);
+    return 0;
 }
 
 static int parse_ballot(const struct ctx *c, struct evtype *t, json_object *obj)

@@ -64,6 +64,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ranges.h"
+
 #define EVTYPE_NAME_MAX   32  /* a type's or a field's name, in bytes */
 #define EVTYPE_TABLE_MAX  63  /* PostgreSQL's identifier length */
 #define EVTYPE_TOPIC_MAX  249 /* Kafka's topic name length */
@@ -109,11 +111,9 @@ struct evtype {
     int counts[EVTYPE_MAX_COUNTS]; /* field indices */
     int ballot_field;              /* field index, or -1 */
     size_t nballot;
-    struct {
-        int64_t lo, hi;
-    } ballot[EVTYPE_MAX_BALLOT]; /* sorted, merged ranges */
-    size_t text_size;            /* bytes an event of this type needs for its strings */
-    int extra_fields_ok;         /* the vote: unknown JSON members are ignored, as always */
+    struct range ballot[EVTYPE_MAX_BALLOT]; /* sorted, merged ranges */
+    size_t text_size;                       /* bytes an event of this type needs for its strings */
+    int extra_fields_ok; /* the vote: unknown JSON members are ignored, as always */
 };
 
 struct evtypes;

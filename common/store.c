@@ -1401,18 +1401,6 @@ static int rows_of(const PGresult *r)
     return PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
 }
 
-/* An identifier of the types file, quoted, any '"' doubled (evtype.c admits none, even so). */
-static void read_ident(struct strbuf *b, const char *name)
-{
-    strbuf_putc(b, '"');
-    for (; *name; name++) {
-        if (*name == '"')
-            strbuf_putc(b, '"');
-        strbuf_putc(b, *name);
-    }
-    strbuf_putc(b, '"');
-}
-
 int store_status(struct store *s, const struct evtype *t, const char *token, struct store_status *v,
                  char *errstr, size_t errsize)
 {
@@ -1424,7 +1412,7 @@ int store_status(struct store *s, const struct evtype *t, const char *token, str
     strbuf_init(&sql, 160);
     strbuf_printf(&sql, "SELECT event_id::text, to_char(created_at AT TIME ZONE 'UTC', "
                         "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM ");
-    read_ident(&sql, t ? t->table : "votes");
+    put_ident(&sql, t ? t : evtype_vote(), t ? t->table : "votes");
     strbuf_printf(&sql, " WHERE token = $1");
     r = read_query(s, sql.s, 1, params, errstr, errsize);
     free(sql.s);
@@ -1451,18 +1439,18 @@ static char *counts_sql(const struct evtype *t, int by, const struct store_filte
 
     strbuf_init(&b, 256);
     strbuf_printf(&b, "SELECT ");
-    read_ident(&b, t->fields[by].name);
+    put_ident(&b, t, t->fields[by].name);
     strbuf_printf(&b, "::text, count(*), sum(count(*)) OVER (), count(*) OVER () FROM ");
-    read_ident(&b, t->table);
+    put_ident(&b, t, t->table);
     for (size_t i = 0; i < nf; i++) {
         strbuf_printf(&b, i ? " AND " : " WHERE ");
-        read_ident(&b, t->fields[f[i].field].name);
+        put_ident(&b, t, t->fields[f[i].field].name);
         strbuf_printf(&b, " = $%zu", i + 2);
     }
     strbuf_printf(&b, " GROUP BY 1, ");
-    read_ident(&b, t->fields[by].name);
+    put_ident(&b, t, t->fields[by].name);
     strbuf_printf(&b, " ORDER BY 2 DESC, ");
-    read_ident(&b, t->fields[by].name);
+    put_ident(&b, t, t->fields[by].name);
     strbuf_printf(&b, " LIMIT $1");
     return b.s;
 }
@@ -1505,8 +1493,7 @@ int store_counts(struct store *s, const struct evtype *t, int by, const struct s
     return 0;
 }
 
-void store_ballot_params(const struct store_range *ballot, size_t n, struct strbuf *lo,
-                         struct strbuf *hi)
+void store_ballot_params(const struct range *ballot, size_t n, struct strbuf *lo, struct strbuf *hi)
 {
     strbuf_putc(lo, '{');
     strbuf_putc(hi, '{');
@@ -1518,7 +1505,7 @@ void store_ballot_params(const struct store_range *ballot, size_t n, struct strb
     strbuf_putc(hi, '}');
 }
 
-int store_tallies(struct store *s, const struct store_range *ballot, size_t nballot, size_t limit,
+int store_tallies(struct store *s, const struct range *ballot, size_t nballot, size_t limit,
                   struct store_tally *out, size_t *n, struct store_tallies_sum *sum, char *errstr,
                   size_t errsize)
 {

@@ -80,6 +80,7 @@
 #include <stdint.h>
 
 #include "evtype.h"
+#include "ranges.h"
 
 struct event;
 
@@ -195,11 +196,6 @@ struct store_tally {
     int64_t votes;
 };
 
-/* One range of a ballot's candidate ids, both ends included (lo <= hi). */
-struct store_range {
-    int64_t lo, hi;
-};
-
 struct store_tallies_sum {
     int64_t total;      /* votes for the (ballot's) candidates */
     int64_t candidates; /* how many of them have a vote */
@@ -209,7 +205,7 @@ struct store_tallies_sum {
 int store_status(struct store *s, const struct evtype *t, const char *token,
                  struct store_status *st, char *errstr, size_t errsize);
 /* out holds at least limit entries; *n of them are filled. nballot == 0: no ballot. */
-int store_tallies(struct store *s, const struct store_range *ballot, size_t nballot, size_t limit,
+int store_tallies(struct store *s, const struct range *ballot, size_t nballot, size_t limit,
                   struct store_tally *out, size_t *n, struct store_tallies_sum *sum, char *errstr,
                   size_t errsize);
 int store_connected(const struct store *s);
@@ -254,7 +250,7 @@ void store_insert_sql(const struct evtype *t, struct strbuf *out);
  * their upper ends into hi ("{4,7}"), appended to the buffers.
  */
 struct strbuf;
-void store_ballot_params(const struct store_range *ballot, size_t n, struct strbuf *lo,
+void store_ballot_params(const struct range *ballot, size_t n, struct strbuf *lo,
                          struct strbuf *hi);
 int store_mark_returned(struct store_row *rows, const size_t *order, size_t n, const char *token);
 

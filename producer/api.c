@@ -660,98 +660,24 @@ int api_stats(struct api_reply *r, const char *group, const char *const *names,
 
 /* ---- --candidates -------------------------------------------------------- */
 
-static const char *skip_blank(const char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    return s;
-}
-
-/* A candidate id at *s (digits only, 1..2^63-1); advances *s past it. */
-static int parse_candidate(const char **s, int64_t *out)
-{
-    char num[24];
-    size_t n = 0;
-    const char *p = skip_blank(*s);
-
-    while (p[n] >= '0' && p[n] <= '9') {
-        if (n + 1 >= sizeof(num))
-            return -1;
-        num[n] = p[n];
-        n++;
-    }
-    num[n] = '\0';
-    if (n == 0 || util_parse_i64(num, out) != 0 || *out < 1)
-        return -1;
-    *s = skip_blank(p + n);
-    return 0;
-}
-
-static int range_cmp(const void *a, const void *b)
-{
-    const int64_t *x = a, *y = b; /* the lo of each range */
-
-    return *x < *y ? -1 : *x > *y;
-}
-
 int api_candidates_parse(const char *spec, struct api_candidates *c, char *errstr, size_t errsize)
 {
-    const char *s = spec;
-    size_t n = 0;
+    char why[160];
 
     memset(c, 0, sizeof(*c));
-    for (;;) {
-        int64_t lo, hi;
-
-        if (parse_candidate(&s, &lo) != 0)
-            goto bad;
-        hi = lo;
-        if (*s == '-') {
-            s++;
-            if (parse_candidate(&s, &hi) != 0 || hi < lo)
-                goto bad;
-        }
-        if (n == API_CANDIDATE_RANGES) {
-            snprintf(errstr, errsize, "candidate list \"%s\" has more than %d ranges", spec,
-                     API_CANDIDATE_RANGES);
-            return -1;
-        }
-        c->r[n].lo = lo;
-        c->r[n].hi = hi;
-        n++;
-        if (*s == '\0')
-            break;
-        if (*s++ != ',')
-            goto bad;
-    }
-    /* Sorted and merged, so that listing and lookups are simple. */
-    qsort(c->r, n, sizeof(c->r[0]), range_cmp);
-    c->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (c->n > 0 && c->r[i].lo <= c->r[c->n - 1].hi + (c->r[c->n - 1].hi < INT64_MAX)) {
-            if (c->r[i].hi > c->r[c->n - 1].hi)
-                c->r[c->n - 1].hi = c->r[i].hi;
-            continue;
-        }
-        c->r[c->n++] = c->r[i];
+    if (ranges_parse(spec, 1, INT64_MAX, c->r, API_CANDIDATE_RANGES, &c->n, why, sizeof(why)) !=
+        0) {
+        snprintf(errstr, errsize, "candidate list \"%s\": %s", spec, why);
+        return -1;
     }
     return 0;
-bad:
-    snprintf(errstr, errsize,
-             "candidate list \"%s\" is not like 1-4,7 (ids or ranges of ids in "
-             "1..9223372036854775807, comma-separated)",
-             spec);
-    return -1;
 }
 
 int api_candidate_known(const struct api_candidates *c, int64_t id)
 {
     if (!c || c->n == 0)
         return id >= 1;
-    for (size_t i = 0; i < c->n; i++)
-        if (id >= c->r[i].lo && id <= c->r[i].hi)
-            return 1;
-    return 0;
+    return ranges_has(c->r, c->n, id);
 }
 
 size_t api_candidates_list(const struct api_candidates *c, int64_t *ids, size_t max)

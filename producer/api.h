@@ -70,6 +70,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "ranges.h"
 
 enum api_action {
     API_RESPOND, /* reply.status + reply.body are the answer */
@@ -92,9 +93,7 @@ enum api_action {
 /* The configured candidates: sorted, merged ranges of ids. */
 struct api_candidates {
     size_t n;
-    struct {
-        int64_t lo, hi;
-    } r[API_CANDIDATE_RANGES];
+    struct range r[API_CANDIDATE_RANGES];
 };
 
 /* What GET /votes/{user_id}/{candidate_id} found. */

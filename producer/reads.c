@@ -37,7 +37,7 @@ struct worker {
 
 struct reads {
     size_t top;
-    struct store_range ballot[API_CANDIDATE_RANGES];
+    struct range ballot[API_CANDIDATE_RANGES];
     size_t nballot; /* 0: no ballot, every candidate counts */
     char *stats_group;
     char *database_url, *redis_url;
@@ -378,7 +378,7 @@ struct reads *reads_new(const struct reads_opts *o, struct metrics *metrics, cha
     rd->stats_group = xstrdup(o->stats_group);
     for (size_t i = 0; o->ballot && i < o->ballot->n; i++)
         rd->ballot[rd->nballot++] =
-            (struct store_range){.lo = o->ballot->r[i].lo, .hi = o->ballot->r[i].hi};
+            (struct range){.lo = o->ballot->r[i].lo, .hi = o->ballot->r[i].hi};
     pthread_mutex_init(&rd->lock, NULL);
     pthread_cond_init(&rd->work, NULL);
     pthread_mutex_init(&rd->cache_lock, NULL);

@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "api.h"
+#include "testtypes.h"
 #include "util.h"
 
 #define VOTE_BODY "{\"user_id\":100,\"candidate_id\":1}"
@@ -516,27 +517,6 @@ static void test_unknown_candidate(void **state)
 
 /* ---- event types ------------------------------------------------------------ */
 
-/* The poll_answer, built in C: poll_id id, user_id id, option_id 1..64. */
-static struct evtype poll_answer(void)
-{
-    return (struct evtype){
-        .name = "poll_answer",
-        .token_prefix = "poll_answer",
-        .topic = "poll_answers",
-        .table = "poll_answers",
-        .nfields = 3,
-        .fields = {{.name = "poll_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
-                   {.name = "user_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
-                   {.name = "option_id", .kind = EVF_INT, .min = 1, .max = 64}},
-        .nkey = 2,
-        .key = {0, 1},
-        .identity = 1,
-        .ncounts = 2,
-        .counts = {2, 0},
-        .ballot_field = -1,
-    };
-}
-
 /* A type with a string key field: like, post "a-z0-9" up to 16, user_id. */
 static struct evtype like(void)
 {
@@ -680,7 +660,7 @@ static void test_event_bodies(void **state)
         {"{\"poll_id\":7,\"user_id\":3,\"option_id\":2,\"x\":1}", 0, 400, "unknown_field", "x"},
         {"{\"poll_id\":7,\"user_id\":3,\"option_id\":9}", 0, 400, "not_on_ballot", "option_id"},
     };
-    struct evtype t = poll_answer();
+    struct evtype t = testtypes_poll_answer();
     struct api_reply r;
 
     (void)state;
@@ -736,7 +716,7 @@ static void test_event_string_field(void **state)
 /* Each type's Idempotency-Keys live apart from the vote's and from each other's. */
 static void test_idempotency_key_per_type(void **state)
 {
-    struct evtype t = poll_answer();
+    struct evtype t = testtypes_poll_answer();
     struct api_reply r;
 
     (void)state;
@@ -774,7 +754,7 @@ static void test_counts_query(void **state)
          "poll_id"},
         {{"by", "colour"}, {"option_id", "red"}, 2, "unknown_field", "colour"},
     };
-    struct evtype t = poll_answer();
+    struct evtype t = testtypes_poll_answer();
     struct api_reply r;
     const char *names[] = {"option_id", "by", "poll_id"}, *values[] = {"3", "option_id", "007"};
 

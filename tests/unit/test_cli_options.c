@@ -138,7 +138,7 @@ static void test_what_the_table_cannot_check(void **state)
         {PRODUCER_SERVE,
          3,
          {"serve", "--candidates", "4-1"},
-         "candidate list \"4-1\" is not like 1-4,7 (ids or ranges of ids in "
+         "candidate list \"4-1\": not like 1-4,7 (values or ranges of values in "
          "1..9223372036854775807, comma-separated)"},
         {PRODUCER_LOAD,
          5,

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "loadgen.h"
+#include "testtypes.h"
 #include "util.h"
 
 struct pair {
@@ -140,23 +141,6 @@ static void test_shuffled(void **state)
     free(p);
 }
 
-/* poll_answer as the issue has it: key poll_id + user_id, identity user_id, option_id 1..64. */
-static struct evtype poll_answer(void)
-{
-    return (struct evtype){
-        .name = "poll_answer",
-        .token_prefix = "poll_answer",
-        .nfields = 3,
-        .fields = {{.name = "poll_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
-                   {.name = "user_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
-                   {.name = "option_id", .kind = EVF_INT, .min = 1, .max = 64}},
-        .nkey = 2,
-        .key = {0, 1},
-        .identity = 1,
-        .ballot_field = -1,
-    };
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -165,7 +149,7 @@ static int cmp_str(const void *a, const void *b)
 /* The vote's stream mapped onto poll_answer: N users, N keys, every value in bounds. */
 static void test_event_of_another_type(void **state)
 {
-    struct evtype t = poll_answer();
+    struct evtype t = testtypes_poll_answer();
     size_t n, keys = 0;
     struct pair *p = drain(500, 3, 9, 4, &n);
     char **tokens = calloc(n, sizeof(*tokens)), err[256];

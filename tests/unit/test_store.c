@@ -19,6 +19,7 @@
 #include "event.h"
 #include "store.h"
 #include "strbuf.h"
+#include "testtypes.h"
 #include "util.h"
 
 /* tests/run starts unit tests in tests/unit; make may start them at the root. */
@@ -175,8 +176,8 @@ static void test_returned_tokens_mark_their_rows(void **state)
 /* The ranges' ends, in order, as PostgreSQL bigint[] literals; the extremes print in full. */
 static void test_ballot_params(void **state)
 {
-    static const struct store_range one[] = {{7, 7}};
-    static const struct store_range many[] = {{1, 4}, {7, 7}, {100, INT64_MAX}};
+    static const struct range one[] = {{7, 7}};
+    static const struct range many[] = {{1, 4}, {7, 7}, {100, INT64_MAX}};
     struct strbuf lo = {0}, hi = {0};
 
     (void)state;
@@ -196,24 +197,6 @@ static const char vote_insert[] =
     "INSERT INTO votes (token, user_id, candidate_id, event_id, kafka_partition, kafka_offset) "
     "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::int[], "
     "$6::bigint[]) ON CONFLICT (token) DO NOTHING RETURNING token";
-
-/* A type as a types file would give it: poll answers, one per user per poll. */
-static const struct evtype poll_answer = {
-    .name = "poll_answer",
-    .token_prefix = "poll_answer",
-    .topic = "poll_answers",
-    .table = "poll_answers",
-    .nfields = 3,
-    .fields = {{.name = "poll_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
-               {.name = "user_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX},
-               {.name = "option_id", .kind = EVF_INT, .min = 1, .max = 64}},
-    .nkey = 2,
-    .key = {0, 1},
-    .identity = 1,
-    .ncounts = 2,
-    .counts = {2, 0},
-    .ballot_field = -1,
-};
 
 static char yes[] = "yes", no[] = "no", maybe[] = "maybe";
 static char *rsvp_answers[] = {yes, no, maybe};
@@ -251,6 +234,7 @@ static void test_vote_insert_is_todays(void **state)
 
 static void test_type_insert_from_its_fields(void **state)
 {
+    struct evtype poll_answer = testtypes_poll_answer();
     struct strbuf b = {0};
 
     (void)state;
@@ -273,6 +257,7 @@ static void test_type_insert_from_its_fields(void **state)
 
 static void test_type_schema(void **state)
 {
+    struct evtype poll_answer = testtypes_poll_answer();
     struct strbuf b = {0};
 
     (void)state;
@@ -311,7 +296,7 @@ static void test_type_schema(void **state)
 /* An index name longer than PostgreSQL keeps (63) is cut in its table part, hashed apart. */
 static void test_index_names_fit(void **state)
 {
-    struct evtype a = poll_answer, b = poll_answer;
+    struct evtype a = testtypes_poll_answer(), b = a;
     struct strbuf da = {0}, db = {0};
     const char *na, *nb, *end;
 
