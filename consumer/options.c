@@ -271,6 +271,9 @@ static int pick_type(struct consumer_opts *o, char *errstr, size_t errsize)
     if (!(o->set = evtypes_load(o->types_path, errstr, errsize)))
         return -1;
     if ((o->type = evtypes_find(o->set, o->type_name)) != NULL) {
+        /* `topics --types FILE` alone: every type's topics (provision.c). */
+        o->every_type = o->types_path && from_default(o->type_name, "type") &&
+                        from_default(o->topic, "topic") && !o->dlq_topic;
         if (from_default(o->topic, "topic"))
             o->topic = o->type->topic;
         /* A group per type: the vote's stays "tadak", a poll_answer's is "tadak-poll_answer". */

@@ -45,6 +45,7 @@ struct consumer_opts {
     int new_identity;   /* "new-identity": migrate, then a new id for this database */
     int topics_only;    /* the "topics" subcommand: create the type's and its dead-letter topic */
     int64_t partitions; /* of a topic "topics" creates */
+    int every_type;     /* --types given, but no --type, --topic or --dlq-topic */
     char dlq_default[512];
     char group_default[64]; /* "tadak-<type>" */
 };

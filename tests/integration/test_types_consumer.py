@@ -166,6 +166,18 @@ def test_topics_creates_the_types_topic(bins, env, tmp_path):
     assert f"created {topic}.dlq partitions=2" in p.stdout, p.stdout
 
 
+def test_topics_of_every_type_without_type(bins, env, tmp_path):
+    """`topics --types FILE` alone: every type's topic and dead-letter topic, the vote's too."""
+    poll, rsvp = unique("t_poll"), unique("t_rsvp")
+    types = types_file(tmp_path, poll, rsvp)
+    p = run([bins.consumer, "topics", "--brokers", env["KAFKA_BOOTSTRAP_SERVERS"],
+             "--types", str(types), "--partitions", "2"])
+    assert p.returncode == 0, p.stderr
+    for topic in (poll, f"{poll}.dlq", rsvp, f"{rsvp}.dlq"):
+        assert f"created {topic} partitions=2" in p.stdout, p.stdout
+    assert "votes partitions=" in p.stdout and "votes.dlq partitions=" in p.stdout, p.stdout
+
+
 def test_unknown_type_and_bad_file_exit_2(bins, db, tmp_path):
     types = types_file(tmp_path, unique("t_poll"))
     p = run([bins.consumer, "--database-url", db.url, "--types", str(types), "--type", "like"])
