@@ -164,7 +164,8 @@ bench:
 	$(MAKE) SANITIZE= BUILD=build all $(KCOUNT)
 	bench/run $(BENCH_ARGS)
 
-FORMAT_FILES := $(wildcard common/*.[ch] producer/*.[ch] consumer/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch])
+FORMAT_FILES := $(wildcard common/*.[ch] producer/*.[ch] consumer/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch] \
+                          tests/integration/*.c tests/chaos/*.c bench/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 

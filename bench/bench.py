@@ -217,21 +217,27 @@ def delete_topics(stack, names):
             log(f"topic {name} not deleted: {e}")
 
 
-def create_topic(stack, topic):
+# The poll_answer point: a type from examples/types.json, the same stream shape as
+# the 1M unique votes (one event per key), its own topic and table.
+TYPES = ROOT / "examples" / "types.json"
+POLL = ["--types", str(TYPES), "--type", "poll_answer"]
+
+
+def create_topic(stack, topic, type_args=()):
     """The stack's broker creates no topic on first use: the product's command does."""
     p = subprocess.run([str(BIN / "tadak-consumer"), "topics", "--brokers", stack.brokers,
-                        "--topic", topic], capture_output=True, text=True)
+                        "--topic", topic, *type_args], capture_output=True, text=True)
     if p.returncode != 0:
         die(f"cannot create topic {topic}: {p.stderr.strip()}")
 
 
-def preload(stack, topic, users, dup):
+def preload(stack, topic, users, dup, type_args=()):
     """Publish users x dup events; returns the producer's events/s."""
-    create_topic(stack, topic)
+    create_topic(stack, topic, type_args)
     t = time.monotonic()
     p = subprocess.run(
         [str(BIN / "tadak-producer"), "load", "-b", stack.brokers, "-t", topic,
-         "--users", str(users), "--dup-factor", str(dup), "--log-level", "warn"],
+         "--users", str(users), "--dup-factor", str(dup), "--log-level", "warn", *type_args],
         capture_output=True, text=True)
     elapsed = time.monotonic() - t
     try:
@@ -277,7 +283,7 @@ def quantile(bk, q):
     return prev_le
 
 
-def run_consumers(stack, tag, topic, events, unique, procs):
+def run_consumers(stack, tag, topic, events, unique, procs, type_args=(), table="votes"):
     """One consumer run; returns its measures."""
     db = f"bench_{tag}"
     url = stack.create_db(db)
@@ -298,7 +304,7 @@ def run_consumers(stack, tag, topic, events, unique, procs):
         ps.append(subprocess.Popen(
             [str(BIN / "tadak-consumer"), "--topic", topic, "--group", group,
              "--from-beginning", "--key-prefix", prefix, "--metrics", f"127.0.0.1:{port}",
-             "--log-level", "warn"],
+             "--log-level", "warn", *type_args],
             env=env, stdout=subprocess.PIPE, stderr=open(logdir / f"c{i}.log", "w"), text=True))
     deadline = time.monotonic() + 120 + events / 2000
     t0 = c0 = None
@@ -339,7 +345,7 @@ def run_consumers(stack, tag, topic, events, unique, procs):
         for k, v in s.items():
             totals[k] = totals.get(k, 0) + v
     with psycopg.connect(url) as c:
-        rows = c.execute("SELECT count(*) FROM votes").fetchone()[0]
+        rows = c.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
     stack.drop_db(db)
     stack.flush_redis()
     shutil.rmtree(logdir, ignore_errors=True)
@@ -628,6 +634,7 @@ plot "{data}" using 1:3:6:xtic(2) with boxes lc rgb variable, \\
 
 def report(args, run_id, when, R):
     C, U, D, G, H = R["ceil"], R["u1m"], R["d90"], R["u5m"], R["http"]
+    PA = R.get("pa1m", {}).get(1, [])
     pg1, pg2 = summary(C["pg1"]), summary(C["pg2"])
     redis_c, kafka_c, prod_c = summary(C["redis"]), summary(C["kafka"]), summary(C["produce"])
 
@@ -658,6 +665,11 @@ def report(args, run_id, when, R):
     row("1M unique, 1 consumer: batch p99", s(u1, "batch_p99_ms"), " ms")
     row("1M unique, 1 consumer: peak RSS", s(u1, "rss_mib"), " MiB")
     row("1M unique: Redis bytes per token", s(u1, "redis_bytes_per_token"), " B")
+    row("1M unique poll answers (examples/types.json), 1 consumer: events/s",
+        s(PA, "events_per_s"), "/s", s(u1, "events_per_s"), "votes, same run")
+    row("1M unique poll answers, 1 consumer: events/s vs PostgreSQL", s(PA, "events_per_s"),
+        "/s", pg1, "PG 1 client")
+    row("1M unique poll answers, 1 consumer: peak RSS", s(PA, "rss_mib"), " MiB")
     row("90% dup, 1 consumer: events/s", s(d1, "events_per_s"), "/s", kafka_c, "Kafka")
     row("90% dup, 2 consumers: events/s", s(d2, "events_per_s"), "/s", kafka_c, "Kafka")
     row("90% dup, 1 consumer: rows/s", s(d1, "rows_per_s"), " rows/s", pg1, "PG 1 client")
@@ -716,10 +728,13 @@ def report(args, run_id, when, R):
         "kafka_consume_ceiling_per_s": med(kafka_c),
         "kafka_produce_ceiling_per_s": med(prod_c),
         "unique_vs_pg_ceiling": (med(s(u1, "events_per_s")) / med(pg1)) if u1 else None,
+        "poll_answer_events_per_s": med(s(PA, "events_per_s")),
+        "poll_answer_vs_vote": (med(s(PA, "events_per_s")) / med(s(u1, "events_per_s")))
+        if PA and u1 else None,
         "dup_stream_events_per_s": med(s(d1, "events_per_s")),
         "dup_stream_events_per_s_2procs": med(s(d2, "events_per_s")),
         "dup_stopped_in_redis_share": med(s(d1 + d2, "dup_redis_share")),
-        "consumer_rss_mib": max([p["rss_mib"] for p in u1 + u2 + d1 + d2 + g1] or [0]),
+        "consumer_rss_mib": max([p["rss_mib"] for p in u1 + u2 + d1 + d2 + g1 + PA] or [0]),
         "producer_rss_mib": R["http_rss"],
         "growth_ratio_5m_vs_1m": growth,
         "redis_bytes_per_token": med(s(u1, "redis_bytes_per_token")),
@@ -766,7 +781,7 @@ def report(args, run_id, when, R):
               ("PG ceiling 1 client", pg1, True), ("PG ceiling 2 clients", pg2, True)]
     for label, pts in [("1M unique, 1 consumer", u1), ("1M unique, 2 consumers", u2),
                        ("90% dup, 1 consumer", d1), ("90% dup, 2 consumers", d2),
-                       ("5M unique, 1 consumer", g1)]:
+                       ("5M unique, 1 consumer", g1), ("1M poll answers, 1 consumer", PA)]:
         sm = s(pts, "events_per_s")
         if sm:
             points.append((label, sm, False))
@@ -794,6 +809,8 @@ def main():
     ap.add_argument("--reads-only", action="store_true",
                     help="only the point of votes beside status reads")
     ap.add_argument("--reads-seconds", type=int, default=10)
+    ap.add_argument("--points", default="u1m,d90,pa1m",
+                    help="consumer points to run (u1m, d90, pa1m; u5m unless --skip-big)")
     ap.add_argument("--edge-only", action="store_true",
                     help="only the HTTP points with the frontend edge on")
     args = ap.parse_args()
@@ -825,14 +842,19 @@ def main():
     run_id = dt.datetime.now().strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     R = {"ceil": {"pg1": [], "pg2": [], "redis": [], "kafka": [], "produce": []},
-         "u1m": {}, "d90": {}, "u5m": {}, "http": {}, "http_rss": None}
+         "u1m": {}, "d90": {}, "u5m": {}, "pa1m": {}, "http": {}, "http_rss": None}
+    points = args.points.split(",")
     topics = {"u1m": (f"bench-{run_id}-u1m", n1, 1, n1),
-              "d90": (f"bench-{run_id}-d90", n1 // 10, 10, n1 // 10)}
+              "d90": (f"bench-{run_id}-d90", n1 // 10, 10, n1 // 10),
+              "pa1m": (f"bench-{run_id}-pa1m", n1, 1, n1)}
+    topics = {k: v for k, v in topics.items() if k in points or k == "u1m"}
     if not args.skip_big:
         topics["u5m"] = (f"bench-{run_id}-u5m", n5, 1, n5)
     for key, (topic, users, dup, _) in topics.items():
         log(f"preloading {topic}: {users} voters x {dup}")
-        R["ceil"]["produce"].append(preload(stack, topic, users, dup))
+        rate = preload(stack, topic, users, dup, POLL if key == "pa1m" else ())
+        if key != "pa1m":
+            R["ceil"]["produce"].append(rate)
 
     for r in range(args.runs):
         log(f"round {r + 1}/{args.runs}: ceilings")
@@ -840,7 +862,7 @@ def main():
         R["ceil"]["redis"].append(redis_ceiling(stack, n1))
         R["ceil"]["pg1"].append(pg_ceiling(stack, f"bench_{run_id}_ceil", 1, args.pg_seconds))
         R["ceil"]["pg2"].append(pg_ceiling(stack, f"bench_{run_id}_ceil", 2, args.pg_seconds))
-        for key in ("u1m", "d90"):
+        for key in [k for k in ("u1m", "d90") if k in points]:
             topic, users, dup, unique = topics[key]
             for procs in (1, 2):
                 log(f"round {r + 1}/{args.runs}: {key}, {procs} consumer(s)")
@@ -850,6 +872,15 @@ def main():
                     f"p99 {fmt(m['batch_p99_ms'])} ms, dup_redis {m['dup_redis']} "
                     f"dup_db {m['dup_db']}")
                 R[key].setdefault(procs, []).append(m)
+        if "pa1m" in points:
+            # Right after the vote's 1M unique point, on the same ceilings: the ratio of
+            # the two rates is the cost of a type from a file.
+            topic, users, dup, unique = topics["pa1m"]
+            log(f"round {r + 1}/{args.runs}: pa1m (poll_answer), 1 consumer")
+            m = run_consumers(stack, f"{run_id}_pa1m_1_{r}", topic, users * dup, unique, 1,
+                              POLL, "poll_answers")
+            log(f"  {fmt(m['events_per_s'])} events/s, rss {fmt(m['rss_mib'])} MiB")
+            R["pa1m"].setdefault(1, []).append(m)
         if not args.skip_big and r < args.big_runs:
             topic, users, dup, unique = topics["u5m"]
             log(f"round {r + 1}/{args.runs}: u5m, 1 consumer")

@@ -10,6 +10,8 @@
 #include "jsoncheck.h"
 #include "util.h"
 
+#include <json-c/json.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,4 +374,36 @@ int jsoncheck_ex(const char *buf, size_t len, int max_depth, struct jsoncheck_st
 int jsoncheck(const char *buf, size_t len, int max_depth, char *why, size_t whysize)
 {
     return jsoncheck_ex(buf, len, max_depth, NULL, why, whysize);
+}
+
+struct json_object *jsoncheck_tree(const char *buf, size_t len, int max_depth, size_t *end,
+                                   const char **why)
+{
+    json_tokener *tok = json_tokener_new_ex(max_depth + 1);
+    enum json_tokener_error jerr;
+    json_object *obj;
+
+    *end = 0;
+    if (!tok) {
+        *why = "the JSON parser is unavailable";
+        return NULL;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    obj = json_tokener_parse_ex(tok, buf, (int)len);
+    jerr = json_tokener_get_error(tok);
+    *end = json_tokener_get_parse_end(tok);
+    if (!obj && jerr == json_tokener_continue) {
+        /* A bare top-level number only ends at end of input: say so with a NUL. */
+        obj = json_tokener_parse_ex(tok, "", 1);
+        jerr = json_tokener_get_error(tok);
+        *end = len;
+    }
+    if (!obj || jerr != json_tokener_success) {
+        *why = jerr == json_tokener_continue ? "unexpected end of input"
+                                             : json_tokener_error_desc(jerr);
+        json_object_put(obj);
+        obj = NULL;
+    }
+    json_tokener_free(tok);
+    return obj;
 }

@@ -20,6 +20,14 @@
  *   struct jsoncheck_strict st;
  *   jsoncheck_ex(buf, len, max_depth, &st, why, sizeof why)
  *       st.dup_key_at, st.nul_at: byte offset of the string, or JSONCHECK_NONE
+ *
+ * Bytes that passed go to json-c through one door, so every reader of
+ * strict JSON (events, the types file) gets the same tree and reasons:
+ *
+ *   obj = jsoncheck_tree(buf, len, max_depth, &end, &why)
+ *       json-c's tree (strict, UTF-8 checked), end = the byte after the
+ *       value; or NULL with json-c's reason in why and the byte it stopped
+ *       at in end. The caller frees the tree with json_object_put.
  */
 #ifndef TADAK_JSONCHECK_H
 #define TADAK_JSONCHECK_H
@@ -37,5 +45,8 @@ struct jsoncheck_strict {
 int jsoncheck(const char *buf, size_t len, int max_depth, char *why, size_t whysize);
 int jsoncheck_ex(const char *buf, size_t len, int max_depth, struct jsoncheck_strict *strict,
                  char *why, size_t whysize);
+struct json_object;
+struct json_object *jsoncheck_tree(const char *buf, size_t len, int max_depth, size_t *end,
+                                   const char **why);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * sharedopts.h - the option rows tadak-producer and tadak-consumer share:
  * Kafka (--brokers, --topic, -X), Redis (--redis-url), PostgreSQL
- * (--database-url), --log-level and --key-prefix. Each is defined here once,
+ * (--database-url), --log-level, --key-prefix and the event types file
+ * (--types). Each is defined here once,
  * with its flag, short form, environment variable, type, default and its
  * one help text, so the two programs' --help cannot drift apart
  * (tests/integration/test_options.py compares them).
@@ -42,7 +43,7 @@
     {                                                                                              \
         .name = "topic", .short_name = 't', .env = "TADAK_TOPIC", .type = CONFIG_STR,              \
         .def = "votes", .offset = offsetof(opts_type, topic),                                      \
-        .help = "Kafka topic of the votes: the producer publishes to it, the consumers read it"    \
+        .help = "Kafka topic of the events (a --type other than vote: its own unless given)"       \
     }
 
 #define SHAREDOPTS_KAFKA(opts_type)                                                                \
@@ -65,6 +66,26 @@
         .name = "key-prefix", .env = "TADAK_KEY_PREFIX", .type = CONFIG_STR, .def = "",            \
         .offset = offsetof(opts_type, key_prefix),                                                 \
         .help = "Prefix of the Redis keys: the producer's and the consumers' must be the same"     \
+    }
+
+/*
+ * The event types (common/evtype.h) both programs read, so a producer and
+ * its consumers agree on every type's fields, token, topic and table. No
+ * default: without a file there is the built-in vote alone.
+ */
+#define SHAREDOPTS_TYPES(opts_type)                                                                \
+    {                                                                                              \
+        .name = "types", .env = "TADAK_TYPES", .type = CONFIG_FILE,                                \
+        .offset = offsetof(opts_type, types_path),                                                 \
+        .help = "Event types beyond the vote, a JSON file (see README; unset: votes only)"         \
+    }
+
+/* The type a command publishes or consumes (serve takes every type of the file). */
+#define SHAREDOPTS_TYPE(opts_type)                                                                 \
+    {                                                                                              \
+        .name = "type", .env = "TADAK_TYPE", .type = CONFIG_NAME, .def = "vote",                   \
+        .offset = offsetof(opts_type, type_name),                                                  \
+        .help = "Event type: vote, or one of the --types file's"                                   \
     }
 
 /* default_url: the program's own default, NULL for none. */

@@ -25,6 +25,7 @@
  * indices, used to build the arrays and to match RETURNING back to rows.
  */
 #include "store.h"
+#include "event.h"
 #include "log.h"
 #include "strbuf.h"
 #include "util.h"
@@ -85,27 +86,36 @@ static const char schema_sql[] = SCHEMA_VOTES SCHEMA_IDENTITY;
  * multi-host URL with target_session_attrs=read-write: the new primary).
  * That is safe because of ON CONFLICT (token) DO NOTHING: a row that made
  * it comes back as already there (inserted 0), never as a second row.
+ *
+ * The statement is built from the type (store_insert_sql): the vote's is
+ * byte for byte the one tadak always sent (tests/unit/test_store.c), so
+ * monitoring that matches on it keeps working.
  */
-static const char insert_sql[] =
-    "INSERT INTO votes (token, user_id, candidate_id, event_id, kafka_partition, kafka_offset) "
-    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::int[], "
-    "$6::bigint[]) ON CONFLICT (token) DO NOTHING RETURNING token";
+
+/* A string literal onto a strbuf, its length counted by the compiler. */
+#define PUT_LIT(b, lit) strbuf_append((b), (lit), sizeof(lit) - 1)
+
+/* The columns besides the fields: token first, then event_id, kafka_partition, kafka_offset. */
+#define STORE_EXTRA_COLS 4
 
 /*
  * Tokens of the last committed rows, looked up again after the server's
- * timeline changed (a promoted standby); tokens are up to 63 bytes (event.h).
+ * timeline changed (a promoted standby); any type's token fits (event.h).
  */
 #define STORE_RECENT       32
-#define STORE_RECENT_TOKEN 64
+#define STORE_RECENT_TOKEN EVENT_TOKEN_LEN
 
 struct store {
     char *url;
     int64_t statement_timeout_ms;
     enum store_failure failure;
     PGconn *conn;
-    struct strbuf cols[6]; /* the six array literals of the batch in the making */
-    size_t *order;         /* row indices sorted by token, to match RETURNING */
-    size_t sent;           /* rows of the insert in flight (store_insert_send), 0: none */
+    const struct evtype *type; /* whose table: the vote until store_use_type */
+    struct strbuf insert_sql;  /* the type's INSERT (store_insert_sql) */
+    struct strbuf *cols;       /* the array literals of the batch in the making, one a column */
+    size_t ncols;              /* the type's fields + STORE_EXTRA_COLS */
+    size_t *order;             /* row indices sorted by token, to match RETURNING */
+    size_t sent;               /* rows of the insert in flight (store_insert_send), 0: none */
     size_t order_cap;
     char sqlstate[6];    /* of the last failure, "" when it had none */
     char message[256];   /* PostgreSQL's primary message of the last failure, one line */
@@ -145,6 +155,72 @@ static void put_int(struct strbuf *b, int64_t v)
     strbuf_append(b, num, (size_t)n);
 }
 
+/*
+ * An identifier into SQL. The built-in vote's are written as they always
+ * were (plain words of ours); a types file's are quoted, any '"' doubled,
+ * although evtype.c admits only [a-z][a-z0-9_]*: a name never becomes SQL
+ * syntax, whatever a later loader lets through.
+ */
+static void put_ident(struct strbuf *b, const struct evtype *t, const char *name)
+{
+    if (t == evtype_vote()) {
+        strbuf_append(b, name, strlen(name));
+        return;
+    }
+    strbuf_putc(b, '"');
+    for (; *name; name++) {
+        if (*name == '"')
+            strbuf_putc(b, '"');
+        strbuf_putc(b, *name);
+    }
+    strbuf_putc(b, '"');
+}
+
+/* A string field (or an enum of strings) is a text column, every other kind a bigint one. */
+static int field_is_text(const struct evfield *f)
+{
+    return f->kind == EVF_STRING || f->kind == EVF_ENUM_STRING;
+}
+
+static const char *field_sql_type(const struct evfield *f)
+{
+    return field_is_text(f) ? "text" : "bigint";
+}
+
+void store_insert_sql(const struct evtype *t, struct strbuf *out)
+{
+    size_t i, n = t->nfields + STORE_EXTRA_COLS;
+
+    PUT_LIT(out, "INSERT INTO ");
+    put_ident(out, t, t->table);
+    PUT_LIT(out, " (token, ");
+    for (i = 0; i < t->nfields; i++) {
+        put_ident(out, t, t->fields[i].name);
+        PUT_LIT(out, ", ");
+    }
+    strbuf_printf(out, "event_id, kafka_partition, kafka_offset) SELECT * FROM unnest($1::text[]");
+    for (i = 0; i < t->nfields; i++)
+        strbuf_printf(out, ", $%zu::%s[]", i + 2, field_sql_type(&t->fields[i]));
+    strbuf_printf(out, ", $%zu::uuid[], $%zu::int[], $%zu::bigint[]) ", n - 2, n - 1, n);
+    strbuf_printf(out, "ON CONFLICT (token) DO NOTHING RETURNING token");
+}
+
+void store_use_type(struct store *s, const struct evtype *t)
+{
+    size_t i;
+
+    for (i = 0; i < s->ncols; i++)
+        free(s->cols[i].s);
+    free(s->cols);
+    s->type = t;
+    s->ncols = t->nfields + STORE_EXTRA_COLS;
+    s->cols = xcalloc(s->ncols, sizeof(*s->cols));
+    s->insert_sql.len = 0;
+    store_insert_sql(t, &s->insert_sql);
+    /* The failover sample names rows of the table before: not this one's. */
+    s->nrecent = s->recent_next = 0;
+}
+
 struct store *store_new(const char *url, int64_t statement_timeout_ms)
 {
     struct store *s = xcalloc(1, sizeof(*s));
@@ -155,6 +231,7 @@ struct store *store_new(const char *url, int64_t statement_timeout_ms)
     if (statement_timeout_ms > INT32_MAX)
         statement_timeout_ms = INT32_MAX;
     s->statement_timeout_ms = statement_timeout_ms;
+    store_use_type(s, evtype_vote());
     return s;
 }
 
@@ -178,7 +255,8 @@ struct failure_rule {
     const char *sqlstate;
     enum store_failure failure;
     int reconnect;
-    const char *fix; /* PERMANENT: what a human must change (NULL: the general advice) */
+    /* PERMANENT: what a human must change (NULL: the general advice); '@' is the table. */
+    const char *fix;
 };
 
 /*
@@ -198,12 +276,12 @@ static const struct failure_rule failure_table[] = {
     {"42", STORE_FAIL_PERMANENT, 0, NULL},    /* no such table/column, no UNIQUE, no privilege */
     /* ON CONFLICT on a DEFERRABLE unique token */
     {"55000", STORE_FAIL_PERMANENT, 0,
-     "the UNIQUE constraint on votes.token must not be DEFERRABLE, ON CONFLICT cannot use it "
+     "the UNIQUE constraint on @.token must not be DEFERRABLE, ON CONFLICT cannot use it "
      "(drop it and add it again without DEFERRABLE)"},
     {"0A", STORE_FAIL_PERMANENT, 0, NULL}, /* feature_not_supported by this table */
     /* NOT NULL on a column tadak does not write */
     {"23502", STORE_FAIL_PERMANENT, 0,
-     "a NOT NULL column of votes that tadak does not write needs a DEFAULT"},
+     "a NOT NULL column of @ that tadak does not write needs a DEFAULT"},
     {"23", STORE_FAIL_ROW, 0, NULL},    /* CHECK, foreign key, another UNIQUE, exclusion */
     {"22", STORE_FAIL_ROW, 0, NULL},    /* data exception: a value the column refuses */
     {"P0001", STORE_FAIL_ROW, 0, NULL}, /* RAISE EXCEPTION in the table's trigger */
@@ -238,8 +316,10 @@ void store_free(struct store *s)
         return;
     if (s->conn)
         PQfinish(s->conn);
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(s->cols); i++)
+    for (size_t i = 0; i < s->ncols; i++)
         free(s->cols[i].s);
+    free(s->cols);
+    free(s->insert_sql.s);
     free(s->order);
     free(s->url);
     free(s);
@@ -275,13 +355,30 @@ static void store_disconnect(struct store *s)
  * s->failure set, the reason in errstr, and the connection closed when only
  * a new session can help. r may be NULL (libpq: out of memory, not sent).
  */
+/* A rule's fix with '@' replaced by the store's table. */
+static void fix_for(const struct store *s, const char *fix, char *out, size_t size)
+{
+    size_t n = 0;
+
+    for (; *fix && n + 1 < size; fix++) {
+        if (*fix != '@') {
+            out[n++] = *fix;
+            continue;
+        }
+        n += util_strlcpy(out + n, s->type->table, size - n);
+        if (n >= size)
+            n = size - 1;
+    }
+    out[n] = '\0';
+}
+
 static int check(struct store *s, const PGresult *r, const char *what, char *errstr, size_t errsize)
 {
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const struct failure_rule *rule = state ? failure_rule_of(state) : NULL;
-    char msg[1024];
+    char msg[1024], fix[256];
     int reconnect;
 
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -295,12 +392,14 @@ static int check(struct store *s, const PGresult *r, const char *what, char *err
     if (!state || !primary)
         set_err(errstr, errsize, what, PQerrorMessage(s->conn));
     else if (s->failure == STORE_FAIL_PERMANENT) {
+        fix_for(s,
+                rule && rule->fix ? rule->fix
+                                  : "the table or privileges do not fit what tadak writes",
+                fix, sizeof(fix));
         snprintf(msg, sizeof(msg),
                  "%s (SQLSTATE %s: %s; retrying cannot help until the database "
                  "is fixed)",
-                 primary, state,
-                 rule && rule->fix ? rule->fix
-                                   : "the table or privileges do not fit what tadak writes");
+                 primary, state, fix);
         set_err(errstr, errsize, what, msg);
     } else {
         snprintf(msg, sizeof(msg), "%s (SQLSTATE %s)", primary, state);
@@ -421,11 +520,10 @@ static void connect_refused(struct store *s, char *errstr, size_t errsize)
     }
 }
 
-/* Run sql (idempotent DDL) in one transaction under the schema lock. */
-static int apply_schema(struct store *s, const char *sql, char *errstr, size_t errsize)
+/* Connect, BEGIN and take the schema lock: DDL from here on is ours alone. */
+static int schema_begin(struct store *s, char *errstr, size_t errsize)
 {
     static const char what[] = "PostgreSQL";
-    char ignore[64];
 
     if (store_connect(s, errstr, errsize) != 0) {
         connect_refused(s, errstr, errsize);
@@ -433,34 +531,129 @@ static int apply_schema(struct store *s, const char *sql, char *errstr, size_t e
     }
     if (exec_simple(s, "BEGIN", what, errstr, errsize) != 0)
         return -1;
-    if (exec_simple(s, "SELECT pg_advisory_xact_lock(" STORE_SCHEMA_LOCK ")", what, errstr,
-                    errsize) != 0 ||
-        exec_simple(s, sql, what, errstr, errsize) != 0) {
-        enum store_failure failure = s->failure;
-        if (s->conn)
-            exec_simple(s, "ROLLBACK", what, ignore, sizeof(ignore));
-        s->failure = failure; /* the ROLLBACK's success is not the answer */
-        return -1;
-    }
-    return exec_simple(s, "COMMIT", what, errstr, errsize);
+    return exec_simple(s, "SELECT pg_advisory_xact_lock(" STORE_SCHEMA_LOCK ")", what, errstr,
+                       errsize);
 }
 
-int store_migrate(struct store *s, char *errstr, size_t errsize)
+/* COMMIT after rc 0, else ROLLBACK keeping the failure that caused it. */
+static int schema_end(struct store *s, int rc, char *errstr, size_t errsize)
 {
-    return apply_schema(s, schema_sql, errstr, errsize);
+    static const char what[] = "PostgreSQL";
+    enum store_failure failure = s->failure;
+    char ignore[64];
+
+    if (rc == 0)
+        return exec_simple(s, "COMMIT", what, errstr, errsize);
+    if (s->conn)
+        exec_simple(s, "ROLLBACK", what, ignore, sizeof(ignore));
+    s->failure = failure; /* the ROLLBACK's success is not the answer */
+    return -1;
 }
 
-/* The columns tadak writes (store_insert_*); others may exist, and need a default if NOT NULL. */
-#define STORE_COLUMNS "'token','user_id','candidate_id','event_id','kafka_partition','kafka_offset'"
+/* Run sql (idempotent DDL) in one transaction under the schema lock. */
+static int apply_schema(struct store *s, const char *sql, char *errstr, size_t errsize)
+{
+    if (schema_begin(s, errstr, errsize) != 0)
+        return schema_end(s, -1, errstr, errsize);
+    return schema_end(s, exec_simple(s, sql, "PostgreSQL", errstr, errsize), errstr, errsize);
+}
 
 /*
- * What the votes table has, read from the catalogs only (no lock on the
+ * An index name: "<table>_<field>_idx", which PostgreSQL would cut at 63
+ * bytes (and two long tables' names could then meet). When it does not
+ * fit, the table part is cut and 8 hex digits of its hash keep the name
+ * the table's own.
+ */
+static void put_index_name(struct strbuf *out, const struct evtype *t, const char *field)
+{
+    struct strbuf name = {0};
+    size_t tlen = strlen(t->table), room = EVTYPE_TABLE_MAX - strlen(field) - (sizeof("__idx") - 1);
+
+    if (tlen <= room) {
+        strbuf_printf(&name, "%s_%s_idx", t->table, field);
+    } else {
+        strbuf_append(&name, t->table, room - 9); /* room for "_" and the hash */
+        strbuf_printf(&name, "_%08" PRIx32 "_%s_idx", (uint32_t)util_fnv1a64(t->table, tlen),
+                      field);
+    }
+    put_ident(out, t, name.s);
+    free(name.s);
+}
+
+void store_type_schema(const struct evtype *t, struct strbuf *out)
+{
+    if (t == evtype_vote()) {
+        PUT_LIT(out, SCHEMA_VOTES);
+        return;
+    }
+    PUT_LIT(out, "CREATE TABLE IF NOT EXISTS ");
+    put_ident(out, t, t->table);
+    PUT_LIT(out, " (\n    id bigserial PRIMARY KEY,\n    token text NOT NULL UNIQUE,\n");
+    for (size_t i = 0; i < t->nfields; i++) {
+        PUT_LIT(out, "    ");
+        put_ident(out, t, t->fields[i].name);
+        strbuf_printf(out, " %s NOT NULL,\n", field_sql_type(&t->fields[i]));
+    }
+    PUT_LIT(out, "    event_id uuid NOT NULL,\n    kafka_partition int,\n    kafka_offset bigint,\n"
+                 "    created_at timestamptz NOT NULL DEFAULT now()\n);\n");
+    for (size_t i = 0; i < t->ncounts; i++) {
+        const char *field = t->fields[t->counts[i]].name;
+        PUT_LIT(out, "CREATE INDEX IF NOT EXISTS ");
+        put_index_name(out, t, field);
+        PUT_LIT(out, " ON ");
+        put_ident(out, t, t->table);
+        PUT_LIT(out, " (");
+        put_ident(out, t, field);
+        PUT_LIT(out, ");\n");
+    }
+    PUT_LIT(out, "\n");
+}
+
+static int verify_type(struct store *s, const struct evtype *t, int columns_only, int *exists,
+                       char *errstr, size_t errsize);
+
+/*
+ * One transaction under the schema lock: every type's table that exists
+ * is checked first (its columns against the type: tadak never ALTERs a
+ * table), then the DDL of all of them and of the identity table runs. The
+ * vote's table is created, never checked, as it always was; the consumer's
+ * start checks it (store_prepare).
+ */
+int store_migrate(struct store *s, const struct evtypes *set, char *errstr, size_t errsize)
+{
+    const struct evtype *keep = s->type;
+    struct strbuf ddl = {0};
+    size_t n = set ? evtypes_count(set) : 1;
+    int rc = schema_begin(s, errstr, errsize), exists;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const struct evtype *t = set ? evtypes_at(set, i) : evtype_vote();
+        s->type = t; /* a failure's message names its table */
+        if (t != evtype_vote())
+            rc = verify_type(s, t, 1, &exists, errstr, errsize);
+        store_type_schema(t, &ddl);
+    }
+    PUT_LIT(&ddl, SCHEMA_IDENTITY);
+    if (rc == 0)
+        rc = exec_simple(s, ddl.s, "PostgreSQL", errstr, errsize);
+    rc = schema_end(s, rc, errstr, errsize);
+    s->type = keep;
+    free(ddl.s);
+    return rc;
+}
+
+/*
+ * What a type's table has, read from the catalogs only (no lock on the
  * table: a migration holding one does not stop us). One row: the table
- * exists; the columns we write that it lacks; how many UNIQUE indexes ON
- * CONFLICT (token) could use (on token alone, valid, not partial), how
- * many of those are DEFERRABLE (ON CONFLICT refuses them: 55000) and their
- * names; NOT NULL columns without a default that we never write; whether
- * we may INSERT and read token back (RETURNING).
+ * exists; the columns we write that it lacks; the fields' columns of
+ * another type than the field needs ("option_id is integer, the type wants
+ * bigint"); how many UNIQUE indexes ON CONFLICT (token) could use (on
+ * token alone, valid, not partial), how many of those are DEFERRABLE (ON
+ * CONFLICT refuses them: 55000) and their names; NOT NULL columns without
+ * a default that we never write; whether we may INSERT and read token back
+ * (RETURNING). Parameters: $1 the table's name as to_regclass reads it (a
+ * file's quoted), $2 the columns we write, $3 and $4 the columns whose
+ * type is checked and the types they need (the vote's: none, as before).
  * to_regclass() looks the name up in the newest catalog state, the joins
  * read the statement's snapshot: a table another consumer committed in
  * between would be a table without columns. Its pg_class row, read in the
@@ -468,23 +661,28 @@ int store_migrate(struct store *s, char *errstr, size_t errsize)
  * which waits on the advisory lock and finds the table there).
  */
 static const char verify_sql[] =
-    "WITH t AS (SELECT (SELECT c.oid FROM pg_class c WHERE c.oid = to_regclass('votes')) AS oid), "
+    "WITH t AS (SELECT (SELECT c.oid FROM pg_class c WHERE c.oid = to_regclass($1)) AS oid), "
     "tok AS (SELECT a.attnum FROM pg_attribute a, t WHERE a.attrelid = t.oid "
     "  AND a.attname = 'token' AND a.attnum > 0 AND NOT a.attisdropped), "
     "u AS (SELECT i.indimmediate, i.indexrelid::regclass::text AS name FROM pg_index i, t, tok "
     "  WHERE i.indrelid = t.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL "
     "  AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = tok.attnum) "
     "SELECT t.oid IS NOT NULL, "
-    "coalesce((SELECT string_agg(c, ',' ORDER BY c) FROM unnest(ARRAY[" STORE_COLUMNS "]) c "
+    "coalesce((SELECT string_agg(c, ',' ORDER BY c) FROM unnest($2::text[]) c "
     "  WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid "
     "  AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)), ''), "
+    "coalesce((SELECT string_agg(x.c || ' is ' || format_type(a.atttypid, a.atttypmod) || "
+    "  ', the type wants ' || x.w, '; ' ORDER BY a.attnum) "
+    "  FROM unnest($3::text[], $4::text[]) x(c, w) JOIN pg_attribute a ON a.attrelid = t.oid "
+    "  AND a.attname = x.c AND a.attnum > 0 AND NOT a.attisdropped "
+    "  WHERE a.atttypid <> x.w::regtype), ''), "
     "(SELECT count(*) FROM u WHERE u.indimmediate), "
     "(SELECT count(*) FROM u WHERE NOT u.indimmediate), "
     "coalesce((SELECT string_agg(u.name, ',') FROM u WHERE NOT u.indimmediate), ''), "
     "coalesce((SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a "
     "  WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull "
     "  AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' "
-    "  AND a.attname <> ALL (ARRAY[" STORE_COLUMNS "])), ''), "
+    "  AND a.attname <> ALL ($2::text[])), ''), "
     "coalesce(has_table_privilege(t.oid, 'INSERT'), true), "
     "coalesce((SELECT has_column_privilege(t.oid, tok.attnum, 'SELECT') FROM tok), true) "
     "FROM t";
@@ -492,6 +690,7 @@ static const char verify_sql[] =
 enum {
     V_EXISTS,
     V_MISSING,
+    V_TYPES,
     V_UNIQUE,
     V_DEFERRABLE,
     V_DEFERRABLE_NAMES,
@@ -500,78 +699,183 @@ enum {
     V_READ
 };
 
-/* A table that does not fit: PERMANENT, with what is wrong and the fix. */
-static int unfit(struct store *s, char *errstr, size_t errsize, const char *why, const char *fix)
+/* verify_sql's four parameters for type t, as array literals into p[]. */
+static void verify_params(const struct evtype *t, struct strbuf p[4])
 {
-    snprintf(errstr, errsize, "table votes does not fit: %s; %s", why, fix);
+    size_t i;
+
+    put_ident(&p[0], t, t->table);
+    PUT_LIT(&p[1], "{token");
+    PUT_LIT(&p[2], "{");
+    PUT_LIT(&p[3], "{");
+    for (i = 0; i < t->nfields; i++) {
+        strbuf_putc(&p[1], ',');
+        put_quoted(&p[1], t->fields[i].name);
+        if (t == evtype_vote())
+            continue; /* its columns' types were never checked: keep every table that worked */
+        if (p[2].len > 1) {
+            strbuf_putc(&p[2], ',');
+            strbuf_putc(&p[3], ',');
+        }
+        put_quoted(&p[2], t->fields[i].name);
+        put_quoted(&p[3], field_sql_type(&t->fields[i]));
+    }
+    PUT_LIT(&p[1], ",event_id,kafka_partition,kafka_offset}");
+    PUT_LIT(&p[2], "}");
+    PUT_LIT(&p[3], "}");
+}
+
+/* A table that does not fit: PERMANENT, with what is wrong and the fix. */
+static int unfit(struct store *s, const struct evtype *t, char *errstr, size_t errsize,
+                 const char *why, const char *fix)
+{
+    snprintf(errstr, errsize, "table %s does not fit: %s; %s", t->table, why, fix);
     s->failure = STORE_FAIL_PERMANENT;
     return -1;
 }
 
-/* Judge verify_sql's row: 0 when the table fits (or does not exist). */
-static int judge_table(struct store *s, const PGresult *r, char *errstr, size_t errsize)
+/* The fix for columns that disagree with a type from a file: never ours to make. */
+static int unfit_columns(struct store *s, const struct evtype *t, char *errstr, size_t errsize,
+                         const char *why)
 {
-    char why[512];
+    char fix[512];
 
-    if (strcmp(PQgetvalue(r, 0, V_EXISTS), "t") != 0)
-        return 0;
+    if (t == evtype_vote())
+        return unfit(s, t, errstr, errsize, why,
+                     "add them (see sql/schema.sql) or point DATABASE_URL at the right database");
+    snprintf(fix, sizeof(fix),
+             "tadak never alters an existing table: change it yourself (ALTER TABLE %s ...), drop "
+             "it and run `tadak-consumer migrate --types FILE` again, or give type %s another "
+             "\"table\" in the types file",
+             t->table, t->name);
+    return unfit(s, t, errstr, errsize, why, fix);
+}
+
+/* Judge verify_sql's row: 0 when the table fits (or does not exist). */
+static int judge_columns(struct store *s, const struct evtype *t, const PGresult *r, char *errstr,
+                         size_t errsize)
+{
+    char why[768];
+
     if (*PQgetvalue(r, 0, V_MISSING)) {
         snprintf(why, sizeof(why), "it lacks column(s) %s that tadak writes",
                  PQgetvalue(r, 0, V_MISSING));
-        return unfit(s, errstr, errsize, why,
-                     "add them (see sql/schema.sql) or point DATABASE_URL at the right database");
+        return unfit_columns(s, t, errstr, errsize, why);
     }
+    if (*PQgetvalue(r, 0, V_TYPES)) {
+        snprintf(why, sizeof(why), "column %s (type %s in the types file)",
+                 PQgetvalue(r, 0, V_TYPES), t->name);
+        return unfit_columns(s, t, errstr, errsize, why);
+    }
+    return 0;
+}
+
+/* Judge verify_sql's row: 0 when the table fits (or does not exist). */
+static int judge_table(struct store *s, const struct evtype *t, const PGresult *r, char *errstr,
+                       size_t errsize)
+{
+    char why[512], fix[256];
+
+    if (strcmp(PQgetvalue(r, 0, V_EXISTS), "t") != 0)
+        return 0;
+    if (judge_columns(s, t, r, errstr, errsize) != 0)
+        return -1;
     if (strcmp(PQgetvalue(r, 0, V_DEFERRABLE), "0") != 0) {
         snprintf(why, sizeof(why),
                  "its UNIQUE on token (index %s) is DEFERRABLE, which ON CONFLICT (token) cannot "
                  "use (SQLSTATE 55000)",
                  PQgetvalue(r, 0, V_DEFERRABLE_NAMES));
-        return unfit(s, errstr, errsize, why,
-                     "re-create it NOT DEFERRABLE: ALTER TABLE votes DROP CONSTRAINT <it>, ADD "
-                     "UNIQUE (token)");
+        snprintf(fix, sizeof(fix),
+                 "re-create it NOT DEFERRABLE: ALTER TABLE %s DROP CONSTRAINT <it>, ADD "
+                 "UNIQUE (token)",
+                 t->table);
+        return unfit(s, t, errstr, errsize, why, fix);
     }
-    if (strcmp(PQgetvalue(r, 0, V_UNIQUE), "0") == 0)
-        return unfit(s, errstr, errsize,
-                     "it has no UNIQUE constraint on (token), which ON CONFLICT (token) needs "
-                     "and which keeps one row per vote",
-                     "add one: ALTER TABLE votes ADD UNIQUE (token)");
+    if (strcmp(PQgetvalue(r, 0, V_UNIQUE), "0") == 0) {
+        snprintf(why, sizeof(why),
+                 "it has no UNIQUE constraint on (token), which ON CONFLICT (token) needs "
+                 "and which keeps one row per %s",
+                 t->name);
+        snprintf(fix, sizeof(fix), "add one: ALTER TABLE %s ADD UNIQUE (token)", t->table);
+        return unfit(s, t, errstr, errsize, why, fix);
+    }
     if (*PQgetvalue(r, 0, V_NOTNULL)) {
         snprintf(why, sizeof(why),
                  "column(s) %s are NOT NULL without a default, and tadak does not write them",
                  PQgetvalue(r, 0, V_NOTNULL));
-        return unfit(s, errstr, errsize, why, "give them a default or drop NOT NULL");
+        return unfit(s, t, errstr, errsize, why, "give them a default or drop NOT NULL");
     }
-    if (strcmp(PQgetvalue(r, 0, V_INSERT), "t") != 0 || strcmp(PQgetvalue(r, 0, V_READ), "t") != 0)
-        return unfit(s, errstr, errsize,
-                     "this role may not INSERT into it or read its token back (RETURNING)",
-                     "GRANT INSERT, SELECT ON votes TO <the role in DATABASE_URL>");
+    if (strcmp(PQgetvalue(r, 0, V_INSERT), "t") != 0 ||
+        strcmp(PQgetvalue(r, 0, V_READ), "t") != 0) {
+        snprintf(fix, sizeof(fix), "GRANT INSERT, SELECT ON %s TO <the role in DATABASE_URL>",
+                 t->table);
+        return unfit(s, t, errstr, errsize,
+                     "this role may not INSERT into it or read its token back (RETURNING)", fix);
+    }
     return 0;
+}
+
+/*
+ * Type t's table from the catalogs: 0 when it fits or does not exist
+ * (*exists says which). columns_only (migrate): only its columns are
+ * judged, the rest is the consumer's start to check.
+ */
+static int verify_type(struct store *s, const struct evtype *t, int columns_only, int *exists,
+                       char *errstr, size_t errsize)
+{
+    struct strbuf p[4] = {{0}};
+    const char *params[4];
+    char what[128];
+    PGresult *r = NULL;
+    int rc = -1;
+
+    *exists = 0;
+    snprintf(what, sizeof(what), "cannot read the schema of table %s", t->table);
+    verify_params(t, p);
+    for (int i = 0; i < 4; i++)
+        params[i] = p[i].s;
+    r = PQexecParams(s->conn, verify_sql, 4, NULL, params, NULL, NULL, 0);
+    if (check(s, r, what, errstr, errsize) != 0)
+        goto out;
+    if (PQntuples(r) != 1 || PQnfields(r) != V_READ + 1) {
+        set_err(errstr, errsize, what, "unexpected answer");
+        s->failure = STORE_FAIL_TRANSIENT;
+        goto out;
+    }
+    *exists = strcmp(PQgetvalue(r, 0, V_EXISTS), "t") == 0;
+    rc = columns_only ? (*exists ? judge_columns(s, t, r, errstr, errsize) : 0)
+                      : judge_table(s, t, r, errstr, errsize);
+    if (rc == 0)
+        s->failure = STORE_FAIL_NONE;
+out:
+    PQclear(r);
+    for (int i = 0; i < 4; i++)
+        free(p[i].s);
+    return rc;
 }
 
 int store_verify(struct store *s, int *exists, char *errstr, size_t errsize)
 {
-    PGresult *r;
-    int rc = -1;
-
     *exists = 0;
     if (store_connect(s, errstr, errsize) != 0) {
         connect_refused(s, errstr, errsize);
         return -1;
     }
-    r = PQexec(s->conn, verify_sql);
-    if (check(s, r, "cannot read the schema of table votes", errstr, errsize) != 0)
-        goto out;
-    if (PQntuples(r) != 1 || PQnfields(r) != V_READ + 1) {
-        set_err(errstr, errsize, "cannot read the schema of table votes", "unexpected answer");
-        s->failure = STORE_FAIL_TRANSIENT;
-        goto out;
-    }
-    if ((rc = judge_table(s, r, errstr, errsize)) == 0) {
-        *exists = strcmp(PQgetvalue(r, 0, V_EXISTS), "t") == 0;
-        s->failure = STORE_FAIL_NONE;
-    }
-out:
-    PQclear(r);
+    return verify_type(s, s->type, 0, exists, errstr, errsize);
+}
+
+/* The DDL a start applies where the type's table is missing: the vote's schema, or the type's. */
+static int prepare_schema(struct store *s, char *errstr, size_t errsize)
+{
+    struct strbuf ddl = {0};
+    int rc;
+
+    if (s->type == evtype_vote())
+        return store_migrate(s, NULL, errstr, errsize);
+    store_type_schema(s->type, &ddl);
+    PUT_LIT(&ddl, SCHEMA_IDENTITY);
+    rc = apply_schema(s, ddl.s, errstr, errsize);
+    free(ddl.s);
     return rc;
 }
 
@@ -583,13 +887,18 @@ int store_prepare(struct store *s, char *errstr, size_t errsize)
         return -1;
     if (exists)
         return 0;
-    log_info("table votes missing, applying the schema");
-    if (store_migrate(s, errstr, errsize) != 0)
+    if (s->type == evtype_vote())
+        log_info("table votes missing, applying the schema");
+    else
+        log_info("table missing, applying the type's schema", "table=%s type=%s", s->type->table,
+                 s->type->name);
+    if (prepare_schema(s, errstr, errsize) != 0)
         return -1;
     if (store_verify(s, &exists, errstr, errsize) != 0)
         return -1;
     if (!exists) { /* created under another search_path entry than the one we read? */
-        snprintf(errstr, errsize, "table votes still missing after applying the schema");
+        snprintf(errstr, errsize, "table %s still missing after applying the schema",
+                 s->type->table);
         s->failure = STORE_FAIL_PERMANENT;
         return -1;
     }
@@ -760,7 +1069,7 @@ int store_new_identity(struct store *s, char *out, size_t size, char *errstr, si
 static int cmp_token(const void *a, const void *b, void *ctx)
 {
     const struct store_row *rows = ctx;
-    return strcmp(rows[*(const size_t *)a].token, rows[*(const size_t *)b].token);
+    return strcmp(rows[*(const size_t *)a].ev->token, rows[*(const size_t *)b].ev->token);
 }
 
 void store_sort_rows(const struct store_row *rows, size_t n, size_t *order)
@@ -777,7 +1086,7 @@ int store_mark_returned(struct store_row *rows, const size_t *order, size_t n, c
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int d = strcmp(rows[order[mid]].token, token);
+        int d = strcmp(rows[order[mid]].ev->token, token);
         if (d == 0) {
             rows[order[mid]].inserted = 1;
             return 0;
@@ -790,10 +1099,33 @@ int store_mark_returned(struct store_row *rows, const size_t *order, size_t n, c
     return -1;
 }
 
+/*
+ * One row's values onto the column literals: the token, each field (a
+ * number, or a string quoted as an array element: event_str gives an
+ * enum's text), the event id, the partition and the offset.
+ */
+static void put_row(struct store *s, const struct store_row *row)
+{
+    const struct event *ev = row->ev;
+    const struct evtype *t = s->type;
+    size_t f;
+
+    put_quoted(&s->cols[0], ev->token);
+    for (f = 0; f < t->nfields; f++) {
+        if (field_is_text(&t->fields[f]))
+            put_quoted(&s->cols[1 + f], event_str(ev, f));
+        else
+            put_int(&s->cols[1 + f], ev->v[f]);
+    }
+    put_quoted(&s->cols[1 + f], ev->event_id);
+    put_int(&s->cols[2 + f], row->partition);
+    put_int(&s->cols[3 + f], row->offset);
+}
+
 int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *errstr,
                       size_t errsize)
 {
-    const char *params[6];
+    const char *params[EVTYPE_MAX_FIELDS + STORE_EXTRA_COLS];
     size_t i, c;
 
     for (i = 0; i < n; i++)
@@ -813,27 +1145,22 @@ int store_insert_send(struct store *s, struct store_row *rows, size_t n, char *e
     }
     store_sort_rows(rows, n, s->order);
 
-    for (c = 0; c < 6; c++) {
+    for (c = 0; c < s->ncols; c++) {
         s->cols[c].len = 0;
         strbuf_putc(&s->cols[c], '{');
     }
     for (i = 0; i < n; i++) {
         const struct store_row *row = &rows[s->order[i]];
         if (i > 0)
-            for (c = 0; c < 6; c++)
+            for (c = 0; c < s->ncols; c++)
                 strbuf_putc(&s->cols[c], ',');
-        put_quoted(&s->cols[0], row->token);
-        put_int(&s->cols[1], row->user_id);
-        put_int(&s->cols[2], row->candidate_id);
-        put_quoted(&s->cols[3], row->event_id);
-        put_int(&s->cols[4], row->partition);
-        put_int(&s->cols[5], row->offset);
+        put_row(s, row);
     }
-    for (c = 0; c < 6; c++) {
+    for (c = 0; c < s->ncols; c++) {
         strbuf_putc(&s->cols[c], '}');
         params[c] = s->cols[c].s;
     }
-    if (!PQsendQueryParams(s->conn, insert_sql, 6, NULL, params, NULL, NULL, 0)) {
+    if (!PQsendQueryParams(s->conn, s->insert_sql.s, (int)s->ncols, NULL, params, NULL, NULL, 0)) {
         check(s, NULL, "batch insert not sent", errstr, errsize);
         return -1;
     }
@@ -992,9 +1319,9 @@ static void failover_remember(struct store *s, const struct store_row *rows, siz
         s->nrecent = s->recent_next = 0;
     s->recent_tl = s->session_tl;
     for (size_t i = n > STORE_RECENT ? n - STORE_RECENT : 0; i < n; i++) {
-        if (strlen(rows[i].token) >= STORE_RECENT_TOKEN)
+        if (strlen(rows[i].ev->token) >= STORE_RECENT_TOKEN)
             continue;
-        util_strlcpy(s->recent[s->recent_next], rows[i].token, STORE_RECENT_TOKEN);
+        util_strlcpy(s->recent[s->recent_next], rows[i].ev->token, STORE_RECENT_TOKEN);
         s->recent_next = (s->recent_next + 1) % STORE_RECENT;
         if (s->nrecent < STORE_RECENT)
             s->nrecent++;
@@ -1004,7 +1331,7 @@ static void failover_remember(struct store *s, const struct store_row *rows, siz
 /* A new session: on another timeline than the sample's, are its rows there? */
 static void failover_check(struct store *s)
 {
-    struct strbuf tokens = {0};
+    struct strbuf tokens = {0}, sql = {0};
     const char *params[1];
     PGresult *r = NULL;
     uint32_t tl;
@@ -1020,8 +1347,10 @@ static void failover_check(struct store *s)
     }
     strbuf_putc(&tokens, '}');
     params[0] = tokens.s;
-    r = PQexecParams(s->conn, "SELECT count(*) FROM votes WHERE token = ANY($1::text[])", 1, NULL,
-                     params, NULL, NULL, 0);
+    PUT_LIT(&sql, "SELECT count(*) FROM ");
+    put_ident(&sql, s->type, s->type->table);
+    PUT_LIT(&sql, " WHERE token = ANY($1::text[])");
+    r = PQexecParams(s->conn, sql.s, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
         util_parse_i64(PQgetvalue(r, 0, 0), &found) != 0)
         goto out; /* not answered: the next session asks again */
@@ -1040,6 +1369,7 @@ static void failover_check(struct store *s)
 out:
     PQclear(r);
     free(tokens.s);
+    free(sql.s);
 }
 
 /* ------------------------------------------------------------ reads */
@@ -1071,16 +1401,22 @@ static int rows_of(const PGresult *r)
     return PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
 }
 
-int store_vote(struct store *s, const char *token, struct store_vote *v, char *errstr,
-               size_t errsize)
+int store_status(struct store *s, const struct evtype *t, const char *token, struct store_status *v,
+                 char *errstr, size_t errsize)
 {
-    static const char sql[] = "SELECT event_id::text, to_char(created_at AT TIME ZONE 'UTC', "
-                              "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM votes WHERE token = $1";
     const char *params[1] = {token};
+    struct strbuf sql;
     PGresult *r;
 
     memset(v, 0, sizeof(*v));
-    if (!(r = read_query(s, sql, 1, params, errstr, errsize)))
+    strbuf_init(&sql, 160);
+    strbuf_printf(&sql, "SELECT event_id::text, to_char(created_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM ");
+    put_ident(&sql, t ? t : evtype_vote(), t ? t->table : "votes");
+    strbuf_printf(&sql, " WHERE token = $1");
+    r = read_query(s, sql.s, 1, params, errstr, errsize);
+    free(sql.s);
+    if (!r)
         return -1;
     if (rows_of(r) == 1) {
         v->found = 1;
@@ -1091,8 +1427,73 @@ int store_vote(struct store *s, const char *token, struct store_vote *v, char *e
     return 0;
 }
 
-void store_ballot_params(const struct store_range *ballot, size_t n, struct strbuf *lo,
-                         struct strbuf *hi)
+/*
+ * One statement: the rows per value of `by` among those the filters keep,
+ * ranked, and over all groups (the window runs before the LIMIT) the total
+ * of rows and the number of values. $1 the limit, $2... the filters' values,
+ * typed by their columns.
+ */
+static char *counts_sql(const struct evtype *t, int by, const struct store_filter *f, size_t nf)
+{
+    struct strbuf b;
+
+    strbuf_init(&b, 256);
+    strbuf_printf(&b, "SELECT ");
+    put_ident(&b, t, t->fields[by].name);
+    strbuf_printf(&b, "::text, count(*), sum(count(*)) OVER (), count(*) OVER () FROM ");
+    put_ident(&b, t, t->table);
+    for (size_t i = 0; i < nf; i++) {
+        strbuf_printf(&b, i ? " AND " : " WHERE ");
+        put_ident(&b, t, t->fields[f[i].field].name);
+        strbuf_printf(&b, " = $%zu", i + 2);
+    }
+    strbuf_printf(&b, " GROUP BY 1, ");
+    put_ident(&b, t, t->fields[by].name);
+    strbuf_printf(&b, " ORDER BY 2 DESC, ");
+    put_ident(&b, t, t->fields[by].name);
+    strbuf_printf(&b, " LIMIT $1");
+    return b.s;
+}
+
+int store_counts(struct store *s, const struct evtype *t, int by, const struct store_filter *f,
+                 size_t nf, size_t limit, struct store_count *out, size_t *n, int64_t *total,
+                 int64_t *values, char *errstr, size_t errsize)
+{
+    const char *params[1 + EVTYPE_MAX_FIELDS];
+    char lim[24], *sql;
+    PGresult *r;
+    int rows;
+
+    *n = 0;
+    *total = *values = 0;
+    if (nf > EVTYPE_MAX_FIELDS) {
+        snprintf(errstr, errsize, "counts: more than %d filters", EVTYPE_MAX_FIELDS);
+        return -1;
+    }
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    params[0] = lim;
+    for (size_t i = 0; i < nf; i++)
+        params[i + 1] = f[i].value;
+    sql = counts_sql(t, by, f, nf);
+    r = read_query(s, sql, (int)nf + 1, params, errstr, errsize);
+    free(sql);
+    if (!r)
+        return -1;
+    rows = rows_of(r);
+    for (int i = 0; i < rows && *n < limit; i++) {
+        if (PQgetisnull(r, i, 0) || util_parse_i64(PQgetvalue(r, i, 1), &out[*n].rows) != 0)
+            continue;
+        util_strlcpy(out[*n].value, PQgetvalue(r, i, 0), sizeof(out[*n].value));
+        (*n)++;
+    }
+    if (rows > 0 && (util_parse_i64(PQgetvalue(r, 0, 2), total) != 0 ||
+                     util_parse_i64(PQgetvalue(r, 0, 3), values) != 0))
+        *total = *values = 0;
+    PQclear(r);
+    return 0;
+}
+
+void store_ballot_params(const struct range *ballot, size_t n, struct strbuf *lo, struct strbuf *hi)
 {
     strbuf_putc(lo, '{');
     strbuf_putc(hi, '{');
@@ -1104,7 +1505,7 @@ void store_ballot_params(const struct store_range *ballot, size_t n, struct strb
     strbuf_putc(hi, '}');
 }
 
-int store_tallies(struct store *s, const struct store_range *ballot, size_t nballot, size_t limit,
+int store_tallies(struct store *s, const struct range *ballot, size_t nballot, size_t limit,
                   struct store_tally *out, size_t *n, struct store_tallies_sum *sum, char *errstr,
                   size_t errsize)
 {

@@ -9,12 +9,16 @@
  *
  * with the six columns passed as array parameters (never spliced into SQL).
  * The UNIQUE token is the final word on "one row per vote": a row whose
- * token comes back was inserted, any other was already there.
+ * token comes back was inserted, any other was already there. An event
+ * type from a file (store_use_type) has the same statement on its own
+ * table: token, one quoted column per field, event_id, kafka_partition,
+ * kafka_offset, each an array parameter (store_insert_sql).
  *
  * The schema (sql/schema.sql) is compiled in as store_schema() and applied
  * under a transaction-scoped advisory lock, so consumers starting together
  * do not race on CREATE ... IF NOT EXISTS. A unit test checks the copy
- * against sql/schema.sql byte for byte.
+ * against sql/schema.sql byte for byte. Another type's table comes from
+ * store_type_schema under the same lock.
  *
  * The connection is opened lazily and re-opened after it breaks, so a
  * PostgreSQL outage is a failed call (retry later), not a dead handle.
@@ -44,8 +48,9 @@
  * asynchronous standby lost them.
  *
  *   s = store_new(url, statement_timeout_ms);
- *   store_migrate(s, err, sizeof err);     apply the schema
- *   store_prepare(s, err, sizeof err);     at start: apply it if votes is missing, else verify
+ *   store_use_type(s, type);               whose table (the vote's until set)
+ *   store_migrate(s, set, err, sizeof err);   apply the schema: every type's table
+ *   store_prepare(s, err, sizeof err);     at start: apply it if the table is missing, else verify
  *   store_insert_batch(s, rows, n, err, sizeof err);  rows[i].inserted set
  *   store_insert_send(...) ... store_insert_wait(...)  the same, overlapped
  *   store_insert_ready(s)                1 if store_insert_wait would not block
@@ -56,7 +61,7 @@
  *
  * The producer's status routes read through the same module:
  *
- *   store_vote(s, token, &vote, err, sizeof err)      the row of one token, if any
+ *   store_status(s, type, token, &st, err, sizeof err)  the row of one token, if any
  *   store_tallies(s, ballot, nballot, limit, out, &n, &sum, err, sizeof err)
  *                                  the top `limit` candidates by votes (ties:
  *                                  lower id first), the total of votes and
@@ -74,11 +79,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "evtype.h"
+#include "ranges.h"
+
+struct event;
+
 struct store_row {
-    const char *token; /* unique within one batch */
-    int64_t user_id;
-    int64_t candidate_id;
-    const char *event_id;
+    const struct event *ev; /* of the store's type (store_use_type); tokens unique in a batch */
     int32_t partition;
     int64_t offset;
     int inserted; /* out: 1 when this call inserted the row, 0 when the token existed */
@@ -98,10 +105,35 @@ struct store;
 struct store *store_new(const char *url, int64_t statement_timeout_ms);
 void store_free(struct store *s);
 const char *store_schema(void);
-int store_migrate(struct store *s, char *errstr, size_t errsize);
 /*
- * The consumer's start: apply the schema only when table votes is missing;
- * when it exists, store_verify checks it from the catalogs, without DDL and
+ * The type whose table store_prepare, store_verify and the inserts use: the
+ * vote until set. t must outlive the store.
+ */
+void store_use_type(struct store *s, const struct evtype *t);
+/*
+ * Create every type's table (set NULL: the vote's only): the vote's from
+ * store_schema(), another's from store_type_schema(); a file type's table
+ * that exists is verified (the vote's is checked at the consumer's start,
+ * as before), never altered, and one whose columns disagree with its type
+ * (missing, or another type than bigint/text) fails PERMANENT naming the
+ * table, the column, its type and the type's, and the fix; nothing of the
+ * migration is committed then. One transaction, under the advisory lock.
+ */
+int store_migrate(struct store *s, const struct evtypes *set, char *errstr, size_t errsize);
+/*
+ * The DDL of type t's table and its counts indexes, appended to out (quoted
+ * identifiers; the vote's: the votes part of sql/schema.sql). An index is
+ * "<table>_<field>_idx", its table part cut (and hashed) to keep the name
+ * within PostgreSQL's 63 bytes.
+ */
+struct strbuf;
+void store_type_schema(const struct evtype *t, struct strbuf *out);
+/*
+ * The consumer's start: apply the schema only when the type's table (votes
+ * for the vote) is missing: the vote's is sql/schema.sql, another type's
+ * store_type_schema and the identity table. When it exists, store_verify
+ * checks it from the catalogs (a type from a file: also that each field's
+ * column is bigint or text as the field needs), without DDL and
  * without a lock on it (CREATE INDEX IF NOT EXISTS on every start took a
  * SHARE lock, so a migration holding votes made every start fail). -1 with
  * store_last_failure: TRANSIENT (unreachable, a timeout: try again) or
@@ -153,7 +185,7 @@ int store_new_identity(struct store *s, char *out, size_t size, char *errstr, si
  */
 void store_same_database(struct store *s, const struct store *like);
 
-struct store_vote {
+struct store_status {
     int found;
     char event_id[40];   /* the row's event id (a UUID) */
     char created_at[40]; /* ISO 8601 UTC, microseconds */
@@ -164,24 +196,38 @@ struct store_tally {
     int64_t votes;
 };
 
-/* One range of a ballot's candidate ids, both ends included (lo <= hi). */
-struct store_range {
-    int64_t lo, hi;
-};
-
 struct store_tallies_sum {
     int64_t total;      /* votes for the (ballot's) candidates */
     int64_t candidates; /* how many of them have a vote */
     int64_t outside;    /* votes for candidates not on the ballot; 0 without one */
 };
 
-int store_vote(struct store *s, const char *token, struct store_vote *v, char *errstr,
-               size_t errsize);
+int store_status(struct store *s, const struct evtype *t, const char *token,
+                 struct store_status *st, char *errstr, size_t errsize);
 /* out holds at least limit entries; *n of them are filled. nballot == 0: no ballot. */
-int store_tallies(struct store *s, const struct store_range *ballot, size_t nballot, size_t limit,
+int store_tallies(struct store *s, const struct range *ballot, size_t nballot, size_t limit,
                   struct store_tally *out, size_t *n, struct store_tallies_sum *sum, char *errstr,
                   size_t errsize);
 int store_connected(const struct store *s);
+
+/*
+ * GET /events/{type}/counts: rows of type t per value of field `by`, the
+ * top `limit` (ties: lower value first), among the rows whose fields equal
+ * the filters (values as text, already checked against their fields by the
+ * caller; sent as parameters), with the total of those rows and the number
+ * of distinct values. One statement.
+ */
+struct store_filter {
+    int field;         /* index in t->fields */
+    const char *value; /* its value as text ("7", "yes") */
+};
+struct store_count {
+    char value[EVTYPE_STRING_MAX + 1]; /* as text; the caller knows the field's kind */
+    int64_t rows;
+};
+int store_counts(struct store *s, const struct evtype *t, int by, const struct store_filter *f,
+                 size_t nf, size_t limit, struct store_count *out, size_t *n, int64_t *total,
+                 int64_t *values, char *errstr, size_t errsize);
 
 /*
  * The two halves of matching RETURNING to rows, exposed for the tests:
@@ -191,12 +237,20 @@ int store_connected(const struct store *s);
 void store_sort_rows(const struct store_row *rows, size_t n, size_t *order);
 
 /*
+ * The batch INSERT of type t, appended to out, exposed for the tests: the
+ * vote's is the statement at the top of this file, byte for byte; another
+ * type's names its table and fields quoted, one array parameter a column
+ * (bigint[] for id, int and enum-of-integers fields, text[] for strings).
+ */
+void store_insert_sql(const struct evtype *t, struct strbuf *out);
+
+/*
  * The ballot as the tallies query takes it, exposed for the tests: two
  * PostgreSQL array literals, the ranges' lower ends into lo ("{1,7}") and
  * their upper ends into hi ("{4,7}"), appended to the buffers.
  */
 struct strbuf;
-void store_ballot_params(const struct store_range *ballot, size_t n, struct strbuf *lo,
+void store_ballot_params(const struct range *ballot, size_t n, struct strbuf *lo,
                          struct strbuf *hi);
 int store_mark_returned(struct store_row *rows, const size_t *order, size_t n, const char *token);
 

@@ -1,9 +1,10 @@
 /*
- * main.c - tadak-consumer: reads votes from Kafka, dedupes them through Redis
- * and records each exactly once in PostgreSQL (see pipeline.c for the loop).
- * `tadak-consumer migrate` only applies the schema (`new-identity`: and
- * gives the database a new id); `topics` creates the vote and dead-letter
- * topics (provision.c). Start-up waits for
+ * main.c - tadak-consumer: reads one event type's messages (votes unless
+ * --type says otherwise) from Kafka, dedupes them through Redis and records
+ * each exactly once in the type's PostgreSQL table (see pipeline.c for the
+ * loop). `tadak-consumer migrate` only applies the schema, every type's
+ * table (`new-identity`: and gives the database a new id); `topics` creates
+ * the type's topic and its dead-letter topic (provision.c). Start-up waits for
  * PostgreSQL (startup.c). Exit status: 0 done, 1 runtime failure, 2 bad
  * usage, 3 never got partitions or PostgreSQL (not within --join-timeout-s,
  * with --idle-exit); 130 on a second signal.
@@ -72,8 +73,9 @@ int main(int argc, char **argv)
         goto out;
     }
     store = store_new(o.database_url, o.statement_timeout_ms);
+    store_use_type(store, o.type);
     if (o.migrate_only) {
-        status = startup_migrate(store, o.new_identity) == 0 ? 0 : 1;
+        status = startup_migrate(store, o.set, o.new_identity) == 0 ? 0 : 1;
         goto out;
     }
     if ((rc = startup_wait(&o, store, dbid, sizeof(dbid))) != STARTUP_READY) {

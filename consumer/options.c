@@ -29,12 +29,14 @@ static const struct config_opt table[] = {
          "Exit 1 when Redis cannot be reached at start, instead of deduping in PostgreSQL only"},
     SHAREDOPTS_DATABASE_URL(struct consumer_opts, "postgresql://localhost/tadak"),
     SHAREDOPTS_TOPIC(struct consumer_opts),
+    SHAREDOPTS_TYPES(struct consumer_opts),
+    SHAREDOPTS_TYPE(struct consumer_opts),
     {.name = "group",
      .env = "TADAK_GROUP",
      .type = CONFIG_STR,
      .def = "tadak",
      .offset = O(group),
-     .help = "Kafka consumer group"},
+     .help = "Kafka consumer group (for a --type other than vote: tadak-<type>)"},
     {.name = "dlq-topic",
      .env = "TADAK_DLQ_TOPIC",
      .type = CONFIG_STR,
@@ -162,10 +164,11 @@ static const struct config_opt table[] = {
 };
 
 static const char synopsis[] =
-    "usage: tadak-consumer [options]               consume votes into PostgreSQL\n"
-    "       tadak-consumer migrate [options]       apply the schema and exit\n"
-    "       tadak-consumer topics [options]        create the vote and dead-letter topics\n"
-    "                                              (--topic, --dlq-topic, --partitions)\n"
+    "usage: tadak-consumer [options]               consume votes (or --type's events) into "
+    "PostgreSQL\n"
+    "       tadak-consumer migrate [options]       apply the schema (every type's table) and exit\n"
+    "       tadak-consumer topics [options]        create the type's and the dead-letter topics\n"
+    "                                              (--type, --topic, --dlq-topic, --partitions)\n"
     "       tadak-consumer new-identity [options]  migrate, then give this database a new id\n"
     "                                              (run it on a copy: a restored backup, a\n"
     "                                              promoted replica)";
@@ -246,6 +249,49 @@ static int pick_subcommand(struct consumer_opts *o, char **pos, int npos, char *
     return 0;
 }
 
+/*
+ * Whether the row `name` kept its default: config_load points a string at
+ * the row's own default text, and at argv or environ when one was given,
+ * so "--topic votes" is told apart from no --topic at all.
+ */
+static int from_default(const char *value, const char *name)
+{
+    for (const struct config_opt *r = table; r->name; r++)
+        if (strcmp(r->name, name) == 0)
+            return value == r->def;
+    return 0;
+}
+
+/* The types (the file's, or the vote alone) and --type among them: 0, or -1 (usage). */
+static int pick_type(struct consumer_opts *o, char *errstr, size_t errsize)
+{
+    char known[512];
+    size_t len = 0;
+
+    if (!(o->set = evtypes_load(o->types_path, errstr, errsize)))
+        return -1;
+    if ((o->type = evtypes_find(o->set, o->type_name)) != NULL) {
+        /* `topics --types FILE` alone: every type's topics (provision.c). */
+        o->every_type = o->types_path && from_default(o->type_name, "type") &&
+                        from_default(o->topic, "topic") && !o->dlq_topic;
+        if (from_default(o->topic, "topic"))
+            o->topic = o->type->topic;
+        /* A group per type: the vote's stays "tadak", a poll_answer's is "tadak-poll_answer". */
+        if (from_default(o->group, "group") && o->type != evtype_vote()) {
+            snprintf(o->group_default, sizeof(o->group_default), "%s-%s", o->group, o->type->name);
+            o->group = o->group_default;
+        }
+        return 0;
+    }
+    known[0] = '\0';
+    for (size_t i = 0; i < evtypes_count(o->set) && len < sizeof(known); i++)
+        len += (size_t)snprintf(known + len, sizeof(known) - len, "%s%s", i ? ", " : "",
+                                evtypes_at(o->set, i)->name);
+    snprintf(errstr, errsize, "--type %s: no such type (known: %s%s)", o->type_name, known,
+             o->types_path ? "" : "; others come from --types FILE");
+    return -1;
+}
+
 int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, size_t errsize)
 {
     char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
@@ -261,6 +307,10 @@ int options_load(struct consumer_opts *o, int argc, char **argv, char *errstr, s
     if (pick_subcommand(o, pos, npos, errstr, errsize) != 0)
         goto out;
     log_set_level(o->log_level);
+    if (o->types_path && !*o->types_path)
+        o->types_path = NULL;
+    if (pick_type(o, errstr, errsize) != 0)
+        goto out;
     if (!o->dlq_topic || !*o->dlq_topic) {
         snprintf(o->dlq_default, sizeof(o->dlq_default), "%s.dlq", o->topic);
         o->dlq_topic = o->dlq_default;
@@ -301,5 +351,7 @@ out:
 
 void options_free(struct consumer_opts *o)
 {
+    evtypes_free(o->set);
+    o->set = NULL;
     config_free(table, o);
 }

@@ -127,7 +127,7 @@ enum outcome { OUT_INSERTED, OUT_DUP_REDIS, OUT_DUP_DB, OUT_DEAD_LETTERED, OUT_C
 struct item {
     rd_kafka_message_t *msg; /* owned until the item is DONE */
     enum item_state state;
-    struct vote vote;
+    struct event ev;
     enum event_err err;
     char sqlstate[6]; /* PostgreSQL refused the row: its SQLSTATE ("" for poison) */
     char detail[256]; /* the parser's explanation, or PostgreSQL's message (cut) */
@@ -136,6 +136,7 @@ struct item {
     int64_t retry_at; /* monotonic ms; due when <= now */
     int64_t backoff_ms;
     struct gate_item gate;
+    char text[]; /* the event's strings: the type's text_size bytes, made with the item */
 };
 
 struct pipeline {
@@ -289,9 +290,15 @@ static void grow(struct pipeline *p, size_t want)
     flights_reserve(p->flights, p->cap);
 }
 
+/*
+ * A new item, or a settled one again: items are made once with room for
+ * the strings of an event of the pipeline's type (one type per consumer,
+ * so every spare fits), and never freed while the consumer runs.
+ */
 static struct item *item_new(struct pipeline *p)
 {
-    struct item *it = p->nspare ? p->spare[--p->nspare] : xmalloc(sizeof(*it));
+    struct item *it =
+        p->nspare ? p->spare[--p->nspare] : xmalloc(sizeof(*it) + p->o->type->text_size);
     memset(it, 0, sizeof(*it));
     return it;
 }
@@ -509,9 +516,9 @@ static void batch_settle(struct pipeline *p, struct batch *b, size_t lo, size_t 
         p->gitems[i] = &b->its[lo + i]->gate;
     if (gate_mark_done(p->gate, p->gitems, n) != 0)
         for (i = 0; i < n; i++)
-            owed_add(p, b->rows[lo + i].token);
+            owed_add(p, b->rows[lo + i].ev->token);
     for (i = lo; i < lo + n; i++) {
-        recorded_add(p->recorded, b->rows[i].token, now);
+        recorded_add(p->recorded, b->rows[i].ev->token, now);
         settle(p, b->its[i], b->rows[i].inserted ? OUT_INSERTED : OUT_DUP_DB);
     }
 }
@@ -535,7 +542,7 @@ static void row_rejected(struct pipeline *p, struct item *it, const struct store
                1);
     log_warn("postgresql refused a row, dead-lettering it",
              "partition=%" PRId32 " offset=%" PRId64 " token=%s sqlstate=%s error=\"%s\"",
-             it->msg->partition, it->msg->offset, it->vote.token, state, store_last_message(store));
+             it->msg->partition, it->msg->offset, it->ev.token, state, store_last_message(store));
     util_strlcpy(it->sqlstate, state[0] ? state : "XX000", sizeof(it->sqlstate));
     util_strlcpy(it->detail, store_last_message(store), sizeof(it->detail));
     if (it->gate.action == GATE_OURS)
@@ -663,23 +670,28 @@ static void flight_send(struct pipeline *p, int64_t now)
 }
 
 /*
- * Step 2: parse what was polled. A vote without an event_id (a client other
- * than tadak-producer) gets one derived from its topic/partition/offset, so
+ * Step 2: parse what was polled, as an event of the consumer's type (a
+ * message that does not fit it is poison: the parser's detail names the
+ * field). An event without an event_id (a client other than
+ * tadak-producer) gets one derived from its topic/partition/offset, so
  * reading it again yields the same event.
  */
 static void parse_new(struct pipeline *p)
 {
+    const struct evtype *t = p->o->type;
+
     for (size_t i = 0; i < p->n; i++) {
         struct item *it = p->items[i];
         if (it->state != ITEM_NEW)
             continue;
-        if (event_parse(it->msg->payload, it->msg->len, &it->vote, &it->err, it->detail,
+        event_init(&it->ev, t, t->text_size ? it->text : NULL);
+        if (event_parse(&it->ev, it->msg->payload, it->msg->len, 0, &it->err, it->detail,
                         sizeof(it->detail)) != 0) {
             it->state = ITEM_POISON;
             continue;
         }
-        if (!it->vote.event_id[0])
-            event_derive_id(p->o->topic, it->msg->partition, it->msg->offset, it->vote.event_id);
+        if (!it->ev.event_id[0])
+            event_derive_id(p->o->topic, it->msg->partition, it->msg->offset, it->ev.event_id);
         it->state = ITEM_VOTE;
     }
 }
@@ -710,25 +722,25 @@ static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups
     for (int f = 0; f < flights_count(p->flights); f++) {
         const struct batch *b = flights_at(p->flights, f);
         for (i = 0; i < b->n; i++)
-            tokenset_mark_in_flight(&p->seen, b->rows[i].token);
+            tokenset_mark_in_flight(&p->seen, b->rows[i].ev->token);
     }
     for (i = 0; i < p->n; i++) {
         struct item *it = p->items[i];
         enum token_verdict v;
         if (it->state != ITEM_VOTE || !due(it, now))
             continue;
-        if (recorded_has(p->recorded, it->vote.token, now)) {
+        if (recorded_has(p->recorded, it->ev.token, now)) {
             p->dups[nd++] = i;
             continue;
         }
-        if ((v = tokenset_verdict(&p->seen, it->vote.token, i)) == TOKEN_IN_FLIGHT)
+        if ((v = tokenset_verdict(&p->seen, it->ev.token, i)) == TOKEN_IN_FLIGHT)
             continue; /* held: asked again once the INSERT holding it is read */
         if (v == TOKEN_REPEAT) {
             p->dups[nd++] = i;
             continue;
         }
-        it->gate.token = it->vote.token;
-        it->gate.event_id = it->vote.event_id;
+        it->gate.token = it->ev.token;
+        it->gate.event_id = it->ev.event_id;
         p->gitems[nc] = &it->gate;
         p->cand[nc++] = i;
     }
@@ -740,10 +752,7 @@ static void dedupe(struct pipeline *p, int64_t now, size_t *ncand, size_t *ndups
 static void fill_add(struct pipeline *p, struct item *it)
 {
     p->fill->rows[p->fill->n] = (struct store_row){
-        .token = it->vote.token,
-        .user_id = it->vote.user_id,
-        .candidate_id = it->vote.candidate_id,
-        .event_id = it->vote.event_id,
+        .ev = &it->ev,
         .partition = it->msg->partition,
         .offset = it->msg->offset,
     };
@@ -766,7 +775,7 @@ static void pass_gate(struct pipeline *p, size_t ncand, size_t ndups, int64_t no
         struct item *it = p->items[p->cand[i]];
         switch (it->gate.action) {
         case GATE_DUPLICATE:
-            recorded_add(p->recorded, it->vote.token, now);
+            recorded_add(p->recorded, it->ev.token, now);
             settle(p, it, OUT_DUP_REDIS);
             break;
         case GATE_BUSY: /* being recorded elsewhere: neither drop nor insert, ask again */
@@ -909,6 +918,8 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
     p->flights =
         flights_new((int)o->inserts_in_flight, store, o->database_url, o->statement_timeout_ms);
     p->fill = flights_fill(p->flights);
+    for (int f = 0; f < flights_count(p->flights); f++) /* rows go to the type's table */
+        store_use_type(flights_at(p->flights, f)->store, o->type);
     p->metrics = metrics;
     p->offsets = offsets_new();
     p->recorded = recorded_new(RECORDED_SLOTS, RECORDED_POOL_BYTES, o->dedupe_window_s * 1000);
@@ -970,9 +981,10 @@ int pipeline_run(struct pipeline *p)
     char why[512];
     int rc, idle;
 
-    log_info("consumer started", "topic=%s group=%s dlq=%s owner=%s instance=%s start_at=%s",
-             p->o->topic, p->o->group, p->o->dlq_topic, gate_owner(p->gate),
-             p->o->instance_id ? p->o->instance_id : "none", p->o->start_at);
+    log_info("consumer started",
+             "type=%s table=%s topic=%s group=%s dlq=%s owner=%s instance=%s start_at=%s",
+             p->o->type->name, p->o->type->table, p->o->topic, p->o->group, p->o->dlq_topic,
+             gate_owner(p->gate), p->o->instance_id ? p->o->instance_id : "none", p->o->start_at);
     rc = pipeline_start(p);
     while (rc == 0 && !shutdown_requested()) {
         gate_heartbeat(p->gate);

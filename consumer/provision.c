@@ -86,9 +86,17 @@ int provision_topics(const struct consumer_opts *o)
                 o->brokers, PROVISION_REACH_MS / 1000.0, kafka_reach_hint(o->brokers));
         goto out;
     }
-    if (provision_one(rk, o->topic, (int)o->partitions) == 0 &&
-        provision_one(rk, o->dlq_topic, (int)o->partitions) == 0)
-        status = 0;
+    status = 0;
+    for (size_t i = 0; i < (o->every_type ? evtypes_count(o->set) : 1) && status == 0; i++) {
+        const struct evtype *t = o->every_type ? evtypes_at(o->set, i) : NULL;
+        char dlq[EVTYPE_TOPIC_MAX + 8];
+
+        if (t)
+            snprintf(dlq, sizeof(dlq), "%s.dlq", t->topic);
+        if (provision_one(rk, t ? t->topic : o->topic, (int)o->partitions) != 0 ||
+            provision_one(rk, t ? dlq : o->dlq_topic, (int)o->partitions) != 0)
+            status = 1;
+    }
     goto out;
 fail:
     fprintf(stderr, "tadak-consumer topics: %s\n", errstr);

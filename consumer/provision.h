@@ -1,6 +1,8 @@
 /*
- * provision.h - `tadak-consumer topics`: create the vote topic and its
- * dead-letter topic on purpose, with their partition count.
+ * provision.h - `tadak-consumer topics`: create the type's topic (--type:
+ * votes by default, or --topic) and its dead-letter topic on purpose, with
+ * their partition count; with --types FILE and no --type, --topic or
+ * --dlq-topic, every type's (the vote's too), as serve needs them all.
  *
  * The local stack's broker does not create topics on first use (a mistyped
  * name would become a new empty topic), so a deployment creates them once,

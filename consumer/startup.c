@@ -1,9 +1,9 @@
 /*
  * startup.c - wait for PostgreSQL at start. See startup.h.
  *
- * Each try is store_prepare (the schema applied when votes is missing,
- * verified from the catalogs when it exists: no DDL, no lock on votes) and
- * store_identity. Backoff doubles from STARTUP_BACKOFF_MIN_MS to
+ * Each try is store_prepare (the schema applied when the type's table is
+ * missing, verified from the catalogs when it exists: no DDL, no lock on
+ * it) and store_identity. Backoff doubles from STARTUP_BACKOFF_MIN_MS to
  * STARTUP_BACKOFF_MAX_MS; the wait between tries watches for a signal
  * (shutdown_nap_until), so SIGTERM during a long outage still stops us at once.
  */
@@ -59,15 +59,17 @@ enum startup_result startup_wait(const struct consumer_opts *o, struct store *st
     return STARTUP_READY;
 }
 
-int startup_migrate(struct store *store, int new_identity)
+int startup_migrate(struct store *store, const struct evtypes *set, int new_identity)
 {
     char why[1024], id[256];
 
-    if (store_migrate(store, why, sizeof(why)) != 0) {
+    if (store_migrate(store, set, why, sizeof(why)) != 0) {
         log_error("cannot apply the schema", "error=\"%s\"", why);
         return -1;
     }
-    log_info("schema applied", "table=%s", "votes");
+    for (size_t i = 0; i < evtypes_count(set); i++)
+        log_info("schema applied", "table=%s type=%s", evtypes_at(set, i)->table,
+                 evtypes_at(set, i)->name);
     if (!new_identity)
         return 0;
     if (store_new_identity(store, id, sizeof(id), why, sizeof(why)) != 0) {

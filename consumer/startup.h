@@ -1,6 +1,6 @@
 /*
  * startup.h - the consumer's start-up: wait until PostgreSQL lets it in and
- * table votes fits, and learn which database it is.
+ * the type's table (store_use_type) fits, and learn which database it is.
  *
  * A transient failure at start (PostgreSQL unreachable or restarting, a lock
  * or a statement timeout) is waited out with backoff, logged once and then
@@ -10,8 +10,9 @@
  * the table and the fix.
  *
  *   rc = startup_wait(&o, store, dbid, sizeof dbid);
- *   rc = startup_migrate(store, new_identity)   `tadak-consumer migrate` (one try);
- *                                 new_identity: then a new id (`new-identity`)
+ *   rc = startup_migrate(store, set, new_identity)   `tadak-consumer migrate` (one
+ *                                 try): every type's table; new_identity: then a
+ *                                 new id (`new-identity`)
  *
  * Redis is not waited for: a gate without Redis is an outage PostgreSQL
  * covers (gate.h), and the namespace is claimed when Redis answers.
@@ -34,6 +35,6 @@ enum startup_result {
 
 enum startup_result startup_wait(const struct consumer_opts *o, struct store *store, char *dbid,
                                  size_t dbidsize);
-int startup_migrate(struct store *store, int new_identity);
+int startup_migrate(struct store *store, const struct evtypes *set, int new_identity);
 
 #endif

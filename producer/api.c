@@ -86,10 +86,17 @@ int api_idempotency_key(const char *header, int64_t user, struct api_reply *r)
      * keys never meet, and an anonymous client sending "u42:k" (identity off
      * on a producer sharing Redis) never reaches user 42's key.
      */
+    /*
+     * Another type's keys get its name, after a '/' no vote key has at that
+     * place: a key reused on another type's route is a new key there.
+     */
     if (user > 0)
-        at = (size_t)snprintf(r->idem_key, sizeof(r->idem_key), "u%" PRId64 ":", user);
+        at = (size_t)snprintf(r->idem_key, sizeof(r->idem_key), "u%" PRId64, user);
     else
-        at = (size_t)snprintf(r->idem_key, sizeof(r->idem_key), "a:");
+        at = (size_t)snprintf(r->idem_key, sizeof(r->idem_key), "a");
+    if (r->type && r->type != evtype_vote())
+        at += (size_t)snprintf(r->idem_key + at, sizeof(r->idem_key) - at, "/%s", r->type->name);
+    r->idem_key[at++] = ':';
     memcpy(r->idem_key + at, header, n);
     r->idem_key[at + n] = '\0';
     return 0;
@@ -175,6 +182,8 @@ static int begin_status(const char *method, const char *path, struct api_reply *
         return 1;
     case 1:
         r->route = API_STATUS_LABEL;
+        r->type = evtype_vote();
+        event_token(r->user_id, r->candidate_id, r->token, sizeof(r->token));
         if (strcmp(method, "GET") == 0) {
             r->action = API_STATUS;
             return 0;
@@ -234,8 +243,149 @@ static int begin_vote(const char *content_type, const char *content_length, size
     return 0;
 }
 
+/* ---- /events/{type}/... ------------------------------------------------- */
+
+#define API_EVENTS_PREFIX "/events/"
+#define API_EVENTS_MAX    (EVTYPE_MAX_KEY + 2) /* segments: the type, then up to the key */
+
+/* A client's name for an answer: at most 64 bytes, every one not printable ASCII a '?'. */
+static const char *shown(const char *in, char out[68])
+{
+    size_t n = 0;
+
+    for (; in[n] && n < 64; n++)
+        out[n] = in[n] >= 0x20 && in[n] < 0x7f ? in[n] : '?';
+    out[n] = '\0';
+    if (in[n])
+        util_strlcpy(out + n, "...", 4);
+    return out;
+}
+
+/* 404 unknown_type, with the set's type names in the detail and in "types" (when they fit). */
+static void unknown_type(const struct evtypes *set, const char *name, struct api_reply *r)
+{
+    char names[400], list[512], detail[600], name_shown[68];
+    size_t n = set ? evtypes_count(set) : 1, at = 0, in = 0, len;
+
+    names[0] = list[0] = '\0';
+    for (size_t i = 0; i < n && at < sizeof(names) && in < sizeof(list); i++) {
+        const char *tn = (set ? evtypes_at(set, i) : evtype_vote())->name;
+        at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", i ? ", " : "", tn);
+        in += (size_t)snprintf(list + in, sizeof(list) - in, "%s\"%s\"", i ? "," : "", tn);
+    }
+    snprintf(detail, sizeof(detail), "no event type \"%s\"; the types are: %s",
+             shown(name, name_shown), names);
+    api_error(r, 404, "unknown_type", detail);
+    /* The body ends "}\n": the list goes before it (type names need no escaping). */
+    len = strlen(r->body);
+    if (in < sizeof(list) && len >= 2 &&
+        len - 2 + strlen(list) + sizeof(",\"types\":[]}\n") <= sizeof(r->body))
+        snprintf(r->body + len - 2, sizeof(r->body) - (len - 2), ",\"types\":[%s]}\n", list);
+}
+
+/* path after "/events/" cut at '/' into seg[] (at most API_EVENTS_MAX): their number, or -1. */
+static int split_path(const char *path, char buf[256], char **seg)
+{
+    int n = 0;
+
+    if (util_strlcpy(buf, path, 256) >= 256)
+        return -1;
+    for (char *s = buf;; n++) {
+        char *slash = strchr(s, '/');
+        if (n == API_EVENTS_MAX)
+            return -1;
+        seg[n] = s;
+        if (!slash)
+            return n + 1;
+        *slash = '\0';
+        s = slash + 1;
+    }
+}
+
+static int wrong_method(struct api_reply *r, const char *allow)
+{
+    char detail[64];
+
+    util_strlcpy(r->allow, allow, sizeof(r->allow));
+    snprintf(detail, sizeof(detail), "use %s on this path", allow);
+    api_error(r, 405, "method_not_allowed", detail);
+    return 1;
+}
+
+/* GET /events/{type}/{k1}/...: the key's token (and identity), or a 400 naming the field. */
+static int begin_event_status(const struct evtype *t, char **parts, size_t n, struct api_reply *r)
+{
+    char detail[256];
+    int64_t id;
+
+    r->route = "/events/{type}/{key}";
+    if (event_path_token(t, (const char *const *)parts, n, r->token, sizeof(r->token), detail,
+                         sizeof(detail)) != 0) {
+        api_error(r, 400, n == t->nkey ? "invalid_key" : "wrong_key_length", detail);
+        return 1;
+    }
+    /* The edge holds a verified user to the identity field, when the key holds it. */
+    for (size_t i = 0; i < n; i++)
+        if (t->key[i] == t->identity && util_parse_i64(parts[i], &id) == 0)
+            r->user_id = id;
+    if (t == evtype_vote())
+        r->candidate_id = util_parse_i64(parts[1], &id) == 0 ? id : 0;
+    r->action = API_STATUS;
+    return 0;
+}
+
+/* /events/...: 1 the reply is final, 0 read on (r->action, r->type set), -1 not that path. */
+static int begin_events(const struct evtypes *set, const char *method, const char *path,
+                        struct api_reply *r)
+{
+    char buf[256], *seg[API_EVENTS_MAX];
+    int n;
+
+    if (strncmp(path, API_EVENTS_PREFIX, sizeof(API_EVENTS_PREFIX) - 1) != 0)
+        return -1;
+    n = split_path(path + sizeof(API_EVENTS_PREFIX) - 1, buf, seg);
+    if (n == 2 && seg[1][0] == '\0') /* "/events/{type}/", as "/votes/" */
+        n = 1;
+    for (int i = 0; i < n; i++)
+        if (seg[i][0] == '\0')
+            n = -1;
+    if (n < 1)
+        return -1; /* find_route's 404 */
+    r->type =
+        set ? evtypes_find(set, seg[0]) : (strcmp(seg[0], "vote") == 0 ? evtype_vote() : NULL);
+    if (!r->type) {
+        unknown_type(set, seg[0], r);
+        return 1;
+    }
+    if (n == 1) {
+        r->route = "/events/{type}";
+        if (strcmp(method, "POST") != 0)
+            return wrong_method(r, "POST");
+        r->action = API_VOTE;
+        return 0;
+    }
+    if (n == 2 && strcmp(seg[1], "counts") == 0) {
+        r->route = "/events/{type}/counts";
+        if (strcmp(method, "GET") != 0)
+            return wrong_method(r, "GET");
+        r->action = API_COUNTS;
+        return 0;
+    }
+    r->route = "/events/{type}/{key}";
+    if (strcmp(method, "GET") != 0)
+        return wrong_method(r, "GET");
+    return begin_event_status(r->type, seg + 1, (size_t)n - 1, r);
+}
+
 int api_begin(const char *method, const char *path, const char *content_type,
               const char *content_length, size_t max_body, struct api_reply *r)
+{
+    return api_route(NULL, method, path, content_type, content_length, max_body, r);
+}
+
+int api_route(const struct evtypes *set, const char *method, const char *path,
+              const char *content_type, const char *content_length, size_t max_body,
+              struct api_reply *r)
 {
     const struct route *match;
     int final;
@@ -244,16 +394,56 @@ int api_begin(const char *method, const char *path, const char *content_type,
     r->route = "other";
     if ((final = begin_status(method, path, r)) >= 0)
         return final;
+    if ((final = begin_events(set, method, path, r)) >= 0) {
+        if (final || r->action != API_VOTE)
+            return final;
+        return begin_vote(content_type, content_length, max_body, r);
+    }
     if (!(match = find_route(method, path, r)))
         return 1;
     r->action = match->action;
     if (match->action != API_VOTE)
         return 0;
+    r->type = evtype_vote();
     return begin_vote(content_type, content_length, max_body, r);
 }
 
 int api_vote(const char *body, size_t len, int overflow, size_t max_body,
              const struct api_candidates *candidates, int64_t user, struct api_reply *r)
+{
+    return api_event(evtype_vote(), body, len, overflow, max_body, candidates, user, r);
+}
+
+/* After the parse: the identity and the ballot. 1 = r is the error, 0 = fine. */
+static int event_policy(const struct evtype *t, const struct api_candidates *candidates,
+                        int64_t user, struct api_reply *r)
+{
+    const struct event *ev = &r->ev;
+    char detail[256];
+
+    if (user > 0 && t->identity >= 0 && ev->v[t->identity] != user) {
+        snprintf(detail, sizeof(detail), "%s must be the token's user, or left out",
+                 t->fields[t->identity].name);
+        api_error(r, 403, "user_mismatch", detail);
+        return 1;
+    }
+    if (t == evtype_vote() && !api_candidate_known(candidates, ev->v[EVENT_VOTE_CANDIDATE])) {
+        snprintf(detail, sizeof(detail), "candidate %" PRId64 " is not on the ballot",
+                 ev->v[EVENT_VOTE_CANDIDATE]);
+        api_error(r, 400, "unknown_candidate", detail);
+        return 1;
+    }
+    if (t->ballot_field >= 0 && !evtype_on_ballot(t, ev->v[t->ballot_field])) {
+        snprintf(detail, sizeof(detail), "\"%s\" %" PRId64 " is not on the ballot",
+                 t->fields[t->ballot_field].name, ev->v[t->ballot_field]);
+        api_error(r, 400, "not_on_ballot", detail);
+        return 1;
+    }
+    return 0;
+}
+
+int api_event(const struct evtype *t, const char *body, size_t len, int overflow, size_t max_body,
+              const struct api_candidates *candidates, int64_t user, struct api_reply *r)
 {
     enum event_err err;
     char detail[256];
@@ -263,30 +453,130 @@ int api_vote(const char *body, size_t len, int overflow, size_t max_body,
         api_error(r, 413, "too_large", detail);
         return 1;
     }
-    if ((user > 0
-             ? event_parse_for(body ? body : "", len, user, &r->vote, &err, detail, sizeof(detail))
-             : event_parse(body ? body : "", len, &r->vote, &err, detail, sizeof(detail))) != 0) {
+    event_init(&r->ev, t, r->text);
+    if (event_parse(&r->ev, body ? body : "", len, user, &err, detail, sizeof(detail)) != 0) {
         api_error(r, 400, event_err_name(err), detail);
         return 1;
     }
-    if (user > 0 && r->vote.user_id != user) {
-        api_error(r, 403, "user_mismatch", "user_id must be the token's user, or left out");
+    if (event_policy(t, candidates, user, r))
         return 1;
-    }
-    if (!api_candidate_known(candidates, r->vote.candidate_id)) {
-        snprintf(detail, sizeof(detail), "candidate %" PRId64 " is not on the ballot",
-                 r->vote.candidate_id);
-        api_error(r, 400, "unknown_candidate", detail);
-        return 1;
-    }
     /* A client does not choose the identity of an event: every request is a new one. */
-    r->vote.event_id[0] = '\0';
-    r->vote.ts_ms = 0;
+    r->ev.event_id[0] = '\0';
+    r->ev.ts_ms = 0;
     r->action = API_VOTE;
     return 0;
 }
 
-int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *buf, size_t size)
+/* ---- GET /events/{type}/counts' query ------------------------------------ */
+
+int api_field_value(const struct evtype *t, int field, const char *text, char *out, size_t size,
+                    char *detail, size_t detailsize)
+{
+    /*
+     * As the key of a one-field copy of t, the text is checked by event.c as
+     * a key part is, and the token after the empty prefix and its ':' is the
+     * value's canonical form.
+     */
+    struct evtype one = *t;
+    char token[EVENT_TOKEN_LEN];
+
+    one.token_prefix[0] = '\0';
+    one.nkey = 1;
+    one.key[0] = field;
+    if (event_path_token(&one, &text, 1, token, sizeof(token), detail, detailsize) != 0)
+        return -1;
+    if (util_strlcpy(out, token + 1, size) >= size) {
+        snprintf(detail, detailsize, "\"%s\" is too long", t->fields[field].name);
+        return -1;
+    }
+    return 0;
+}
+
+static int is_counts_field(const struct evtype *t, int f)
+{
+    for (size_t i = 0; i < t->ncounts; i++)
+        if (t->counts[i] == f)
+            return 1;
+    return 0;
+}
+
+/* 400 naming what by= may be. */
+static int bad_by(const struct evtype *t, const char *error, struct api_reply *r)
+{
+    char names[256], detail[320];
+    size_t at = 0;
+
+    names[0] = '\0';
+    for (size_t i = 0; i < t->ncounts && at < sizeof(names); i++)
+        at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", i ? ", " : "",
+                               t->fields[t->counts[i]].name);
+    snprintf(detail, sizeof(detail), "by must be one of: %s", names);
+    api_error(r, 400, error, detail);
+    return 1;
+}
+
+/* One FIELD=VALUE filter into q->where[field] (compacted later): 0, or 1 with the 400 in r. */
+static int add_filter(const struct evtype *t, const char *name, const char *value, int *seen,
+                      struct api_reply *r)
+{
+    struct api_counts *q = &r->counts;
+    char detail[300], name_shown[68];
+    int f = evtype_field(t, name);
+
+    if (f < 0) {
+        snprintf(detail, sizeof(detail), "\"%s\" is not a field of %s (filters are FIELD=VALUE)",
+                 shown(name, name_shown), t->name);
+        api_error(r, 400, "unknown_field", detail);
+        return 1;
+    }
+    if (seen[f]++) {
+        snprintf(detail, sizeof(detail), "\"%s\" is given twice", name);
+        api_error(r, 400, "duplicate_parameter", detail);
+        return 1;
+    }
+    if (api_field_value(t, f, value, q->where[f].value, sizeof(q->where[f].value), detail,
+                        sizeof(detail)) != 0) {
+        api_error(r, 400, "invalid_filter", detail);
+        return 1;
+    }
+    q->where[f].field = f;
+    return 0;
+}
+
+int api_counts_query(const struct evtype *t, const char *const *names, const char *const *values,
+                     size_t n, struct api_reply *r)
+{
+    struct api_counts *q = &r->counts;
+    int seen[EVTYPE_MAX_FIELDS] = {0};
+
+    memset(q, 0, sizeof(*q));
+    q->by = -1;
+    if (n > API_COUNTS_PARAMS) {
+        api_error(r, 400, "too_many_parameters", "a counts query has at most 32 parameters");
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *v = values[i] ? values[i] : "";
+        if (strcmp(names[i], "by") != 0) {
+            if (add_filter(t, names[i], v, seen, r))
+                return 1;
+        } else if (q->by >= 0) {
+            api_error(r, 400, "duplicate_parameter", "\"by\" is given twice");
+            return 1;
+        } else if ((q->by = evtype_field(t, v)) < 0 || !is_counts_field(t, q->by)) {
+            return bad_by(t, "invalid_by", r);
+        }
+    }
+    if (q->by < 0)
+        return bad_by(t, "missing_by", r);
+    /* In field order, whatever the query's: one question, one cache key. */
+    for (size_t f = 0; f < t->nfields; f++)
+        if (seen[f] && q->nwhere++ != f)
+            q->where[q->nwhere - 1] = q->where[f];
+    return 0;
+}
+
+int api_accepted(const struct event *v, int32_t partition, int64_t offset, char *buf, size_t size)
 {
     int n = snprintf(buf, size,
                      "{\"status\":\"accepted\",\"event_id\":\"%s\",\"token\":\"%s\","
@@ -370,98 +660,24 @@ int api_stats(struct api_reply *r, const char *group, const char *const *names,
 
 /* ---- --candidates -------------------------------------------------------- */
 
-static const char *skip_blank(const char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    return s;
-}
-
-/* A candidate id at *s (digits only, 1..2^63-1); advances *s past it. */
-static int parse_candidate(const char **s, int64_t *out)
-{
-    char num[24];
-    size_t n = 0;
-    const char *p = skip_blank(*s);
-
-    while (p[n] >= '0' && p[n] <= '9') {
-        if (n + 1 >= sizeof(num))
-            return -1;
-        num[n] = p[n];
-        n++;
-    }
-    num[n] = '\0';
-    if (n == 0 || util_parse_i64(num, out) != 0 || *out < 1)
-        return -1;
-    *s = skip_blank(p + n);
-    return 0;
-}
-
-static int range_cmp(const void *a, const void *b)
-{
-    const int64_t *x = a, *y = b; /* the lo of each range */
-
-    return *x < *y ? -1 : *x > *y;
-}
-
 int api_candidates_parse(const char *spec, struct api_candidates *c, char *errstr, size_t errsize)
 {
-    const char *s = spec;
-    size_t n = 0;
+    char why[160];
 
     memset(c, 0, sizeof(*c));
-    for (;;) {
-        int64_t lo, hi;
-
-        if (parse_candidate(&s, &lo) != 0)
-            goto bad;
-        hi = lo;
-        if (*s == '-') {
-            s++;
-            if (parse_candidate(&s, &hi) != 0 || hi < lo)
-                goto bad;
-        }
-        if (n == API_CANDIDATE_RANGES) {
-            snprintf(errstr, errsize, "candidate list \"%s\" has more than %d ranges", spec,
-                     API_CANDIDATE_RANGES);
-            return -1;
-        }
-        c->r[n].lo = lo;
-        c->r[n].hi = hi;
-        n++;
-        if (*s == '\0')
-            break;
-        if (*s++ != ',')
-            goto bad;
-    }
-    /* Sorted and merged, so that listing and lookups are simple. */
-    qsort(c->r, n, sizeof(c->r[0]), range_cmp);
-    c->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (c->n > 0 && c->r[i].lo <= c->r[c->n - 1].hi + (c->r[c->n - 1].hi < INT64_MAX)) {
-            if (c->r[i].hi > c->r[c->n - 1].hi)
-                c->r[c->n - 1].hi = c->r[i].hi;
-            continue;
-        }
-        c->r[c->n++] = c->r[i];
+    if (ranges_parse(spec, 1, INT64_MAX, c->r, API_CANDIDATE_RANGES, &c->n, why, sizeof(why)) !=
+        0) {
+        snprintf(errstr, errsize, "candidate list \"%s\": %s", spec, why);
+        return -1;
     }
     return 0;
-bad:
-    snprintf(errstr, errsize,
-             "candidate list \"%s\" is not like 1-4,7 (ids or ranges of ids in "
-             "1..9223372036854775807, comma-separated)",
-             spec);
-    return -1;
 }
 
 int api_candidate_known(const struct api_candidates *c, int64_t id)
 {
     if (!c || c->n == 0)
         return id >= 1;
-    for (size_t i = 0; i < c->n; i++)
-        if (id >= c->r[i].lo && id <= c->r[i].hi)
-            return 1;
-    return 0;
+    return ranges_has(c->r, c->n, id);
 }
 
 size_t api_candidates_list(const struct api_candidates *c, int64_t *ids, size_t max)

@@ -36,6 +36,30 @@
  *   api_vote_path(path, &user, &candidate, &reply)   GET /votes/{user_id}/{candidate_id}:
  *       1 = ids parsed, 0 = not that shape, -1 = reply is a 400
  *
+ * Event types (evtype.h): every type has the vote's routes under /events,
+ * served by the same actions, so one code path and one edge policy serve
+ * them all; reply.type says which type a route is for (the vote for
+ * /votes):
+ *
+ *   POST /events/{type}            API_VOTE (POST /events/vote = POST /votes)
+ *   GET  /events/{type}/{k1}/...   API_STATUS, reply.token the key's token
+ *   GET  /events/{type}/counts     API_COUNTS, the query read by api_counts_query
+ *                                  (for a one-field key, the key "counts" is this route)
+ *   an unknown type: 404 unknown_type with the known types in "types"
+ *
+ *   api_route(set, method, path, ...)   api_begin with a set of types (NULL: the
+ *       vote only); api_begin is api_route(NULL, ...)
+ *   api_event(type, body, len, overflow, max_body, candidates, user, &reply)
+ *       api_vote for any type: 400 naming the field, 403 user_mismatch on
+ *       the type's identity field, 400 not_on_ballot off its ballot (the
+ *       vote's ballot is candidates: 400 unknown_candidate)
+ *   api_counts_query(type, names, values, n, &reply)   the query parameters of
+ *       GET /events/{type}/counts: by=FIELD (one of the type's counts fields)
+ *       and FIELD=VALUE equality filters (checked as a key part would be):
+ *       0 = reply.counts is set, 1 = reply is a 400 naming the parameter
+ *   api_field_value(type, field, text, out, size, detail, dsize)   one field's
+ *       value given as text, checked and in its canonical form ("007" -> "7")
+ *
  * The builders of a 2xx answer set reply.status and reply.body only, never
  * reply.action (routes.c's Cache-Control follows the action).
  */
@@ -46,6 +70,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "ranges.h"
 
 enum api_action {
     API_RESPOND, /* reply.status + reply.body are the answer */
@@ -57,18 +82,18 @@ enum api_action {
     API_STATUS,  /* GET /votes/{user_id}/{candidate_id}: recorded, pending or unknown */
     API_TALLIES, /* GET /tallies: rows per candidate */
     API_STATS,   /* GET /stats: the consumers' counters + our own */
+    API_COUNTS,  /* GET /events/{type}/counts: rows per value of a field */
 };
 
 #define API_IDEM_KEY_MAX     255 /* longest Idempotency-Key accepted */
 #define API_CREATED_AT_MAX   40  /* a vote's created_at, as PostgreSQL formats it */
 #define API_CANDIDATE_RANGES 64  /* ranges in a --candidates list */
+#define API_COUNTS_PARAMS    32  /* query parameters a counts request may have */
 
 /* The configured candidates: sorted, merged ranges of ids. */
 struct api_candidates {
     size_t n;
-    struct {
-        int64_t lo, hi;
-    } r[API_CANDIDATE_RANGES];
+    struct range r[API_CANDIDATE_RANGES];
 };
 
 /* What GET /votes/{user_id}/{candidate_id} found. */
@@ -78,20 +103,45 @@ enum api_vote_state {
     API_UNKNOWN,  /* neither */
 };
 
+/* GET /events/{type}/counts' query, checked: group by `by`, where each field equals its value. */
+struct api_counts {
+    int by;        /* index of a counts field */
+    size_t nwhere; /* filters, in field order (so one query has one cache key) */
+    struct {
+        int field;
+        char value[EVTYPE_STRING_MAX + 1]; /* canonical text: "7", "yes" */
+    } where[EVTYPE_MAX_FIELDS];
+};
+
 struct api_reply {
     enum api_action action;
-    int status;                           /* meaningful for API_RESPOND */
-    const char *route;                    /* metrics label: the matched path, or "other" */
-    char allow[32];                       /* Allow header of a 405, else "" */
-    char body[640];                       /* JSON body of an API_RESPOND reply */
-    struct vote vote;                     /* API_VOTE, after api_vote() returned 0 */
-    int64_t user_id, candidate_id;        /* API_STATUS: the ids of the path */
-    char idem_key[API_IDEM_KEY_MAX + 24]; /* API_VOTE: the Idempotency-Key after its
-                                             namespace ("u{user}:" or "a:"), or "" */
+    int status;                    /* meaningful for API_RESPOND */
+    const char *route;             /* metrics label: the matched path, or "other" */
+    char allow[32];                /* Allow header of a 405, else "" */
+    char body[640];                /* JSON body of an API_RESPOND reply */
+    const struct evtype *type;     /* API_VOTE, API_STATUS, API_COUNTS; NULL: the vote */
+    struct event ev;               /* API_VOTE, after api_vote() returned 0 */
+    char text[EVTYPE_TEXT_MAX];    /* ev's strings */
+    int64_t user_id, candidate_id; /* API_STATUS: the vote's ids; another type's
+                                      identity field when in its key, else 0 */
+    char token[EVENT_TOKEN_LEN];   /* API_STATUS: the key's token */
+    struct api_counts counts;      /* API_COUNTS, after api_counts_query() */
+    char idem_key[API_IDEM_KEY_MAX + 24 + EVTYPE_NAME_MAX]; /* API_VOTE: the Idempotency-Key
+                                             after its namespace ("u{user}:" or "a:"; another
+                                             type's "u{user}/{type}:"), or "" */
 };
 
 int api_begin(const char *method, const char *path, const char *content_type,
               const char *content_length, size_t max_body, struct api_reply *r);
+int api_route(const struct evtypes *set, const char *method, const char *path,
+              const char *content_type, const char *content_length, size_t max_body,
+              struct api_reply *r);
+int api_event(const struct evtype *t, const char *body, size_t len, int overflow, size_t max_body,
+              const struct api_candidates *candidates, int64_t user, struct api_reply *r);
+int api_counts_query(const struct evtype *t, const char *const *names, const char *const *values,
+                     size_t n, struct api_reply *r);
+int api_field_value(const struct evtype *t, int field, const char *text, char *out, size_t size,
+                    char *detail, size_t detailsize);
 int api_vote(const char *body, size_t len, int overflow, size_t max_body,
              const struct api_candidates *candidates, int64_t user, struct api_reply *r);
 int api_candidates_parse(const char *spec, struct api_candidates *c, char *errstr, size_t errsize);
@@ -100,7 +150,7 @@ size_t api_candidates_list(const struct api_candidates *c, int64_t *ids, size_t 
 void api_error(struct api_reply *r, int status, const char *error, const char *detail);
 void api_error_id(struct api_reply *r, int status, const char *error, const char *detail,
                   const char *request_id);
-int api_accepted(const struct vote *v, int32_t partition, int64_t offset, char *buf, size_t size);
+int api_accepted(const struct event *v, int32_t partition, int64_t offset, char *buf, size_t size);
 void api_health(struct api_reply *r);
 void api_ready(struct api_reply *r, int ready);
 int api_vote_status(struct api_reply *r, enum api_vote_state state, const char *token,

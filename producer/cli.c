@@ -1,6 +1,6 @@
 /*
- * cli.c - send, replay and load: publish votes from the command line.
- * See cli.h for the interface.
+ * cli.c - send, replay and load: publish votes (or events of --type) from
+ * the command line. See cli.h for the interface.
  *
  * The three subcommands share one shape: load their options (options.h),
  * open a publisher (delivery reports served on this thread), publish,
@@ -9,12 +9,14 @@
  * broker never acknowledged.
  */
 #include "cli.h"
+#include "api.h"
 #include "event.h"
 #include "loadgen.h"
 #include "kafka.h"
 #include "log.h"
 #include "options.h"
 #include "publisher.h"
+#include "strbuf.h"
 #include "util.h"
 
 #include <errno.h>
@@ -72,6 +74,8 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
 {
     struct publisher_opts o = {.brokers = cfg->brokers,
                                .topic = cfg->topic,
+                               .topic_type = cfg->type,
+                               .types = cfg->types,
                                .extra = &cfg->extra,
                                .delivery_timeout_ms = cfg->delivery_timeout_ms,
                                .ack_log = cfg->ack_log,
@@ -79,6 +83,7 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
                                .bulk = bulk};
     char err[512], existing[512];
     struct publisher *p = publisher_new(&o, NULL, err, sizeof(err));
+    const char *topic;
     int reach_ms;
 
     if (!p) {
@@ -95,11 +100,12 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
         *rc = 1;
         return NULL;
     }
-    if (publisher_topic(p, reach_ms, existing, sizeof(existing)) == 0) {
+    topic = publisher_topic_of(p, cfg->type);
+    if (publisher_topic_named(p, topic, reach_ms, existing, sizeof(existing)) == 0) {
         fprintf(stderr,
                 "tadak-producer %s: topic %s does not exist at %s (existing: %s); create it with "
                 "tadak-consumer topics --topic %s, or use --topic\n",
-                cmd, cfg->topic, cfg->brokers, existing[0] ? existing : "none", cfg->topic);
+                cmd, topic, cfg->brokers, existing[0] ? existing : "none", topic);
         publisher_free(p);
         *rc = 1;
         return NULL;
@@ -107,7 +113,7 @@ static struct publisher *cli_publisher(const struct producer_opts *cfg, int bulk
     return p;
 }
 
-static int cli_publish(struct publisher *p, struct cli_counts *c, const struct vote *v)
+static int cli_publish(struct publisher *p, struct cli_counts *c, const struct event *v)
 {
     char err[256];
 
@@ -143,22 +149,88 @@ static int cli_finish(struct publisher *p, struct cli_counts *c, int with_bad_li
     return (c->failed > 0 || c->bad_lines > 0) ? 1 : 0;
 }
 
+/* One --field NAME=VALUE as a JSON member: 0, or -1 naming the problem. */
+static int field_member(const struct evtype *t, const char *name, const char *value,
+                        struct strbuf *json, char *errstr, size_t errsize)
+{
+    char esc[EVTYPE_STRING_MAX * 6 + 1];
+    int f = evtype_field(t, name);
+    int64_t n;
+
+    if (f < 0) {
+        snprintf(errstr, errsize, "--field %s: not a field of %s", name, t->name);
+        return -1;
+    }
+    if (t->fields[f].kind == EVF_STRING || t->fields[f].kind == EVF_ENUM_STRING) {
+        if (api_json_escape(value, esc, sizeof(esc)) < 0) {
+            snprintf(errstr, errsize, "--field %s: the value is too long", name);
+            return -1;
+        }
+        strbuf_printf(json, "%s\"%s\":\"%s\"", json->len > 1 ? "," : "", name, esc);
+        return 0;
+    }
+    if (util_parse_i64(value, &n) != 0) {
+        snprintf(errstr, errsize, "--field %s=%s: \"%s\" must be an integer", name, value, name);
+        return -1;
+    }
+    strbuf_printf(json, "%s\"%s\":%" PRId64, json->len > 1 ? "," : "", name, n);
+    return 0;
+}
+
+/*
+ * send's event: --user and --candidate's vote, or the --field values as a
+ * JSON object parsed as POST /events/{type} parses a body. 0 / -1 (errstr).
+ */
+static int send_event(const struct producer_opts *cfg, struct event *v, char *text, char *errstr,
+                      size_t errsize)
+{
+    struct strbuf json;
+    enum event_err err;
+    char detail[256];
+    int rc = -1;
+
+    if (cfg->fields.n == 0) {
+        event_vote(v, cfg->user, cfg->candidate);
+        return 0;
+    }
+    strbuf_init(&json, 128);
+    strbuf_putc(&json, '{');
+    for (size_t i = 0; i < cfg->fields.n; i++)
+        if (field_member(cfg->type, cfg->fields.keys[i], cfg->fields.vals[i], &json, errstr,
+                         errsize) != 0)
+            goto out;
+    strbuf_putc(&json, '}');
+    event_init(v, cfg->type, text);
+    if (event_parse(v, json.s, json.len, 0, &err, detail, sizeof(detail)) != 0) {
+        snprintf(errstr, errsize, "--field: %s: %s", event_err_name(err), detail);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(json.s);
+    return rc;
+}
+
 int cli_send(int argc, char **argv)
 {
     struct producer_opts cfg;
     struct cli_counts c = {.completion = {.fn = count_report}};
     struct publisher *p;
+    struct event v;
+    char text[EVTYPE_TEXT_MAX], err[512];
     int rc = 2;
 
     if (cli_setup(PRODUCER_SEND, &cfg, argc, argv, &rc) != 0)
         goto out;
+    if (send_event(&cfg, &v, text, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tadak-producer send: %s\n", err);
+        goto out;
+    }
     if (!(p = cli_publisher(&cfg, 0, "send", &rc)))
         goto out;
     for (int64_t i = 0; i < cfg.repeat; i++) {
-        struct vote v = {
-            .user_id = cfg.user, .candidate_id = cfg.candidate, .ts_ms = util_wall_ms()};
+        v.ts_ms = util_wall_ms();
         event_new_id(v.event_id);
-        event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
         cli_publish(p, &c, &v);
         publisher_poll(p, 0);
     }
@@ -208,13 +280,14 @@ static int is_blank(const char *s, size_t n)
  * was dropped); a line that is no vote is counted bad and skipped, a blank
  * one skipped.
  */
-static void replay_line(struct publisher *p, struct cli_counts *c, const char *line, size_t len,
-                        int too_long, int64_t lineno)
+static void replay_line(struct publisher *p, const struct evtype *t, struct cli_counts *c,
+                        const char *line, size_t len, int too_long, int64_t lineno)
 {
-    struct vote v;
+    struct event v;
     enum event_err err;
-    char detail[256];
+    char detail[256], text[EVTYPE_TEXT_MAX];
 
+    event_init(&v, t, text);
     if (too_long) {
         log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
                  event_err_name(EVENT_ERR_TOO_LARGE), "the line is longer than 1 MiB");
@@ -225,7 +298,7 @@ static void replay_line(struct publisher *p, struct cli_counts *c, const char *l
         return;
     while (len > 0 && line[len - 1] == '\r')
         len--;
-    if (event_parse(line, len, &v, &err, detail, sizeof(detail)) != 0) {
+    if (event_parse(&v, line, len, 0, &err, detail, sizeof(detail)) != 0) {
         log_warn("bad line skipped", "line=%" PRId64 " error=%s detail=\"%s\"", lineno,
                  event_err_name(err), detail);
         c->bad_lines++;
@@ -260,7 +333,7 @@ int cli_replay(int argc, char **argv)
     if (!(p = cli_publisher(&cfg, 0, "replay", &rc)))
         goto out;
     while ((got = read_line(in, line, EVENT_MAX_BYTES, &len, &too_long)) > 0)
-        replay_line(p, &c, line, len, too_long, ++lineno);
+        replay_line(p, cfg.type, &c, line, len, too_long, ++lineno);
     if (got < 0) /* EIO, a directory, ...: say where, and never exit 0 */
         log_error("read error", "file=%s line=%" PRId64 " error=\"%s\"", cfg.pos[0], lineno + 1,
                   strerror(errno));
@@ -299,19 +372,29 @@ int cli_load(int argc, char **argv)
         goto out;
     g = loadgen_new((uint64_t)cfg.users, (uint64_t)cfg.dup, (uint64_t)cfg.seed,
                     (uint64_t)cfg.candidate_count, err, sizeof(err));
-    if (!g) {
+    if (!g || loadgen_fits(cfg.type, (uint64_t)cfg.users, err, sizeof(err)) != 0) {
         fprintf(stderr, "tadak-producer load: %s\n", err);
         goto out;
     }
     if (!(p = cli_publisher(&cfg, 1, "load", &rc)))
         goto out;
     start = util_now_ms();
-    for (struct vote v; loadgen_next(g, &v.user_id, &v.candidate_id); i++) {
+    for (int64_t user, cand; loadgen_next(g, &user, &cand); i++) {
+        struct event v;
+        char text[EVTYPE_TEXT_MAX];
+
         if (cfg.rate > 0)
             load_pace(p, start, i, cfg.rate);
+        if (cfg.type == evtype_vote())
+            event_vote(&v, user, cand);
+        else if (loadgen_event(cfg.type, (uint64_t)cfg.seed, user, cand,
+                               (uint64_t)cfg.candidate_count, &v, text) != 0) {
+            log_error("no event for this user", "user=%" PRId64 " type=%s", user, cfg.type->name);
+            c.produce_failed++;
+            continue;
+        }
         v.ts_ms = util_wall_ms();
         event_new_id(v.event_id);
-        event_token(v.user_id, v.candidate_id, v.token, sizeof(v.token));
         cli_publish(p, &c, &v);
         if ((i & 1023) == 0)
             publisher_poll(p, 0);

@@ -5,6 +5,11 @@
  *   replay FILE|-                                one vote per JSON line
  *   load   --users N --dup-factor D [--rate R] [--seed S] [--candidates K]
  *
+ * With --type T (a type of --types), the same for events of T, to T's
+ * topic: send takes the fields as --field NAME=VALUE (checked as the HTTP
+ * body would be), replay parses each line as T, load maps its (user,
+ * candidate) stream onto T's fields (loadgen.h).
+ *
  * Each publishes straight to Kafka in the event format of `serve`, waits for
  * every delivery report and prints {"sent":N,"acked":N,"failed":N} on
  * stdout (replay adds "bad_lines":N). Exit status: 0 all acknowledged, 1 a

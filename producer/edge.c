@@ -336,7 +336,8 @@ int edge_admit(struct edge *e, struct MHD_Connection *conn, const char *method, 
         return 1;
     if (e->rl && (er->user ? limit_user(e, er, reply) : limit_address(e, conn, er, 1, reply)))
         return 1;
-    if (er->user && a == API_STATUS && reply->user_id != er->user) {
+    /* user_id 0: a type whose key does not hold its identity field; nothing to compare. */
+    if (er->user && a == API_STATUS && reply->user_id && reply->user_id != er->user) {
         metric_add(e->m_user_mismatch, 1);
         api_error(reply, 403, "user_mismatch", "a token may read only its own user's votes");
         return 1;

@@ -16,8 +16,9 @@
  *                                      limited answer carries RateLimit and
  *                                      RateLimit-Policy, draft -10)
  *   identity on, POST /votes or        401 invalid_token + WWW-Authenticate;
- *   GET /votes/{u}/{c}                 the status of another user: 403
- *                                      user_mismatch
+ *   GET /votes/{u}/{c} (and every      the status of another user: 403
+ *   type's POST /events/{type}, GET    user_mismatch (another type's: when its
+ *   /events/{type}/{key...})           key holds its identity field)
  *
  * The client a limit counts against is the verified user when there is
  * one, else the client address (X-Forwarded-For honoured only from a

@@ -29,6 +29,7 @@ static const struct config_opt shared_rows[] = {
      .type = CONFIG_FILE,
      .offset = O(ack_log),
      .help = "Append one JSON line per acknowledged event to this file"},
+    SHAREDOPTS_TYPES(struct producer_opts),
     CONFIG_END};
 
 /* ---- serve ---------------------------------------------------------------- */
@@ -223,6 +224,7 @@ static const struct config_opt serve_rows[] = {
 
 /* After the shared rows: the CLI waits longer than an HTTP client would. */
 static const struct config_opt cli_rows[] = {
+    SHAREDOPTS_TYPE(struct producer_opts),
     {.name = "delivery-timeout-ms",
      .env = "TADAK_DELIVERY_TIMEOUT_MS",
      .type = CONFIG_INT,
@@ -256,6 +258,12 @@ static const struct config_opt send_rows[] = {
      .max = 100000000,
      .offset = O(repeat),
      .help = "Send N copies (distinct event ids, one token): a click burst"},
+    {.name = "field",
+     .short_name = 'f',
+     .type = CONFIG_KV,
+     .offset = O(fields),
+     .help = "NAME=VALUE, repeatable: the event's fields (instead of --user and --candidate; "
+             "needed for a --type other than vote), e.g. -f poll_id=7 -f user_id=3"},
     CONFIG_END};
 
 static const struct config_opt load_rows[] = {
@@ -311,14 +319,18 @@ static const struct command {
     [PRODUCER_SEND] = {.parts = {send_rows, shared_rows, cli_rows},
                        .synopsis =
                            "usage: tadak-producer send --user U --candidate C [--repeat N] "
+                           "[options]\n"
+                           "       tadak-producer send --type T --field NAME=VALUE... [--repeat N] "
                            "[options]\n\n"
                            "Publish one vote (or a burst of N copies with one token) and wait for "
-                           "the broker."},
+                           "the broker.\nWith --field, one event of --type made of the fields "
+                           "given (checked as POST\n/events/{type} checks them)."},
     [PRODUCER_REPLAY] =
         {.parts = {NULL, shared_rows, cli_rows},
          .synopsis = "usage: tadak-producer replay FILE|- [options]\n\n"
                      "Publish one vote per JSON line ({\"user_id\":U,\"candidate_id\":C}, "
-                     "optionally\n\"event_id\", \"token\", \"ts\"). Bad lines (and lines over "
+                     "optionally\n\"event_id\", \"token\", \"ts\"); with --type T, one "
+                     "event of type T per line. Bad lines (and lines over "
                      "1 MiB, never held in\nmemory) are reported on stderr and skipped; the "
                      "exit status is 1 if any line\nwas bad, any delivery failed or the input "
                      "could not be read (the log names the line)."},
@@ -328,7 +340,10 @@ static const struct command {
                            "[--seed S] [--candidates K] [options]\n\n"
                            "Publish a deterministic, shuffled stream of N x D votes: user i (1..N) "
                            "votes once\nfor a seeded candidate, each vote sent D times. The same "
-                           "seed gives the same\nsequence of tokens."},
+                           "seed gives the same\nsequence of tokens. With --type T: user i fills "
+                           "T's identity field (else its\nfirst key field), its candidate the "
+                           "other key fields, every other field one of K\nseeded values: "
+                           "N x D events, N keys."},
 };
 
 /* c's parts, joined into out[PRODUCER_OPTS_MAX]: 0, or -1 if they do not fit. */
@@ -345,6 +360,32 @@ static int build_table(const struct command *c, struct config_opt *out)
         }
     out[n] = end;
     return 0;
+}
+
+/* --types, and --type found in it (serve has no --type). 0 / -1. */
+static int load_types(struct producer_opts *o, char *errstr, size_t errsize)
+{
+    char names[256];
+    size_t at = 0;
+
+    if (!(o->types = evtypes_load(o->types_path, errstr, errsize)))
+        return -1;
+    if (!o->type_name) {
+        o->type = evtype_vote();
+        return 0;
+    }
+    if ((o->type = evtypes_find(o->types, o->type_name)) != NULL) {
+        /* A type's events go to its own topic unless --topic (or TADAK_TOPIC) names one. */
+        if (o->type != evtype_vote() && o->topic == shared_rows[1].def)
+            o->topic = o->type->topic;
+        return 0;
+    }
+    names[0] = '\0';
+    for (size_t i = 0; i < evtypes_count(o->types) && at < sizeof(names); i++)
+        at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", i ? ", " : "",
+                               evtypes_at(o->types, i)->name);
+    snprintf(errstr, errsize, "--type %s: no such event type (the types: %s)", o->type_name, names);
+    return -1;
 }
 
 /* What the table cannot say: arguments, required flags, the ballot. 0 / -1. */
@@ -368,7 +409,14 @@ static int check(struct producer_opts *o, enum producer_cmd cmd, char *errstr, s
         }
         return 0;
     case PRODUCER_SEND:
-        if (o->user == 0 || o->candidate == 0 || o->npos > 0) {
+        if (o->npos > 0 || (o->fields.n == 0 && o->type != evtype_vote())) {
+            snprintf(errstr, errsize,
+                     "--field NAME=VALUE for each field of %s is required, no positional "
+                     "arguments (try --help)",
+                     o->type->name);
+            return -1;
+        }
+        if (o->fields.n == 0 && (o->user == 0 || o->candidate == 0)) {
             snprintf(errstr, errsize,
                      "--user and --candidate are required, no positional "
                      "arguments (try --help)");
@@ -410,7 +458,7 @@ int producer_opts_load(struct producer_opts *o, enum producer_cmd cmd, int argc,
         config_usage(stdout, o->table, c->synopsis);
     if (rc != 0)
         return rc;
-    if (check(o, cmd, errstr, errsize) != 0)
+    if (load_types(o, errstr, errsize) != 0 || check(o, cmd, errstr, errsize) != 0)
         return -1;
     log_set_level(o->log_level);
     return 0;
@@ -418,6 +466,8 @@ int producer_opts_load(struct producer_opts *o, enum producer_cmd cmd, int argc,
 
 void producer_opts_free(struct producer_opts *o)
 {
+    evtypes_free(o->types);
+    o->types = NULL;
     config_free(o->table, o);
     free(o->pos);
     o->pos = NULL;

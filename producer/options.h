@@ -9,7 +9,8 @@
  * has too (Kafka, Redis, PostgreSQL, log level, key prefix) come from
  * common/sharedopts.h, so they cannot differ between the programs either. Loading also checks
  * what the table cannot (positional arguments, required flags, the
- * --candidates ballot), sets the log level and prints --help; README's
+ * --candidates ballot), loads --types (evtypes_load: a bad file is an error
+ * with its problem) and finds --type in it, sets the log level and prints --help; README's
  * "Configuration reference" says what --help says (tests/integration/test_docs.py).
  *
  *   rc = producer_opts_load(&o, PRODUCER_SEND, argc, argv, err, sizeof err);
@@ -23,6 +24,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "evtype.h"
 #include "log.h"
 
 #include <stddef.h>
@@ -38,6 +40,8 @@ struct producer_opts {
     struct config_kv extra; /* -X key=value for librdkafka */
     enum log_level log_level;
     int64_t delivery_timeout_ms; /* serve's default and range are not the CLI's */
+    const char *types_path;      /* --types: event types beyond the vote, or NULL */
+    struct evtypes *types;       /* loaded from it (the vote only without one); owned */
 
     /* serve */
     const char *listen, *database_url, *redis_url, *key_prefix, *stats_group;
@@ -50,8 +54,13 @@ struct producer_opts {
     const char *jwt_key, *jwt_secret_env, *jwt_issuer, *jwt_audience, *jwt_user_claim, *rate_limit;
     const char *public_origin;
 
+    /* send, replay, load: the event type (--type, "vote" by default) */
+    const char *type_name;
+    const struct evtype *type;
+
     /* send */
     int64_t user, candidate, repeat;
+    struct config_kv fields; /* --field NAME=VALUE */
 
     /* load */
     int64_t users, dup, rate, seed, candidate_count;

@@ -43,11 +43,12 @@
 /* A topic missing twice this far apart is missing (publisher_topic). */
 #define PUBLISHER_TOPIC_CONFIRM_MS 500
 
-/* One rd_kafka_t and its topic handle: replaced whole after a fatal error. */
+/* One rd_kafka_t and its topic handles: replaced whole after a fatal error. */
 struct producer {
     struct publisher *pub;
     rd_kafka_t *rk;
-    rd_kafka_topic_t *rkt;
+    rd_kafka_topic_t *rkt;          /* the vote's: rkts[0] */
+    rd_kafka_topic_t **rkts;        /* per type, as pub->types */
     atomic_int fatal;               /* error_cb saw RD_KAFKA_RESP_ERR__FATAL, or a send did */
     atomic_int logged;              /* the fatal error has its log line */
     atomic_int users;               /* references taken by producer_get() */
@@ -59,9 +60,12 @@ struct producer {
 
 struct publisher {
     rd_kafka_conf_t *conf; /* the template every producer is built from */
-    char *topic;
-    pthread_rwlock_t swap; /* read: take a reference to cur; write: replace cur */
-    struct producer *cur;  /* replaced only by the thread serving reports */
+    char *topic;           /* the vote's: topics[0] */
+    size_t ntypes;
+    const struct evtype **types; /* [0] the vote */
+    char **topics;               /* types[i]'s */
+    pthread_rwlock_t swap;       /* read: take a reference to cur; write: replace cur */
+    struct producer *cur;        /* replaced only by the thread serving reports */
     atomic_int fatal_unseen;
     _Atomic int64_t rebuilds;
     int64_t next_rebuild_ms;
@@ -80,7 +84,7 @@ struct publisher {
 /* Append "{...event...,"partition":P,"offset":O}" and flush: correctness over speed. */
 static void ack_log_write(struct publisher *p, const rd_kafka_message_t *m)
 {
-    char line[1024];
+    char line[EVENT_ENCODED_MAX + 64]; /* the longest event any type encodes, and the position */
     size_t n = m->len;
     int w;
 
@@ -215,6 +219,16 @@ static int configure(rd_kafka_conf_t *conf, const struct publisher_opts *o, char
     return 0;
 }
 
+static void producer_destroy(struct producer *k)
+{
+    for (size_t i = 0; i < k->pub->ntypes; i++)
+        if (k->rkts[i])
+            rd_kafka_topic_destroy(k->rkts[i]);
+    rd_kafka_destroy(k->rk);
+    free(k->rkts);
+    free(k);
+}
+
 /* A producer built from a copy of the template: the first, or a replacement. */
 static struct producer *producer_new(struct publisher *p, char *errstr, size_t errsize)
 {
@@ -229,14 +243,15 @@ static struct producer *producer_new(struct publisher *p, char *errstr, size_t e
         return NULL;
     }
     conf = NULL; /* now owned by rk */
-    k->rkt = rd_kafka_topic_new(k->rk, p->topic, NULL);
-    if (!k->rkt) {
-        snprintf(errstr, errsize, "cannot create topic handle %s: %s", p->topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        rd_kafka_destroy(k->rk);
-        free(k);
-        return NULL;
-    }
+    k->rkts = xcalloc(p->ntypes, sizeof(*k->rkts));
+    for (size_t i = 0; i < p->ntypes; i++)
+        if (!(k->rkts[i] = rd_kafka_topic_new(k->rk, p->topics[i], NULL))) {
+            snprintf(errstr, errsize, "cannot create topic handle %s: %s", p->topics[i],
+                     rd_kafka_err2str(rd_kafka_last_error()));
+            producer_destroy(k);
+            return NULL;
+        }
+    k->rkt = k->rkts[0];
     return k;
 }
 
@@ -289,9 +304,7 @@ static int64_t producer_retire(struct producer *k, int wait_ms)
         rd_kafka_poll(k->rk, 10); /* serves the purged messages' reports */
     }
     failed = atomic_load(&k->failed) - before;
-    rd_kafka_topic_destroy(k->rkt);
-    rd_kafka_destroy(k->rk);
-    free(k);
+    producer_destroy(k);
     return failed;
 }
 
@@ -341,6 +354,21 @@ static void *poller_main(void *arg)
     return NULL;
 }
 
+/* Every type and its topic: topic_type's (the vote's) is o->topic, another's its own. */
+static void set_types(struct publisher *p, const struct publisher_opts *o)
+{
+    p->ntypes = o->types ? evtypes_count(o->types) : 1;
+    p->types = xcalloc(p->ntypes, sizeof(*p->types));
+    p->topics = xcalloc(p->ntypes, sizeof(*p->topics));
+    for (size_t i = 0; i < p->ntypes; i++) {
+        p->types[i] = o->types ? evtypes_at(o->types, i) : evtype_vote();
+        p->topics[i] = xstrdup(p->types[i] == (o->topic_type ? o->topic_type : evtype_vote())
+                                   ? o->topic
+                                   : p->types[i]->topic);
+    }
+    p->topic = p->topics[0];
+}
+
 struct publisher *publisher_new(const struct publisher_opts *o, struct metrics *metrics,
                                 char *errstr, size_t errsize)
 {
@@ -353,7 +381,7 @@ struct publisher *publisher_new(const struct publisher_opts *o, struct metrics *
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&p->swap, &attr);
     pthread_rwlockattr_destroy(&attr);
-    p->topic = xstrdup(o->topic);
+    set_types(p, o);
     p->flush_ms = (int)(o->delivery_timeout_ms + PUBLISHER_TIMEOUT_MARGIN_MS);
     if (o->ack_log) {
         p->ack_log = fopen(o->ack_log, "a");
@@ -397,25 +425,31 @@ fail:
     return NULL;
 }
 
-int publisher_send(struct publisher *p, const struct vote *v, struct publish_completion *cb,
+int publisher_send(struct publisher *p, const struct event *v, struct publish_completion *cb,
                    enum publish_mode mode, char *errstr, size_t errsize)
 {
-    char payload[512];
+    char payload[EVENT_ENCODED_MAX];
     int n = event_encode(v, payload, sizeof(payload)), retried = 0;
     struct producer *k;
+    size_t t = 0;
 
     if (n < 0) {
         snprintf(errstr, errsize, "event does not fit the encoding buffer");
         return -1;
     }
+    while (p->types[t] != v->type) /* the vote first: its send finds it at once */
+        if (++t == p->ntypes) {
+            snprintf(errstr, errsize, "no topic for events of type %s", v->type->name);
+            return -1;
+        }
     rebuild_if_fatal(p);
     k = producer_get(p);
     /* Count first: the delivery report may run before rd_kafka_produce returns. */
     if (p->m_in_flight)
         metric_add(p->m_in_flight, 1);
     for (;;) {
-        if (rd_kafka_produce(k->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload, (size_t)n,
-                             v->token, strlen(v->token), cb) == 0) {
+        if (rd_kafka_produce(k->rkts[t], RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload,
+                             (size_t)n, v->token, strlen(v->token), cb) == 0) {
             producer_put(k);
             return 0;
         }
@@ -520,9 +554,23 @@ int publisher_reach(struct publisher *p, int timeout_ms)
 
 int publisher_topic(struct publisher *p, int timeout_ms, char *existing, size_t existing_size)
 {
+    return publisher_topic_named(p, p->topic, timeout_ms, existing, existing_size);
+}
+
+const char *publisher_topic_of(const struct publisher *p, const struct evtype *type)
+{
+    for (size_t i = 0; i < p->ntypes; i++)
+        if (p->types[i] == type)
+            return p->topics[i];
+    return NULL;
+}
+
+int publisher_topic_named(struct publisher *p, const char *topic, int timeout_ms, char *existing,
+                          size_t existing_size)
+{
     struct producer *k = producer_get(p);
     rd_kafka_resp_err_t err;
-    int n = topics_partitions(k->rk, p->topic, timeout_ms, &err);
+    int n = topics_partitions(k->rk, topic, timeout_ms, &err);
 
     /*
      * A broker learns of a topic the controller just created a moment later:
@@ -531,10 +579,10 @@ int publisher_topic(struct publisher *p, int timeout_ms, char *existing, size_t 
     if (n == 0) {
         struct timespec ts = {0, PUBLISHER_TOPIC_CONFIRM_MS * 1000000L};
         nanosleep(&ts, NULL);
-        n = topics_partitions(k->rk, p->topic, timeout_ms, &err);
+        n = topics_partitions(k->rk, topic, timeout_ms, &err);
     }
     if (n == 0)
-        topics_list(k->rk, timeout_ms, p->topic, existing, existing_size);
+        topics_list(k->rk, timeout_ms, topic, existing, existing_size);
     producer_put(k);
     return n;
 }
@@ -573,6 +621,9 @@ void publisher_free(struct publisher *p)
         fclose(p->ack_log);
     pthread_rwlock_destroy(&p->swap);
     pthread_mutex_destroy(&p->ack_lock);
-    free(p->topic);
+    for (size_t i = 0; i < p->ntypes; i++)
+        free(p->topics[i]);
+    free(p->topics);
+    free(p->types);
     free(p);
 }

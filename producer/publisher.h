@@ -4,7 +4,9 @@
  * Both `serve` and the CLI subcommands publish through a publisher: one
  * idempotent rd_kafka_t (acks=all, enable.idempotence=true), every event
  * encoded by event_encode() and keyed by its token, so a burst, a retry and
- * a replay of the same vote all land on the same partition.
+ * a replay of the same vote all land on the same partition. Each event goes
+ * to its type's topic (evtype.h; the vote's is opts.topic): one topic handle
+ * per type, made with the producer, so a send looks nothing up by name.
  *
  * The caller learns the fate of each message through a completion it owns:
  * a struct publish_completion embedded (as first member, or via offsetof) in its
@@ -55,6 +57,8 @@
  *   publisher_probe(p, timeout_ms);   1 if a broker answered a metadata request
  *                                     (0 while fatal, see above)
  *   publisher_topic(p, timeout_ms, existing, sizeof existing);   partitions, 0: missing
+ *   publisher_topic_named(p, topic, ...)   the same for another type's topic
+ *   publisher_topic_of(p, type)      the topic type's events go to (NULL: not ours)
  *   publisher_free(p);                stops the poller, flushes, purges the rest
  */
 #ifndef TADAK_PUBLISHER_H
@@ -86,7 +90,9 @@ struct publish_completion {
 
 struct publisher_opts {
     const char *brokers;
-    const char *topic;
+    const char *topic; /* topic_type's (NULL: the vote's) */
+    const struct evtype *topic_type;
+    const struct evtypes *types;   /* each type to its topic; NULL: the vote only */
     const struct config_kv *extra; /* -X overrides, applied last; may be NULL */
     int64_t delivery_timeout_ms;
     const char *ack_log; /* append one line per acknowledged event, or NULL */
@@ -101,7 +107,7 @@ enum publish_mode {
 
 struct publisher *publisher_new(const struct publisher_opts *opts, struct metrics *metrics,
                                 char *errstr, size_t errsize);
-int publisher_send(struct publisher *p, const struct vote *v, struct publish_completion *cb,
+int publisher_send(struct publisher *p, const struct event *v, struct publish_completion *cb,
                    enum publish_mode mode, char *errstr, size_t errsize);
 void publisher_poll(struct publisher *p, int timeout_ms);
 int publisher_flush(struct publisher *p, int timeout_ms);
@@ -109,6 +115,9 @@ int publisher_probe(struct publisher *p, int timeout_ms);
 int publisher_reach(struct publisher *p, int timeout_ms); /* probe, without connect lines */
 /* The topic's partitions; 0 when it does not exist (existing: the ones that do); -1 unknown. */
 int publisher_topic(struct publisher *p, int timeout_ms, char *existing, size_t existing_size);
+int publisher_topic_named(struct publisher *p, const char *topic, int timeout_ms, char *existing,
+                          size_t existing_size);
+const char *publisher_topic_of(const struct publisher *p, const struct evtype *type);
 void publisher_free(struct publisher *p);
 
 /*

@@ -2,10 +2,12 @@
  * reads.c - status reads on their own threads and connections. See reads.h.
  *
  * The job queue is a FIFO under one lock. Each worker owns its store and
- * gate reader outright (no locks around them). The tallies cache has two
- * locks: cache_lock only guards the pointer and its age (held for a copy,
- * so the HTTP threads never wait on a query), refresh_lock makes refreshes
- * one at a time (held across the query, only by workers).
+ * gate reader outright (no locks around them). The cache of aggregate
+ * answers (/tallies, counts) has two locks: cache_lock only guards its
+ * slots (held for a copy, so the HTTP threads never wait on a query),
+ * refresh_lock makes refreshes one at a time (held across the query, only
+ * by workers). A slot is keyed by its question: "tallies", or
+ * "counts/<type>/<by>?<field>=<value>\x1f..." with field indices.
  */
 #include "reads.h"
 #include "api.h"
@@ -35,7 +37,7 @@ struct worker {
 
 struct reads {
     size_t top;
-    struct store_range ballot[API_CANDIDATE_RANGES];
+    struct range ballot[API_CANDIDATE_RANGES];
     size_t nballot; /* 0: no ballot, every candidate counts */
     char *stats_group;
     char *database_url, *redis_url;
@@ -48,11 +50,15 @@ struct reads {
     struct worker workers[READS_THREADS];
     int started;
 
-    pthread_mutex_t cache_lock; /* tallies, tallies_at, failure */
-    char *tallies;              /* the last answer, or NULL */
-    int64_t tallies_at;         /* when it (or the failure) was read, monotonic ms */
-    int tallies_failed;         /* the last refresh failed: fail fast until the TTL passed */
-    char tallies_why[256];
+    pthread_mutex_t cache_lock; /* cache[] */
+    struct cached {
+        char *key;    /* the question, NULL: a free slot */
+        char *json;   /* the last answer, or NULL */
+        int64_t at;   /* when it (or the failure) was read, monotonic ms */
+        int failed;   /* the last refresh failed: fail fast until the TTL passed */
+        int64_t used; /* last looked up: the least recently used slot goes first */
+        char why[256];
+    } cache[READS_CACHE_SLOTS];
     pthread_mutex_t refresh_lock;
 
     struct metric *m_queries, *m_rejected;
@@ -83,9 +89,10 @@ static void read_vote(struct worker *w, struct read_job *job)
     struct store *s;
 
     job->state = READ_UNKNOWN;
-    event_token(job->user_id, job->candidate_id, token, sizeof(token));
+    util_strlcpy(token, job->token, sizeof(token));
     job->what = "database unavailable; retry";
-    if (!(s = db(w, job)) || store_vote(s, token, &job->vote, job->why, sizeof(job->why)) != 0) {
+    if (!(s = db(w, job)) ||
+        store_status(s, job->type, token, &job->vote, job->why, sizeof(job->why)) != 0) {
         db_failed(w);
         job->failed = 1;
         return;
@@ -131,56 +138,183 @@ static char *tallies_json(const struct store_tally *t, size_t n,
     return b.s;
 }
 
-/* Under cache_lock: a copy of a fresh answer (1), a fresh failure (-1), or stale (0). */
-static int cache_lookup_locked(struct reads *rd, char **json, struct read_job *job)
+/* Under cache_lock: key's slot, or NULL. */
+static struct cached *cache_find_locked(struct reads *rd, const char *key)
 {
-    if (rd->tallies_at == 0 || util_now_ms() - rd->tallies_at >= READS_TALLIES_TTL_MS)
+    for (size_t i = 0; i < READS_CACHE_SLOTS; i++)
+        if (rd->cache[i].key && strcmp(rd->cache[i].key, key) == 0)
+            return &rd->cache[i];
+    return NULL;
+}
+
+/* Under cache_lock: a copy of a fresh answer (1), a fresh failure (-1), or stale (0). */
+static int cache_lookup_locked(struct reads *rd, const char *key, char **json, struct read_job *job)
+{
+    struct cached *c = cache_find_locked(rd, key);
+    int64_t now = util_now_ms();
+
+    if (!c || c->at == 0 || now - c->at >= READS_TALLIES_TTL_MS)
         return 0;
-    if (rd->tallies_failed) {
+    c->used = now;
+    if (c->failed) {
         if (job)
-            util_strlcpy(job->why, rd->tallies_why, sizeof(job->why));
+            util_strlcpy(job->why, c->why, sizeof(job->why));
         return -1;
     }
-    *json = xstrdup(rd->tallies);
+    *json = xstrdup(c->json);
     return 1;
 }
 
-static void read_tallies(struct worker *w, struct read_job *job)
+/* Under cache_lock: keep an answer (json NULL: a failure, why) in key's slot, or the LRU one. */
+static void cache_store_locked(struct reads *rd, const char *key, const char *json, const char *why)
+{
+    struct cached *c = cache_find_locked(rd, key);
+    int64_t now = util_now_ms();
+
+    for (size_t i = 0; !c && i < READS_CACHE_SLOTS; i++)
+        if (!rd->cache[i].key)
+            c = &rd->cache[i];
+    if (!c) {
+        c = &rd->cache[0];
+        for (size_t i = 1; i < READS_CACHE_SLOTS; i++)
+            if (rd->cache[i].used < c->used)
+                c = &rd->cache[i];
+    }
+    if (!c->key || strcmp(c->key, key) != 0) {
+        free(c->key);
+        c->key = xstrdup(key);
+    }
+    free(c->json);
+    c->json = json ? xstrdup(json) : NULL;
+    c->failed = json == NULL;
+    util_strlcpy(c->why, why, sizeof(c->why));
+    c->at = c->used = now;
+}
+
+/* A refresh: into job->json (0), or -1 with job->why set. */
+typedef int (*query_fn)(struct worker *w, struct store *s, struct read_job *job);
+
+/*
+ * An aggregate read through the cache: a fresh answer (another worker may
+ * just have read it) or a query, one at a time, its result kept for the TTL.
+ */
+static void read_cached(struct worker *w, struct read_job *job, const char *key, query_fn query)
 {
     struct reads *rd = w->rd;
-    struct store_tally *t = NULL;
-    struct store_tallies_sum sum;
     struct store *s;
-    size_t n;
     int hit;
 
     job->what = "database unavailable; retry";
     pthread_mutex_lock(&rd->refresh_lock);
     pthread_mutex_lock(&rd->cache_lock);
-    hit = cache_lookup_locked(rd, &job->tallies, job); /* another worker may just have read it */
+    hit = cache_lookup_locked(rd, key, &job->json, job);
     pthread_mutex_unlock(&rd->cache_lock);
     if (hit == 0) {
-        t = xcalloc(rd->top, sizeof(*t)); /* only for a query: a hit copies the cache */
         if ((s = db(w, job)) != NULL)
             metric_add(rd->m_queries, 1);
-        if (!s || store_tallies(s, rd->ballot, rd->nballot, rd->top, t, &n, &sum, job->why,
-                                sizeof(job->why)) != 0) {
+        if (!s || query(w, s, job) != 0) {
             db_failed(w);
             hit = -1;
-        } else {
-            job->tallies = tallies_json(t, n, &sum, rd->nballot > 0);
         }
         pthread_mutex_lock(&rd->cache_lock);
-        free(rd->tallies);
-        rd->tallies = job->tallies ? xstrdup(job->tallies) : NULL;
-        rd->tallies_failed = hit < 0;
-        util_strlcpy(rd->tallies_why, job->why, sizeof(rd->tallies_why));
-        rd->tallies_at = util_now_ms();
+        cache_store_locked(rd, key, job->json, job->why);
         pthread_mutex_unlock(&rd->cache_lock);
     }
     pthread_mutex_unlock(&rd->refresh_lock);
     job->failed = hit < 0;
+}
+
+static int query_tallies(struct worker *w, struct store *s, struct read_job *job)
+{
+    struct reads *rd = w->rd;
+    struct store_tally *t = xcalloc(rd->top, sizeof(*t));
+    struct store_tallies_sum sum;
+    size_t n;
+    int rc =
+        store_tallies(s, rd->ballot, rd->nballot, rd->top, t, &n, &sum, job->why, sizeof(job->why));
+
+    if (rc == 0)
+        job->json = tallies_json(t, n, &sum, rd->nballot > 0);
     free(t);
+    return rc;
+}
+
+/* A value of field f as JSON: a number, or a string. */
+static void put_value(struct strbuf *b, const struct evtype *t, int f, const char *text)
+{
+    char esc[EVTYPE_STRING_MAX * 6 + 1];
+    enum evfield_kind k = t->fields[f].kind;
+
+    if (k == EVF_STRING || k == EVF_ENUM_STRING) {
+        api_json_escape(text, esc, sizeof(esc));
+        strbuf_printf(b, "\"%s\"", esc);
+    } else {
+        strbuf_printf(b, "%s", text);
+    }
+}
+
+/* {"type":..,"by":..,"where":{..},"total":N,"values":M,"counts":[{"<by>":v,"rows":n},...]} */
+static char *counts_json(const struct read_job *job, const struct store_count *c, size_t n,
+                         int64_t total, int64_t values)
+{
+    const struct evtype *t = job->type;
+    const char *by = t->fields[job->by].name;
+    struct strbuf b;
+
+    strbuf_init(&b, 128 + 64 * n);
+    strbuf_printf(&b, "{\"type\":\"%s\",\"by\":\"%s\",\"where\":{", t->name, by);
+    for (size_t i = 0; i < job->nwhere; i++) {
+        strbuf_printf(&b, "%s\"%s\":", i ? "," : "", t->fields[job->where[i].field].name);
+        put_value(&b, t, job->where[i].field, job->where[i].value);
+    }
+    strbuf_printf(&b, "},\"total\":%" PRId64 ",\"values\":%" PRId64 ",\"counts\":[", total, values);
+    for (size_t i = 0; i < n; i++) {
+        strbuf_printf(&b, "%s{\"%s\":", i ? "," : "", by);
+        put_value(&b, t, job->by, c[i].value);
+        strbuf_printf(&b, ",\"rows\":%" PRId64 "}", c[i].rows);
+    }
+    strbuf_printf(&b, "]}\n");
+    return b.s;
+}
+
+static size_t counts_limit(const struct reads *rd)
+{
+    return rd->top < READS_COUNTS_MAX ? rd->top : READS_COUNTS_MAX;
+}
+
+static int query_counts(struct worker *w, struct store *s, struct read_job *job)
+{
+    size_t limit = counts_limit(w->rd), n;
+    struct store_count *c = xcalloc(limit, sizeof(*c));
+    int64_t total, values;
+    int rc = store_counts(s, job->type, job->by, job->where, job->nwhere, limit, c, &n, &total,
+                          &values, job->why, sizeof(job->why));
+
+    if (rc == 0)
+        job->json = counts_json(job, c, n, total, values);
+    free(c);
+    return rc;
+}
+
+/* The cache key of a counts question: its type, by and filters (in field order). */
+static char *counts_key(const struct read_job *job)
+{
+    struct strbuf b;
+
+    strbuf_init(&b, 64);
+    /* Each filter ends in \x1f, which no value holds (printable ASCII): one key, one question. */
+    strbuf_printf(&b, "counts/%s/%d?", job->type->name, job->by);
+    for (size_t i = 0; i < job->nwhere; i++)
+        strbuf_printf(&b, "%d=%s\x1f", job->where[i].field, job->where[i].value);
+    return b.s;
+}
+
+static void read_counts(struct worker *w, struct read_job *job)
+{
+    char *key = counts_key(job);
+
+    read_cached(w, job, key, query_counts);
+    free(key);
 }
 
 static void run(struct worker *w, struct read_job *job)
@@ -190,10 +324,13 @@ static void run(struct worker *w, struct read_job *job)
         read_vote(w, job);
         break;
     case READ_TALLIES:
-        read_tallies(w, job);
+        read_cached(w, job, "tallies", query_tallies);
         break;
     case READ_STATS:
         read_stats(w, job);
+        break;
+    case READ_COUNTS:
+        read_counts(w, job);
         break;
     }
 }
@@ -241,7 +378,7 @@ struct reads *reads_new(const struct reads_opts *o, struct metrics *metrics, cha
     rd->stats_group = xstrdup(o->stats_group);
     for (size_t i = 0; o->ballot && i < o->ballot->n; i++)
         rd->ballot[rd->nballot++] =
-            (struct store_range){.lo = o->ballot->r[i].lo, .hi = o->ballot->r[i].hi};
+            (struct range){.lo = o->ballot->r[i].lo, .hi = o->ballot->r[i].hi};
     pthread_mutex_init(&rd->lock, NULL);
     pthread_cond_init(&rd->work, NULL);
     pthread_mutex_init(&rd->cache_lock, NULL);
@@ -313,7 +450,10 @@ void reads_free(struct reads *rd)
     pthread_cond_destroy(&rd->work);
     pthread_mutex_destroy(&rd->cache_lock);
     pthread_mutex_destroy(&rd->refresh_lock);
-    free(rd->tallies);
+    for (size_t i = 0; i < READS_CACHE_SLOTS; i++) {
+        free(rd->cache[i].key);
+        free(rd->cache[i].json);
+    }
     free(rd->database_url);
     free(rd->redis_url);
     free(rd->stats_group);
@@ -335,15 +475,29 @@ const char *reads_stats_group(const struct reads *rd)
     return rd->stats_group;
 }
 
-int reads_tallies_cached(struct reads *rd, char **json)
+static int cached(struct reads *rd, const char *key, char **json)
 {
     int hit;
 
     *json = NULL;
     pthread_mutex_lock(&rd->cache_lock);
-    hit = cache_lookup_locked(rd, json, NULL);
+    hit = cache_lookup_locked(rd, key, json, NULL);
     pthread_mutex_unlock(&rd->cache_lock);
     return hit > 0;
+}
+
+int reads_tallies_cached(struct reads *rd, char **json)
+{
+    return cached(rd, "tallies", json);
+}
+
+int reads_counts_cached(struct reads *rd, const struct read_job *job, char **json)
+{
+    char *key = counts_key(job);
+    int hit = cached(rd, key, json);
+
+    free(key);
+    return hit;
 }
 
 int reads_submit(struct reads *rd, struct read_job *job)
@@ -352,7 +506,7 @@ int reads_submit(struct reads *rd, struct read_job *job)
 
     job->next = NULL;
     job->failed = job->shutting_down = 0;
-    job->tallies = NULL;
+    job->json = NULL;
     job->why[0] = '\0';
     pthread_mutex_lock(&rd->lock);
     if (!rd->stopping && rd->queued < READS_QUEUE_MAX) {

@@ -1,6 +1,8 @@
 /*
  * reads.h - the producer's status reads, served off the voting path:
- * GET /votes/{user_id}/{candidate_id}, /tallies and /stats.
+ * GET /votes/{user_id}/{candidate_id}, /tallies and /stats, and for any
+ * event type (evtype.h) GET /events/{type}/{key...} and
+ * /events/{type}/counts.
  *
  * A vote must never wait for a status read, so the HTTP threads never query
  * PostgreSQL or Redis for one. They hand the read to this module's worker
@@ -21,6 +23,11 @@
  * one) the three count only its candidates and "outside_ballot" the votes
  * for any other.
  *
+ * /events/{type}/counts answers the same way, cached per question (the type,
+ * the field grouped by and the filters: READS_CACHE_SLOTS of them, the
+ * least recently read out first) for the same TTL, refreshed one at a time
+ * with /tallies: the top opts.tallies_top values (at most READS_COUNTS_MAX).
+ *
  * A store that is down costs a fast failure: a worker whose session broke
  * tries to reconnect at most once a second (Redis: redisconn's policy).
  * libpq gets connect_timeout=2 and statement_timeout=2 s, Redis a 1 s
@@ -29,6 +36,7 @@
  *   rd = reads_new(&opts, metrics, err, sizeof err);
  *   reads_has_db(rd) / reads_has_redis(rd)       configured?
  *   reads_tallies_cached(rd, &json)               1 + malloc'd copy when fresh
+ *   reads_counts_cached(rd, &job, &json)          the same for a counts question
  *   reads_submit(rd, &job)                        0 queued / -1 full or stopping
  *   reads_stop(rd)        answer what is queued (job->failed, shutting down),
  *                         finish the jobs in hand, join the workers
@@ -40,12 +48,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "event.h"
 #include "gate.h"
 #include "store.h"
 
 #define READS_THREADS        2
 #define READS_QUEUE_MAX      256
 #define READS_TALLIES_TTL_MS 1000
+#define READS_CACHE_SLOTS    64   /* cached answers: /tallies and counts questions */
+#define READS_COUNTS_MAX     1000 /* values in a counts answer, whatever tallies_top says */
 
 struct api_candidates;
 struct metrics;
@@ -60,14 +71,18 @@ struct reads_opts {
     const struct api_candidates *ballot; /* copied; NULL or empty: no ballot */
 };
 
-enum read_kind { READ_VOTE, READ_TALLIES, READ_STATS };
+enum read_kind { READ_VOTE, READ_TALLIES, READ_STATS, READ_COUNTS };
 enum read_vote_state { READ_RECORDED, READ_PENDING, READ_UNKNOWN };
 
 /* One read, owned by the caller (embed it in the request). */
 struct read_job {
     void (*fn)(struct read_job *job); /* called once, from a worker or reads_stop */
     enum read_kind kind;
-    int64_t user_id, candidate_id; /* READ_VOTE */
+    const struct evtype *type;   /* READ_VOTE (the status of any type's key), READ_COUNTS */
+    char token[EVENT_TOKEN_LEN]; /* READ_VOTE: the key's */
+    int by;                      /* READ_COUNTS: the field grouped by */
+    size_t nwhere;               /* READ_COUNTS: the filters, in field order */
+    struct store_filter where[EVTYPE_MAX_FIELDS];
 
     /* The answer. failed: what (general terms, for the client) and why (the log's). */
     int failed;
@@ -75,8 +90,8 @@ struct read_job {
     const char *what;
     char why[256];
     enum read_vote_state state; /* READ_VOTE */
-    struct store_vote vote;     /* READ_VOTE, READ_RECORDED */
-    char *tallies;              /* READ_TALLIES: malloc'd JSON, the caller frees it */
+    struct store_status vote;   /* READ_VOTE, READ_RECORDED */
+    char *json;                 /* READ_TALLIES, READ_COUNTS: malloc'd, the caller frees it */
     int64_t stats[GATE_NSTATS]; /* READ_STATS */
     struct read_job *next;      /* the queue's */
 };
@@ -88,6 +103,8 @@ int reads_has_db(const struct reads *rd);
 int reads_has_redis(const struct reads *rd);
 const char *reads_stats_group(const struct reads *rd); /* whose counters READ_STATS reads */
 int reads_tallies_cached(struct reads *rd, char **json);
+/* The same for a READ_COUNTS job's question (its type, by and where set). */
+int reads_counts_cached(struct reads *rd, const struct read_job *job, char **json);
 int reads_submit(struct reads *rd, struct read_job *job);
 void reads_stop(struct reads *rd);
 

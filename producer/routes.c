@@ -7,13 +7,16 @@
  * reads.h's workers, the connection suspended (core->suspend), and the
  * answer given once it is resumed (routes_resume):
  *
- *   POST /votes   api_vote() -> 400/413; with an Idempotency-Key, its
+ *   POST /votes, POST /events/{type}
+ *                 api_event() -> 400/413; with an Idempotency-Key, its
  *                 claim handed to idem.h + suspend; resumed: 503 (Redis
  *                 failed or too slow), answered from the key (202 replay,
  *                 409, 422), or on; publish + suspend; resumed: 202, or
  *                 503 (failed, or no report in time)
- *   GET /votes/{u}/{c}, /stats   a status read; resumed: its answer
- *   GET /tallies  the cached answer while fresh, else a status read
+ *   GET /votes/{u}/{c}, /events/{type}/{key...}, /stats   a status read;
+ *                 resumed: its answer
+ *   GET /tallies, /events/{type}/counts   the cached answer while fresh,
+ *                 else a status read
  *   GET /, /healthz, /readyz, /metrics   answered at once
  *
  * With an Idempotency-Key (and Redis) a vote first claims the key with
@@ -60,6 +63,7 @@ struct routes {
     int64_t idem_timeout_ms; /* an Idempotency-Key claim's */
     int64_t idem_window_ms;
     struct api_candidates candidates; /* n == 0: any id */
+    const struct evtypes *types;      /* NULL: the vote only */
     char *page;                       /* GET /, with the candidates' buttons */
     _Atomic int64_t accepted;         /* 202s given for new events (not replays) */
     atomic_int idem_warned;
@@ -161,7 +165,7 @@ static void route_headers(void *req, int status, struct MHD_Response *resp)
     if (r->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
     edge_headers(r->rt->edge, &r->edge, &r->reply, status, resp);
-    if (a == API_PAGE || a == API_TALLIES || a == API_STATS || a == API_STATUS)
+    if (a == API_PAGE || a == API_TALLIES || a == API_STATS || a == API_STATUS || a == API_COUNTS)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 }
 
@@ -196,8 +200,8 @@ static void store_report(void *req, const void *arg, int late)
 
     if (late) {
         /* The client already has its 503; the event may still have landed. */
-        log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.vote.token,
-                 r->reply.vote.event_id, rep->errname);
+        log_info("late delivery report", "token=%s event_id=%s error=\"%s\"", r->reply.ev.token,
+                 r->reply.ev.event_id, rep->errname);
         return;
     }
     r->report_err = rep->err;
@@ -259,7 +263,7 @@ static int start_claim(void *req, int64_t deadline_ms, char *err, size_t errsize
 static enum MHD_Result claim_key(struct route_req *r)
 {
     idem_hash_hex(r->body, r->len, r->idem_hash);
-    idem_inflight_value(r->idem_hash, r->reply.vote.event_id, r->idem_value, sizeof(r->idem_value));
+    idem_inflight_value(r->idem_hash, r->reply.ev.event_id, r->idem_value, sizeof(r->idem_value));
     return hand_over(r, WAIT_CLAIM, r->rt->idem_timeout_ms, start_claim, IDEM_UNAVAILABLE);
 }
 
@@ -328,7 +332,7 @@ static int start_publish(void *req, int64_t deadline_ms, char *err, size_t errsi
     struct route_req *r = req;
 
     (void)deadline_ms; /* the publisher has its own, the same delivery timeout */
-    return publisher_send(r->rt->pub, &r->reply.vote, &r->completion, PUBLISH_NOWAIT, err, errsize);
+    return publisher_send(r->rt->pub, &r->reply.ev, &r->completion, PUBLISH_NOWAIT, err, errsize);
 }
 
 static enum MHD_Result publish(struct route_req *r)
@@ -352,11 +356,11 @@ static enum MHD_Result handle_vote(struct route_req *r)
 {
     struct routes *rt = r->rt;
 
-    if (api_vote(r->body, r->len, r->overflow, rt->max_body, &rt->candidates, r->edge.user,
-                 &r->reply))
+    if (api_event(r->reply.type, r->body, r->len, r->overflow, rt->max_body, &rt->candidates,
+                  r->edge.user, &r->reply))
         return route_send_reply(r);
-    event_new_id(r->reply.vote.event_id);
-    r->reply.vote.ts_ms = util_wall_ms();
+    event_new_id(r->reply.ev.event_id);
+    r->reply.ev.ts_ms = util_wall_ms();
     if (!r->reply.idem_key[0])
         return publish(r);
     if (rt->idem)
@@ -374,7 +378,7 @@ static enum MHD_Result answer_vote(struct route_req *r, enum http_wake how)
     char body[512], why[160];
 
     if (how == HTTP_WOKEN && r->report_err == 0 &&
-        api_accepted(&r->reply.vote, r->partition, r->offset, body, sizeof(body)) > 0) {
+        api_accepted(&r->reply.ev, r->partition, r->offset, body, sizeof(body)) > 0) {
         atomic_fetch_add(&rt->accepted, 1);
         idem_finish(r, body);
         return route_send(r, MHD_HTTP_ACCEPTED, body, "application/json");
@@ -441,8 +445,8 @@ static int start_read_job(void *req, int64_t deadline_ms, char *err, size_t errs
 static enum MHD_Result start_read(struct route_req *r, enum read_kind kind)
 {
     r->read.kind = kind;
-    r->read.user_id = r->reply.user_id;
-    r->read.candidate_id = r->reply.candidate_id;
+    r->read.type = r->reply.type;
+    util_strlcpy(r->read.token, r->reply.token, sizeof(r->read.token));
     return hand_over(r, WAIT_READ, 0, start_read_job, "too many status reads at once; retry");
 }
 
@@ -451,11 +455,10 @@ static enum MHD_Result answer_vote_status(struct route_req *r)
     static const enum api_vote_state states[] = {
         [READ_RECORDED] = API_RECORDED, [READ_PENDING] = API_PENDING, [READ_UNKNOWN] = API_UNKNOWN};
     const struct read_job *j = &r->read;
-    char token[EVENT_TOKEN_LEN];
 
-    event_token(r->reply.user_id, r->reply.candidate_id, token, sizeof(token));
-    if (api_vote_status(&r->reply, states[j->state], token, j->vote.event_id, j->vote.created_at))
-        return route_unavailable(r, "the vote's status could not be answered", "reply too long");
+    if (api_vote_status(&r->reply, states[j->state], r->reply.token, j->vote.event_id,
+                        j->vote.created_at))
+        return route_unavailable(r, "the status could not be answered", "reply too long");
     return route_send_reply(r);
 }
 
@@ -482,11 +485,12 @@ static enum MHD_Result answer_read(struct route_req *r)
     case READ_STATS:
         return answer_stats(r);
     case READ_TALLIES:
+    case READ_COUNTS:
         break;
     }
-    ret = route_send(r, MHD_HTTP_OK, r->read.tallies, "application/json");
-    free(r->read.tallies);
-    r->read.tallies = NULL;
+    ret = route_send(r, MHD_HTTP_OK, r->read.json, "application/json");
+    free(r->read.json);
+    r->read.json = NULL;
     return ret;
 }
 
@@ -511,6 +515,28 @@ static enum MHD_Result handle_tallies(struct route_req *r)
     return ret;
 }
 
+/* GET /events/{type}/counts: the query was checked at header time (check_counts). */
+static enum MHD_Result handle_counts(struct route_req *r)
+{
+    const struct api_counts *q = &r->reply.counts;
+    struct read_job *j = &r->read;
+    char *json;
+    enum MHD_Result ret;
+
+    if (!reads_has_db(r->rt->reads))
+        return not_configured(r, "DATABASE_URL (or --database-url)");
+    j->type = r->reply.type;
+    j->by = q->by;
+    j->nwhere = q->nwhere;
+    for (size_t i = 0; i < q->nwhere; i++)
+        j->where[i] = (struct store_filter){.field = q->where[i].field, .value = q->where[i].value};
+    if (!reads_counts_cached(r->rt->reads, j, &json))
+        return start_read(r, READ_COUNTS);
+    ret = route_send(r, MHD_HTTP_OK, json, "application/json");
+    free(json);
+    return ret;
+}
+
 static enum MHD_Result handle_stats(struct route_req *r)
 {
     if (!reads_has_redis(r->rt->reads))
@@ -524,8 +550,36 @@ static enum MHD_Result handle_stats(struct route_req *r)
 static enum MHD_Result (*const handlers[])(struct route_req *) = {
     [API_VOTE] = handle_vote,       [API_HEALTH] = handle_health, [API_READY] = handle_ready,
     [API_METRICS] = handle_metrics, [API_PAGE] = handle_page,     [API_STATUS] = handle_status,
-    [API_TALLIES] = handle_tallies, [API_STATS] = handle_stats,
+    [API_TALLIES] = handle_tallies, [API_STATS] = handle_stats,   [API_COUNTS] = handle_counts,
 };
+
+/* The query parameters of a counts request, as libmicrohttpd decoded them. */
+struct query_args {
+    size_t n;
+    const char *names[API_COUNTS_PARAMS + 1], *values[API_COUNTS_PARAMS + 1];
+};
+
+static enum MHD_Result take_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    struct query_args *q = cls;
+
+    (void)kind;
+    if (q->n > API_COUNTS_PARAMS)
+        return MHD_NO; /* one too many is enough for the 400 */
+    q->names[q->n] = key;
+    q->values[q->n++] = value;
+    return MHD_YES;
+}
+
+/* GET /events/{type}/counts: 1 when its query is a 400 (in r->reply). */
+static int check_counts(struct route_req *r, struct MHD_Connection *conn)
+{
+    struct query_args q = {0};
+
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, take_arg, &q);
+    return api_counts_query(r->reply.type, q.names, q.values, q.n, &r->reply);
+}
 
 /* The header-time checks: an answer now (action API_RESPOND), or MHD_YES to read on. */
 static enum MHD_Result check_headers(struct route_req *r, struct MHD_Connection *conn,
@@ -533,8 +587,8 @@ static enum MHD_Result check_headers(struct route_req *r, struct MHD_Connection 
 {
     struct routes *rt = r->rt;
     const char *key;
-    int final = api_begin(
-        method, url,
+    int final = api_route(
+        rt->types, method, url,
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
         rt->max_body, &r->reply);
@@ -543,6 +597,8 @@ static enum MHD_Result check_headers(struct route_req *r, struct MHD_Connection 
         return route_send_reply(r);
     if (rt->core->draining(r->hr))
         return route_shutting_down(r);
+    if (r->reply.action == API_COUNTS && check_counts(r, conn))
+        return route_send_reply(r);
     if (r->reply.action != API_VOTE)
         return MHD_YES;
     key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
@@ -603,7 +659,7 @@ static void routes_done(void *req)
 {
     struct route_req *r = req;
 
-    free(r->read.tallies);
+    free(r->read.json);
 }
 
 /* From http_stop(): every status read and claim answered (the claims' requests already were). */
@@ -630,7 +686,8 @@ struct routes *routes_new(const struct routes_opts *o)
                           .max_body = (size_t)o->max_body,
                           .timeout_ms = o->delivery_timeout_ms,
                           .idem_timeout_ms = o->idem_timeout_ms,
-                          .idem_window_ms = o->idem_window_ms};
+                          .idem_window_ms = o->idem_window_ms,
+                          .types = o->types};
     if (o->candidates)
         rt->candidates = *o->candidates;
     rt->page = page_render(ids, api_candidates_list(&rt->candidates, ids, PAGE_MAX_CANDIDATES),

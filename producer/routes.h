@@ -24,6 +24,7 @@
 
 struct api_candidates;
 struct edge;
+struct evtypes;
 struct idem;
 struct metrics;
 struct publisher;
@@ -44,6 +45,7 @@ struct routes_opts {
     int64_t idem_window_ms;  /* how long an accepted Idempotency-Key is remembered */
     int64_t idem_timeout_ms; /* a claim not answered by Redis in this long: 503 */
     const struct api_candidates *candidates; /* copied; NULL: any candidate id */
+    const struct evtypes *types; /* the routes under /events; not owned; NULL: the vote only */
 };
 
 struct routes *routes_new(const struct routes_opts *o);

@@ -9,7 +9,8 @@
  * only then free the HTTP state that late delivery reports still touch.
  *
  * Start-up refuses a topic Kafka says does not exist (exit 1, naming the
- * topics that do); a Kafka that does not answer yet only delays it 2 s.
+ * topics that do), the vote's or any --types type's; a Kafka that does not
+ * answer yet only delays it 2 s.
  *
  * Wiring: the routes (routes.h) are the handler table the HTTP core
  * (http.h) is started with; the core reaches nothing else.
@@ -66,6 +67,7 @@ static int start_publisher(struct serve *sv, char *err, size_t errsize)
     const struct producer_opts *o = &sv->o;
     struct publisher_opts po = {.brokers = o->brokers,
                                 .topic = o->topic,
+                                .types = o->types,
                                 .extra = &o->extra,
                                 .delivery_timeout_ms = o->delivery_timeout_ms,
                                 .ack_log = o->ack_log,
@@ -75,11 +77,16 @@ static int start_publisher(struct serve *sv, char *err, size_t errsize)
 
     if (!(sv->pub = publisher_new(&po, sv->metrics, err, errsize)))
         return -1;
-    if (publisher_topic(sv->pub, SERVE_TOPIC_CHECK_MS, existing, sizeof(existing)) == 0) {
+    for (size_t i = 0; i < evtypes_count(o->types); i++) {
+        const char *topic = publisher_topic_of(sv->pub, evtypes_at(o->types, i));
+        if (publisher_topic_named(sv->pub, topic, SERVE_TOPIC_CHECK_MS, existing,
+                                  sizeof(existing)) != 0)
+            continue;
         snprintf(err, errsize,
                  "topic %s does not exist at %s (existing: %s); create it with tadak-consumer "
-                 "topics --topic %s, or use --topic",
-                 o->topic, o->brokers, existing[0] ? existing : "none", o->topic);
+                 "topics --topic %s%s",
+                 topic, o->brokers, existing[0] ? existing : "none", topic,
+                 i == 0 ? ", or use --topic" : "");
         return -1;
     }
     return 0;
@@ -140,7 +147,8 @@ static int start_http(struct serve *sv, char *err, size_t errsize)
                               .delivery_timeout_ms = o->delivery_timeout_ms,
                               .idem_window_ms = o->idem_window_s * 1000,
                               .idem_timeout_ms = o->idem_timeout_ms,
-                              .candidates = &o->ballot};
+                              .candidates = &o->ballot,
+                              .types = o->types};
     struct http_opts ho = {.listen = o->listen,
                            .max_body = o->max_body,
                            .suspend_max_ms = o->delivery_timeout_ms,
@@ -168,9 +176,9 @@ static int serve_start(struct serve *sv, char *err, size_t errsize)
     if (start_publisher(sv, err, errsize) != 0 || start_stores(sv, err, errsize) != 0 ||
         start_edge(sv, err, errsize) != 0 || start_http(sv, err, errsize) != 0)
         return -1;
-    log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s", sv->o.listen,
-             sv->o.topic, sv->o.brokers, reads_has_db(sv->reads) ? "yes" : "no",
-             reads_has_redis(sv->reads) ? "yes" : "no");
+    log_info("serving", "listen=%s topic=%s brokers=%s status_db=%s status_redis=%s types=%zu",
+             sv->o.listen, sv->o.topic, sv->o.brokers, reads_has_db(sv->reads) ? "yes" : "no",
+             reads_has_redis(sv->reads) ? "yes" : "no", evtypes_count(sv->o.types));
     edge_log(sv->edge);
     return 0;
 }

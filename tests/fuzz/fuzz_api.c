@@ -76,15 +76,16 @@ static void check_vote(const struct api_reply *r, size_t len, int overflow, size
                        const struct api_candidates *ballot, int64_t user)
 {
     char token[EVENT_TOKEN_LEN], body[512], why[128];
-    struct vote v = r->vote;
+    struct event v = r->ev;
     int n;
 
     if (overflow || len > max_body || r->action != API_VOTE)
         abort();
-    if (v.user_id < 1 || v.candidate_id < 1 || v.event_id[0] != '\0' ||
-        (user > 0 && v.user_id != user) || !api_candidate_known(ballot, v.candidate_id))
+    if (v.v[EVENT_VOTE_USER] < 1 || v.v[EVENT_VOTE_CANDIDATE] < 1 || v.event_id[0] != '\0' ||
+        (user > 0 && v.v[EVENT_VOTE_USER] != user) ||
+        !api_candidate_known(ballot, v.v[EVENT_VOTE_CANDIDATE]))
         abort();
-    event_token(v.user_id, v.candidate_id, token, sizeof(token));
+    event_token(v.v[EVENT_VOTE_USER], v.v[EVENT_VOTE_CANDIDATE], token, sizeof(token));
     if (strcmp(token, v.token) != 0)
         abort();
     event_new_id(v.event_id);
@@ -102,7 +103,9 @@ static int check_route(const struct api_reply *r, const char *method)
             abort();
         return 1;
     case API_STATUS:
-        if (strcmp(method, "GET") != 0 || r->user_id < 1 || r->candidate_id < 1)
+        /* Only the vote is a type here (no --types): /votes/U/C or /events/vote/U/C. */
+        if (strcmp(method, "GET") != 0 || r->user_id < 1 || r->candidate_id < 1 ||
+            r->type != evtype_vote() || strncmp(r->token, "vote_lock:", 10) != 0)
             abort();
         return 0;
     case API_HEALTH:
@@ -111,6 +114,7 @@ static int check_route(const struct api_reply *r, const char *method)
     case API_PAGE:
     case API_TALLIES:
     case API_STATS:
+    case API_COUNTS:
         if (strcmp(method, "GET") != 0)
             abort();
         return 0;

@@ -14,7 +14,10 @@
 #include <json-c/json.h>
 
 #include "api.h"
+#include "testtypes.h"
 #include "util.h"
+
+#define VOTE_BODY "{\"user_id\":100,\"candidate_id\":1}"
 
 /* The body must be a JSON object whose "error" is want_error. */
 static void assert_error_body(const char *body, const char *want_error)
@@ -141,8 +144,8 @@ static void test_vote_bodies(void **state)
             assert_int_equal(final, 0);
             assert_int_equal(r.action, API_VOTE);
             /* The server, not the client, names the event. */
-            assert_string_equal(r.vote.event_id, "");
-            assert_true(r.vote.user_id > 0);
+            assert_string_equal(r.ev.event_id, "");
+            assert_true(r.ev.v[EVENT_VOTE_USER] > 0);
             continue;
         }
         assert_int_equal(final, 1);
@@ -169,11 +172,13 @@ static void test_streamed_overflow(void **state)
 
 static void test_accepted_body(void **state)
 {
-    struct vote v = {100, 1, 0, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", "vote_lock:100:1"};
+    struct event v;
     char buf[512];
     json_object *o, *f;
 
     (void)state;
+    event_vote(&v, 100, 1);
+    util_strlcpy(v.event_id, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", sizeof(v.event_id));
     assert_true(api_accepted(&v, 3, 42, buf, sizeof(buf)) > 0);
     o = json_tokener_parse(buf);
     assert_non_null(o);
@@ -193,7 +198,10 @@ static void test_accepted_body(void **state)
 
 static void test_accepted_body_exact(void **state)
 {
-    struct vote v = {100, 1, 0, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", "vote_lock:100:1"};
+    struct event v;
+
+    event_vote(&v, 100, 1);
+    util_strlcpy(v.event_id, "0b7e5d1c-3c1a-4a57-9a6e-2f3c4d5e6f70", sizeof(v.event_id));
     char buf[512];
     int n;
 
@@ -409,7 +417,7 @@ static void test_verified_user(void **state)
     (void)state;
     memset(&r, 0, sizeof(r));
     assert_int_equal(api_vote(omitted, strlen(omitted), 0, 4096, NULL, 42, &r), 0);
-    assert_string_equal(r.vote.token, "vote_lock:42:3");
+    assert_string_equal(r.ev.token, "vote_lock:42:3");
     assert_int_equal(api_vote(same, strlen(same), 0, 4096, NULL, 42, &r), 0);
     assert_int_equal(api_vote(other, strlen(other), 0, 4096, NULL, 42, &r), 1);
     assert_int_equal(r.status, 403);
@@ -507,6 +515,325 @@ static void test_unknown_candidate(void **state)
     assert_int_equal(api_vote(no, strlen(no), 0, 4096, NULL, 0, &r), 0);
 }
 
+/* ---- event types ------------------------------------------------------------ */
+
+/* A type with a string key field: like, post "a-z0-9" up to 16, user_id. */
+static struct evtype like(void)
+{
+    struct evtype t = {
+        .name = "like",
+        .token_prefix = "like",
+        .topic = "likes",
+        .table = "likes",
+        .nfields = 2,
+        .fields = {{.name = "post", .kind = EVF_STRING, .max_length = 16, .text_off = 0},
+                   {.name = "user_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX}},
+        .nkey = 2,
+        .key = {0, 1},
+        .identity = -1,
+        .ncounts = 1,
+        .counts = {0},
+        .ballot_field = -1,
+        .text_size = 17,
+    };
+    for (int c = 'a'; c <= 'z'; c++)
+        t.fields[0].chars[c >> 3] |= (uint8_t)(1 << (c & 7));
+    for (int c = '0'; c <= '9'; c++)
+        t.fields[0].chars[c >> 3] |= (uint8_t)(1 << (c & 7));
+    return t;
+}
+
+/* The body's "detail" holds want. */
+static void assert_detail_has(const char *body, const char *want)
+{
+    json_object *o = json_tokener_parse(body), *d;
+
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "detail", &d));
+    if (!strstr(json_object_get_string(d), want))
+        fail_msg("detail \"%s\" does not name %s", json_object_get_string(d), want);
+    json_object_put(o);
+}
+
+/* /events/{type}... with the vote only (no --types): every shape of path. */
+static void test_event_routes(void **state)
+{
+    static const struct {
+        const char *method, *path;
+        int final, status;
+        enum api_action action;
+        const char *allow, *error;
+    } rows[] = {
+        {"POST", "/events/vote", 0, 0, API_VOTE, "", NULL},
+        {"POST", "/events/vote/", 0, 0, API_VOTE, "", NULL},
+        {"GET", "/events/vote", 1, 405, API_RESPOND, "POST", "method_not_allowed"},
+        {"OPTIONS", "/events/vote", 1, 405, API_RESPOND, "POST", "method_not_allowed"},
+        {"GET", "/events/vote/7/2", 0, 0, API_STATUS, "", NULL},
+        {"POST", "/events/vote/7/2", 1, 405, API_RESPOND, "GET", "method_not_allowed"},
+        {"GET", "/events/vote/counts", 0, 0, API_COUNTS, "", NULL},
+        {"POST", "/events/vote/counts", 1, 405, API_RESPOND, "GET", "method_not_allowed"},
+        {"GET", "/events/vote/7", 1, 400, API_RESPOND, "", "wrong_key_length"},
+        {"GET", "/events/vote/7/2/3", 1, 400, API_RESPOND, "", "wrong_key_length"},
+        {"GET", "/events/vote/x/2", 1, 400, API_RESPOND, "", "invalid_key"},
+        {"GET", "/events/vote/7/0", 1, 400, API_RESPOND, "", "invalid_key"},
+        {"POST", "/events/poll_answer", 1, 404, API_RESPOND, "", "unknown_type"},
+        {"GET", "/events/nope/1/2", 1, 404, API_RESPOND, "", "unknown_type"},
+        {"GET", "/events/nope/counts", 1, 404, API_RESPOND, "", "unknown_type"},
+        {"POST", "/events/", 1, 404, API_RESPOND, "", "not_found"},
+        {"POST", "/events", 1, 404, API_RESPOND, "", "not_found"},
+        {"GET", "/events/vote/7//2", 1, 404, API_RESPOND, "", "not_found"},
+        {"GET", "/events//7/2", 1, 404, API_RESPOND, "", "not_found"},
+    };
+    struct api_reply r;
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        int final =
+            api_route(NULL, rows[i].method, rows[i].path, "application/json", NULL, 4096, &r);
+        assert_int_equal(final, rows[i].final);
+        assert_int_equal(r.action, rows[i].action);
+        assert_string_equal(r.allow, rows[i].allow);
+        if (final) {
+            assert_int_equal(r.status, rows[i].status);
+            assert_error_body(r.body, rows[i].error);
+        } else {
+            assert_ptr_equal(r.type, evtype_vote());
+        }
+    }
+    /* The key's token and the identity the edge compares with a verified user. */
+    assert_int_equal(api_route(NULL, "GET", "/events/vote/7/2", NULL, NULL, 4096, &r), 0);
+    assert_string_equal(r.token, "vote_lock:7:2");
+    assert_int_equal(r.user_id, 7);
+    assert_string_equal(r.route, "/events/{type}/{key}");
+    /* A bad key part names its field. */
+    assert_int_equal(api_route(NULL, "GET", "/events/vote/7/x", NULL, NULL, 4096, &r), 1);
+    assert_detail_has(r.body, "candidate_id");
+    /* POST /events/vote checks its headers as POST /votes does. */
+    assert_int_equal(api_route(NULL, "POST", "/events/vote", "text/plain", NULL, 4096, &r), 1);
+    assert_int_equal(r.status, 415);
+    assert_int_equal(api_route(NULL, "POST", "/events/vote", "application/json", "5000", 4096, &r),
+                     1);
+    assert_int_equal(r.status, 413);
+    /* The vote's own routes are the vote type's. */
+    assert_int_equal(api_route(NULL, "POST", "/votes", "application/json", NULL, 4096, &r), 0);
+    assert_ptr_equal(r.type, evtype_vote());
+    assert_int_equal(api_route(NULL, "GET", "/votes/7/2", NULL, NULL, 4096, &r), 0);
+    assert_string_equal(r.token, "vote_lock:7:2");
+}
+
+/* An unknown type's 404 lists the known ones, in the detail and as "types". */
+static void test_unknown_type_lists_the_types(void **state)
+{
+    struct api_reply r;
+    json_object *o, *types;
+
+    (void)state;
+    assert_int_equal(api_route(NULL, "POST", "/events/polls", "application/json", NULL, 4096, &r),
+                     1);
+    assert_int_equal(r.status, 404);
+    assert_detail_has(r.body, "\"polls\"");
+    assert_detail_has(r.body, "vote");
+    o = json_tokener_parse(r.body);
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "types", &types));
+    assert_int_equal(json_object_array_length(types), 1);
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(types, 0)), "vote");
+    json_object_put(o);
+}
+
+static void test_event_bodies(void **state)
+{
+    static const struct {
+        const char *body;
+        int64_t user;
+        int status; /* 0: an event */
+        const char *error, *names;
+    } rows[] = {
+        {"{\"poll_id\":7,\"user_id\":3,\"option_id\":2}", 0, 0, NULL, NULL},
+        {"{\"poll_id\":7,\"option_id\":2}", 3, 0, NULL, NULL},
+        {"{\"poll_id\":7,\"user_id\":3,\"option_id\":2}", 3, 0, NULL, NULL},
+        {"{\"poll_id\":7,\"user_id\":4,\"option_id\":2}", 3, 403, "user_mismatch", "user_id"},
+        {"{\"poll_id\":7,\"option_id\":2}", 0, 400, "missing_field", "user_id"},
+        {"{\"poll_id\":7,\"user_id\":3,\"option_id\":65}", 0, 400, "out_of_range", "option_id"},
+        {"{\"poll_id\":0,\"user_id\":3,\"option_id\":2}", 0, 400, "out_of_range", "poll_id"},
+        {"{\"poll_id\":\"7\",\"user_id\":3,\"option_id\":2}", 0, 400, "wrong_type", "poll_id"},
+        {"{\"poll_id\":7,\"user_id\":3,\"option_id\":2,\"x\":1}", 0, 400, "unknown_field", "x"},
+        {"{\"poll_id\":7,\"user_id\":3,\"option_id\":9}", 0, 400, "not_on_ballot", "option_id"},
+    };
+    struct evtype t = testtypes_poll_answer();
+    struct api_reply r;
+
+    (void)state;
+    /* A ballot on option_id: 1-4 only (the last row is off it). */
+    t.ballot_field = 2;
+    t.nballot = 1;
+    t.ballot[0].lo = 1;
+    t.ballot[0].hi = 4;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        const char *b = rows[i].body;
+        int final;
+        memset(&r, 0, sizeof(r));
+        final = api_event(&t, b, strlen(b), 0, 4096, NULL, rows[i].user, &r);
+        if (rows[i].status == 0) {
+            assert_int_equal(final, 0);
+            assert_int_equal(r.action, API_VOTE);
+            assert_string_equal(r.ev.token, "poll_answer:7:3");
+            assert_ptr_equal(r.ev.type, &t);
+            continue;
+        }
+        assert_int_equal(final, 1);
+        assert_int_equal(r.status, rows[i].status);
+        assert_error_body(r.body, rows[i].error);
+        assert_detail_has(r.body, rows[i].names);
+    }
+    /* The vote's ballot stays --candidates, and its body check is the vote's. */
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(api_event(evtype_vote(), VOTE_BODY, strlen(VOTE_BODY), 0, 4096, NULL, 0, &r),
+                     0);
+    assert_string_equal(r.ev.token, "vote_lock:100:1");
+}
+
+/* A string field's value lands in the reply's own text. */
+static void test_event_string_field(void **state)
+{
+    static const char body[] = "{\"post\":\"abc9\",\"user_id\":5}";
+    static const char bad[] = "{\"post\":\"ABC\",\"user_id\":5}";
+    struct evtype t = like();
+    struct api_reply r;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(api_event(&t, body, strlen(body), 0, 4096, NULL, 0, &r), 0);
+    assert_string_equal(r.ev.token, "like:abc9:5");
+    assert_string_equal(event_str(&r.ev, 0), "abc9");
+    assert_ptr_equal(r.ev.text, r.text);
+    assert_int_equal(api_event(&t, bad, strlen(bad), 0, 4096, NULL, 0, &r), 1);
+    assert_int_equal(r.status, 400);
+    assert_error_body(r.body, "invalid_value");
+    assert_detail_has(r.body, "post");
+}
+
+/* Each type's Idempotency-Keys live apart from the vote's and from each other's. */
+static void test_idempotency_key_per_type(void **state)
+{
+    struct evtype t = testtypes_poll_answer();
+    struct api_reply r;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.type = &t;
+    assert_int_equal(api_idempotency_key("k-1", 42, &r), 0);
+    assert_string_equal(r.idem_key, "u42/poll_answer:k-1");
+    assert_int_equal(api_idempotency_key("k-1", 0, &r), 0);
+    assert_string_equal(r.idem_key, "a/poll_answer:k-1");
+    r.type = evtype_vote();
+    assert_int_equal(api_idempotency_key("k-1", 42, &r), 0);
+    assert_string_equal(r.idem_key, "u42:k-1");
+}
+
+static void test_counts_query(void **state)
+{
+    static const struct {
+        const char *names[4], *values[4];
+        size_t n;
+        const char *error, *names_in_detail;
+    } bad[] = {
+        {{NULL}, {NULL}, 0, "missing_by", "option_id, poll_id"},
+        {{"poll_id"}, {"7"}, 1, "missing_by", "option_id, poll_id"},
+        {{"by"}, {"user_id"}, 1, "invalid_by", "option_id, poll_id"},
+        {{"by"}, {"nope"}, 1, "invalid_by", "option_id"},
+        {{"by"}, {NULL}, 1, "invalid_by", "option_id"},
+        {{"by", "by"}, {"option_id", "poll_id"}, 2, "duplicate_parameter", "by"},
+        {{"by", "poll_id"}, {"option_id", "x"}, 2, "invalid_filter", "poll_id"},
+        {{"by", "poll_id"}, {"option_id", "0"}, 2, "invalid_filter", "poll_id"},
+        {{"by", "option_id"}, {"option_id", "65"}, 2, "invalid_filter", "option_id"},
+        {{"by", "poll_id", "poll_id"},
+         {"option_id", "1", "2"},
+         3,
+         "duplicate_parameter",
+         "poll_id"},
+        {{"by", "colour"}, {"option_id", "red"}, 2, "unknown_field", "colour"},
+    };
+    struct evtype t = testtypes_poll_answer();
+    struct api_reply r;
+    const char *names[] = {"option_id", "by", "poll_id"}, *values[] = {"3", "option_id", "007"};
+
+    (void)state;
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(api_counts_query(&t, bad[i].names, bad[i].values, bad[i].n, &r), 1);
+        assert_int_equal(r.status, 400);
+        assert_error_body(r.body, bad[i].error);
+        assert_detail_has(r.body, bad[i].names_in_detail);
+    }
+    /* by alone. */
+    assert_int_equal(api_counts_query(&t, names + 1, values + 1, 1, &r), 0);
+    assert_int_equal(r.counts.by, 2);
+    assert_int_equal(r.counts.nwhere, 0);
+    /* Filters in field order whatever the query's, values canonical ("007" is 7). */
+    assert_int_equal(api_counts_query(&t, names, values, 3, &r), 0);
+    assert_int_equal(r.counts.by, 2);
+    assert_int_equal(r.counts.nwhere, 2);
+    assert_int_equal(r.counts.where[0].field, 0);
+    assert_string_equal(r.counts.where[0].value, "7");
+    assert_int_equal(r.counts.where[1].field, 2);
+    assert_string_equal(r.counts.where[1].value, "3");
+}
+
+/* The routes of a types file's type: found by name, the vote's still there. */
+static void test_routes_of_a_types_file(void **state)
+{
+    static const char json[] =
+        "{\"types\":{\"poll_answer\":{\"fields\":{\"poll_id\":\"id\",\"user_id\":\"id\","
+        "\"option_id\":{\"kind\":\"int\",\"min\":1,\"max\":64}},"
+        "\"key\":[\"poll_id\",\"user_id\"],\"identity\":\"user_id\","
+        "\"counts\":[\"option_id\",\"poll_id\"]}}}";
+    char err[256];
+    struct evtypes *set = evtypes_parse(json, strlen(json), "test", err, sizeof(err));
+    const struct evtype *t;
+    struct api_reply r;
+
+    (void)state;
+    if (!set)
+        fail_msg("evtypes_parse: %s", err);
+    t = evtypes_find(set, "poll_answer");
+    assert_int_equal(
+        api_route(set, "POST", "/events/poll_answer", "application/json", NULL, 4096, &r), 0);
+    assert_int_equal(r.action, API_VOTE);
+    assert_ptr_equal(r.type, t);
+    assert_int_equal(api_route(set, "POST", "/events/vote", "application/json", NULL, 4096, &r), 0);
+    assert_ptr_equal(r.type, evtype_vote());
+    assert_int_equal(api_route(set, "GET", "/events/poll_answer/7/3", NULL, NULL, 4096, &r), 0);
+    assert_int_equal(r.action, API_STATUS);
+    assert_string_equal(r.token, "poll_answer:7:3");
+    assert_int_equal(r.user_id, 3); /* the identity, second in the key */
+    assert_int_equal(api_route(set, "GET", "/events/poll_answer/x/3", NULL, NULL, 4096, &r), 1);
+    assert_error_body(r.body, "invalid_key");
+    assert_detail_has(r.body, "poll_id");
+    assert_int_equal(api_route(set, "GET", "/events/poll_answer/counts", NULL, NULL, 4096, &r), 0);
+    assert_int_equal(r.action, API_COUNTS);
+    assert_int_equal(api_route(set, "GET", "/events/like/1/2", NULL, NULL, 4096, &r), 1);
+    assert_int_equal(r.status, 404);
+    assert_non_null(strstr(r.body, "\"types\":[\"vote\",\"poll_answer\"]"));
+    evtypes_free(set);
+}
+
+static void test_field_value(void **state)
+{
+    struct evtype t = like();
+    char out[EVTYPE_STRING_MAX + 1], detail[256];
+
+    (void)state;
+    assert_int_equal(api_field_value(&t, 0, "abc", out, sizeof(out), detail, sizeof(detail)), 0);
+    assert_string_equal(out, "abc");
+    assert_int_equal(api_field_value(&t, 0, "a:b", out, sizeof(out), detail, sizeof(detail)), -1);
+    assert_non_null(strstr(detail, "post"));
+    assert_int_equal(api_field_value(&t, 1, "12", out, sizeof(out), detail, sizeof(detail)), 0);
+    assert_string_equal(out, "12");
+    assert_int_equal(api_field_value(&t, 1, "-1", out, sizeof(out), detail, sizeof(detail)), -1);
+    assert_non_null(strstr(detail, "user_id"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +853,14 @@ int main(void)
         cmocka_unit_test(test_verified_user),
         cmocka_unit_test(test_unknown_candidate),
         cmocka_unit_test(test_error_with_request_id),
+        cmocka_unit_test(test_event_routes),
+        cmocka_unit_test(test_unknown_type_lists_the_types),
+        cmocka_unit_test(test_event_bodies),
+        cmocka_unit_test(test_event_string_field),
+        cmocka_unit_test(test_idempotency_key_per_type),
+        cmocka_unit_test(test_counts_query),
+        cmocka_unit_test(test_field_value),
+        cmocka_unit_test(test_routes_of_a_types_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,9 +17,9 @@
 
 #define ARGV(...) ((char *[]){__VA_ARGS__})
 
-static const char *const env_names[] = {"KAFKA_BOOTSTRAP_SERVERS",   "TADAK_TOPIC",
-                                        "TADAK_LOG_LEVEL",           "TADAK_ACK_LOG",
-                                        "TADAK_DELIVERY_TIMEOUT_MS", "TADAK_CANDIDATES"};
+static const char *const env_names[] = {
+    "KAFKA_BOOTSTRAP_SERVERS",   "TADAK_TOPIC",      "TADAK_LOG_LEVEL", "TADAK_ACK_LOG",
+    "TADAK_DELIVERY_TIMEOUT_MS", "TADAK_CANDIDATES", "TADAK_TYPES",     "TADAK_TYPE"};
 
 static int setup(void **state)
 {
@@ -138,12 +138,25 @@ static void test_what_the_table_cannot_check(void **state)
         {PRODUCER_SERVE,
          3,
          {"serve", "--candidates", "4-1"},
-         "candidate list \"4-1\" is not like 1-4,7 (ids or ranges of ids in "
+         "candidate list \"4-1\": not like 1-4,7 (values or ranges of values in "
          "1..9223372036854775807, comma-separated)"},
         {PRODUCER_LOAD,
          5,
          {"load", "-N", "3", "--log-level", "loud"},
          "option log-level: unknown log level \"loud\" (error, warn, info or debug)"},
+        {PRODUCER_SEND,
+         5,
+         {"send", "-u", "1", "--type", "nope"},
+         "--type nope: no such event type (the types: vote)"},
+        {PRODUCER_LOAD,
+         5,
+         {"load", "-N", "3", "--type", "poll"},
+         "--type poll: no such event type "
+         "(the types: vote)"},
+        {PRODUCER_SEND,
+         3,
+         {"send", "-f", "user_id=1"},
+         NULL}, /* accepted: send checks the fields against the type */
     };
     struct producer_opts o;
     char err[256];
@@ -151,10 +164,39 @@ static void test_what_the_table_cannot_check(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(load(&o, rows[i].cmd, rows[i].argc, (char **)rows[i].argv, err), -1);
-        assert_string_equal(err, rows[i].err);
+        assert_int_equal(load(&o, rows[i].cmd, rows[i].argc, (char **)rows[i].argv, err),
+                         rows[i].err ? -1 : 0);
+        if (rows[i].err)
+            assert_string_equal(err, rows[i].err);
         producer_opts_free(&o);
     }
+}
+
+/* --type: vote by default, the set loaded (the vote only without --types), in every command. */
+static void test_types_and_type(void **state)
+{
+    static const enum producer_cmd cmds[] = {PRODUCER_SERVE, PRODUCER_SEND, PRODUCER_REPLAY,
+                                             PRODUCER_LOAD};
+    static const char *const own[][5] = {
+        {"serve"}, {"send", "-u", "1", "-c", "2"}, {"replay", "-"}, {"load", "-N", "3"}};
+    static const int argcs[] = {1, 5, 2, 3};
+    struct producer_opts o;
+    char err[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        assert_int_equal(load(&o, cmds[i], argcs[i], (char **)own[i], err), 0);
+        assert_non_null(o.types);
+        assert_int_equal(evtypes_count(o.types), 1);
+        assert_ptr_equal(o.type, evtype_vote());
+        producer_opts_free(&o);
+    }
+    /* A file that cannot be loaded: the command does not start, the error names it. */
+    setenv("TADAK_TYPES", "/nonexistent/types.json", 1);
+    assert_int_equal(load(&o, PRODUCER_SERVE, 1, (char **)own[0], err), -1);
+    assert_non_null(strstr(err, "/nonexistent/types.json"));
+    producer_opts_free(&o);
+    unsetenv("TADAK_TYPES");
 }
 
 int main(void)
@@ -163,6 +205,7 @@ int main(void)
         cmocka_unit_test_setup(test_shared_rows_in_every_command, setup),
         cmocka_unit_test_setup(test_each_command_keeps_its_defaults, setup),
         cmocka_unit_test_setup(test_what_the_table_cannot_check, setup),
+        cmocka_unit_test_setup(test_types_and_type, setup),
     };
     return cmocka_run_group_tests_name("cli_options", tests, NULL, NULL);
 }

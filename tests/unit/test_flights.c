@@ -11,15 +11,22 @@
 
 #include <cmocka.h>
 
+#include "event.h"
 #include "flights.h"
+#include "util.h"
 
 /* Put one row with this token in the fill and send it to an idle flight. */
 static struct batch *launch(struct flights *f, const char *token)
 {
     struct batch *fill = flights_fill(f), *b = flights_idle(f);
+    static struct event evs[8];
+    static size_t next;
+    struct event *ev = &evs[next++ % 8];
 
     assert_non_null(b);
-    fill->rows[fill->n++] = (struct store_row){.token = token};
+    event_init(ev, evtype_vote(), NULL);
+    util_strlcpy(ev->token, token, sizeof(ev->token));
+    fill->rows[fill->n++] = (struct store_row){.ev = ev};
     flights_launch(f, b);
     assert_int_equal(fill->n, 0);
     return b;
@@ -53,8 +60,8 @@ static void test_oldest_first(void **state)
     assert_ptr_not_equal(first, second);
     assert_null(flights_idle(f));
     assert_ptr_equal(flights_oldest(f), first);
-    assert_string_equal(first->rows[0].token, "a");
-    assert_string_equal(second->rows[0].token, "b");
+    assert_string_equal(first->rows[0].ev->token, "a");
+    assert_string_equal(second->rows[0].ev->token, "b");
     assert_true(first->sent < second->sent);
     assert_non_null(second->store); /* the second flight has a connection of its own */
     first->n = 0;                   /* its result was read */

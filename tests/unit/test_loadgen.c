@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "loadgen.h"
+#include "testtypes.h"
 #include "util.h"
 
 struct pair {
@@ -140,6 +141,80 @@ static void test_shuffled(void **state)
     free(p);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The vote's stream mapped onto poll_answer: N users, N keys, every value in bounds. */
+static void test_event_of_another_type(void **state)
+{
+    struct evtype t = testtypes_poll_answer();
+    size_t n, keys = 0;
+    struct pair *p = drain(500, 3, 9, 4, &n);
+    char **tokens = calloc(n, sizeof(*tokens)), err[256];
+
+    (void)state;
+    assert_int_equal(loadgen_fits(&t, 500, err, sizeof(err)), 0);
+    for (size_t i = 0; i < n; i++) {
+        struct event ev;
+        assert_int_equal(loadgen_event(&t, 9, p[i].user, p[i].candidate, 4, &ev, NULL), 0);
+        assert_int_equal(ev.v[1], p[i].user);      /* the identity: the user */
+        assert_int_equal(ev.v[0], p[i].candidate); /* the other key field: the candidate */
+        assert_true(ev.v[2] >= 1 && ev.v[2] <= 4); /* one of K values, in bounds */
+        tokens[i] = strdup(ev.token);
+    }
+    qsort(tokens, n, sizeof(*tokens), cmp_str);
+    for (size_t i = 0; i < n; i++)
+        keys += i == 0 || strcmp(tokens[i], tokens[i - 1]) != 0;
+    assert_int_equal(keys, 500);
+    for (size_t i = 0; i < n; i++)
+        free(tokens[i]);
+    free(tokens);
+    free(p);
+}
+
+/* A user field too small for N users is refused; a string field spells the number. */
+static void test_event_fields_of_every_kind(void **state)
+{
+    static char yes[] = "yes", no[] = "no";
+    static char *yes_no[] = {yes, no};
+    struct evtype t = {
+        .name = "rsvp",
+        .token_prefix = "rsvp",
+        .nfields = 4,
+        .fields = {{.name = "code", .kind = EVF_STRING, .max_length = 2, .text_off = 0},
+                   {.name = "seat", .kind = EVF_INT, .min = 10, .max = 19},
+                   {.name = "answer", .kind = EVF_ENUM_STRING, .nenum = 2, .enum_str = yes_no},
+                   {.name = "user_id", .kind = EVF_ID, .min = 1, .max = INT64_MAX}},
+        .nkey = 2,
+        .key = {0, 3},
+        .identity = -1,
+        .ballot_field = -1,
+        .text_size = 3,
+    };
+    char text[EVTYPE_TEXT_MAX], err[256];
+    struct event ev;
+
+    (void)state;
+    t.fields[0].chars['a' >> 3] |= 1 << ('a' & 7);
+    t.fields[0].chars['b' >> 3] |= 1 << ('b' & 7);
+    /* code (key[0], no identity) takes the user, k-1 in base 2 of "ab": 2^2 values. */
+    assert_int_equal(loadgen_fits(&t, 4, err, sizeof(err)), 0);
+    assert_int_equal(loadgen_fits(&t, 5, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "code"));
+    assert_int_equal(loadgen_event(&t, 1, 1, 3, 4, &ev, text), 0);
+    assert_string_equal(event_str(&ev, 0), "a");
+    assert_int_equal(loadgen_event(&t, 1, 4, 3, 4, &ev, text), 0);
+    assert_string_equal(event_str(&ev, 0), "bb");
+    assert_true(ev.v[1] >= 10 && ev.v[1] <= 19);
+    assert_non_null(event_str(&ev, 2));
+    assert_string_equal(ev.token, "rsvp:bb:3");
+    assert_int_equal(loadgen_event(&t, 1, 3, 3, 4, &ev, text), 0);
+    assert_string_equal(event_str(&ev, 0), "ab");
+    assert_int_equal(loadgen_event(&t, 1, 5, 3, 4, &ev, text), -1);
+}
+
 static void test_bad_parameters(void **state)
 {
     char err[128];
@@ -161,6 +236,8 @@ int main(void)
         cmocka_unit_test(test_same_seed_same_sequence),
         cmocka_unit_test(test_shuffled),
         cmocka_unit_test(test_bad_parameters),
+        cmocka_unit_test(test_event_of_another_type),
+        cmocka_unit_test(test_event_fields_of_every_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

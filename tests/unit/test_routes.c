@@ -53,6 +53,7 @@
 
 struct fake_conn {
     const char *names[4], *values[4];
+    const char *args[4], *arg_values[4]; /* the query string's parameters */
 };
 
 /* Interposed: the routes and the edge read request headers through this. */
@@ -66,6 +67,21 @@ const char *MHD_lookup_connection_value(struct MHD_Connection *connection, enum 
         if (strcasecmp(c->names[i], key) == 0)
             return c->values[i];
     return NULL;
+}
+
+/* Interposed: the routes read a query string's parameters through this. */
+int MHD_get_connection_values(struct MHD_Connection *connection, enum MHD_ValueKind kind,
+                              MHD_KeyValueIterator iterator, void *iterator_cls)
+{
+    const struct fake_conn *c = (const struct fake_conn *)connection;
+    int n = 0;
+
+    if (kind != MHD_GET_ARGUMENT_KIND)
+        return 0;
+    for (size_t i = 0; i < 4 && c->args[i]; i++, n++)
+        if (iterator(iterator_cls, kind, c->args[i], c->arg_values[i]) != MHD_YES)
+            return n + 1;
+    return n;
 }
 
 /* ---- a fake core: one request at a time, everything recorded ---------------- */
@@ -211,7 +227,7 @@ static struct fake_req *run(const char *method, const char *url, struct fake_con
 {
     struct fake_req *f = fake_new();
     enum http_body want = HTTP_ANSWERED;
-    struct fake_conn none = {{NULL}, {NULL}};
+    struct fake_conn none = {.names = {NULL}, .values = {NULL}};
 
     handlers.begin(handlers.arg, (struct http_req *)f, f->req,
                    (struct MHD_Connection *)(conn ? conn : &none), method, url, &want);
@@ -362,7 +378,8 @@ static void redis_answer_set(const char *old)
 /* ---- fixtures -------------------------------------------------------------- */
 
 struct fixture {
-    rd_kafka_t *rk; /* owns the mock cluster */
+    rd_kafka_t *rk;        /* owns the mock cluster */
+    struct evtypes *types; /* the vote and poll_answer */
     struct metrics *metrics;
     struct publisher *pub;
     struct edge *edge;
@@ -385,12 +402,21 @@ static struct routes *routes_with(struct edge *edge, struct idem *idem)
                             .max_body = 4096,
                             .delivery_timeout_ms = 5000,
                             .idem_window_ms = 86400000,
-                            .idem_timeout_ms = 500};
+                            .idem_timeout_ms = 500,
+                            .types = fx.types};
     struct routes *rt = routes_new(&o);
 
     handlers = routes_handlers(rt);
     return rt;
 }
+
+#define POLL_JSON "{\"poll_id\":7,\"user_id\":3,\"option_id\":2}"
+
+static const char poll_types[] =
+    "{\"types\":{\"poll_answer\":{\"fields\":{\"poll_id\":\"id\",\"user_id\":\"id\","
+    "\"option_id\":{\"kind\":\"int\",\"min\":1,\"max\":64}},"
+    "\"key\":[\"poll_id\",\"user_id\"],\"identity\":\"user_id\","
+    "\"counts\":[\"option_id\",\"poll_id\"]}}}";
 
 static int setup(void **state)
 {
@@ -409,6 +435,10 @@ static int setup(void **state)
     assert_non_null(fx.rk);
     mc = rd_kafka_handle_mock_cluster(fx.rk);
     assert_int_equal(rd_kafka_mock_topic_create(mc, TOPIC, 2, 1), 0);
+    assert_int_equal(rd_kafka_mock_topic_create(mc, "poll_answers", 1, 1), 0);
+    if (!(fx.types = evtypes_parse(poll_types, strlen(poll_types), "test", err, sizeof(err))))
+        fail_msg("evtypes_parse: %s", err);
+    po.types = fx.types;
     po.brokers = rd_kafka_mock_cluster_bootstraps(mc);
     fx.metrics = metrics_new();
     if (!(fx.pub = publisher_new(&po, fx.metrics, err, sizeof(err))))
@@ -427,6 +457,7 @@ static int teardown(void **state)
     edge_free(fx.edge);
     metrics_free(fx.metrics);
     rd_kafka_destroy(fx.rk);
+    evtypes_free(fx.types);
     return 0;
 }
 
@@ -543,7 +574,8 @@ static void test_not_ready_is_503_with_retry_after(void **state)
 
 static void test_bad_idempotency_key_answered_at_header_time(void **state)
 {
-    struct fake_conn c = {{"Content-Type", "Idempotency-Key"}, {"application/json", "\"\""}};
+    struct fake_conn c = {.names = {"Content-Type", "Idempotency-Key"},
+                          .values = {"application/json", "\"\""}};
     struct fake_req *f;
 
     (void)state;
@@ -556,7 +588,7 @@ static void test_bad_idempotency_key_answered_at_header_time(void **state)
 
 static void test_draining_answers_shutting_down(void **state)
 {
-    struct fake_conn c = {{"Content-Type"}, {"application/json"}};
+    struct fake_conn c = {.names = {"Content-Type"}, .values = {"application/json"}};
     struct fake_req *f;
 
     (void)state;
@@ -572,7 +604,7 @@ static void test_draining_answers_shutting_down(void **state)
 
 static void test_vote_suspends_then_report_resumes_to_202(void **state)
 {
-    struct fake_conn c = {{"Content-Type"}, {"application/json"}};
+    struct fake_conn c = {.names = {"Content-Type"}, .values = {"application/json"}};
     struct fake_req *f;
 
     (void)state;
@@ -592,7 +624,7 @@ static void test_vote_suspends_then_report_resumes_to_202(void **state)
 
 static void test_vote_expired_is_503_and_the_late_report_is_ignored(void **state)
 {
-    struct fake_conn c = {{"Content-Type"}, {"application/json"}};
+    struct fake_conn c = {.names = {"Content-Type"}, .values = {"application/json"}};
     struct fake_req *f;
     char *text;
 
@@ -617,8 +649,10 @@ static void test_vote_expired_is_503_and_the_late_report_is_ignored(void **state
 
 static void test_cors_preflight_and_allowed_origin(void **state)
 {
-    struct fake_conn pre = {{"Origin", "Host"}, {"https://app.example", "api.example"}};
-    struct fake_conn foreign = {{"Origin", "Host"}, {"https://evil.example", "api.example"}};
+    struct fake_conn pre = {.names = {"Origin", "Host"},
+                            .values = {"https://app.example", "api.example"}};
+    struct fake_conn foreign = {.names = {"Origin", "Host"},
+                                .values = {"https://evil.example", "api.example"}};
     struct fake_req *f;
 
     (void)state;
@@ -642,7 +676,8 @@ static void test_cors_preflight_and_allowed_origin(void **state)
 
 static void test_without_cors_no_cors_headers(void **state)
 {
-    struct fake_conn pre = {{"Origin", "Host"}, {"https://app.example", "api.example"}};
+    struct fake_conn pre = {.names = {"Origin", "Host"},
+                            .values = {"https://app.example", "api.example"}};
     struct fake_req *f;
 
     (void)state;
@@ -655,7 +690,8 @@ static void test_without_cors_no_cors_headers(void **state)
 
 static void test_idempotency_key_new_claims_then_publishes(void **state)
 {
-    struct fake_conn c = {{"Content-Type", "Idempotency-Key"}, {"application/json", "k-new"}};
+    struct fake_conn c = {.names = {"Content-Type", "Idempotency-Key"},
+                          .values = {"application/json", "k-new"}};
     struct fake_req *f;
 
     (void)state;
@@ -674,7 +710,8 @@ static void test_idempotency_key_new_claims_then_publishes(void **state)
 
 static void test_idempotency_key_seen_is_replayed(void **state)
 {
-    struct fake_conn c = {{"Content-Type", "Idempotency-Key"}, {"application/json", "k-old"}};
+    struct fake_conn c = {.names = {"Content-Type", "Idempotency-Key"},
+                          .values = {"application/json", "k-old"}};
     static const char stored[] = "{\"status\":\"accepted\",\"event_id\":\"stored-one\"}\n";
     char hash[IDEM_HASH_HEX], old[1024];
     struct fake_req *f;
@@ -697,6 +734,138 @@ static void test_idempotency_key_seen_is_replayed(void **state)
     pthread_mutex_lock(&redis.lock);
     assert_int_equal(redis.sets, sets + 1);
     pthread_mutex_unlock(&redis.lock);
+    fake_free(f);
+}
+
+/* POST /events/vote is POST /votes: the same path to the publisher and the same 202. */
+static void test_events_vote_is_an_alias_of_post_votes(void **state)
+{
+    struct fake_conn c = {.names = {"Content-Type"}, .values = {"application/json"}};
+    struct fake_req *f;
+
+    (void)state;
+    f = run("POST", "/events/vote", &c, VOTE_JSON);
+    assert_int_equal(f->timeout_ms, 5000);
+    wait_wakes(f, 1);
+    handlers.resume(f->req, HTTP_WOKEN);
+    assert_string_equal(f->events, "suspend,wake,send 202,");
+    assert_non_null(strstr(f->last.body, "\"token\":\"vote_lock:7:2\""));
+    fake_free(f);
+
+    f = run("POST", "/events/vote", &c, "{\"user_id\":0,\"candidate_id\":2}");
+    assert_int_equal(f->last.status, 400);
+    assert_non_null(strstr(f->last.body, "user_id"));
+    assert_string_equal(f->events, "send 400,");
+    fake_free(f);
+}
+
+/* A type of the file: its own body check, its own topic, the vote's path to the 202. */
+static void test_events_of_a_file_type(void **state)
+{
+    struct fake_conn c = {.names = {"Content-Type"}, .values = {"application/json"}};
+    struct fake_req *f;
+
+    (void)state;
+    f = run("POST", "/events/poll_answer", &c, POLL_JSON);
+    assert_int_equal(f->timeout_ms, 5000);
+    wait_wakes(f, 1);
+    handlers.resume(f->req, HTTP_WOKEN);
+    assert_string_equal(f->events, "suspend,wake,send 202,");
+    assert_non_null(strstr(f->last.body, "\"token\":\"poll_answer:7:3\""));
+    fake_free(f);
+
+    f = run("POST", "/events/poll_answer", &c, "{\"poll_id\":7,\"user_id\":3,\"option_id\":99}");
+    assert_int_equal(f->last.status, 400);
+    assert_non_null(strstr(f->last.body, "option_id"));
+    assert_string_equal(f->events, "send 400,");
+    fake_free(f);
+
+    /* A vote's body is not a poll answer. */
+    f = run("POST", "/events/poll_answer", &c, VOTE_JSON);
+    assert_int_equal(f->last.status, 400);
+    fake_free(f);
+
+    f = run("GET", "/events/poll_answer/7", NULL, NULL);
+    assert_int_equal(f->last.status, 400);
+    assert_non_null(strstr(f->last.body, "wrong_key_length"));
+    fake_free(f);
+}
+
+static void test_events_unknown_type_and_wrong_method(void **state)
+{
+    struct fake_req *f;
+
+    (void)state;
+    f = run("POST", "/events/polls", NULL, "{}");
+    assert_int_equal(f->last.status, 404);
+    assert_non_null(strstr(f->last.body, "\"types\":[\"vote\",\"poll_answer\"]"));
+    assert_string_equal(f->events, "send 404,");
+    fake_free(f);
+
+    f = run("PUT", "/events/vote", NULL, NULL);
+    assert_int_equal(f->last.status, 405);
+    assert_string_equal(f->last.allow, "POST");
+    fake_free(f);
+
+    f = run("DELETE", "/events/vote/counts", NULL, NULL);
+    assert_int_equal(f->last.status, 405);
+    assert_string_equal(f->last.allow, "GET");
+    fake_free(f);
+
+    f = run("GET", "/events/vote/1/x", NULL, NULL);
+    assert_int_equal(f->last.status, 400);
+    assert_non_null(strstr(f->last.body, "candidate_id"));
+    fake_free(f);
+}
+
+/* A counts query is checked at header time; a good one needs the database. */
+static void test_events_counts_query_checked_first(void **state)
+{
+    struct fake_conn bad = {.args = {"by"}, .arg_values = {"user_id"}};
+    struct fake_conn filter = {.args = {"by", "user_id"}, .arg_values = {"candidate_id", "x"}};
+    struct fake_conn good = {.args = {"by", "user_id"}, .arg_values = {"candidate_id", "7"}};
+    struct fake_req *f;
+
+    (void)state;
+    f = run("GET", "/events/vote/counts", &bad, NULL);
+    assert_int_equal(f->last.status, 400);
+    assert_non_null(strstr(f->last.body, "invalid_by"));
+    assert_non_null(strstr(f->last.body, "candidate_id"));
+    fake_free(f);
+
+    f = run("GET", "/events/vote/counts", &filter, NULL);
+    assert_int_equal(f->last.status, 400);
+    assert_non_null(strstr(f->last.body, "user_id"));
+    fake_free(f);
+
+    f = run("GET", "/events/vote/counts", &good, NULL);
+    assert_int_equal(f->last.status, 503);
+    assert_non_null(strstr(f->last.body, "not_configured"));
+    assert_string_equal(f->events, "send 503,");
+    fake_free(f);
+
+    f = run("GET", "/events/vote/7/2", NULL, NULL);
+    assert_int_equal(f->last.status, 503);
+    assert_non_null(strstr(f->last.body, "not_configured"));
+    fake_free(f);
+}
+
+static void test_events_cors_preflight(void **state)
+{
+    struct fake_conn pre = {.names = {"Origin", "Host"},
+                            .values = {"https://app.example", "api.example"}};
+    struct fake_req *f;
+
+    (void)state;
+    f = run("OPTIONS", "/events/vote", &pre, NULL);
+    assert_int_equal(f->last.status, 204);
+    assert_string_equal(f->last.acao, "https://app.example");
+    assert_string_equal(f->last.allow, "POST");
+    fake_free(f);
+
+    f = run("OPTIONS", "/events/vote/counts", &pre, NULL);
+    assert_int_equal(f->last.status, 204);
+    assert_string_equal(f->last.allow, "GET");
     fake_free(f);
 }
 
@@ -725,6 +894,14 @@ int main(void)
                                         routes_idem_gone),
         cmocka_unit_test_setup_teardown(test_idempotency_key_seen_is_replayed, routes_idem,
                                         routes_idem_gone),
+        cmocka_unit_test_setup_teardown(test_events_vote_is_an_alias_of_post_votes, routes_plain,
+                                        routes_gone),
+        cmocka_unit_test_setup_teardown(test_events_unknown_type_and_wrong_method, routes_plain,
+                                        routes_gone),
+        cmocka_unit_test_setup_teardown(test_events_of_a_file_type, routes_plain, routes_gone),
+        cmocka_unit_test_setup_teardown(test_events_counts_query_checked_first, routes_plain,
+                                        routes_gone),
+        cmocka_unit_test_setup_teardown(test_events_cors_preflight, routes_cors, routes_gone),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
