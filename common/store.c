@@ -994,6 +994,21 @@ static int identity_uuid(struct store *s, char *id, size_t size, char *errstr, s
     return 1;
 }
 
+/* "/<database name>", then "#<id>" when there is one: -1 when it does not fit. */
+static int identity_tail(char *out, size_t size, size_t *len, const char *dbname, const char *id)
+{
+    if (id_append(out, size, len, "/") != 0 || id_append(out, size, len, dbname) != 0)
+        return -1;
+    if (!id)
+        return 0;
+    /* '#' is escaped in the name above, so the id's part is unambiguous. */
+    if (*len + 1 >= size)
+        return -1;
+    out[(*len)++] = '#';
+    out[*len] = '\0';
+    return id_append(out, size, len, id);
+}
+
 int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t errsize)
 {
     static const char what[] = "PostgreSQL";
@@ -1034,18 +1049,8 @@ int store_identity(struct store *s, char *out, size_t size, char *errstr, size_t
             id_append(out, size, &len, port ? port : "") != 0)
             goto too_long;
     }
-    if (id_append(out, size, &len, "/") != 0 ||
-        id_append(out, size, &len, PQgetvalue(db, 0, 0)) != 0)
+    if (identity_tail(out, size, &len, PQgetvalue(db, 0, 0), got == 0 ? id : NULL) != 0)
         goto too_long;
-    /* '#' is escaped in the name above, so the id's part is unambiguous. */
-    if (got == 0) {
-        if (len + 1 >= size)
-            goto too_long;
-        out[len++] = '#';
-        out[len] = '\0';
-        if (id_append(out, size, &len, id) != 0)
-            goto too_long;
-    }
     s->failure = STORE_FAIL_NONE;
     rc = 0;
     goto out;
