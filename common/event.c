@@ -643,6 +643,27 @@ int event_path_token(const struct evtype *t, const char *const *parts, size_t n,
     return 0;
 }
 
+int event_field_text(const struct evtype *t, size_t field, const char *text, char *out, size_t size,
+                     char *detail, size_t detailsize)
+{
+    char buf[EVTYPE_TEXT_MAX], num[24];
+    enum event_err err;
+    struct event ev;
+    const char *s;
+
+    event_init(&ev, t, buf);
+    if (path_part(&t->fields[field], text, &ev, field, detail, detailsize) != 0)
+        return -1;
+    if (!(s = event_str(&ev, field))) {
+        num[put_i64(num, ev.v[field])] = '\0';
+        s = num;
+    }
+    if (util_strlcpy(out, s, size) >= size)
+        return fail(&err, EVENT_ERR_VALUE, detail, detailsize, "\"%s\" is too long",
+                    t->fields[field].name);
+    return 0;
+}
+
 /* Append n bytes at *at if they fit before end; 0 when they did not. */
 static int put(char **at, const char *end, const char *s, size_t n)
 {

@@ -35,6 +35,10 @@
  *   event_path_token(type, parts, n, token, size, detail, dsize)
  *       the token of one key given as text (a status path's segments):
  *       0, or -1 with the field's problem in detail
+ *   event_field_text(type, i, text, out, size, detail, dsize)
+ *       one field's value given as text (a query parameter): checked as its
+ *       JSON value would be, its canonical text into out; 0, or -1 with the
+ *       field's problem in detail
  *   event_int(&ev, i), event_str(&ev, i) field i's value (event_str: a string
  *       or an enum's string; NULL for a number)
  *   event_vote(&ev, u, c)                a vote (type, fields, token)
@@ -106,6 +110,8 @@ int event_encode(const struct event *ev, char *buf, size_t size);
 int event_make_token(struct event *ev);
 int event_path_token(const struct evtype *t, const char *const *parts, size_t n, char *token,
                      size_t size, char *detail, size_t detailsize);
+int event_field_text(const struct evtype *t, size_t field, const char *text, char *out, size_t size,
+                     char *detail, size_t detailsize);
 int64_t event_int(const struct event *ev, size_t field);
 const char *event_str(const struct event *ev, size_t field);
 void event_vote(struct event *ev, int64_t user_id, int64_t candidate_id);

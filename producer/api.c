@@ -469,29 +469,6 @@ int api_event(const struct evtype *t, const char *body, size_t len, int overflow
 
 /* ---- GET /events/{type}/counts' query ------------------------------------ */
 
-int api_field_value(const struct evtype *t, int field, const char *text, char *out, size_t size,
-                    char *detail, size_t detailsize)
-{
-    /*
-     * As the key of a one-field copy of t, the text is checked by event.c as
-     * a key part is, and the token after the empty prefix and its ':' is the
-     * value's canonical form.
-     */
-    struct evtype one = *t;
-    char token[EVENT_TOKEN_LEN];
-
-    one.token_prefix[0] = '\0';
-    one.nkey = 1;
-    one.key[0] = field;
-    if (event_path_token(&one, &text, 1, token, sizeof(token), detail, detailsize) != 0)
-        return -1;
-    if (util_strlcpy(out, token + 1, size) >= size) {
-        snprintf(detail, detailsize, "\"%s\" is too long", t->fields[field].name);
-        return -1;
-    }
-    return 0;
-}
-
 static int is_counts_field(const struct evtype *t, int f)
 {
     for (size_t i = 0; i < t->ncounts; i++)
@@ -534,8 +511,8 @@ static int add_filter(const struct evtype *t, const char *name, const char *valu
         api_error(r, 400, "duplicate_parameter", detail);
         return 1;
     }
-    if (api_field_value(t, f, value, q->where[f].value, sizeof(q->where[f].value), detail,
-                        sizeof(detail)) != 0) {
+    if (event_field_text(t, (size_t)f, value, q->where[f].value, sizeof(q->where[f].value), detail,
+                         sizeof(detail)) != 0) {
         api_error(r, 400, "invalid_filter", detail);
         return 1;
     }

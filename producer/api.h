@@ -57,8 +57,6 @@
  *       GET /events/{type}/counts: by=FIELD (one of the type's counts fields)
  *       and FIELD=VALUE equality filters (checked as a key part would be):
  *       0 = reply.counts is set, 1 = reply is a 400 naming the parameter
- *   api_field_value(type, field, text, out, size, detail, dsize)   one field's
- *       value given as text, checked and in its canonical form ("007" -> "7")
  *
  * The builders of a 2xx answer set reply.status and reply.body only, never
  * reply.action (routes.c's Cache-Control follows the action).
@@ -140,8 +138,6 @@ int api_event(const struct evtype *t, const char *body, size_t len, int overflow
               const struct api_candidates *candidates, int64_t user, struct api_reply *r);
 int api_counts_query(const struct evtype *t, const char *const *names, const char *const *values,
                      size_t n, struct api_reply *r);
-int api_field_value(const struct evtype *t, int field, const char *text, char *out, size_t size,
-                    char *detail, size_t detailsize);
 int api_vote(const char *body, size_t len, int overflow, size_t max_body,
              const struct api_candidates *candidates, int64_t user, struct api_reply *r);
 int api_candidates_parse(const char *spec, struct api_candidates *c, char *errstr, size_t errsize);

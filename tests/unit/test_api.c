@@ -824,13 +824,13 @@ static void test_field_value(void **state)
     char out[EVTYPE_STRING_MAX + 1], detail[256];
 
     (void)state;
-    assert_int_equal(api_field_value(&t, 0, "abc", out, sizeof(out), detail, sizeof(detail)), 0);
+    assert_int_equal(event_field_text(&t, 0, "abc", out, sizeof(out), detail, sizeof(detail)), 0);
     assert_string_equal(out, "abc");
-    assert_int_equal(api_field_value(&t, 0, "a:b", out, sizeof(out), detail, sizeof(detail)), -1);
+    assert_int_equal(event_field_text(&t, 0, "a:b", out, sizeof(out), detail, sizeof(detail)), -1);
     assert_non_null(strstr(detail, "post"));
-    assert_int_equal(api_field_value(&t, 1, "12", out, sizeof(out), detail, sizeof(detail)), 0);
+    assert_int_equal(event_field_text(&t, 1, "12", out, sizeof(out), detail, sizeof(detail)), 0);
     assert_string_equal(out, "12");
-    assert_int_equal(api_field_value(&t, 1, "-1", out, sizeof(out), detail, sizeof(detail)), -1);
+    assert_int_equal(event_field_text(&t, 1, "-1", out, sizeof(out), detail, sizeof(detail)), -1);
     assert_non_null(strstr(detail, "user_id"));
 }
 
