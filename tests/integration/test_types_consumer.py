@@ -333,3 +333,31 @@ def test_long_keys_that_differ_late_are_two_rows(bins, env, db, prefix, tmp_path
         s, _ = consume_type(bins, env, db, prefix, path, type_name="tag", group=group)
         assert s["inserted"] == 1, s
     assert sorted(r[0] for r in db.rows("select label from tags")) == labels
+
+
+def test_the_users_own_table_with_a_check_and_a_foreign_key(bins, env, db, prefix, tmp_path):
+    """A poll_answers table the user made, with the columns the type needs plus a CHECK and
+    a foreign key to their polls: migrate accepts it as it is, a refused row is dead-lettered
+    with PostgreSQL's reason and the rest of its batch is recorded."""
+    with psycopg.connect(db.url, autocommit=True) as c:
+        c.execute("create table polls (id bigint primary key)")
+        c.execute("insert into polls values (1), (2)")
+        c.execute("create table poll_answers (id bigserial primary key, "
+                  "token text not null unique, poll_id bigint not null references polls(id), "
+                  "user_id bigint not null, option_id bigint not null check (option_id <> 13), "
+                  "event_id uuid not null, kafka_partition int, kafka_offset bigint, "
+                  "created_at timestamptz not null default now())")
+    topic = unique("t_poll")
+    create_topic(env, topic)
+    types = types_file(tmp_path, topic)
+    r = migrate(bins, db, types)
+    assert r.returncode == 0, r.stderr
+    good = [answer(1, u, 1 + u % 5) for u in range(1, 21)]
+    refused = {answer(1, 99, 13): "23514", answer(3, 99, 1): "23503"}  # CHECK, foreign key
+    produce(env, topic, good + list(refused))
+    s, _ = consume_type(bins, env, db, prefix, types)
+    assert s["inserted"] == 20 and s["dead_lettered"] == 2, s
+    assert poll_count(db) == 20
+    dead = consume_all(env, f"{topic}.dlq", expected=2)
+    assert {m.value: m.headers["tadak-sqlstate"].decode() for m in dead} == refused
+    assert all(m.headers["tadak-error"].decode() == "rejected_by_database" for m in dead)
