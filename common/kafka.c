@@ -78,3 +78,9 @@ const char *kafka_reach_hint(const char *brokers)
                "local stack run eval \"$(scripts/stack env)\" first";
     return "--brokers or KAFKA_BOOTSTRAP_SERVERS";
 }
+
+int kafka_err_is_outage(int err)
+{
+    return err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+           err == RD_KAFKA_RESP_ERR__RESOLVE;
+}

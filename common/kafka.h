@@ -23,6 +23,9 @@
 
 #include "config.h"
 
+/* An outage's error lines again, at most this often, while it lasts (log_every_due). */
+#define KAFKA_OUTAGE_LOG_EVERY_MS 30000
+
 /* Kafka's standard port, not the local stack's (scripts/stack env prints that). */
 #define KAFKA_DEFAULT_BROKERS "127.0.0.1:9092"
 
@@ -43,5 +46,10 @@ rd_kafka_t *kafka_new(rd_kafka_type_t type, rd_kafka_conf_t **conf, const char *
  * for the built-in default, the local stack's environment.
  */
 const char *kafka_reach_hint(const char *brokers);
+/*
+ * 1 for the errors of brokers that cannot be reached (transport, resolve,
+ * all brokers down), which librdkafka repeats with every failed reconnect.
+ */
+int kafka_err_is_outage(int err);
 
 #endif

@@ -462,3 +462,15 @@ static void emit(enum log_level level, const char *msg, const char *kvfmt, va_li
     l.buf[l.n++] = '\n';
     fwrite(l.buf, 1, l.n, stderr);
 }
+
+int log_every_due(struct log_every *e, int64_t now_ms, int64_t every_ms, int64_t *held)
+{
+    if (e->at && now_ms - e->at < every_ms) {
+        e->held++;
+        return 0;
+    }
+    e->at = now_ms;
+    *held = e->held;
+    e->held = 0;
+    return 1;
+}

@@ -20,6 +20,8 @@
 #ifndef TADAK_LOG_H
 #define TADAK_LOG_H
 
+#include <stdint.h>
+
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 extern int log_level_current;
@@ -29,6 +31,23 @@ int log_parse_level(const char *name, enum log_level *out);
 void log_emit(enum log_level level, const char *msg, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_emit_msg(enum log_level level, const char *msg); /* a record without a tail */
+
+/*
+ * A line that repeats while a condition lasts (every failed reconnect of an
+ * outage): the first is due at once, then one every every_ms at most; *held
+ * is how many were held back since the last one due. Not thread-safe: one
+ * per thread that logs it.
+ *
+ *   static struct log_every down;
+ *   int64_t held;
+ *   if (log_every_due(&down, util_now_ms(), 30000, &held))
+ *       log_warn("brokers down", "repeated=%" PRId64, held);
+ */
+struct log_every {
+    int64_t at; /* when the last due one was, 0: never */
+    int64_t held;
+};
+int log_every_due(struct log_every *e, int64_t now_ms, int64_t every_ms, int64_t *held);
 
 #define log_at(lvl, ...)                                                                           \
     do {                                                                                           \

@@ -24,6 +24,7 @@ struct dlq {
     size_t inflight;
     dlq_done_fn done; /* set for the duration of dlq_poll() */
     void *done_arg;
+    struct log_every outage_log; /* brokers down, logged again every 30 s at most */
 };
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -36,12 +37,19 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         d->done(d->done_arg, (uint64_t)(uintptr_t)m->_private, m->err);
 }
 
+/* Served by dlq_poll, on the round's thread. */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
+    struct dlq *d = opaque;
+    int64_t held;
+
     (void)rk;
-    (void)opaque;
-    log_warn("dead-letter producer error", "error=%s detail=\"%s\"",
-             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    if (!kafka_err_is_outage(err))
+        log_warn("dead-letter producer error", "error=%s detail=\"%s\"",
+                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    else if (log_every_due(&d->outage_log, util_now_ms(), KAFKA_OUTAGE_LOG_EVERY_MS, &held))
+        log_warn("dead-letter producer error", "error=%s detail=\"%s\" repeated=%" PRId64,
+                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason, held);
 }
 
 struct dlq *dlq_new(const char *brokers, const struct config_kv *extra, const char *topic,

@@ -32,6 +32,7 @@
 #define TOPIC_CHECK_MS      500
 #define HELD_BACKOFF_MIN_MS 250
 #define HELD_BACKOFF_MAX_MS 1000
+#define COMMIT_WAIT_MS      5000 /* longest wait for a commit's answer */
 /*
  * librdkafka's prefetch: up to PREFETCH_BATCHES batches of messages, at most
  * PREFETCH_KB in its queue and PARTITION_FETCH_KB per partition a fetch; a
@@ -65,9 +66,11 @@ struct group {
     int joined;   /* got an assignment at least once */
     int assigned; /* holds an assignment (maybe empty): idle time counts */
     int64_t started_at, active_at, unassigned_since, next_lag_at;
-    int fatal;               /* a fatal Kafka error was logged: do not commit */
-    int instance_held;       /* ... UNRELEASED_INSTANCE_ID before any assignment */
-    int64_t held_backoff_ms; /* between tries to take our --instance-id */
+    int fatal;                   /* a fatal Kafka error was logged: do not commit */
+    int unreachable;             /* a commit timed out: do not wait on the close */
+    struct log_every outage_log; /* "Kafka error" for brokers down, held back */
+    int instance_held;           /* ... UNRELEASED_INSTANCE_ID before any assignment */
+    int64_t held_backoff_ms;     /* between tries to take our --instance-id */
 
     struct metric *paused;
 };
@@ -195,11 +198,68 @@ void group_store_offsets(struct group *g)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static void commit_sync(struct group *g)
+/*
+ * Commit the stored offsets and wait for the coordinator's answer, at most
+ * COMMIT_WAIT_MS: librdkafka's own synchronous commit waits without a bound,
+ * and with the brokers gone that held a SIGTERM for 45-90 s. Offsets left
+ * uncommitted cost duplicates (the next owner reads those messages again and
+ * Redis or PostgreSQL stops them), never a vote. 0 when committed (or there
+ * was nothing to commit), -1 when not; -1 after a timeout also marks the
+ * group unreachable, so the close does not wait for it again.
+ */
+/*
+ * Nothing to commit sent nothing, so it says nothing of the coordinator:
+ * ask it for our committed offsets instead, by the same deadline. A
+ * timeout marks the group unreachable.
+ */
+static rd_kafka_resp_err_t coordinator_probe(struct group *g, int64_t deadline)
 {
-    rd_kafka_resp_err_t err = rd_kafka_commit(g->rk, NULL, 0);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        log_warn("offset commit failed", "error=%s", rd_kafka_err2name(err));
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_assignment(g->rk, &parts);
+    int64_t left = deadline - util_now_ms();
+
+    if (!err && parts->cnt > 0)
+        err = rd_kafka_committed(g->rk, parts, left > 0 ? (int)left : 1);
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    if (err == RD_KAFKA_RESP_ERR__TIMED_OUT)
+        g->unreachable = 1;
+    return err;
+}
+
+static int commit_sync(struct group *g)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(g->rk);
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(g->rk, NULL, q, NULL, NULL);
+    int64_t deadline = util_now_ms() + COMMIT_WAIT_MS;
+
+    while (!err) { /* until the commit's answer: rd_kafka_event_error says how it went */
+        int64_t left = deadline - util_now_ms();
+        rd_kafka_event_t *ev = left > 0 ? rd_kafka_queue_poll(q, (int)left) : NULL;
+
+        if (!ev) {
+            err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+            g->unreachable = 1;
+            break;
+        }
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+            err = rd_kafka_event_error(ev);
+            rd_kafka_event_destroy(ev);
+            break;
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        err = coordinator_probe(g, deadline);
+    if (!err)
+        return 0;
+    log_warn("offset commit failed",
+             "error=%s waited_ms=%" PRId64
+             " hint=\"the next owner reads the uncommitted messages again; Redis or PostgreSQL "
+             "stops them as duplicates\"",
+             rd_kafka_err2name(err), util_now_ms() - (deadline - COMMIT_WAIT_MS));
+    return -1;
 }
 
 /* ------------------------------------------------------------ rebalance */
@@ -323,6 +383,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct group *g = opaque;
     char why[512];
+    int64_t held;
 
     (void)rk;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -331,9 +392,12 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     } else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
         log_error("Kafka authentication failed", "detail=\"%s\"", reason);
         g->fatal = 1;
-    } else {
+    } else if (!kafka_err_is_outage(err)) {
         log_warn("Kafka error", "error=%s detail=\"%s\"",
                  rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    } else if (log_every_due(&g->outage_log, util_now_ms(), KAFKA_OUTAGE_LOG_EVERY_MS, &held)) {
+        log_warn("Kafka error", "error=%s detail=\"%s\" repeated=%" PRId64,
+                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason, held);
     }
 }
 
@@ -729,16 +793,32 @@ int group_idle_check(struct group *g, int64_t now, int busy)
 /*
  * Leave the group: the settled offsets stored and committed (unless Kafka
  * failed fatally: the handle can commit nothing), the queue destroyed before
- * the close, which serves the consumer queue.
+ * the close, which serves the consumer queue. When the commit's answer did
+ * not come (COMMIT_WAIT_MS), the close is skipped: it would wait as long
+ * again for librdkafka's own final commit (group_left_running).
  */
 void group_close(struct group *g)
 {
     group_store_offsets(g);
+    g->unreachable = 0; /* a revoke's commit that timed out earlier says nothing of now */
     if (!g->fatal)
         commit_sync(g);
     rd_kafka_queue_destroy(g->cq);
     g->cq = NULL;
-    rd_kafka_consumer_close(g->rk);
+    if (!g->unreachable)
+        rd_kafka_consumer_close(g->rk);
+}
+
+/*
+ * A commit the coordinator did not answer in time: the close skipped
+ * rd_kafka_consumer_close, and destroying the handle would join librdkafka's
+ * main thread, which waits (45 s and more) for commits queued on a
+ * coordinator that is gone. group_free leaves the handle running; the
+ * process exits without joining its threads (main).
+ */
+int group_left_running(const struct group *g)
+{
+    return g && g->unreachable;
 }
 
 void group_free(struct group *g)
@@ -747,7 +827,7 @@ void group_free(struct group *g)
         return;
     if (g->cq)
         rd_kafka_queue_destroy(g->cq);
-    if (g->rk)
+    if (g->rk && !g->unreachable)
         rd_kafka_destroy(g->rk);
     free(g->parts);
     free(g->pstate);

@@ -22,7 +22,8 @@
  *   group_fatal(g)                  1 after a fatal Kafka error
  *   rc = group_rejoin(g)            after one: 0 joined again, 1 a signal, GROUP_FATAL
  *   group_close(g)                  store, commit (unless Kafka failed), leave
- *   group_free(g)
+ *   group_left_running(g)           1 when the close gave up on an unreachable Kafka
+ *   group_free(g)                   (then librdkafka's threads are left to the exit)
  *
  * The group borrows opts, the offsets table and metrics.
  */
@@ -71,6 +72,7 @@ int group_idle_check(struct group *g, int64_t now, int busy);
 int group_fatal(const struct group *g);
 int group_rejoin(struct group *g);
 void group_close(struct group *g);
+int group_left_running(const struct group *g);
 void group_free(struct group *g);
 
 #endif

@@ -20,6 +20,7 @@
 #include "store.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 /*
  * The Redis gate, or NULL (logged). Redis down at start is an outage like
@@ -52,7 +53,7 @@ int main(int argc, char **argv)
     struct store *store = NULL;
     struct pipeline *p = NULL;
     char err[512], dbid[256];
-    int rc = options_load(&o, argc, argv, err, sizeof(err)), status = 1;
+    int rc = options_load(&o, argc, argv, err, sizeof(err)), status = 1, left_running = 0;
 
     if (rc != 0) {
         if (rc < 0)
@@ -96,11 +97,17 @@ int main(int argc, char **argv)
     rc = pipeline_run(p);
     status = rc == 0 ? 0 : rc == PIPELINE_NOT_JOINED ? 3 : 1;
     pipeline_print_summary(p, stdout);
+    left_running = pipeline_left_running(p);
 out:
     pipeline_free(p);
     gate_free(gate);
     store_free(store);
     metrics_free(metrics);
     options_free(&o);
+    if (left_running) {
+        /* Kafka gone at the close: do not wait for librdkafka's threads (group.h). */
+        fflush(NULL);
+        _exit(status);
+    }
     return status;
 }

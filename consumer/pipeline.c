@@ -1033,6 +1033,11 @@ void pipeline_print_summary(const struct pipeline *p, FILE *out)
     fflush(out);
 }
 
+int pipeline_left_running(const struct pipeline *p)
+{
+    return p && group_left_running(p->group);
+}
+
 void pipeline_free(struct pipeline *p)
 {
     if (!p)

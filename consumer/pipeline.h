@@ -7,6 +7,8 @@
  *                             (PIPELINE_FATAL), or no assignment within
  *                             --join-timeout-s under --idle-exit (PIPELINE_NOT_JOINED)
  *   pipeline_print_summary(p, stdout);   the one-line JSON totals
+ *   pipeline_left_running(p)  1: Kafka was unreachable at the close, its threads
+ *                             still run; the caller exits with _exit (group.h)
  *   pipeline_free(p);
  *
  * The pipeline borrows gate, store and metrics; it owns the Kafka consumer
@@ -31,6 +33,7 @@ struct pipeline *pipeline_new(const struct consumer_opts *o, struct gate *gate, 
                               struct metrics *metrics, char *errstr, size_t errsize);
 int pipeline_run(struct pipeline *p);
 void pipeline_print_summary(const struct pipeline *p, FILE *out);
+int pipeline_left_running(const struct pipeline *p);
 void pipeline_free(struct pipeline *p);
 
 #endif

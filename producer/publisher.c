@@ -154,9 +154,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     char cause[512] = "";
     rd_kafka_resp_err_t orig;
 
-    if (atomic_load(&k->reaching) &&
-        (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
-         err == RD_KAFKA_RESP_ERR__RESOLVE))
+    if (atomic_load(&k->reaching) && kafka_err_is_outage(err))
         return;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         int64_t now = util_now_ms(), at = atomic_load(&k->down_logged_at);

@@ -385,6 +385,24 @@ static void test_message_is_escaped(void **state)
     assert_string_equal(value_of(&rec, "msg"), forged);
 }
 
+/* A repeating line: the first at once, then one per period saying how many were held. */
+static void test_log_every_holds_repeats_back(void **state)
+{
+    struct log_every e = {0};
+    int64_t held = -1;
+
+    (void)state;
+    assert_int_equal(log_every_due(&e, 1000, 30000, &held), 1);
+    assert_int_equal(held, 0);
+    for (int64_t t = 1100; t < 31000; t += 100)
+        assert_int_equal(log_every_due(&e, t, 30000, &held), 0);
+    assert_int_equal(log_every_due(&e, 31000, 30000, &held), 1);
+    assert_int_equal(held, 299);
+    assert_int_equal(log_every_due(&e, 31001, 30000, &held), 0);
+    assert_int_equal(log_every_due(&e, 90000, 30000, &held), 1);
+    assert_int_equal(held, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -395,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_passwords_in_urls_are_redacted),
         cmocka_unit_test(test_long_values_keep_the_line_whole),
         cmocka_unit_test(test_message_is_escaped),
+        cmocka_unit_test(test_log_every_holds_repeats_back),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }
