@@ -45,6 +45,26 @@ static struct gate *gate_open(const struct consumer_opts *o, const char *dbid)
     return gate;
 }
 
+/* The consumer loop to its end: the exit status, and the summary printed. */
+static int run(struct pipeline *p, int *left_running)
+{
+    int rc = pipeline_run(p);
+
+    pipeline_print_summary(p, stdout);
+    *left_running = pipeline_left_running(p);
+    return rc == 0 ? 0 : rc == PIPELINE_NOT_JOINED ? 3 : 1;
+}
+
+/* Kafka gone at the close: exit without waiting for librdkafka's threads (group.h). */
+static int leave(int status, int left_running)
+{
+    if (left_running) {
+        fflush(NULL);
+        _exit(status);
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     struct consumer_opts o;
@@ -94,20 +114,12 @@ int main(int argc, char **argv)
         log_error("cannot start", "error=\"%s\"", err);
         goto out;
     }
-    rc = pipeline_run(p);
-    status = rc == 0 ? 0 : rc == PIPELINE_NOT_JOINED ? 3 : 1;
-    pipeline_print_summary(p, stdout);
-    left_running = pipeline_left_running(p);
+    status = run(p, &left_running);
 out:
     pipeline_free(p);
     gate_free(gate);
     store_free(store);
     metrics_free(metrics);
     options_free(&o);
-    if (left_running) {
-        /* Kafka gone at the close: do not wait for librdkafka's threads (group.h). */
-        fflush(NULL);
-        _exit(status);
-    }
-    return status;
+    return leave(status, left_running);
 }
