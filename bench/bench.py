@@ -460,10 +460,13 @@ def run_wrk(port, conns, seconds, tokens=None):
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     bad = re.search(r"non-202 answers: (\d+)", out)
+    # Requests not answered within wrk's 2 s: a stalled connection shows here.
+    late = re.search(r"Socket errors:.*timeout (\d+)", out)
     if not (rps and p50 and p99 and bad):
         die(f"cannot read wrk's output:\n{out}")
     return {"requests_per_s": float(rps.group(1)), "p50_ms": parse_duration_ms(p50.group(1)),
-            "p99_ms": parse_duration_ms(p99.group(1)), "non_202": int(bad.group(1))}
+            "p99_ms": parse_duration_ms(p99.group(1)), "non_202": int(bad.group(1)),
+            "timeouts": int(late.group(1)) if late else 0}
 
 
 @contextlib.contextmanager
@@ -685,6 +688,8 @@ def report(args, run_id, when, R):
             summary([p["requests_per_s"] for p in H[c]]), "/s", prod_c, "Kafka produce")
         row(f"HTTP, {c} connections: latency p50", summary([p["p50_ms"] for p in H[c]]), " ms")
         row(f"HTTP, {c} connections: latency p99", summary([p["p99_ms"] for p in H[c]]), " ms")
+        row(f"HTTP, {c} connections: requests unanswered after 2 s (wrk timeouts)",
+            summary([p.get("timeouts", 0) for p in H[c]]))
     row("HTTP: producer peak RSS", summary([R["http_rss"]]) if R["http_rss"] else None, " MiB")
     EG = R.get("edge") or {}
     plain = summary([p["requests_per_s"] for p in EG.get("plain", [])])

@@ -5,7 +5,7 @@
  * libmicrohttpd takes an access handler and nginx its phase handlers.
  *
  * The core owns: the listening socket and its thread (acceptor.h), two MHD
- * worker threads (epoll), the whole-request deadline (guard.h: a request
+ * worker threads (poll, see daemon_start), the whole-request deadline (guard.h: a request
  * must arrive whole within opts.request_timeout_ms, so slow clients cannot
  * hold connections), the per-address cap (conncap.h, opts.per_ip_limit), the
  * body (kept as it arrives up to opts.max_body, never its declared size up
