@@ -199,15 +199,6 @@ void group_store_offsets(struct group *g)
 }
 
 /*
- * Commit the stored offsets and wait for the coordinator's answer, at most
- * COMMIT_WAIT_MS: librdkafka's own synchronous commit waits without a bound,
- * and with the brokers gone that held a SIGTERM for 45-90 s. Offsets left
- * uncommitted cost duplicates (the next owner reads those messages again and
- * Redis or PostgreSQL stops them), never a vote. 0 when committed (or there
- * was nothing to commit), -1 when not; -1 after a timeout also marks the
- * group unreachable, so the close does not wait for it again.
- */
-/*
  * Nothing to commit sent nothing, so it says nothing of the coordinator:
  * ask it for our committed offsets instead, by the same deadline. A
  * timeout marks the group unreachable.
@@ -227,7 +218,18 @@ static rd_kafka_resp_err_t coordinator_probe(struct group *g, int64_t deadline)
     return err;
 }
 
-static int commit_sync(struct group *g)
+/*
+ * Commit the stored offsets and wait for the coordinator's answer, at most
+ * COMMIT_WAIT_MS: librdkafka's own synchronous commit waits without a bound,
+ * and with the brokers gone that held a SIGTERM for 45-90 s. Offsets left
+ * uncommitted cost duplicates (the next owner reads those messages again and
+ * Redis or PostgreSQL stops them), never a vote. 0 when committed (or there
+ * was nothing to commit), -1 when not; -1 after a timeout also marks the
+ * group unreachable, so the close does not wait for it again. probe: with
+ * nothing to commit, ask the coordinator anyway; the close only, since inside
+ * a rebalance callback that read waits for the rebalance, which waits for us.
+ */
+static int commit_sync(struct group *g, int probe)
 {
     rd_kafka_queue_t *q = rd_kafka_queue_new(g->rk);
     rd_kafka_resp_err_t err = rd_kafka_commit_queue(g->rk, NULL, q, NULL, NULL);
@@ -251,7 +253,7 @@ static int commit_sync(struct group *g)
     }
     rd_kafka_queue_destroy(q);
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
-        err = coordinator_probe(g, deadline);
+        err = probe ? coordinator_probe(g, deadline) : RD_KAFKA_RESP_ERR_NO_ERROR;
     if (!err)
         return 0;
     log_warn("offset commit failed",
@@ -310,7 +312,7 @@ static rd_kafka_error_t *on_revoke(struct group *g, rd_kafka_topic_partition_lis
     g->hooks.revoke(g->hooks.arg, parts, 1);
     group_store_offsets(g);
     if (!lost)
-        commit_sync(g);
+        commit_sync(g, 0);
     assignment_change(g, parts, 0);
     if (cooperative) {
         error = rd_kafka_incremental_unassign(g->rk, parts);
@@ -802,7 +804,7 @@ void group_close(struct group *g)
     group_store_offsets(g);
     g->unreachable = 0; /* a revoke's commit that timed out earlier says nothing of now */
     if (!g->fatal)
-        commit_sync(g);
+        commit_sync(g, 1);
     rd_kafka_queue_destroy(g->cq);
     g->cq = NULL;
     if (!g->unreachable)
