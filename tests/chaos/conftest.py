@@ -62,6 +62,10 @@ MODE = os.environ.get("TADAK_CHAOS", "reduced")
 if MODE not in ("reduced", "full"):
     raise pytest.UsageError(f"TADAK_CHAOS must be reduced or full, not {MODE!r}")
 FULL = MODE == "full"
+# Scenarios make test leaves to make chaos to stay under 20 minutes (each names what
+# covers it in the reduced set).
+full_only = pytest.mark.skipif(not FULL, reason="full set only (make chaos): make test's "
+                               "20 minutes")
 SEED = int(os.environ.get("TADAK_CHAOS_SEED") or random.SystemRandom().randrange(1, 2**31))
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",

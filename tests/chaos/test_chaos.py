@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import (CORPUS, FULL, consume_all, pause, produce, raise_fd_limit,
+from conftest import (CORPUS, FULL, consume_all, full_only, pause, produce, raise_fd_limit,
                       wait_for)
 
 # Sizes: full is `make chaos`; reduced keeps `make test` short.
@@ -104,7 +104,8 @@ def acked_tokens(path):
     return out
 
 
-@pytest.mark.parametrize("protocol", ["consumer", "classic"])
+# classic in the full set only: the consumer protocol is the default.
+@pytest.mark.parametrize("protocol", ["consumer", pytest.param("classic", marks=full_only)])
 def test_consumer_sigkill_recovery(scenario, protocol):
     """Two consumers with static identities under a steady stream. SIGKILL
     one: recovery_s is the time until every vote acknowledged before the kill
@@ -193,7 +194,8 @@ def test_redis_wiped_and_unreachable(scenario):
     assert v["rows"] == z["users"]
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+# Over TLS in the full set only: test_redis_tls covers the TLS connection in make test.
+@pytest.mark.parametrize("tls", [False, pytest.param(True, marks=full_only)], ids=["plain", "tls"])
 def test_redis_sigkill_repeatedly(scenario, tls):
     """Redis SIGKILLed in the middle of the consumer's pipelined writes, again
     and again: the writes fail with EPIPE (SIGPIPE is ignored), the gate

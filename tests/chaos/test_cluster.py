@@ -35,7 +35,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import CLUSTER_NODES, FULL, SANITIZER_MARKERS, count_lines, pause, unique, wait_for
+from conftest import CLUSTER_NODES, FULL, SANITIZER_MARKERS, full_only, count_lines, pause, unique, wait_for
 from test_chaos import (FINISH_S, JOIN_S, VoteClient, acked_tokens, assert_clean_exit, free_port,
                         http_ok, joined, start_serve)
 
@@ -164,10 +164,6 @@ class FatalWatch:
             f"serve did not recover from its fatal error within {FATAL_GRACE_S} s: " \
             f"{[ln for ln in self.srv.text().splitlines() if FATAL_MARK in ln][:1]}"
         assert self.rebuilds() == self.srv.text().count(FATAL_MARK), "a fatal error not rebuilt"
-
-
-full_only = pytest.mark.skipif(not FULL, reason="full set only (make chaos): the 20-minute "
-                               "budget of make test holds the reduced leader scenario alone")
 
 
 # ---------------------------------------------------------------- clients

@@ -31,7 +31,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import FULL, MODE, REPO, Scenario, itest, pause, verifier, wait_for
+from conftest import FULL, MODE, REPO, Scenario, full_only, itest, pause, verifier, wait_for
 
 FAILOVER = dict(users=3000, dup=3, rate=300) if FULL else dict(users=1000, dup=3, rate=200)
 PROMOTE_AFTER_S = 3
@@ -182,6 +182,7 @@ def kill_and_promote(s, c, before_kill=None):
     return killed_at
 
 
+@full_only  # the async failover runs in make test; the stack's sync commit is tested there too
 def test_failover_sync(ha_scenario):
     s, z = ha_scenario(sync=True), FAILOVER
     s.create_topic()

@@ -9,7 +9,7 @@ process records every acknowledged vote and exits 0 by itself (--idle-exit).
 """
 import time
 
-from conftest import FULL, wait_for
+from conftest import FULL, full_only, wait_for
 
 FINISH_S = 600  # as in test_chaos.py: the pipeline catches up (sanitizer build, 2 cores)
 
@@ -17,6 +17,7 @@ START = dict(users=3000, dup=3, rate=300, outage=10) if FULL else \
     dict(users=1000, dup=3, rate=200, outage=10)
 
 
+@full_only  # make test: test_consumer_startup's test_start_waits_for_postgresql
 def test_consumer_started_while_postgresql_stopped(scenario):
     s, z = scenario, START
     s.create_topic()

@@ -24,6 +24,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared" / "corpus" / "json-test-suite" / "test_parsing"
 
+# Tests make test leaves to make test-slow to stay under 20 minutes (each names what
+# covers its case in make test).
+slow = pytest.mark.skipif(os.environ.get("TADAK_SLOW") != "1",
+                          reason="slow: make test-slow (TADAK_SLOW=1)")
+
 
 def wait_for(cond, timeout=30.0, what="condition", interval=0.05):
     """Poll cond() until it returns a truthy value or the deadline passes."""

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import CORPUS, consume_all, create_topic, produce, run, unique, wait_for
+from conftest import CORPUS, consume_all, create_topic, produce, run, slow, unique, wait_for
 
 IDLE = "3"
 TIMEOUT = 120
@@ -197,6 +197,7 @@ def test_replay_into_fresh_group_inserts_nothing(bins, env, topic, db, prefix):
 
 # ---------------------------------------------------------------- 6. Redis wiped / down
 
+@slow  # make test: the chaos suite's test_redis_wiped_and_unreachable
 def test_redis_wiped_then_unreachable(bins, env, topic, db, prefix, redis_client):
     first = [(u, 2) for u in range(1, 101)]
     produce(env, topic, [vote(u, c) for u, c in first for _ in range(2)])

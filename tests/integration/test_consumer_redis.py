@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import fresh_database, free_port, produce, run, unique, wait_for
+from conftest import fresh_database, free_port, produce, run, slow, unique, wait_for
 from test_consumer import (Proxy, committed, consume, consumer_args, finish_logged, in_log,
                            start_logged, token, tokens_in, vote)
 
@@ -208,6 +208,7 @@ def stats_hash(redis_client, prefix, group):
     return {k.decode(): int(v) for k, v in redis_client.hgetall(prefix + STATS + group).items()}
 
 
+@slow  # make test: the chaos suite's test_redis_sigkill_repeatedly, and test_consumer's Redis outage
 def test_redis_cut_repeatedly_keeps_consumer_and_stats(bins, env, topic, db, prefix, tmp_path,
                                                         redis_client):
     rnd = random.Random(20260)

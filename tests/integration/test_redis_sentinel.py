@@ -14,11 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
-import os
-
 import pytest
 
-from conftest import produce, request, run, wait_for
+from conftest import produce, request, run, slow, wait_for
 from test_consumer import consumer_args, finish_logged, start_logged, token, vote
 from test_producer import Server
 
@@ -27,9 +25,7 @@ _spec = importlib.util.spec_from_file_location(
 rs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rs)
 
-# The slower variants run in `make test-slow`, not in make test's 20 minutes.
-slow = pytest.mark.skipif(os.environ.get("TADAK_SLOW") != "1",
-                          reason="slow: make test-slow (TADAK_SLOW=1)")
+# The slower variants run in `make test-slow` (conftest's slow), not in make test's 20 minutes.
 FAILOVER_DEADLINE = 60  # s: Sentinel's ~2-3 s, a reconnect a second, a busy machine
 
 
