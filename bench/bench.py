@@ -160,10 +160,10 @@ class Stack:
 
 # ------------------------------------------------------------ ceilings
 
-def pg_ceiling(stack, dbname, clients, seconds):
+def pg_ceiling(stack, dbname, clients, seconds, script=PGBENCH_SCRIPT):
     url = stack.create_db(dbname, SCRATCH_SQL)
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(PGBENCH_SCRIPT)
+        f.write(script)
     try:
         out = subprocess.run(
             ["pgbench", "-n", "-M", "extended", "-f", f.name, "-T", str(seconds),
